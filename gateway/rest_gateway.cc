@@ -1,0 +1,347 @@
+#include "gateway/rest_gateway.h"
+
+#include <map>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "gateway/http_status.h"
+#include "httplib.h"
+#include "server/input_schema.h"
+#include "server/json.h"
+#include "spdlog/spdlog.h"
+
+namespace cog {
+namespace {
+
+constexpr char kJson[] = "application/json";
+
+void Reply(httplib::Response& response, int status, const Json& body) {
+  response.status = status;
+  response.set_content(body.dump(), kJson);
+}
+
+void ReplyError(httplib::Response& response, const absl::Status& status) {
+  Reply(response, HttpStatusFor(status), ErrorBody(status));
+}
+
+Json SetupJson(const SetupReport& setup) {
+  Json out = Json::object();
+  if (setup.started_at) out["started_at"] = FormatTimestamp(*setup.started_at);
+  if (setup.completed_at) out["completed_at"] = FormatTimestamp(*setup.completed_at);
+  if (setup.started_at || !setup.logs.empty()) out["logs"] = setup.logs;
+  if (!setup.status.empty()) out["status"] = setup.status;
+  return out;
+}
+
+Json HealthJson(const HealthReport& report) {
+  Json out = Json::object();
+  out["status"] = HealthStatusName(report.status);
+  out["setup"] = SetupJson(report.setup);
+  out["concurrency"] = Json{{"max", report.concurrency_max}, {"current", report.concurrency_current}};
+  if (!report.user_healthcheck_error.empty()) {
+    out["user_healthcheck_error"] = report.user_healthcheck_error;
+  }
+  Json version = Json::object();
+  for (const auto& [key, value] : report.version) {
+    if (!value.empty()) version[key] = value;
+  }
+  out["version"] = std::move(version);
+  return out;
+}
+
+// A JSON body, or the 415 / 422 a Cog client expects instead.
+absl::StatusOr<Json> ParseBody(const httplib::Request& request) {
+  if (request.has_header("Content-Type")) {
+    const std::string type = absl::AsciiStrToLower(request.get_header_value("Content-Type"));
+    const std::string media = std::string(absl::StripAsciiWhitespace(type.substr(0, type.find(';'))));
+    if (media != "application/json") {
+      return absl::Status(absl::StatusCode::kFailedPrecondition,
+                          absl::StrCat("Unsupported Content-Type '", media,
+                                       "': send the request body as application/json"));
+    }
+  }
+  if (absl::StripAsciiWhitespace(request.body).empty()) return Json::object();
+  Json body;
+  try {
+    body = Json::parse(request.body);
+  } catch (const Json::parse_error& e) {
+    Json error = Json::object();
+    error["type"] = "json_invalid";
+    error["loc"] = Json::array({"body", e.byte > 0 ? e.byte - 1 : 0});
+    error["msg"] = "JSON decode error";
+    error["input"] = Json::object();
+    error["ctx"] = Json{{"error", e.what()}};
+    return InvalidInputError(Json::array({error}));
+  }
+  if (!body.is_object()) {
+    Json error = Json::object();
+    error["type"] = "model_attributes_type";
+    error["loc"] = Json::array({"body"});
+    error["msg"] = "Input should be a valid dictionary or object to extract fields from";
+    error["input"] = body;
+    return InvalidInputError(Json::array({error}));
+  }
+  return body;
+}
+
+absl::StatusOr<PredictionRequest> ToRequest(const Json& body, PredictionKind kind,
+                                            const std::string& path_id) {
+  PredictionRequest request;
+  request.kind = kind;
+  Json errors = Json::array();
+  if (body.contains("input") && !body["input"].is_null()) {
+    if (!body["input"].is_object()) {
+      errors.push_back(Json{{"type", "model_attributes_type"},
+                            {"loc", Json::array({"body", "input"})},
+                            {"msg", "Input should be a valid dictionary or object to extract fields from"},
+                            {"input", body["input"]}});
+    } else {
+      request.input = body["input"];
+    }
+  }
+  if (body.contains("id") && !body["id"].is_null()) {
+    if (!body["id"].is_string()) {
+      errors.push_back(Json{{"type", "string_type"},
+                            {"loc", Json::array({"body", "id"})},
+                            {"msg", "Input should be a valid string"},
+                            {"input", body["id"]}});
+    } else {
+      request.id = body["id"].get<std::string>();
+    }
+  }
+  if (!path_id.empty()) {
+    if (!request.id.empty() && request.id != path_id) {
+      errors.push_back(Json{{"loc", Json::array({"body", "id"})},
+                            {"msg", "prediction ID must match the ID supplied in the URL"},
+                            {"type", "value_error"}});
+    }
+    request.id = path_id;
+  }
+  if (body.contains("webhook") && body["webhook"].is_string()) {
+    request.webhook = body["webhook"].get<std::string>();
+  }
+  if (body.contains("webhook_events_filter") && body["webhook_events_filter"].is_array()) {
+    const Json& filter = body["webhook_events_filter"];
+    for (size_t i = 0; i < filter.size(); ++i) {
+      std::optional<WebhookEvent> event =
+          filter[i].is_string() ? ParseWebhookEvent(filter[i].get<std::string>()) : std::nullopt;
+      if (!event.has_value()) {
+        const std::string expected = "'start', 'output', 'logs' or 'completed'";
+        errors.push_back(Json{{"type", "enum"},
+                              {"loc", Json::array({"body", "webhook_events_filter", i})},
+                              {"msg", absl::StrCat("Input should be ", expected)},
+                              {"input", filter[i]},
+                              {"ctx", Json{{"expected", expected}}}});
+        continue;
+      }
+      request.webhook_events_filter.push_back(*event);
+    }
+  }
+  if (body.contains("output_file_prefix") && body["output_file_prefix"].is_string()) {
+    request.output_file_prefix = body["output_file_prefix"].get<std::string>();
+  }
+  if (body.contains("created_at") && body["created_at"].is_string()) {
+    absl::Time created;
+    std::string error;
+    if (absl::ParseTime(absl::RFC3339_full, body["created_at"].get<std::string>(), &created,
+                        &error)) {
+      request.created_at = created;
+    }
+  }
+  if (body.contains("context") && body["context"].is_object()) {
+    for (const auto& [key, value] : body["context"].items()) {
+      if (value.is_string()) request.context[key] = value;
+    }
+  }
+  if (!errors.empty()) return InvalidInputError(std::move(errors));
+  return request;
+}
+
+// Waits for a sync prediction's end on the gateway thread.
+class SyncObserver final : public PredictionObserver {
+ public:
+  struct Result {
+    absl::Notification done;
+    Prediction prediction;
+  };
+  explicit SyncObserver(std::shared_ptr<Result> result) : result_(std::move(result)) {}
+  void OnCompleted(const Prediction& prediction) override {
+    result_->prediction = prediction;
+    result_->done.Notify();
+  }
+
+ private:
+  std::shared_ptr<Result> result_;
+};
+
+}  // namespace
+
+RestGateway::RestGateway(PredictionService* core, Options options)
+    : core_(core), options_(std::move(options)), server_(std::make_unique<httplib::Server>()) {
+  RegisterRoutes();
+}
+
+RestGateway::~RestGateway() { Stop(); }
+
+void RestGateway::RegisterRoutes() {
+  using Handler = std::function<void(const httplib::Request&, httplib::Response&)>;
+  // Every known path answers every method: the ones it serves, or 405.
+  auto route = [this](const std::string& pattern, std::map<std::string, Handler> methods) {
+    std::vector<std::string> allowed;
+    for (const auto& [method, handler] : methods) allowed.push_back(method);
+    const std::string allow = absl::StrJoin(allowed, ", ");
+    auto handler_for = [methods, allow](const std::string& method) -> Handler {
+      auto it = methods.find(method);
+      if (it != methods.end()) return it->second;
+      return [allow](const httplib::Request&, httplib::Response& response) {
+        response.set_header("Allow", allow);
+        Reply(response, 405, Json{{"detail", "Method Not Allowed"}});
+      };
+    };
+    server_->Get(pattern, handler_for("GET"));
+    server_->Post(pattern, handler_for("POST"));
+    server_->Put(pattern, handler_for("PUT"));
+    server_->Delete(pattern, handler_for("DELETE"));
+    server_->Patch(pattern, handler_for("PATCH"));
+  };
+
+  route("/", {{"GET", [this](const httplib::Request&, httplib::Response& response) {
+             const HealthReport health = core_->Health();
+             auto it = health.version.find("cog");
+             Json index = Json::object();
+             index["cog_version"] = it != health.version.end() && !it->second.empty()
+                                        ? it->second
+                                        : health.version.at("server");
+             index["docs_url"] = "/docs";
+             index["openapi_url"] = "/openapi.json";
+             index["shutdown_url"] = "/shutdown";
+             index["healthcheck_url"] = "/health-check";
+             index["predictions_url"] = "/predictions";
+             index["predictions_idempotent_url"] = "/predictions/{prediction_id}";
+             index["predictions_cancel_url"] = "/predictions/{prediction_id}/cancel";
+             if (core_->has_train()) {
+               index["trainings_url"] = "/trainings";
+               index["trainings_idempotent_url"] = "/trainings/{training_id}";
+               index["trainings_cancel_url"] = "/trainings/{training_id}/cancel";
+             }
+             Reply(response, 200, index);
+           }}});
+  route("/health-check", {{"GET", [this](const httplib::Request&, httplib::Response& response) {
+          Reply(response, 200, HealthJson(core_->Health()));
+        }}});
+  route("/openapi.json", {{"GET", [this](const httplib::Request&, httplib::Response& response) {
+          absl::StatusOr<std::string> schema = core_->Schema();
+          if (!schema.ok()) return ReplyError(response, schema.status());
+          response.status = 200;
+          response.set_content(*schema, kJson);
+        }}});
+  for (const auto& [prefix, kind] : {std::pair{std::string("/predictions"), PredictionKind::kPredict},
+                                     std::pair{std::string("/trainings"), PredictionKind::kTrain}}) {
+    const PredictionKind k = kind;
+    route(prefix, {{"POST", [this, k](const httplib::Request& request, httplib::Response& response) {
+            HandlePrediction(request, response, k, "");
+          }}});
+    route(prefix + "/([^/]+)",
+          {{"PUT", [this, k](const httplib::Request& request, httplib::Response& response) {
+             HandlePrediction(request, response, k, request.matches[1]);
+           }}});
+    route(prefix + "/([^/]+)/cancel",
+          {{"POST", [this](const httplib::Request& request, httplib::Response& response) {
+             HandleCancel(request.matches[1], response);
+           }}});
+  }
+  route("/shutdown", {{"POST", [this](const httplib::Request&, httplib::Response& response) {
+          Reply(response, 200, Json::object());
+          if (options_.request_shutdown) options_.request_shutdown();
+        }}});
+  server_->set_error_handler([](const httplib::Request&, httplib::Response& response) {
+    if (response.status == 404 && response.body.empty()) {
+      Reply(response, 404, Json{{"detail", "Not Found"}});
+    }
+  });
+  server_->set_exception_handler(
+      [](const httplib::Request&, httplib::Response& response, std::exception_ptr error) {
+        std::string what = "unknown error";
+        try {
+          std::rethrow_exception(error);
+        } catch (const std::exception& e) {
+          what = e.what();
+        } catch (...) {
+        }
+        spdlog::error("request failed: {}", what);
+        Reply(response, 500, Json{{"detail", absl::StrCat("Internal Server Error: ", what)}});
+      });
+}
+
+void RestGateway::HandlePrediction(const httplib::Request& http_request,
+                                   httplib::Response& response, PredictionKind kind,
+                                   const std::string& path_id) {
+  absl::StatusOr<Json> body = ParseBody(http_request);
+  if (!body.ok()) {
+    if (body.status().code() == absl::StatusCode::kFailedPrecondition) {
+      return Reply(response, 415, Json{{"detail", std::string(body.status().message())}});
+    }
+    return ReplyError(response, body.status());
+  }
+  absl::StatusOr<PredictionRequest> request = ToRequest(*body, kind, path_id);
+  if (!request.ok()) return ReplyError(response, request.status());
+  request->traceparent = http_request.get_header_value("traceparent");
+  request->tracestate = http_request.get_header_value("tracestate");
+  const bool respond_async =
+      absl::StrContains(absl::AsciiStrToLower(http_request.get_header_value("Prefer")),
+                        "respond-async");
+
+  std::shared_ptr<SyncObserver::Result> result;
+  std::unique_ptr<PredictionObserver> observer;
+  if (!respond_async) {
+    result = std::make_shared<SyncObserver::Result>();
+    observer = std::make_unique<SyncObserver>(result);
+  }
+  const std::string id = request->id;
+  absl::StatusOr<Prediction> started = core_->Start(std::move(*request), std::move(observer));
+  if (!started.ok()) {
+    if (absl::IsAlreadyExists(started.status())) {
+      // Idempotent PUT: the same id is running; answer with its state.
+      absl::StatusOr<Prediction> current = core_->Get(id);
+      if (current.ok()) return Reply(response, 202, PredictionToJson(*current));
+    }
+    return ReplyError(response, started.status());
+  }
+  if (respond_async) return Reply(response, 202, PredictionToJson(*started));
+  // TODO(issue 4): cancel the prediction when the client disconnects.
+  result->done.WaitForNotification();
+  Reply(response, 200, PredictionToJson(result->prediction));
+}
+
+void RestGateway::HandleCancel(const std::string& id, httplib::Response& response) {
+  absl::Status status = core_->Cancel(id);
+  Reply(response, status.ok() ? 200 : 404, Json::object());
+}
+
+absl::StatusOr<int> RestGateway::Start() {
+  const int threads = options_.threads;
+  server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  server_->set_keep_alive_max_count(100000);
+  int port = options_.port;
+  if (port == 0) {
+    port = server_->bind_to_any_port(options_.host);
+    if (port < 0) return absl::UnavailableError(absl::StrCat("cannot bind ", options_.host));
+  } else if (!server_->bind_to_port(options_.host, port)) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", options_.host, ":", port, " (is it in use?)"));
+  }
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  return port;
+}
+
+void RestGateway::Stop() {
+  server_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace cog

@@ -1,0 +1,95 @@
+"""The messages of proto/cog/v1/runner.proto, as tables for the wire codec.
+
+Keep in step with runner.proto: the conformance test (tests/codec_conformance)
+checks these tables against the C++ generated code, byte for byte.
+"""
+
+PROTOCOL_VERSION = 1
+
+KIND_PREDICT = 0
+KIND_TRAIN = 1
+
+DONE_SUCCEEDED = 1
+DONE_FAILED = 2
+DONE_CANCELED = 3
+
+LOG_STDOUT = 0
+LOG_STDERR = 1
+LOG_RUNNER = 2
+
+METRIC_REPLACE = 0
+METRIC_INCREMENT = 1
+METRIC_APPEND = 2
+
+# ---- server -> runner ----
+SETUP = {1: ("weights", "string", None)}
+PREDICT = {
+    1: ("id", "string", None),
+    2: ("kind", "enum", None),
+    3: ("input_json", "bytes", None),
+    4: ("context_json", "bytes", None),
+}
+CANCEL = {1: ("id", "string", None)}
+HEALTHCHECK = {1: ("sequence", "uint", None)}
+SHUTDOWN = {}
+
+SERVER_MESSAGE = {
+    1: ("setup", "message", SETUP),
+    2: ("predict", "message", PREDICT),
+    3: ("cancel", "message", CANCEL),
+    4: ("healthcheck", "message", HEALTHCHECK),
+    5: ("shutdown", "message", SHUTDOWN),
+}
+
+# ---- runner -> server ----
+HELLO = {
+    1: ("protocol_version", "enum", None),
+    2: ("runner_version", "string", None),
+    3: ("python_version", "string", None),
+    4: ("pid", "uint", None),
+    5: ("openapi_json", "bytes", None),
+    6: ("load_error", "string", None),
+    7: ("predict_is_async", "bool", None),
+    8: ("has_train", "bool", None),
+    9: ("has_healthcheck", "bool", None),
+    10: ("max_concurrency", "uint", None),
+    11: ("cog_version", "string", None),
+}
+SETUP_DONE = {1: ("succeeded", "bool", None), 2: ("error", "string", None)}
+LOG = {1: ("id", "string", None), 2: ("source", "enum", None), 3: ("text", "string", None)}
+OUTPUT = {1: ("id", "string", None), 2: ("value_json", "bytes", None)}
+METRIC = {
+    1: ("id", "string", None),
+    2: ("name", "string", None),
+    3: ("value_json", "bytes", None),
+    4: ("mode", "enum", None),
+}
+DONE = {
+    1: ("id", "string", None),
+    2: ("status", "enum", None),
+    3: ("error", "string", None),
+    4: ("output_json", "bytes", None),
+}
+HEALTHCHECK_RESULT = {
+    1: ("sequence", "uint", None),
+    2: ("healthy", "bool", None),
+    3: ("error", "string", None),
+}
+
+RUNNER_MESSAGE = {
+    1: ("hello", "message", HELLO),
+    2: ("setup_done", "message", SETUP_DONE),
+    3: ("log", "message", LOG),
+    4: ("output", "message", OUTPUT),
+    5: ("metric", "message", METRIC),
+    6: ("done", "message", DONE),
+    7: ("healthcheck_result", "message", HEALTHCHECK_RESULT),
+}
+
+
+def which(message: dict) -> str:
+    """The name of the oneof member set in a decoded Server/RunnerMessage."""
+    for name, value in message.items():
+        if isinstance(value, dict):
+            return name
+    return ""

@@ -1,0 +1,382 @@
+#include "server/grpc_service.h"
+
+#include <deque>
+#include <memory>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "server/grpc_status.h"
+#include "server/json_proto.h"
+
+namespace cog {
+namespace {
+
+v1::PredictionStatus StatusToProto(PredictionStatus status) {
+  switch (status) {
+    case PredictionStatus::kStarting:
+      return v1::PREDICTION_STATUS_STARTING;
+    case PredictionStatus::kProcessing:
+      return v1::PREDICTION_STATUS_PROCESSING;
+    case PredictionStatus::kSucceeded:
+      return v1::PREDICTION_STATUS_SUCCEEDED;
+    case PredictionStatus::kFailed:
+      return v1::PREDICTION_STATUS_FAILED;
+    case PredictionStatus::kCanceled:
+      return v1::PREDICTION_STATUS_CANCELED;
+  }
+  return v1::PREDICTION_STATUS_UNSPECIFIED;
+}
+
+grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context,
+                                    const grpc::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(status);
+  return reactor;
+}
+
+// A unary Predict/Train: finishes when the core completes the prediction, and
+// cancels it when the client goes away first.
+class PredictReactor final : public grpc::ServerUnaryReactor {
+ public:
+  PredictReactor(PredictionService* core, v1::Prediction* response)
+      : core_(core), response_(response) {}
+
+  void Begin(PredictionRequest request, bool respond_async) {
+    class Observer final : public PredictionObserver {
+     public:
+      explicit Observer(PredictReactor* reactor) : reactor_(reactor) {}
+      void OnCompleted(const Prediction& prediction) override {
+        ToProto(prediction, reactor_->response_);
+        reactor_->Finish(grpc::Status::OK);
+      }
+
+     private:
+      PredictReactor* reactor_;
+    };
+    std::unique_ptr<PredictionObserver> observer;
+    if (!respond_async) observer = std::make_unique<Observer>(this);
+    {
+      absl::MutexLock lock(&mu_);
+      id_ = request.id;
+    }
+    absl::StatusOr<Prediction> started = core_->Start(std::move(request), std::move(observer));
+    if (started.ok() && respond_async) ToProto(*started, response_);
+    {
+      // The observer may already have finished the call; OnDone waits for begun_.
+      absl::MutexLock lock(&mu_);
+      begun_ = true;
+      if (started.ok()) id_ = started->id;
+    }
+    if (!started.ok()) {
+      Finish(ToGrpcStatus(started.status()));
+    } else if (respond_async) {
+      Finish(grpc::Status::OK);
+    }
+  }
+
+  void OnCancel() override {
+    std::string id;
+    {
+      absl::MutexLock lock(&mu_);
+      id = id_;
+    }
+    if (!id.empty()) core_->Cancel(id).IgnoreError();
+  }
+
+  void OnDone() override {
+    {
+      absl::MutexLock lock(&mu_);
+      auto begun = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return begun_; };
+      mu_.Await(absl::Condition(&begun));
+    }
+    delete this;
+  }
+
+ private:
+  PredictionService* const core_;
+  v1::Prediction* const response_;
+  absl::Mutex mu_;
+  std::string id_ ABSL_GUARDED_BY(mu_);
+  bool begun_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// PredictStream: queues the core's events and writes them one at a time.
+class StreamReactor final : public grpc::ServerWriteReactor<v1::PredictionEvent> {
+ public:
+  explicit StreamReactor(PredictionService* core) : core_(core) {}
+
+  void Begin(absl::StatusOr<PredictionRequest> request) {
+    if (!request.ok()) {
+      absl::MutexLock lock(&mu_);
+      begun_ = completed_ = finished_ = true;
+      Finish(ToGrpcStatus(request.status()));
+      return;
+    }
+    class Observer final : public PredictionObserver {
+     public:
+      explicit Observer(StreamReactor* reactor) : reactor_(reactor) {}
+      void OnStarted(const Prediction& prediction) override {
+        v1::PredictionEvent event;
+        ToProto(prediction, event.mutable_start());
+        reactor_->Push(std::move(event), false);
+      }
+      void OnOutput(const Prediction& prediction, const Json& item) override {
+        v1::PredictionEvent event;
+        event.mutable_output()->set_index(
+            prediction.output.is_array() ? prediction.output.size() - 1 : 0);
+        JsonToValue(item, event.mutable_output()->mutable_value());
+        reactor_->Push(std::move(event), false);
+      }
+      void OnLog(const Prediction&, absl::string_view text) override {
+        v1::PredictionEvent event;
+        event.mutable_log()->set_text(std::string(text));
+        reactor_->Push(std::move(event), false);
+      }
+      void OnMetric(const Prediction&, absl::string_view name, const Json& value) override {
+        v1::PredictionEvent event;
+        event.mutable_metric()->set_name(std::string(name));
+        JsonToValue(value, event.mutable_metric()->mutable_value());
+        reactor_->Push(std::move(event), false);
+      }
+      void OnCompleted(const Prediction& prediction) override {
+        v1::PredictionEvent event;
+        ToProto(prediction, event.mutable_completed());
+        reactor_->Push(std::move(event), true);
+      }
+
+     private:
+      StreamReactor* reactor_;
+    };
+    absl::StatusOr<Prediction> started =
+        core_->Start(std::move(*request), std::make_unique<Observer>(this));
+    absl::MutexLock lock(&mu_);
+    begun_ = true;
+    if (!started.ok()) {
+      // The observer was destroyed unheard.
+      completed_ = finished_ = true;
+      Finish(ToGrpcStatus(started.status()));
+    } else {
+      id_ = started->id;
+    }
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (!ok) return;  // the client is gone; OnCancel handles it
+    WriteNextLocked();
+  }
+
+  void OnCancel() override {
+    std::string id;
+    {
+      absl::MutexLock lock(&mu_);
+      id = id_;
+      cancelled_ = true;
+    }
+    if (!id.empty()) core_->Cancel(id).IgnoreError();
+  }
+
+  void OnDone() override {
+    // The core may still hold the observer, which points here: wait for its
+    // OnCompleted before going away.
+    {
+      absl::MutexLock lock(&mu_);
+      auto settled = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return begun_ && completed_; };
+      mu_.Await(absl::Condition(&settled));
+    }
+    delete this;
+  }
+
+ private:
+  void Push(v1::PredictionEvent event, bool last) {
+    absl::MutexLock lock(&mu_);
+    if (last) completed_ = true;
+    if (cancelled_ || finished_) return;
+    queue_.push_back(std::move(event));
+    WriteNextLocked();
+  }
+
+  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writing_ || finished_) return;
+    if (queue_.empty()) {
+      if (completed_) {
+        finished_ = true;
+        Finish(grpc::Status::OK);
+      }
+      return;
+    }
+    current_ = std::move(queue_.front());
+    queue_.pop_front();
+    writing_ = true;
+    StartWrite(&current_);
+  }
+
+  PredictionService* const core_;
+  absl::Mutex mu_;
+  std::string id_ ABSL_GUARDED_BY(mu_);
+  std::deque<v1::PredictionEvent> queue_ ABSL_GUARDED_BY(mu_);
+  v1::PredictionEvent current_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool completed_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool begun_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace
+
+absl::StatusOr<PredictionRequest> FromProto(const v1::PredictionRequest& request,
+                                            PredictionKind kind) {
+  PredictionRequest out;
+  out.id = request.id();
+  out.kind = kind;
+  out.input = StructToJson(request.input());
+  out.webhook = request.webhook();
+  for (int event : request.webhook_events_filter()) {
+    switch (event) {
+      case v1::WEBHOOK_EVENT_START:
+        out.webhook_events_filter.push_back(WebhookEvent::kStart);
+        break;
+      case v1::WEBHOOK_EVENT_OUTPUT:
+        out.webhook_events_filter.push_back(WebhookEvent::kOutput);
+        break;
+      case v1::WEBHOOK_EVENT_LOGS:
+        out.webhook_events_filter.push_back(WebhookEvent::kLogs);
+        break;
+      case v1::WEBHOOK_EVENT_COMPLETED:
+        out.webhook_events_filter.push_back(WebhookEvent::kCompleted);
+        break;
+      default:
+        return absl::InvalidArgumentError(
+            absl::StrCat("webhook_events_filter: unknown event ", event,
+                         "; use START, OUTPUT, LOGS or COMPLETED"));
+    }
+  }
+  out.output_file_prefix = request.output_file_prefix();
+  if (request.has_created_at()) out.created_at = TimestampToTime(request.created_at());
+  for (const auto& [key, value] : request.context()) out.context[key] = value;
+  return out;
+}
+
+void ToProto(const Prediction& prediction, v1::Prediction* out) {
+  out->set_id(prediction.id);
+  JsonToStruct(prediction.input, out->mutable_input());
+  if (!prediction.output.is_null()) JsonToValue(prediction.output, out->mutable_output());
+  if (prediction.error.has_value()) out->set_error(*prediction.error);
+  out->set_logs(prediction.logs);
+  out->set_status(StatusToProto(prediction.status));
+  if (prediction.metrics.is_object()) JsonToStruct(prediction.metrics, out->mutable_metrics());
+  if (prediction.created_at) TimeToTimestamp(*prediction.created_at, out->mutable_created_at());
+  if (prediction.started_at) TimeToTimestamp(*prediction.started_at, out->mutable_started_at());
+  if (prediction.completed_at) {
+    TimeToTimestamp(*prediction.completed_at, out->mutable_completed_at());
+  }
+}
+
+void ToProto(const HealthReport& report, v1::HealthResponse* out) {
+  switch (report.status) {
+    case HealthStatus::kStarting:
+      out->set_status(v1::HealthResponse::STARTING);
+      break;
+    case HealthStatus::kReady:
+      out->set_status(v1::HealthResponse::READY);
+      break;
+    case HealthStatus::kBusy:
+      out->set_status(v1::HealthResponse::BUSY);
+      break;
+    case HealthStatus::kSetupFailed:
+      out->set_status(v1::HealthResponse::SETUP_FAILED);
+      break;
+    case HealthStatus::kDefunct:
+      out->set_status(v1::HealthResponse::DEFUNCT);
+      break;
+    case HealthStatus::kUnhealthy:
+      out->set_status(v1::HealthResponse::UNHEALTHY);
+      break;
+  }
+  v1::SetupResult* setup = out->mutable_setup();
+  if (report.setup.started_at) TimeToTimestamp(*report.setup.started_at, setup->mutable_started_at());
+  if (report.setup.completed_at) {
+    TimeToTimestamp(*report.setup.completed_at, setup->mutable_completed_at());
+  }
+  setup->set_status(report.setup.status);
+  setup->set_logs(report.setup.logs);
+  out->set_concurrency_max(report.concurrency_max);
+  out->set_concurrency_current(report.concurrency_current);
+  out->set_user_healthcheck_error(report.user_healthcheck_error);
+  for (const auto& [key, value] : report.version) (*out->mutable_version())[key] = value;
+}
+
+PredictorService::PredictorService(PredictionService* core, std::function<void()> request_shutdown)
+    : core_(core), request_shutdown_(std::move(request_shutdown)) {}
+
+grpc::ServerUnaryReactor* PredictorService::RunUnary(grpc::CallbackServerContext* context,
+                                                     const v1::PredictionRequest* request,
+                                                     v1::Prediction* response,
+                                                     PredictionKind kind) {
+  absl::StatusOr<PredictionRequest> converted = FromProto(*request, kind);
+  if (!converted.ok()) return FinishNow(context, ToGrpcStatus(converted.status()));
+  auto* reactor = new PredictReactor(core_, response);
+  reactor->Begin(std::move(*converted), request->respond_async());
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* PredictorService::Predict(grpc::CallbackServerContext* context,
+                                                    const v1::PredictionRequest* request,
+                                                    v1::Prediction* response) {
+  return RunUnary(context, request, response, PredictionKind::kPredict);
+}
+
+grpc::ServerUnaryReactor* PredictorService::Train(grpc::CallbackServerContext* context,
+                                                  const v1::PredictionRequest* request,
+                                                  v1::Prediction* response) {
+  return RunUnary(context, request, response, PredictionKind::kTrain);
+}
+
+grpc::ServerWriteReactor<v1::PredictionEvent>* PredictorService::PredictStream(
+    grpc::CallbackServerContext* context, const v1::PredictionRequest* request) {
+  auto* reactor = new StreamReactor(core_);
+  reactor->Begin(FromProto(*request, PredictionKind::kPredict));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* PredictorService::Cancel(grpc::CallbackServerContext* context,
+                                                   const v1::CancelRequest* request,
+                                                   v1::CancelResponse*) {
+  return FinishNow(context, ToGrpcStatus(core_->Cancel(request->id())));
+}
+
+grpc::ServerUnaryReactor* PredictorService::GetPrediction(grpc::CallbackServerContext* context,
+                                                          const v1::GetPredictionRequest* request,
+                                                          v1::Prediction* response) {
+  absl::StatusOr<Prediction> prediction = core_->Get(request->id());
+  if (prediction.ok()) ToProto(*prediction, response);
+  return FinishNow(context, ToGrpcStatus(prediction.status()));
+}
+
+grpc::ServerUnaryReactor* PredictorService::Health(grpc::CallbackServerContext* context,
+                                                   const v1::HealthRequest*,
+                                                   v1::HealthResponse* response) {
+  ToProto(core_->Health(), response);
+  return FinishNow(context, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* PredictorService::GetSchema(grpc::CallbackServerContext* context,
+                                                      const v1::GetSchemaRequest*,
+                                                      v1::Schema* response) {
+  absl::StatusOr<std::string> schema = core_->Schema();
+  if (schema.ok()) response->set_openapi_json(*schema);
+  return FinishNow(context, ToGrpcStatus(schema.status()));
+}
+
+grpc::ServerUnaryReactor* PredictorService::Shutdown(grpc::CallbackServerContext* context,
+                                                     const v1::ShutdownRequest*,
+                                                     v1::ShutdownResponse*) {
+  grpc::ServerUnaryReactor* reactor = FinishNow(context, grpc::Status::OK);
+  if (request_shutdown_) request_shutdown_();
+  return reactor;
+}
+
+}  // namespace cog

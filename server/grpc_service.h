@@ -1,0 +1,66 @@
+// PredictorService: the public gRPC API (cog.v1.Predictor) over the core.
+//
+// Callback API throughout: no call blocks a gRPC thread. A unary Predict or
+// Train finishes when the core reports the prediction terminal; a client that
+// cancels or passes its deadline cancels the prediction. PredictStream writes
+// the core's events in order, one write in flight at a time.
+//
+// `core` is not owned and must outlive this object. Thread-safe.
+#ifndef COG_SERVER_GRPC_SERVICE_H_
+#define COG_SERVER_GRPC_SERVICE_H_
+
+#include <functional>
+
+#include "cog/v1/predictor.grpc.pb.h"
+#include "server/prediction.h"
+#include "server/prediction_service.h"
+
+namespace cog {
+
+// Conversions between the core's types and the API's messages.
+absl::StatusOr<PredictionRequest> FromProto(const v1::PredictionRequest& request,
+                                            PredictionKind kind);
+void ToProto(const Prediction& prediction, v1::Prediction* out);
+void ToProto(const HealthReport& report, v1::HealthResponse* out);
+
+class PredictorService final : public v1::Predictor::CallbackService {
+ public:
+  // `request_shutdown` is called (once per Shutdown call) to stop the server.
+  PredictorService(PredictionService* core, std::function<void()> request_shutdown);
+
+  grpc::ServerUnaryReactor* Predict(grpc::CallbackServerContext* context,
+                                    const v1::PredictionRequest* request,
+                                    v1::Prediction* response) override;
+  grpc::ServerWriteReactor<v1::PredictionEvent>* PredictStream(
+      grpc::CallbackServerContext* context, const v1::PredictionRequest* request) override;
+  grpc::ServerUnaryReactor* Train(grpc::CallbackServerContext* context,
+                                  const v1::PredictionRequest* request,
+                                  v1::Prediction* response) override;
+  grpc::ServerUnaryReactor* Cancel(grpc::CallbackServerContext* context,
+                                   const v1::CancelRequest* request,
+                                   v1::CancelResponse* response) override;
+  grpc::ServerUnaryReactor* GetPrediction(grpc::CallbackServerContext* context,
+                                          const v1::GetPredictionRequest* request,
+                                          v1::Prediction* response) override;
+  grpc::ServerUnaryReactor* Health(grpc::CallbackServerContext* context,
+                                   const v1::HealthRequest* request,
+                                   v1::HealthResponse* response) override;
+  grpc::ServerUnaryReactor* GetSchema(grpc::CallbackServerContext* context,
+                                      const v1::GetSchemaRequest* request,
+                                      v1::Schema* response) override;
+  grpc::ServerUnaryReactor* Shutdown(grpc::CallbackServerContext* context,
+                                     const v1::ShutdownRequest* request,
+                                     v1::ShutdownResponse* response) override;
+
+ private:
+  grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* context,
+                                     const v1::PredictionRequest* request,
+                                     v1::Prediction* response, PredictionKind kind);
+
+  PredictionService* const core_;
+  const std::function<void()> request_shutdown_;
+};
+
+}  // namespace cog
+
+#endif  // COG_SERVER_GRPC_SERVICE_H_

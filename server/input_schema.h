@@ -1,0 +1,72 @@
+// InputSchema: validates a prediction's input against the model's OpenAPI
+// `Input` (or `TrainingInput`) component, in the server, before anything is
+// queued, and answers the way legacy Cog on pydantic 2 does (lax coercions,
+// one error per problem, the same `type`/`msg`/`ctx`).
+//
+// Immutable once built; thread-safe to share.
+#ifndef COG_SERVER_INPUT_SCHEMA_H_
+#define COG_SERVER_INPUT_SCHEMA_H_
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "server/json.h"
+
+namespace cog {
+
+// An InvalidArgument status that carries `detail`, the list a 422 body holds.
+absl::Status InvalidInputError(Json detail);
+// The detail list carried by a status made by InvalidInputError.
+std::optional<Json> ValidationDetail(const absl::Status& status);
+
+class InputSchema {
+ public:
+  // Reads components.schemas.<component> of an OpenAPI document.
+  static absl::StatusOr<InputSchema> FromOpenApi(const Json& document,
+                                                 absl::string_view component);
+
+  struct Validated {
+    Json input;                             // coerced, defaults filled, in schema order
+    std::vector<std::string> unknown_keys;  // dropped
+  };
+  // On failure: InvalidInputError with one entry per problem.
+  absl::StatusOr<Validated> Validate(const Json& input) const;
+
+  // Names of the inputs whose schema says `format: uri` (cog.Path), also as list items.
+  std::vector<std::string> PathInputs() const;
+
+ private:
+  enum class Type { kAny, kString, kInteger, kNumber, kBoolean, kArray, kObject };
+  struct Constraints {
+    Type type = Type::kAny;
+    std::string format;
+    std::optional<double> minimum;
+    std::optional<double> maximum;
+    std::optional<int64_t> min_length;
+    std::optional<int64_t> max_length;
+    std::optional<std::string> pattern;
+    std::vector<Json> choices;
+  };
+  struct Field {
+    std::string name;
+    Constraints value;
+    std::optional<Constraints> items;  // for arrays
+    bool nullable = false;
+    bool required = false;
+    std::optional<Json> default_value;
+  };
+
+  static Constraints ReadConstraints(const Json& document, const Json& property);
+  // Coerces `value` in place; appends errors located at `loc`.
+  static bool CheckValue(const Constraints& c, Json& value, const Json& loc, Json& errors);
+
+  std::vector<Field> fields_;
+};
+
+}  // namespace cog
+
+#endif  // COG_SERVER_INPUT_SCHEMA_H_

@@ -1,0 +1,260 @@
+// cog-server: serves a Cog model over the Cog HTTP API and gRPC.
+//
+// Reads cog.yaml in --working-directory, starts the Python runner as its child
+// (or waits for one started elsewhere, --runner-socket with --no-spawn-runner),
+// and serves REST on --port and gRPC on --grpc-port until SIGTERM, SIGINT or
+// POST /shutdown.
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <vector>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "gateway/rest_gateway.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
+#include "server/cog_config.h"
+#include "server/grpc_service.h"
+#include "server/logging.h"
+#include "server/prediction_service.h"
+#include "server/runner_supervisor.h"
+#include "server/version.h"
+#include "spdlog/spdlog.h"
+
+ABSL_FLAG(std::string, host, "0.0.0.0", "Address the HTTP and gRPC servers listen on");
+ABSL_FLAG(int, port, -1, "HTTP port (default: $PORT, else 5000; 0 picks a free one)");
+ABSL_FLAG(int, grpc_port, 50051, "gRPC port (0 picks a free one, -1 disables gRPC)");
+ABSL_FLAG(std::string, working_directory, "", "Directory holding cog.yaml and the model code");
+ABSL_FLAG(std::string, python, "python3", "Python interpreter that runs the runner");
+ABSL_FLAG(std::string, runner_path, "",
+          "Directory holding the runner's Python packages (default: next to the binary)");
+ABSL_FLAG(std::string, runner_socket, "",
+          "Unix socket the runner connects to (default: a private temporary one)");
+ABSL_FLAG(bool, spawn_runner, true,
+          "Start the runner as a child; false waits for one started elsewhere (sidecar)");
+ABSL_FLAG(std::string, upload_url, "", "Where Path outputs are uploaded (PUT <url><name>)");
+ABSL_FLAG(bool, await_explicit_shutdown, false, "Ignore SIGTERM; exit only on POST /shutdown");
+ABSL_FLAG(double, runner_shutdown_grace_period, 10.0,
+          "Seconds running predictions get to finish when the server shuts down");
+ABSL_FLAG(std::string, port_file, "",
+          "Write the bound HTTP and gRPC ports here as JSON once serving (for tests and tools)");
+
+namespace cog {
+namespace {
+
+bool IsRunnerDirectory(const std::filesystem::path& path) {
+  std::error_code error;
+  return std::filesystem::exists(path / "cog_runner" / "__main__.py", error);
+}
+
+// The runner ships beside the binary: in Bazel's runfiles when built, or in
+// ../share/cog-server/runner when installed.
+std::string FindRunnerPath() {
+  std::error_code error;
+  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", error);
+  std::vector<std::filesystem::path> candidates;
+  if (!error) {
+    candidates.push_back(exe.string() + ".runfiles/cog_runtime/runner");
+    candidates.push_back(exe.parent_path() / "../share/cog-server/runner");
+  }
+  for (const char* variable : {"RUNFILES_DIR", "TEST_SRCDIR"}) {
+    if (const char* dir = std::getenv(variable); dir != nullptr) {
+      candidates.push_back(std::filesystem::path(dir) / "cog_runtime/runner");
+    }
+  }
+  for (const auto& candidate : candidates) {
+    if (IsRunnerDirectory(candidate)) return std::filesystem::canonical(candidate, error).string();
+  }
+  return "";
+}
+
+int ResolvePort() {
+  int port = absl::GetFlag(FLAGS_port);
+  if (port >= 0) return port;
+  if (const char* env = std::getenv("PORT"); env != nullptr && absl::SimpleAtoi(env, &port)) {
+    return port;
+  }
+  return 5000;
+}
+
+int Run() {
+  SetUpLogging();
+  // Signals are taken by one thread with sigwait; block them everywhere else
+  // before any thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  std::string working_directory = absl::GetFlag(FLAGS_working_directory);
+  if (working_directory.empty()) working_directory = std::filesystem::current_path().string();
+  working_directory = std::filesystem::absolute(working_directory).lexically_normal().string();
+  absl::StatusOr<CogConfig> config = LoadCogConfig(working_directory);
+  if (!config.ok()) {
+    spdlog::critical("{}", std::string(config.status().message()));
+    return 2;
+  }
+
+  absl::Notification shutdown_requested;
+  auto request_shutdown = [&shutdown_requested] {
+    if (!shutdown_requested.HasBeenNotified()) shutdown_requested.Notify();
+  };
+
+  std::unique_ptr<grpc::Server> grpc_server;
+  PredictionService::Options core_options;
+  core_options.max_concurrency = config->max_concurrency;
+  core_options.server_version = kServerVersion;
+  core_options.on_health_change = [&grpc_server](const HealthReport& report) {
+    if (grpc_server == nullptr) return;
+    grpc::HealthCheckServiceInterface* health = grpc_server->GetHealthCheckService();
+    if (health == nullptr) return;
+    const bool live = report.status != HealthStatus::kDefunct &&
+                      report.status != HealthStatus::kSetupFailed;
+    const bool ready = report.status == HealthStatus::kReady && !report.shutting_down;
+    health->SetServingStatus("liveness", live);
+    health->SetServingStatus("readiness", ready);
+    health->SetServingStatus("", ready);
+    health->SetServingStatus("cog.v1.Predictor", ready);
+  };
+  PredictionService core(core_options);
+
+  RunnerSupervisor::Options runner_options;
+  runner_options.socket_path = absl::GetFlag(FLAGS_runner_socket);
+  if (absl::GetFlag(FLAGS_spawn_runner)) {
+    std::string runner_path = absl::GetFlag(FLAGS_runner_path);
+    if (runner_path.empty()) runner_path = FindRunnerPath();
+    if (runner_path.empty() || !IsRunnerDirectory(runner_path)) {
+      spdlog::critical("cannot find the Python runner (cog_runner/__main__.py); pass --runner_path");
+      return 2;
+    }
+    RunnerCommand& command = runner_options.command;
+    command.argv = {absl::GetFlag(FLAGS_python), "-m", "cog_runner", "--working-directory",
+                    working_directory};
+    if (!config->predict.empty()) {
+      command.argv.insert(command.argv.end(), {"--predict", config->predict});
+    }
+    if (!config->train.empty()) command.argv.insert(command.argv.end(), {"--train", config->train});
+    command.argv.insert(command.argv.end(),
+                        {"--max-concurrency", absl::StrCat(config->max_concurrency)});
+    const char* pythonpath = std::getenv("PYTHONPATH");
+    command.extra_env = {
+        absl::StrCat("PYTHONPATH=", runner_path,
+                     pythonpath != nullptr && *pythonpath ? absl::StrCat(":", pythonpath) : ""),
+        "PYTHONUNBUFFERED=1"};
+    command.working_directory = working_directory;
+  }
+  RunnerSupervisor supervisor(runner_options, &core);
+
+  const std::string host = absl::GetFlag(FLAGS_host);
+  int grpc_port = absl::GetFlag(FLAGS_grpc_port);
+  PredictorService grpc_service(&core, request_shutdown);
+  if (grpc_port >= 0) {
+    grpc::EnableDefaultHealthCheckService(true);
+    grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort(absl::StrCat(host, ":", grpc_port), grpc::InsecureServerCredentials(),
+                             &grpc_port);
+    builder.RegisterService(&grpc_service);
+    grpc_server = builder.BuildAndStart();
+    if (grpc_server == nullptr) {
+      spdlog::critical("cannot listen for gRPC on {}:{} (is it in use?)", host,
+                       absl::GetFlag(FLAGS_grpc_port));
+      return 1;
+    }
+    core_options.on_health_change(core.Health());
+  }
+
+  RestGateway::Options rest_options;
+  rest_options.host = host;
+  rest_options.port = ResolvePort();
+  rest_options.threads = std::max(16, 2 * config->max_concurrency + 8);
+  rest_options.request_shutdown = request_shutdown;
+  RestGateway gateway(&core, rest_options);
+  absl::StatusOr<int> http_port = gateway.Start();
+  if (!http_port.ok()) {
+    spdlog::critical("{}", std::string(http_port.status().message()));
+    if (grpc_server) grpc_server->Shutdown();
+    return 1;
+  }
+
+  if (absl::Status started = supervisor.Start(); !started.ok()) {
+    spdlog::critical("cannot start the runner: {}", std::string(started.message()));
+    core.OnRunnerGone(absl::StrCat("cannot start the runner: ", started.message()));
+  }
+  spdlog::info("serving {} on http://{}:{} and gRPC port {}", config->predict, host, *http_port,
+               grpc_port);
+  if (const std::string port_file = absl::GetFlag(FLAGS_port_file); !port_file.empty()) {
+    const std::string tmp = port_file + ".tmp";
+    if (FILE* f = std::fopen(tmp.c_str(), "w"); f != nullptr) {
+      std::fprintf(f, "{\"http\": %d, \"grpc\": %d}\n", *http_port, grpc_port);
+      std::fclose(f);
+      std::rename(tmp.c_str(), port_file.c_str());
+    }
+  }
+
+  const bool await_explicit = absl::GetFlag(FLAGS_await_explicit_shutdown);
+  std::thread signal_thread([&] {
+    while (true) {
+      int signal = 0;
+      if (sigwait(&signals, &signal) != 0) continue;
+      if (signal == SIGTERM && await_explicit) {
+        spdlog::info("ignoring SIGTERM: waiting for POST /shutdown (--await-explicit-shutdown)");
+        continue;
+      }
+      spdlog::info("received {}, shutting down", strsignal(signal));
+      request_shutdown();
+      return;
+    }
+  });
+  signal_thread.detach();
+
+  shutdown_requested.WaitForNotification();
+  const absl::Duration grace =
+      absl::Seconds(absl::GetFlag(FLAGS_runner_shutdown_grace_period));
+  core.BeginShutdown();
+  if (!core.WaitUntilIdle(grace)) {
+    spdlog::warn("predictions still running after {}; canceling them", absl::FormatDuration(grace));
+    core.CancelAll();
+    core.WaitUntilIdle(absl::Seconds(5));
+  }
+  supervisor.Stop(absl::Seconds(5));
+  gateway.Stop();
+  if (grpc_server) grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace
+}  // namespace cog
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Serves a Cog model (cog.yaml in --working-directory) over the Cog HTTP API and gRPC.");
+  // Cog spells its flags with hyphens (--await-explicit-shutdown); Abseil's
+  // names use underscores. Accept both.
+  std::vector<std::string> normalized(argv, argv + argc);
+  std::vector<char*> args;
+  for (std::string& arg : normalized) {
+    if (arg.rfind("--", 0) == 0 && arg != "--") {
+      const size_t end = std::min(arg.find('='), arg.size());
+      std::replace(arg.begin() + 2, arg.begin() + static_cast<std::ptrdiff_t>(end), '-', '_');
+    }
+    args.push_back(arg.data());
+  }
+  absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
+  return cog::Run();
+}

@@ -1,0 +1,78 @@
+#include "server/prediction.h"
+
+#include "absl/time/clock.h"
+
+namespace cog {
+
+absl::string_view StatusName(PredictionStatus status) {
+  switch (status) {
+    case PredictionStatus::kStarting:
+      return "starting";
+    case PredictionStatus::kProcessing:
+      return "processing";
+    case PredictionStatus::kSucceeded:
+      return "succeeded";
+    case PredictionStatus::kFailed:
+      return "failed";
+    case PredictionStatus::kCanceled:
+      return "canceled";
+  }
+  return "failed";
+}
+
+bool IsTerminal(PredictionStatus status) {
+  return status == PredictionStatus::kSucceeded || status == PredictionStatus::kFailed ||
+         status == PredictionStatus::kCanceled;
+}
+
+absl::string_view WebhookEventName(WebhookEvent event) {
+  switch (event) {
+    case WebhookEvent::kStart:
+      return "start";
+    case WebhookEvent::kOutput:
+      return "output";
+    case WebhookEvent::kLogs:
+      return "logs";
+    case WebhookEvent::kCompleted:
+      return "completed";
+  }
+  return "completed";
+}
+
+std::optional<WebhookEvent> ParseWebhookEvent(absl::string_view name) {
+  for (WebhookEvent event : {WebhookEvent::kStart, WebhookEvent::kOutput, WebhookEvent::kLogs,
+                             WebhookEvent::kCompleted}) {
+    if (WebhookEventName(event) == name) return event;
+  }
+  return std::nullopt;
+}
+
+std::string FormatTimestamp(absl::Time time) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E6S+00:00", time, absl::UTCTimeZone());
+}
+
+namespace {
+
+Json TimeOrNull(const std::optional<absl::Time>& time) {
+  return time.has_value() ? Json(FormatTimestamp(*time)) : Json();
+}
+
+}  // namespace
+
+Json PredictionToJson(const Prediction& prediction) {
+  Json body = Json::object();
+  body["input"] = prediction.input;
+  body["output"] = prediction.output;
+  body["id"] = prediction.id;
+  body["version"] = nullptr;
+  body["created_at"] = TimeOrNull(prediction.created_at);
+  body["started_at"] = TimeOrNull(prediction.started_at);
+  body["completed_at"] = TimeOrNull(prediction.completed_at);
+  body["logs"] = prediction.logs;
+  body["error"] = prediction.error.has_value() ? Json(*prediction.error) : Json();
+  body["status"] = StatusName(prediction.status);
+  body["metrics"] = prediction.metrics;
+  return body;
+}
+
+}  // namespace cog

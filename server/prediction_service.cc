@@ -1,0 +1,475 @@
+#include "server/prediction_service.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "spdlog/spdlog.h"
+
+namespace cog {
+
+namespace runner = v1::runner;
+
+absl::string_view HealthStatusName(HealthStatus status) {
+  switch (status) {
+    case HealthStatus::kStarting:
+      return "STARTING";
+    case HealthStatus::kReady:
+      return "READY";
+    case HealthStatus::kBusy:
+      return "BUSY";
+    case HealthStatus::kSetupFailed:
+      return "SETUP_FAILED";
+    case HealthStatus::kDefunct:
+      return "DEFUNCT";
+    case HealthStatus::kUnhealthy:
+      return "UNHEALTHY";
+  }
+  return "DEFUNCT";
+}
+
+namespace {
+
+Json ParseJsonOr(const std::string& text, Json fallback) {
+  Json value = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  return value.is_discarded() ? fallback : value;
+}
+
+double Seconds(absl::Duration duration) {
+  // Cog reports predict_time with microsecond resolution.
+  return static_cast<double>(absl::ToInt64Microseconds(duration)) / 1e6;
+}
+
+}  // namespace
+
+PredictionService::PredictionService(Options options)
+    : options_(std::move(options)),
+      slots_(options_.max_concurrency),
+      id_random_(std::random_device{}()) {
+  versions_["server"] = options_.server_version;
+}
+
+PredictionService::~PredictionService() = default;
+
+std::string PredictionService::NewId() {
+  // 26 characters of [a-z0-9]: URL-safe, about 134 bits.
+  static constexpr char kAlphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+  std::string id(26, 'a');
+  for (char& c : id) c = kAlphabet[id_random_() % 36];
+  return id;
+}
+
+absl::Status PredictionService::NotReadyError() const {
+  if (shutting_down_) return absl::UnavailableError("Server is shutting down");
+  switch (state_) {
+    case HealthStatus::kStarting:
+      return absl::UnavailableError("Setup has not finished yet; retry when /health-check says READY");
+    case HealthStatus::kSetupFailed:
+      return absl::UnavailableError("Setup failed; see setup.logs in /health-check");
+    case HealthStatus::kDefunct:
+      return absl::UnavailableError("The runner is defunct; see /health-check");
+    default:
+      return absl::OkStatus();
+  }
+}
+
+absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
+                                                    std::unique_ptr<PredictionObserver> observer) {
+  Prediction prediction;
+  RunnerChannel* channel = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    if (absl::Status not_ready = NotReadyError(); !not_ready.ok()) return not_ready;
+    const bool train = request.kind == PredictionKind::kTrain;
+    const std::optional<InputSchema>& schema = train ? train_schema_ : predict_schema_;
+    if (!schema.has_value()) {
+      return absl::NotFoundError(train ? "This model has no train() configured"
+                                       : "This model has no predict() configured");
+    }
+    absl::StatusOr<InputSchema::Validated> validated = schema->Validate(request.input);
+    if (!validated.ok()) return validated.status();
+    if (!request.id.empty() && active_.contains(request.id)) {
+      return absl::AlreadyExistsError(absl::StrCat("prediction ", request.id, " is running"));
+    }
+    std::optional<Slot> slot = slots_.TryAcquire();
+    if (!slot.has_value()) return absl::ResourceExhaustedError("Already running a prediction");
+
+    prediction.id = request.id.empty() ? NewId() : request.id;
+    prediction.kind = request.kind;
+    prediction.input = std::move(validated->input);
+    prediction.status = PredictionStatus::kProcessing;
+    prediction.created_at = request.created_at;
+    prediction.started_at = absl::Now();
+    for (const std::string& key : validated->unknown_keys) {
+      absl::StrAppend(&prediction.logs, "WARNING: ignoring unknown input '", key,
+                      "': the model does not take it\n");
+    }
+    auto active = std::make_unique<Active>(Active{prediction, std::move(*slot), std::move(observer)});
+    if (active->observer != nullptr) active->observer->OnStarted(prediction);
+    active_[prediction.id] = std::move(active);
+    channel = channel_;
+  }
+
+  runner::ServerMessage message;
+  runner::Predict* predict = message.mutable_predict();
+  predict->set_id(prediction.id);
+  predict->set_kind(request.kind == PredictionKind::kTrain ? runner::KIND_TRAIN
+                                                           : runner::KIND_PREDICT);
+  predict->set_input_json(prediction.input.dump());
+  predict->set_context_json(request.context.dump());
+  absl::Status sent = channel != nullptr ? channel->Send(message)
+                                         : absl::UnavailableError("no runner is connected");
+  if (!sent.ok()) {
+    // Accepted but undeliverable: it ends here, failed, and the observer hears
+    // it like any other end.
+    std::unique_ptr<Active> active;
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = active_.find(prediction.id);
+      if (it != active_.end()) {
+        active = std::move(it->second);
+        active_.erase(it);
+      }
+    }
+    if (active != nullptr) {
+      active->prediction.status = PredictionStatus::kFailed;
+      active->prediction.error = absl::StrCat("could not reach the runner: ", sent.message());
+      active->prediction.completed_at = absl::Now();
+      active->slot.reset();
+      if (active->observer != nullptr) active->observer->OnCompleted(active->prediction);
+    }
+  }
+  NotifyHealth();
+  return prediction;
+}
+
+void PredictionService::NotifyHealth() {
+  if (options_.on_health_change) options_.on_health_change(Health());
+}
+
+absl::Status PredictionService::Cancel(absl::string_view id) {
+  RunnerChannel* channel;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!active_.contains(id)) {
+      return absl::NotFoundError(absl::StrCat("no running prediction has id '", id, "'"));
+    }
+    channel = channel_;
+  }
+  runner::ServerMessage message;
+  message.mutable_cancel()->set_id(std::string(id));
+  if (channel == nullptr) return absl::UnavailableError("no runner is connected");
+  return channel->Send(message);
+}
+
+void PredictionService::CancelAll() {
+  std::vector<std::string> ids;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, active] : active_) ids.push_back(id);
+  }
+  for (const std::string& id : ids) Cancel(id).IgnoreError();
+}
+
+absl::StatusOr<Prediction> PredictionService::Get(absl::string_view id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = active_.find(id);
+  if (it == active_.end()) {
+    return absl::NotFoundError(absl::StrCat("no running prediction has id '", id, "'"));
+  }
+  return it->second->prediction;
+}
+
+HealthReport PredictionService::Health() const {
+  absl::MutexLock lock(&mu_);
+  HealthReport report;
+  report.status = state_;
+  report.setup = setup_;
+  report.concurrency_max = slots_.capacity();
+  report.concurrency_current = static_cast<int>(active_.size());
+  if (state_ == HealthStatus::kReady && report.concurrency_current >= report.concurrency_max) {
+    report.status = HealthStatus::kBusy;
+  }
+  report.version = versions_;
+  report.shutting_down = shutting_down_;
+  return report;
+}
+
+absl::StatusOr<std::string> PredictionService::Schema() const {
+  absl::MutexLock lock(&mu_);
+  if (schema_text_.empty()) {
+    return absl::UnavailableError("The runner has not reported the model's schema yet");
+  }
+  return schema_text_;
+}
+
+bool PredictionService::has_train() const {
+  absl::MutexLock lock(&mu_);
+  return has_train_;
+}
+
+void PredictionService::BeginShutdown() {
+  {
+    absl::MutexLock lock(&mu_);
+    shutting_down_ = true;
+  }
+  NotifyHealth();
+}
+
+bool PredictionService::WaitUntilIdle(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto idle = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return active_.empty(); };
+  return mu_.AwaitWithTimeout(absl::Condition(&idle), timeout);
+}
+
+void PredictionService::OnRunnerConnected(RunnerChannel* channel) {
+  absl::MutexLock lock(&mu_);
+  channel_ = channel;
+}
+
+void PredictionService::OnRunnerMessage(const runner::RunnerMessage& message) {
+  switch (message.message_case()) {
+    case runner::RunnerMessage::kHello:
+      HandleHello(message.hello());
+      break;
+    case runner::RunnerMessage::kSetupDone:
+      HandleSetupDone(message.setup_done());
+      break;
+    case runner::RunnerMessage::kLog:
+      HandleLog(message.log());
+      break;
+    case runner::RunnerMessage::kOutput:
+      HandleOutput(message.output());
+      break;
+    case runner::RunnerMessage::kMetric:
+      HandleMetric(message.metric());
+      break;
+    case runner::RunnerMessage::kDone:
+      HandleDone(message.done());
+      break;
+    case runner::RunnerMessage::kHealthcheckResult:
+    case runner::RunnerMessage::MESSAGE_NOT_SET:
+      break;
+  }
+}
+
+void PredictionService::FailSetup(const std::string& logs) {
+  state_ = HealthStatus::kSetupFailed;
+  setup_.status = "failed";
+  if (!setup_.started_at.has_value()) setup_.started_at = absl::Now();
+  setup_.completed_at = absl::Now();
+  absl::StrAppend(&setup_.logs, logs);
+  if (!setup_.logs.empty() && setup_.logs.back() != '\n') setup_.logs += '\n';
+}
+
+void PredictionService::HandleHello(const runner::Hello& hello) {
+  RunnerChannel* channel = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    versions_["runner"] = hello.runner_version();
+    versions_["python"] = hello.python_version();
+    versions_["cog"] = hello.cog_version();
+    if (hello.protocol_version() != runner::PROTOCOL_VERSION_CURRENT) {
+      FailSetup(absl::StrCat("The runner speaks protocol version ", hello.protocol_version(),
+                             ", this server speaks ", runner::PROTOCOL_VERSION_CURRENT,
+                             ": install matching versions of cog-server and its runner."));
+    } else if (!hello.load_error().empty()) {
+      FailSetup(hello.load_error());
+    } else {
+      channel = AcceptSchema(hello);
+    }
+  }
+  if (channel == nullptr) {
+    NotifyHealth();
+    return;
+  }
+  runner::ServerMessage message;
+  message.mutable_setup()->set_weights(options_.weights);
+  absl::Status sent = channel->Send(message);
+  if (!sent.ok()) spdlog::error("sending setup to the runner: {}", std::string(sent.message()));
+}
+
+RunnerChannel* PredictionService::AcceptSchema(const runner::Hello& hello) {
+  {
+    const Json document = ParseJsonOr(hello.openapi_json(), Json());
+    if (document.contains("components") && document["components"].contains("schemas") &&
+        document["components"]["schemas"].contains("Input")) {
+      absl::StatusOr<InputSchema> predict = InputSchema::FromOpenApi(document, "Input");
+      if (!predict.ok()) {
+        FailSetup(absl::StrCat("The runner sent an unusable OpenAPI schema: ",
+                               predict.status().message()));
+        return nullptr;
+      }
+      predict_schema_ = std::move(*predict);
+    }
+    has_train_ = hello.has_train();
+    if (has_train_) {
+      absl::StatusOr<InputSchema> train = InputSchema::FromOpenApi(document, "TrainingInput");
+      if (train.ok()) train_schema_ = std::move(*train);
+    }
+    if (!predict_schema_.has_value() && !train_schema_.has_value()) {
+      FailSetup("The runner sent an OpenAPI schema with neither Input nor TrainingInput");
+      return nullptr;
+    }
+    schema_text_ = hello.openapi_json();
+    setup_.started_at = absl::Now();
+    return channel_;
+  }
+}
+
+void PredictionService::HandleSetupDone(const runner::SetupDone& done) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (state_ != HealthStatus::kStarting) return;
+    if (!done.succeeded()) {
+      FailSetup("");
+      spdlog::error("setup failed: {}", done.error());
+    } else {
+      state_ = HealthStatus::kReady;
+      setup_.status = "succeeded";
+      setup_.completed_at = absl::Now();
+      spdlog::info("setup succeeded in {}",
+                   absl::FormatDuration(*setup_.completed_at -
+                                        setup_.started_at.value_or(*setup_.completed_at)));
+    }
+  }
+  NotifyHealth();
+}
+
+void PredictionService::HandleLog(const runner::Log& log) {
+  if (log.id().empty()) {
+    absl::MutexLock lock(&mu_);
+    absl::StrAppend(&setup_.logs, log.text());
+    return;
+  }
+  PredictionObserver* observer = nullptr;
+  Prediction snapshot;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = active_.find(log.id());
+    if (it == active_.end()) return;
+    absl::StrAppend(&it->second->prediction.logs, log.text());
+    observer = it->second->observer.get();
+    if (observer != nullptr) snapshot = it->second->prediction;
+  }
+  // Safe without the lock: only this (the reader) thread completes a
+  // prediction and destroys its observer.
+  if (observer != nullptr) observer->OnLog(snapshot, log.text());
+}
+
+void PredictionService::HandleOutput(const runner::Output& output) {
+  Json item = ParseJsonOr(output.value_json(), Json());
+  PredictionObserver* observer = nullptr;
+  Prediction snapshot;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = active_.find(output.id());
+    if (it == active_.end()) return;
+    Json& list = it->second->prediction.output;
+    if (!list.is_array()) list = Json::array();
+    list.push_back(item);
+    observer = it->second->observer.get();
+    if (observer != nullptr) snapshot = it->second->prediction;
+  }
+  if (observer != nullptr) observer->OnOutput(snapshot, item);
+}
+
+void PredictionService::HandleMetric(const runner::Metric& metric) {
+  Json value = ParseJsonOr(metric.value_json(), Json());
+  PredictionObserver* observer = nullptr;
+  Prediction snapshot;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = active_.find(metric.id());
+    if (it == active_.end()) return;
+    Json& metrics = it->second->prediction.metrics;
+    if (!metrics.is_object()) metrics = Json::object();
+    Json& slot = metrics[metric.name()];
+    switch (metric.mode()) {
+      case runner::METRIC_MODE_INCREMENT:
+        if (slot.is_number() && value.is_number()) {
+          slot = slot.is_number_integer() && value.is_number_integer()
+                     ? Json(slot.get<int64_t>() + value.get<int64_t>())
+                     : Json(slot.get<double>() + value.get<double>());
+        } else {
+          slot = value;
+        }
+        break;
+      case runner::METRIC_MODE_APPEND:
+        if (!slot.is_array()) slot = slot.is_null() ? Json::array() : Json::array({slot});
+        slot.push_back(value);
+        break;
+      default:
+        slot = value;
+    }
+    observer = it->second->observer.get();
+    if (observer != nullptr) snapshot = it->second->prediction;
+  }
+  if (observer != nullptr) observer->OnMetric(snapshot, metric.name(), value);
+}
+
+void PredictionService::HandleDone(const runner::Done& done) {
+  std::unique_ptr<Active> active;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = active_.find(done.id());
+    if (it == active_.end()) return;
+    active = std::move(it->second);
+    active_.erase(it);
+  }
+  Prediction& prediction = active->prediction;
+  switch (done.status()) {
+    case runner::DONE_STATUS_SUCCEEDED:
+      prediction.status = PredictionStatus::kSucceeded;
+      break;
+    case runner::DONE_STATUS_CANCELED:
+      prediction.status = PredictionStatus::kCanceled;
+      break;
+    default:
+      prediction.status = PredictionStatus::kFailed;
+  }
+  if (!done.error().empty()) prediction.error = done.error();
+  if (!done.output_json().empty()) {
+    prediction.output = ParseJsonOr(done.output_json(), Json());
+  } else if (prediction.status == PredictionStatus::kSucceeded && !prediction.output.is_array()) {
+    prediction.output = Json::array();  // an iterator that yielded nothing
+  }
+  prediction.completed_at = absl::Now();
+  if (!prediction.metrics.is_object()) prediction.metrics = Json::object();
+  Json metrics = Json::object();
+  metrics["predict_time"] = Seconds(*prediction.completed_at - *prediction.started_at);
+  for (auto& [name, value] : prediction.metrics.items()) metrics[name] = value;
+  prediction.metrics = std::move(metrics);
+  // The slot goes back before the caller hears of the end, so that a client
+  // that sends its next request at once finds it free.
+  active->slot.reset();
+  if (active->observer != nullptr) active->observer->OnCompleted(prediction);
+  active.reset();
+  NotifyHealth();
+}
+
+void PredictionService::OnRunnerGone(const std::string& reason) {
+  std::vector<std::unique_ptr<Active>> orphans;
+  {
+    absl::MutexLock lock(&mu_);
+    channel_ = nullptr;
+    if (state_ == HealthStatus::kStarting) {
+      FailSetup(reason);  // died before or during setup: that is why setup failed
+    } else if (state_ != HealthStatus::kSetupFailed) {
+      state_ = HealthStatus::kDefunct;
+    }
+    for (auto& [id, active] : active_) orphans.push_back(std::move(active));
+    active_.clear();
+  }
+  for (auto& active : orphans) {
+    active->prediction.status = PredictionStatus::kFailed;
+    active->prediction.error = reason;
+    active->prediction.completed_at = absl::Now();
+    active->slot.reset();
+    if (active->observer != nullptr) active->observer->OnCompleted(active->prediction);
+  }
+  NotifyHealth();
+}
+
+}  // namespace cog

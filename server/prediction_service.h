@@ -1,0 +1,154 @@
+// PredictionService: the core. The one owner of the runtime's state: the
+// runner's health and setup, the model's schema, and every running prediction.
+//
+// Front ends (the REST gateway, the gRPC service) call Start / Cancel / Get /
+// Health / Schema. The runner side (RunnerSupervisor) reports the connection
+// and every frame the runner sends. A prediction's events reach the observer
+// given to Start, in order, then the observer is destroyed; observers are
+// called without the service's lock held and must not block.
+//
+// Thread-safe. The RunnerChannel is not owned and must outlive its use here.
+#ifndef COG_SERVER_PREDICTION_SERVICE_H_
+#define COG_SERVER_PREDICTION_SERVICE_H_
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "cog/v1/runner.pb.h"
+#include "server/input_schema.h"
+#include "server/json.h"
+#include "server/prediction.h"
+#include "server/runner_connection.h"
+#include "server/slot_pool.h"
+
+namespace cog {
+
+// Hears what happens to one prediction. OnCompleted is called exactly once,
+// last; then the observer is destroyed.
+class PredictionObserver {
+ public:
+  virtual ~PredictionObserver() = default;
+  virtual void OnStarted(const Prediction& prediction) {}
+  virtual void OnOutput(const Prediction& prediction, const Json& item) {}
+  virtual void OnLog(const Prediction& prediction, absl::string_view text) {}
+  virtual void OnMetric(const Prediction& prediction, absl::string_view name,
+                        const Json& value) {}
+  virtual void OnCompleted(const Prediction& prediction) = 0;
+};
+
+enum class HealthStatus { kStarting, kReady, kBusy, kSetupFailed, kDefunct, kUnhealthy };
+absl::string_view HealthStatusName(HealthStatus status);  // "READY", ...
+
+struct SetupReport {
+  std::optional<absl::Time> started_at;
+  std::optional<absl::Time> completed_at;
+  std::string status;  // "", "succeeded" or "failed"
+  std::string logs;
+};
+
+struct HealthReport {
+  HealthStatus status = HealthStatus::kStarting;
+  SetupReport setup;
+  int concurrency_max = 1;
+  int concurrency_current = 0;
+  std::string user_healthcheck_error;
+  std::map<std::string, std::string> version;
+  bool shutting_down = false;
+};
+
+class PredictionService {
+ public:
+  struct Options {
+    int max_concurrency = 1;
+    std::string server_version;
+    std::string weights;  // passed to setup(); empty: the runner's default
+    // Called (without the lock, on any thread) after anything that may change
+    // Health(): setup ending, the runner dying, a prediction starting or ending.
+    std::function<void(const HealthReport&)> on_health_change;
+  };
+
+  explicit PredictionService(Options options);
+  ~PredictionService();
+
+  // ---- front ends ----
+
+  // Validates the input, claims a slot and starts the prediction. Returns its
+  // state as started (status "processing"); from then on the observer hears
+  // everything, down to exactly one OnCompleted (which may come before Start
+  // returns, e.g. when the runner is unreachable). Errors, with nothing started
+  // and the observer destroyed unheard:
+  // Unavailable (not ready, shutting down), InvalidArgument (carrying a
+  // ValidationDetail), ResourceExhausted (every slot busy), AlreadyExists (a
+  // prediction with this id is running; Get() has its state).
+  absl::StatusOr<Prediction> Start(PredictionRequest request,
+                                   std::unique_ptr<PredictionObserver> observer);
+  // Asks the runner to cancel. NotFound unless the prediction is running.
+  absl::Status Cancel(absl::string_view id);
+  // A running prediction's current state. NotFound otherwise.
+  absl::StatusOr<Prediction> Get(absl::string_view id) const;
+  HealthReport Health() const;
+  // The OpenAPI document as JSON text; Unavailable until the runner sent it.
+  absl::StatusOr<std::string> Schema() const;
+  bool has_train() const;
+  // Refuses new work from now on (Start answers Unavailable).
+  void BeginShutdown();
+  // Waits until no prediction runs, at most `timeout`. Returns whether none does.
+  bool WaitUntilIdle(absl::Duration timeout);
+  // Cancels every running prediction.
+  void CancelAll();
+
+  // ---- runner side ----
+
+  void OnRunnerConnected(RunnerChannel* channel);
+  void OnRunnerMessage(const v1::runner::RunnerMessage& message);
+  // The runner is gone for good: running predictions fail with `reason`.
+  void OnRunnerGone(const std::string& reason);
+
+ private:
+  struct Active {
+    Prediction prediction;
+    std::optional<Slot> slot;  // reset before OnCompleted
+    std::unique_ptr<PredictionObserver> observer;
+  };
+
+  void HandleHello(const v1::runner::Hello& hello);
+  // Reads the schema; returns the channel to send Setup on, or null after FailSetup.
+  RunnerChannel* AcceptSchema(const v1::runner::Hello& hello) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void HandleSetupDone(const v1::runner::SetupDone& done);
+  void HandleLog(const v1::runner::Log& log);
+  void HandleOutput(const v1::runner::Output& output);
+  void HandleMetric(const v1::runner::Metric& metric);
+  void HandleDone(const v1::runner::Done& done);
+  void FailSetup(const std::string& logs) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status NotReadyError() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string NewId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void NotifyHealth() ABSL_LOCKS_EXCLUDED(mu_);
+
+  const Options options_;
+  SlotPool slots_;
+
+  mutable absl::Mutex mu_;
+  RunnerChannel* channel_ ABSL_GUARDED_BY(mu_) = nullptr;
+  HealthStatus state_ ABSL_GUARDED_BY(mu_) = HealthStatus::kStarting;
+  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  SetupReport setup_ ABSL_GUARDED_BY(mu_);
+  std::string schema_text_ ABSL_GUARDED_BY(mu_);
+  std::optional<InputSchema> predict_schema_ ABSL_GUARDED_BY(mu_);
+  std::optional<InputSchema> train_schema_ ABSL_GUARDED_BY(mu_);
+  bool has_train_ ABSL_GUARDED_BY(mu_) = false;
+  std::map<std::string, std::string> versions_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::unique_ptr<Active>> active_ ABSL_GUARDED_BY(mu_);
+  std::mt19937_64 id_random_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace cog
+
+#endif  // COG_SERVER_PREDICTION_SERVICE_H_

@@ -1,0 +1,60 @@
+// RunnerConnection: one connected runner socket, read by its own thread.
+//
+// Owns the fd. Every frame the runner sends is handed, in order, to the
+// Listener on the reader thread; when the stream ends (or breaks) the Listener
+// hears it once. Send() is thread-safe; frames from concurrent senders are never
+// interleaved. The Listener is not owned and must outlive this object.
+#ifndef COG_SERVER_RUNNER_CONNECTION_H_
+#define COG_SERVER_RUNNER_CONNECTION_H_
+
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "cog/v1/runner.pb.h"
+
+namespace cog {
+
+// Where the core sends frames to the runner. An interface so that the core's
+// tests can stand in for a runner.
+class RunnerChannel {
+ public:
+  virtual ~RunnerChannel() = default;
+  virtual absl::Status Send(const v1::runner::ServerMessage& message) = 0;
+};
+
+class RunnerConnection : public RunnerChannel {
+ public:
+  class Listener {
+   public:
+    virtual ~Listener() = default;
+    virtual void OnRunnerMessage(v1::runner::RunnerMessage message) = 0;
+    // The stream ended: OK for a clean close, the error otherwise.
+    virtual void OnRunnerDisconnected(absl::Status why) = 0;
+  };
+
+  RunnerConnection(int fd, Listener* listener);
+  ~RunnerConnection() override;
+  RunnerConnection(const RunnerConnection&) = delete;
+  RunnerConnection& operator=(const RunnerConnection&) = delete;
+
+  // Starts the reader thread.
+  void Start();
+  absl::Status Send(const v1::runner::ServerMessage& message) override;
+  // Shuts the socket down; the reader thread ends and the Listener hears it.
+  void Close();
+
+ private:
+  void ReadLoop();
+
+  const int fd_;
+  Listener* const listener_;
+  absl::Mutex write_mu_;
+  bool closed_ ABSL_GUARDED_BY(write_mu_) = false;
+  std::thread reader_;
+};
+
+}  // namespace cog
+
+#endif  // COG_SERVER_RUNNER_CONNECTION_H_
