@@ -1,0 +1,132 @@
+#include "server/input_schema.h"
+
+#include "gtest/gtest.h"
+
+namespace cog {
+namespace {
+
+// The Input component of legacy Cog's "constraints" capture, trimmed.
+const char kDocument[] = R"({
+  "components": {"schemas": {
+    "Input": {
+      "type": "object", "title": "Input", "required": ["prompt"],
+      "properties": {
+        "prompt": {"type": "string", "minLength": 1, "maxLength": 5, "title": "Prompt", "x-order": 0},
+        "n": {"type": "integer", "minimum": 1.0, "maximum": 10.0, "default": 1, "x-order": 1},
+        "temperature": {"type": "number", "maximum": 2.0, "default": 0.7, "x-order": 2},
+        "mode": {"default": "fast", "x-order": 3, "allOf": [{"$ref": "#/components/schemas/mode"}]},
+        "tag": {"type": "string", "pattern": "^[a-z]+$", "default": "abc", "x-order": 4},
+        "seed": {"type": "integer", "nullable": true, "x-order": 5},
+        "flag": {"type": "boolean", "default": false, "x-order": 6},
+        "files": {"type": "array", "items": {"type": "string", "format": "uri"}, "nullable": true, "x-order": 7}
+      }
+    },
+    "mode": {"type": "string", "enum": ["fast", "slow"], "title": "mode"}
+  }}
+})";
+
+InputSchema Schema() {
+  absl::StatusOr<InputSchema> schema = InputSchema::FromOpenApi(Json::parse(kDocument), "Input");
+  EXPECT_TRUE(schema.ok()) << schema.status();
+  return *schema;
+}
+
+Json Errors(const Json& input) {
+  absl::StatusOr<InputSchema::Validated> result = Schema().Validate(input);
+  EXPECT_FALSE(result.ok());
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument);
+  std::optional<Json> detail = ValidationDetail(result.status());
+  EXPECT_TRUE(detail.has_value());
+  return detail.value_or(Json::array());
+}
+
+TEST(InputSchemaTest, FillsDefaultsInSchemaOrderAndDropsUnknownKeys) {
+  absl::StatusOr<InputSchema::Validated> result =
+      Schema().Validate(Json::parse(R"({"extra": 1, "prompt": "p"})"));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->input.dump(),
+            R"({"prompt":"p","n":1,"temperature":0.7,"mode":"fast","tag":"abc","seed":null,)"
+            R"("flag":false,"files":null})");
+  EXPECT_EQ(result->unknown_keys, std::vector<std::string>{"extra"});
+}
+
+TEST(InputSchemaTest, CoercesTheWayLegacyCogDoes) {
+  absl::StatusOr<InputSchema::Validated> result = Schema().Validate(
+      Json::parse(R"({"prompt": "p", "n": "3", "temperature": 2, "flag": "yes", "seed": 4.0})"));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->input["n"], 3);
+  EXPECT_TRUE(result->input["temperature"].is_number_float());
+  EXPECT_EQ(result->input["temperature"].dump(), "2.0");
+  EXPECT_EQ(result->input["flag"], true);
+  EXPECT_EQ(result->input["seed"], 4);
+}
+
+TEST(InputSchemaTest, MissingRequiredField) {
+  EXPECT_EQ(Errors(Json::parse(R"({"n": 3})")).dump(),
+            R"([{"type":"missing","loc":["body","input","prompt"],"msg":"Field required","input":{"n":3}}])");
+}
+
+TEST(InputSchemaTest, NumberIsNeverAString) {
+  EXPECT_EQ(Errors(Json::parse(R"({"prompt": 123})")).dump(),
+            R"([{"type":"string_type","loc":["body","input","prompt"],"msg":"Input should be a valid string","input":123}])");
+}
+
+TEST(InputSchemaTest, NullOnlyForNullable) {
+  EXPECT_EQ(Errors(Json::parse(R"({"prompt": null})"))[0]["type"], "string_type");
+  absl::StatusOr<InputSchema::Validated> ok = Schema().Validate(Json::parse(R"({"prompt": "p", "seed": null})"));
+  ASSERT_TRUE(ok.ok());
+  EXPECT_TRUE(ok->input["seed"].is_null());
+}
+
+TEST(InputSchemaTest, IntegerErrors) {
+  EXPECT_EQ(Errors(Json::parse(R"({"prompt": "p", "n": 2.5})")).dump(),
+            R"([{"type":"int_from_float","loc":["body","input","n"],"msg":"Input should be a valid integer, got a number with a fractional part","input":2.5}])");
+  EXPECT_EQ(Errors(Json::parse(R"({"prompt": "p", "n": "abc"})"))[0]["type"], "int_parsing");
+}
+
+TEST(InputSchemaTest, RangesCarryContextLikePydantic) {
+  EXPECT_EQ(Errors(Json::parse(R"({"prompt": "p", "n": 11})")).dump(),
+            R"([{"type":"less_than_equal","loc":["body","input","n"],"msg":"Input should be less than or equal to 10","input":11,"ctx":{"le":10}}])");
+  EXPECT_EQ(Errors(Json::parse(R"({"prompt": "p", "temperature": 2.5})")).dump(),
+            R"([{"type":"less_than_equal","loc":["body","input","temperature"],"msg":"Input should be less than or equal to 2","input":2.5,"ctx":{"le":2.0}}])");
+  EXPECT_EQ(Errors(Json::parse(R"({"prompt": "p", "n": 0})"))[0]["msg"],
+            "Input should be greater than or equal to 1");
+}
+
+TEST(InputSchemaTest, ChoicesLengthsAndPattern) {
+  EXPECT_EQ(Errors(Json::parse(R"({"prompt": "p", "mode": "medium"})")).dump(),
+            R"([{"type":"enum","loc":["body","input","mode"],"msg":"Input should be 'fast' or 'slow'","input":"medium","ctx":{"expected":"'fast' or 'slow'"}}])");
+  EXPECT_EQ(Errors(Json::parse(R"({"prompt": ""})"))[0]["msg"], "String should have at least 1 character");
+  EXPECT_EQ(Errors(Json::parse(R"({"prompt": "toolong"})"))[0]["msg"], "String should have at most 5 characters");
+  EXPECT_EQ(Errors(Json::parse(R"({"prompt": "p", "tag": "ABC"})"))[0]["msg"],
+            "String should match pattern '^[a-z]+$'");
+}
+
+TEST(InputSchemaTest, BooleanSpellings) {
+  EXPECT_EQ(Errors(Json::parse(R"({"prompt": "p", "flag": "maybe"})"))[0]["type"], "bool_parsing");
+  for (const char* yes : {R"("true")", R"("1")", R"("on")", "1"}) {
+    absl::StatusOr<InputSchema::Validated> result =
+        Schema().Validate(Json::parse(std::string(R"({"prompt": "p", "flag": )") + yes + "}"));
+    ASSERT_TRUE(result.ok()) << yes;
+    EXPECT_EQ(result->input["flag"], true) << yes;
+  }
+}
+
+TEST(InputSchemaTest, OneErrorPerProblemAndListItemsLocated) {
+  Json errors = Errors(Json::parse(R"({"prompt": "p", "n": "abc", "mode": "medium", "files": ["a", 3]})"));
+  ASSERT_EQ(errors.size(), 3u);
+  EXPECT_EQ(errors[0]["loc"], Json::parse(R"(["body","input","n"])"));
+  EXPECT_EQ(errors[1]["loc"], Json::parse(R"(["body","input","mode"])"));
+  EXPECT_EQ(errors[2]["loc"], Json::parse(R"(["body","input","files",1])"));
+}
+
+TEST(InputSchemaTest, PathInputsAreListed) {
+  EXPECT_EQ(Schema().PathInputs(), std::vector<std::string>{"files"});
+}
+
+TEST(InputSchemaTest, MissingComponentIsAnError) {
+  EXPECT_FALSE(InputSchema::FromOpenApi(Json::parse(kDocument), "TrainingInput").ok());
+}
+
+}  // namespace
+}  // namespace cog

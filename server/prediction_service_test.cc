@@ -1,0 +1,340 @@
+#include "server/prediction_service.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "gtest/gtest.h"
+
+namespace cog {
+namespace {
+
+namespace runner = v1::runner;
+
+constexpr char kSchema[] = R"({"components": {"schemas": {"Input": {
+  "type": "object", "required": ["s"],
+  "properties": {"s": {"type": "string", "x-order": 0}}}}}})";
+
+// Stands in for the runner: records what the core sends.
+class FakeChannel : public RunnerChannel {
+ public:
+  absl::Status Send(const runner::ServerMessage& message) override {
+    absl::MutexLock lock(&mu_);
+    if (broken_) return absl::UnavailableError("broken pipe");
+    sent_.push_back(message);
+    return absl::OkStatus();
+  }
+  std::vector<runner::ServerMessage> sent() {
+    absl::MutexLock lock(&mu_);
+    return sent_;
+  }
+  void Break() {
+    absl::MutexLock lock(&mu_);
+    broken_ = true;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<runner::ServerMessage> sent_;
+  bool broken_ = false;
+};
+
+struct Events {
+  std::vector<std::string> seen;
+  std::optional<Prediction> completed;
+};
+
+class RecordingObserver : public PredictionObserver {
+ public:
+  explicit RecordingObserver(Events* events) : events_(events) {}
+  void OnStarted(const Prediction&) override { events_->seen.push_back("started"); }
+  void OnOutput(const Prediction&, const Json& item) override {
+    events_->seen.push_back("output " + item.dump());
+  }
+  void OnLog(const Prediction&, absl::string_view text) override {
+    events_->seen.push_back("log " + std::string(text));
+  }
+  void OnCompleted(const Prediction& prediction) override {
+    events_->seen.push_back("completed");
+    events_->completed = prediction;
+  }
+
+ private:
+  Events* events_;
+};
+
+class PredictionServiceTest : public ::testing::Test {
+ protected:
+  void Connect(int max_concurrency = 1) {
+    PredictionService::Options options;
+    options.max_concurrency = max_concurrency;
+    options.server_version = "test";
+    service_ = std::make_unique<PredictionService>(options);
+    service_->OnRunnerConnected(&channel_);
+  }
+
+  void Hello() {
+    runner::RunnerMessage message;
+    message.mutable_hello()->set_protocol_version(runner::PROTOCOL_VERSION_CURRENT);
+    message.mutable_hello()->set_openapi_json(kSchema);
+    service_->OnRunnerMessage(message);
+  }
+
+  void SetupDone(bool ok) {
+    runner::RunnerMessage message;
+    message.mutable_setup_done()->set_succeeded(ok);
+    service_->OnRunnerMessage(message);
+  }
+
+  void Log(const std::string& id, const std::string& text) {
+    runner::RunnerMessage message;
+    message.mutable_log()->set_id(id);
+    message.mutable_log()->set_text(text);
+    service_->OnRunnerMessage(message);
+  }
+
+  void Done(const std::string& id, runner::DoneStatus status, const std::string& output_json,
+            const std::string& error = "") {
+    runner::RunnerMessage message;
+    message.mutable_done()->set_id(id);
+    message.mutable_done()->set_status(status);
+    message.mutable_done()->set_output_json(output_json);
+    message.mutable_done()->set_error(error);
+    service_->OnRunnerMessage(message);
+  }
+
+  PredictionRequest Request(const std::string& id, const std::string& s = "hi") {
+    PredictionRequest request;
+    request.id = id;
+    request.input = Json{{"s", s}};
+    return request;
+  }
+
+  FakeChannel channel_;
+  std::unique_ptr<PredictionService> service_;
+};
+
+TEST_F(PredictionServiceTest, HealthGoesStartingThenReadyAndSetupIsSentAfterHello) {
+  Connect();
+  EXPECT_EQ(service_->Health().status, HealthStatus::kStarting);
+  EXPECT_FALSE(service_->Schema().ok());
+  Hello();
+  ASSERT_EQ(channel_.sent().size(), 1u);
+  EXPECT_TRUE(channel_.sent()[0].has_setup());
+  EXPECT_TRUE(service_->Schema().ok());
+  Log("", "loading weights\n");
+  SetupDone(true);
+  HealthReport health = service_->Health();
+  EXPECT_EQ(health.status, HealthStatus::kReady);
+  EXPECT_EQ(health.setup.status, "succeeded");
+  EXPECT_EQ(health.setup.logs, "loading weights\n");
+  EXPECT_TRUE(health.setup.completed_at.has_value());
+}
+
+TEST_F(PredictionServiceTest, PredictionsAreRefusedUntilReady) {
+  Connect();
+  Hello();
+  absl::StatusOr<Prediction> started = service_->Start(Request("a"), nullptr);
+  EXPECT_EQ(started.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(started.status().message().find("Setup has not finished"), std::string::npos);
+}
+
+TEST_F(PredictionServiceTest, SetupFailureKeepsLogsAndRefusesWork) {
+  Connect();
+  Hello();
+  Log("", "Traceback (most recent call last):\nRuntimeError: boom\n");
+  SetupDone(false);
+  HealthReport health = service_->Health();
+  EXPECT_EQ(health.status, HealthStatus::kSetupFailed);
+  EXPECT_EQ(health.setup.status, "failed");
+  EXPECT_NE(health.setup.logs.find("RuntimeError: boom"), std::string::npos);
+  EXPECT_EQ(service_->Start(Request("a"), nullptr).status().code(),
+            absl::StatusCode::kUnavailable);
+}
+
+TEST_F(PredictionServiceTest, LoadErrorInHelloIsASetupFailure) {
+  Connect();
+  runner::RunnerMessage message;
+  message.mutable_hello()->set_protocol_version(runner::PROTOCOL_VERSION_CURRENT);
+  message.mutable_hello()->set_load_error("ModuleNotFoundError: No module named 'torch'");
+  service_->OnRunnerMessage(message);
+  HealthReport health = service_->Health();
+  EXPECT_EQ(health.status, HealthStatus::kSetupFailed);
+  EXPECT_NE(health.setup.logs.find("No module named 'torch'"), std::string::npos);
+  EXPECT_TRUE(channel_.sent().empty()) << "no setup after a failed load";
+}
+
+TEST_F(PredictionServiceTest, ProtocolMismatchIsASetupFailureThatSaysWhatToDo) {
+  Connect();
+  runner::RunnerMessage message;
+  message.mutable_hello()->set_protocol_version(static_cast<runner::ProtocolVersion>(7));
+  service_->OnRunnerMessage(message);
+  EXPECT_EQ(service_->Health().status, HealthStatus::kSetupFailed);
+  EXPECT_NE(service_->Health().setup.logs.find("install matching versions"), std::string::npos);
+}
+
+TEST_F(PredictionServiceTest, APredictionRunsAndTheObserverHearsEverythingInOrder) {
+  Connect();
+  Hello();
+  SetupDone(true);
+  Events events;
+  absl::StatusOr<Prediction> started =
+      service_->Start(Request("p1"), std::make_unique<RecordingObserver>(&events));
+  ASSERT_TRUE(started.ok()) << started.status();
+  EXPECT_EQ(started->status, PredictionStatus::kProcessing);
+  EXPECT_TRUE(started->started_at.has_value());
+  ASSERT_EQ(channel_.sent().size(), 2u);
+  const runner::Predict predict = channel_.sent()[1].predict();
+  EXPECT_EQ(predict.id(), "p1");
+  EXPECT_EQ(Json::parse(predict.input_json()), Json::parse(R"({"s":"hi"})"));
+  EXPECT_EQ(service_->Health().status, HealthStatus::kBusy);
+
+  Log("p1", "working\n");
+  Done("p1", runner::DONE_STATUS_SUCCEEDED, R"("hi!")");
+  ASSERT_TRUE(events.completed.has_value());
+  EXPECT_EQ(events.seen, (std::vector<std::string>{"started", "log working\n", "completed"}));
+  EXPECT_EQ(events.completed->status, PredictionStatus::kSucceeded);
+  EXPECT_EQ(events.completed->output, "hi!");
+  EXPECT_EQ(events.completed->logs, "working\n");
+  EXPECT_TRUE(events.completed->metrics.contains("predict_time"));
+  EXPECT_EQ(service_->Health().status, HealthStatus::kReady);
+}
+
+TEST_F(PredictionServiceTest, BusyWhenEverySlotIsTaken) {
+  Connect(/*max_concurrency=*/1);
+  Hello();
+  SetupDone(true);
+  ASSERT_TRUE(service_->Start(Request("p1"), nullptr).ok());
+  absl::StatusOr<Prediction> second = service_->Start(Request("p2"), nullptr);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(second.status().message(), "Already running a prediction");
+  Done("p1", runner::DONE_STATUS_SUCCEEDED, "null");
+  EXPECT_TRUE(service_->Start(Request("p2"), nullptr).ok()) << "the slot came back";
+}
+
+TEST_F(PredictionServiceTest, SameRunningIdIsAlreadyExistsAndGetShowsIt) {
+  Connect(2);
+  Hello();
+  SetupDone(true);
+  ASSERT_TRUE(service_->Start(Request("same"), nullptr).ok());
+  EXPECT_EQ(service_->Start(Request("same"), nullptr).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  absl::StatusOr<Prediction> current = service_->Get("same");
+  ASSERT_TRUE(current.ok());
+  EXPECT_EQ(current->status, PredictionStatus::kProcessing);
+}
+
+TEST_F(PredictionServiceTest, InvalidInputIsRefusedBeforeASlotIsTaken) {
+  Connect(1);
+  Hello();
+  SetupDone(true);
+  PredictionRequest request = Request("bad");
+  request.input = Json{{"s", 5}};
+  absl::StatusOr<Prediction> started = service_->Start(request, nullptr);
+  ASSERT_EQ(started.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(ValidationDetail(started.status()).has_value());
+  EXPECT_TRUE(service_->Start(Request("good"), nullptr).ok()) << "no slot leaked";
+}
+
+TEST_F(PredictionServiceTest, IteratorOutputsAccumulateIntoAList) {
+  Connect();
+  Hello();
+  SetupDone(true);
+  Events events;
+  ASSERT_TRUE(service_->Start(Request("it"), std::make_unique<RecordingObserver>(&events)).ok());
+  for (const char* item : {R"("a")", R"("b")"}) {
+    runner::RunnerMessage message;
+    message.mutable_output()->set_id("it");
+    message.mutable_output()->set_value_json(item);
+    service_->OnRunnerMessage(message);
+  }
+  Done("it", runner::DONE_STATUS_SUCCEEDED, "");
+  ASSERT_TRUE(events.completed.has_value());
+  EXPECT_EQ(events.completed->output, Json::parse(R"(["a","b"])"));
+  EXPECT_EQ(events.seen[1], R"(output "a")");
+}
+
+TEST_F(PredictionServiceTest, FailureAndCancelAreReported) {
+  Connect();
+  Hello();
+  SetupDone(true);
+  Events failed;
+  ASSERT_TRUE(service_->Start(Request("f"), std::make_unique<RecordingObserver>(&failed)).ok());
+  Done("f", runner::DONE_STATUS_FAILED, "", "boom: x");
+  EXPECT_EQ(failed.completed->status, PredictionStatus::kFailed);
+  EXPECT_EQ(failed.completed->error, "boom: x");
+
+  Events canceled;
+  ASSERT_TRUE(service_->Start(Request("c"), std::make_unique<RecordingObserver>(&canceled)).ok());
+  ASSERT_TRUE(service_->Cancel("c").ok());
+  EXPECT_TRUE(channel_.sent().back().has_cancel());
+  EXPECT_EQ(channel_.sent().back().cancel().id(), "c");
+  Done("c", runner::DONE_STATUS_CANCELED, "");
+  EXPECT_EQ(canceled.completed->status, PredictionStatus::kCanceled);
+  EXPECT_EQ(service_->Cancel("c").code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(PredictionServiceTest, RunnerDeathFailsRunningPredictionsAndMakesItDefunct) {
+  Connect();
+  Hello();
+  SetupDone(true);
+  Events events;
+  ASSERT_TRUE(service_->Start(Request("p"), std::make_unique<RecordingObserver>(&events)).ok());
+  service_->OnRunnerGone("The runner process was killed by signal 9 (Killed)");
+  ASSERT_TRUE(events.completed.has_value());
+  EXPECT_EQ(events.completed->status, PredictionStatus::kFailed);
+  EXPECT_EQ(events.completed->error, "The runner process was killed by signal 9 (Killed)");
+  EXPECT_EQ(service_->Health().status, HealthStatus::kDefunct);
+  EXPECT_EQ(service_->Start(Request("q"), nullptr).status().code(),
+            absl::StatusCode::kUnavailable);
+}
+
+TEST_F(PredictionServiceTest, RunnerDeathDuringSetupIsASetupFailure) {
+  Connect();
+  Hello();
+  service_->OnRunnerGone("The runner process exited with code 1");
+  HealthReport health = service_->Health();
+  EXPECT_EQ(health.status, HealthStatus::kSetupFailed);
+  EXPECT_NE(health.setup.logs.find("exited with code 1"), std::string::npos);
+}
+
+TEST_F(PredictionServiceTest, UndeliverablePredictionCompletesFailedAndFreesItsSlot) {
+  Connect();
+  Hello();
+  SetupDone(true);
+  channel_.Break();
+  Events events;
+  absl::StatusOr<Prediction> started =
+      service_->Start(Request("p"), std::make_unique<RecordingObserver>(&events));
+  ASSERT_TRUE(started.ok());
+  ASSERT_TRUE(events.completed.has_value());
+  EXPECT_EQ(events.completed->status, PredictionStatus::kFailed);
+  EXPECT_NE(events.completed->error->find("could not reach the runner"), std::string::npos);
+  EXPECT_EQ(service_->Health().concurrency_current, 0);
+}
+
+TEST_F(PredictionServiceTest, ShutdownRefusesNewWork) {
+  Connect();
+  Hello();
+  SetupDone(true);
+  service_->BeginShutdown();
+  absl::StatusOr<Prediction> started = service_->Start(Request("p"), nullptr);
+  EXPECT_EQ(started.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(started.status().message(), "Server is shutting down");
+}
+
+TEST_F(PredictionServiceTest, GeneratedIdsAreUniqueAndUrlSafe) {
+  Connect(4);
+  Hello();
+  SetupDone(true);
+  absl::StatusOr<Prediction> a = service_->Start(Request(""), nullptr);
+  absl::StatusOr<Prediction> b = service_->Start(Request(""), nullptr);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_NE(a->id, b->id);
+  EXPECT_EQ(a->id.size(), 26u);
+  EXPECT_EQ(a->id.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace cog
