@@ -1,0 +1,116 @@
+"""The runner's own protobuf codec agrees with the C++ generated code, both ways.
+
+codec_conformance_tool holds the same canonical messages, built with the C++
+generated classes; a frame either side cannot read, or reads differently, fails.
+"""
+
+import os
+import struct
+import subprocess
+import unittest
+
+from cog_runner import messages, wire
+
+TOOL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "codec_conformance_tool")
+
+SERVER = [
+    {"setup": {"weights": "/src/weights"}},
+    {"predict": {"id": "p-1", "kind": messages.KIND_TRAIN,
+                 "input_json": '{"s": "hé"}'.encode(), "context_json": b'{"a": "b"}'}},
+    {"cancel": {"id": "p-1"}},
+    {"healthcheck": {"sequence": 18446744073709551615}},
+    {"shutdown": {}},
+    {"setup": {}},
+]
+
+RUNNER = [
+    {"hello": {"protocol_version": messages.PROTOCOL_VERSION, "runner_version": "0.1.0",
+               "python_version": "3.11.7", "pid": 4242, "openapi_json": b'{"openapi": "3.0.2"}',
+               "load_error": "ImportError: no torch", "predict_is_async": True, "has_train": True,
+               "has_healthcheck": True, "max_concurrency": 8, "cog_version": "0.1.0"}},
+    {"setup_done": {"succeeded": True, "error": "RuntimeError: boom"}},
+    {"log": {"id": "p-1", "source": messages.LOG_STDERR, "text": "line ✓\n"}},
+    {"output": {"id": "p-1", "value_json": b'\x00\xff"bytes"'}},
+    {"metric": {"id": "p-1", "name": "tokens", "value_json": b"12", "mode": messages.METRIC_APPEND}},
+    {"done": {"id": "p-1", "status": messages.DONE_CANCELED, "error": "canceled",
+              "output_json": b"[1, 2]"}},
+    {"healthcheck_result": {"sequence": 300, "healthy": True, "error": "disk full"}},
+    {"done": {"id": "p-2", "status": messages.DONE_SUCCEEDED}},
+]
+
+
+def split_frames(data):
+    frames = []
+    pos = 0
+    while pos < len(data):
+        (size,) = struct.unpack(">I", data[pos:pos + 4])
+        frames.append(data[pos + 4:pos + 4 + size])
+        pos += 4 + size
+    return frames
+
+
+def with_defaults(table, message):
+    """A decoded message: every scalar field present, unset ones at their default."""
+    (name, fields), = message.items()
+    nested = table_for(table, name)
+    return {name: dict(wire.defaults(nested), **fields)}
+
+
+def table_for(table, name):
+    for field_name, kind, nested in table.values():
+        if field_name == name:
+            return nested
+    raise KeyError(name)
+
+
+class CodecConformanceTest(unittest.TestCase):
+    def test_python_decodes_what_cpp_encodes(self):
+        data = subprocess.run([TOOL, "encode"], check=True, stdout=subprocess.PIPE).stdout
+        frames = split_frames(data)
+        self.assertEqual(len(frames), len(SERVER) + len(RUNNER))
+        for frame, expected in zip(frames, SERVER):
+            decoded = wire.decode(messages.SERVER_MESSAGE, frame)
+            self.assertEqual(decoded, with_defaults(messages.SERVER_MESSAGE, expected))
+        for frame, expected in zip(frames[len(SERVER):], RUNNER):
+            decoded = wire.decode(messages.RUNNER_MESSAGE, frame)
+            self.assertEqual(decoded, with_defaults(messages.RUNNER_MESSAGE, expected))
+
+    def test_cpp_decodes_what_python_encodes(self):
+        data = b""
+        for message in SERVER:
+            payload = wire.encode(messages.SERVER_MESSAGE, message)
+            data += struct.pack(">I", len(payload)) + payload
+        for message in RUNNER:
+            payload = wire.encode(messages.RUNNER_MESSAGE, message)
+            data += struct.pack(">I", len(payload)) + payload
+        result = subprocess.run([TOOL, "decode"], input=data, stderr=subprocess.PIPE)
+        self.assertEqual(result.returncode, 0, result.stderr.decode())
+
+    def test_python_encoding_is_byte_identical_to_cpp(self):
+        # Both sides write fields in number order and leave defaults out, so the
+        # bytes themselves match, not just their meaning.
+        cpp = subprocess.run([TOOL, "encode"], check=True, stdout=subprocess.PIPE).stdout
+        python = b""
+        for table, batch in ((messages.SERVER_MESSAGE, SERVER), (messages.RUNNER_MESSAGE, RUNNER)):
+            for message in batch:
+                payload = wire.encode(table, message)
+                python += struct.pack(">I", len(payload)) + payload
+        self.assertEqual(split_frames(python), split_frames(cpp))
+
+    def test_unknown_fields_are_skipped(self):
+        # A newer server may add fields of any wire type; the runner ignores them.
+        extra = bytes([0x0A, 0x02]) + b"id"  # field 1 (id) = "id"
+        extra += bytes([0x48, 0x07])  # field 9, varint 7
+        extra += bytes([0x55]) + b"\x00\x00\x80\x3f"  # field 10, fixed32
+        extra += bytes([0x59]) + b"\x00" * 8  # field 11, fixed64
+        payload = bytes([0x1A, len(extra)]) + extra  # ServerMessage.cancel
+        self.assertEqual(wire.decode(messages.SERVER_MESSAGE, payload), {"cancel": {"id": "id"}})
+
+    def test_truncated_input_is_a_decode_error(self):
+        payload = wire.encode(messages.SERVER_MESSAGE, {"cancel": {"id": "abcdef"}})
+        with self.assertRaises(wire.DecodeError):
+            wire.decode(messages.SERVER_MESSAGE, payload[:-2])
+
+
+if __name__ == "__main__":
+    unittest.main()
