@@ -32,8 +32,16 @@ absl::StatusOr<std::unique_ptr<RunnerProcess>> RunnerProcess::Spawn(const Runner
   std::vector<char*> argv;
   for (const std::string& arg : command.argv) argv.push_back(const_cast<char*>(arg.c_str()));
   argv.push_back(nullptr);
+  // extra_env replaces variables of the same name: with duplicates, the child
+  // would see whichever its libc finds first.
   std::vector<std::string> env_storage;
-  for (char** e = environ; *e != nullptr; ++e) env_storage.emplace_back(*e);
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string entry(*e);
+    const std::string name = entry.substr(0, entry.find('=') + 1);
+    bool replaced = false;
+    for (const std::string& extra : command.extra_env) replaced = replaced || extra.rfind(name, 0) == 0;
+    if (!replaced) env_storage.push_back(entry);
+  }
   for (const std::string& e : command.extra_env) env_storage.push_back(e);
   std::vector<char*> envp;
   for (std::string& e : env_storage) envp.push_back(e.data());

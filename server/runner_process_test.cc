@@ -143,3 +143,33 @@ TEST(RunnerListenSocketTest, AcceptsAConnectionAndTimesOutOrAborts) {
 
 }  // namespace
 }  // namespace cog
+
+namespace cog {
+namespace {
+
+TEST(RunnerProcessTest, ExtraEnvironmentReplacesInheritedVariables) {
+  ::setenv("COG_TEST_VARIABLE", "inherited", 1);
+  char path[] = "/tmp/runner-env-test-XXXXXX";
+  int fd = ::mkstemp(path);
+  ASSERT_GE(fd, 0);
+  ::close(fd);
+  absl::Notification exited;
+  absl::StatusOr<std::unique_ptr<RunnerProcess>> process = RunnerProcess::Spawn(
+      {{"sh", "-c", std::string("env | grep ^COG_TEST_VARIABLE= > ") + path},
+       {"COG_TEST_VARIABLE=given"},
+       ""},
+      [&](int) { exited.Notify(); });
+  ASSERT_TRUE(process.ok());
+  exited.WaitForNotification();
+  FILE* f = std::fopen(path, "r");
+  ASSERT_NE(f, nullptr);
+  char line[128] = {0};
+  std::string all;
+  while (std::fgets(line, sizeof(line), f) != nullptr) all += line;
+  std::fclose(f);
+  ::unlink(path);
+  EXPECT_EQ(all, "COG_TEST_VARIABLE=given\n");
+}
+
+}  // namespace
+}  // namespace cog

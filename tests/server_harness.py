@@ -1,0 +1,142 @@
+"""Starts the real cog-server binary on a real predictor, for end-to-end tests.
+
+Ports are chosen by the kernel (port 0) and read back from --port-file; the
+predictor is copied to a fresh temporary directory; nothing is shared between
+servers. Waits are for conditions, with deadlines, never bare sleeps.
+"""
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from typing import Any, Dict, Iterable, Optional, Tuple
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def _runfile(path: str) -> str:
+    for base in (os.environ.get("TEST_SRCDIR", ""), os.environ.get("RUNFILES_DIR", "")):
+        if base:
+            candidate = os.path.join(base, "cog_runtime", path)
+            if os.path.exists(candidate):
+                return candidate
+    return os.path.join(ROOT, path)
+
+
+SERVER_BINARY = _runfile("server/cog-server")
+PREDICTORS = os.path.join(HERE, "predictors")
+
+
+def wait_until(condition, timeout: float = 30.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.0f s waiting for %s" % (timeout, what))
+        time.sleep(0.01)
+
+
+class CogServer:
+    def __init__(self, predictor: str, args: Iterable[str] = (), env: Optional[Dict[str, str]] = None,
+                 source_dir: Optional[str] = None):
+        self.tmp = tempfile.mkdtemp(prefix="cog-e2e-")
+        self.workdir = os.path.join(self.tmp, "model")
+        shutil.copytree(source_dir or os.path.join(PREDICTORS, predictor), self.workdir)
+        self.port_file = os.path.join(self.tmp, "ports.json")
+        self.log_path = os.path.join(self.tmp, "server.log")
+        full_env = dict(os.environ)
+        # Unix socket paths are limited to 107 bytes; Bazel's test temp dirs are longer.
+        full_env["TMPDIR"] = "/tmp"
+        full_env["PYTHONDONTWRITEBYTECODE"] = "1"
+        full_env.update(env or {})
+        self.log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(
+            [SERVER_BINARY, "--working-directory", self.workdir, "--host", "127.0.0.1",
+             "--port", "0", "--grpc-port", "0", "--port-file", self.port_file, *args],
+            stdout=self.log, stderr=subprocess.STDOUT, env=full_env)
+        ports = wait_until(self._read_ports, what="the server to listen (see %s)" % self.log_path)
+        self.http_port, self.grpc_port = ports["http"], ports["grpc"]
+
+    def _read_ports(self):
+        if self.process.poll() is not None:
+            raise AssertionError("cog-server exited with %s:\n%s" % (self.process.returncode, self.logs()))
+        try:
+            with open(self.port_file) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+
+    def logs(self) -> str:
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    # ---- HTTP ----
+
+    def request(self, method: str, path: str, body: Any = None, headers: Optional[Dict[str, str]] = None,
+                raw: Optional[bytes] = None, timeout: float = 60) -> Tuple[int, Dict[str, str], Any]:
+        """Returns (status, headers with lower-case names, parsed JSON body or text)."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=timeout)
+        try:
+            all_headers = dict(headers or {})
+            data = raw
+            if body is not None:
+                data = json.dumps(body).encode()
+                all_headers.setdefault("Content-Type", "application/json")
+            connection.request(method, path, body=data, headers=all_headers)
+            response = connection.getresponse()
+            payload = response.read()
+            response_headers = {k.lower(): v for k, v in response.getheaders()}
+            try:
+                parsed = json.loads(payload)
+            except ValueError:
+                parsed = payload.decode(errors="replace")
+            return response.status, response_headers, parsed
+        finally:
+            connection.close()
+
+    def health(self) -> Dict[str, Any]:
+        status, _, body = self.request("GET", "/health-check")
+        assert status == 200, (status, body)
+        return body
+
+    def wait_for_status(self, *statuses: str, timeout: float = 60) -> Dict[str, Any]:
+        try:
+            return wait_until(lambda: (lambda h: h if h["status"] in statuses else None)(self.health()),
+                              timeout, "health-check status in %s" % (statuses,))
+        except AssertionError as e:
+            raise AssertionError("%s; last health %s; server log:\n%s" % (e, self.health(), self.logs()))
+
+    # ---- processes ----
+
+    def runner_pids(self):
+        pids = []
+        task_dir = "/proc/%d/task" % self.process.pid
+        try:
+            for task in os.listdir(task_dir):
+                with open(os.path.join(task_dir, task, "children")) as f:
+                    pids += [int(p) for p in f.read().split()]
+        except OSError:
+            pass
+        return pids
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self.close()
+
+    def close(self):
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
