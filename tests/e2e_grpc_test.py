@@ -1,0 +1,146 @@
+"""The gRPC API of the real cog-server, driven with Debian's python3-grpcio."""
+
+import json
+import time
+import unittest
+
+import grpc
+from google.protobuf import struct_pb2
+
+from cogapi.v1 import predictor_pb2, predictor_pb2_grpc
+from grpc_health_v1 import health_pb2, health_pb2_grpc
+from server_harness import CogServer, wait_until
+
+
+def struct(**values):
+    s = struct_pb2.Struct()
+    s.update(values)
+    return s
+
+
+class GrpcApiTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = CogServer("types")
+        cls.server.wait_for_status("READY")
+        cls.channel = grpc.insecure_channel("127.0.0.1:%d" % cls.server.grpc_port)
+        cls.stub = predictor_pb2_grpc.PredictorStub(cls.channel)
+        cls.health = health_pb2_grpc.HealthStub(cls.channel)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.channel.close()
+        cls.server.stop()
+
+    def test_predict(self):
+        prediction = self.stub.Predict(
+            predictor_pb2.PredictionRequest(id="g-1", input=struct(s="hi", i=3)), timeout=30)
+        self.assertEqual(prediction.id, "g-1")
+        self.assertEqual(prediction.status, predictor_pb2.PREDICTION_STATUS_SUCCEEDED)
+        self.assertEqual(prediction.output.string_value, "hi|3|0.5|False")
+        self.assertEqual(prediction.logs, "types: str int float bool\n")
+        self.assertGreater(prediction.completed_at.ToDatetime(), prediction.started_at.ToDatetime())
+        self.assertIn("predict_time", prediction.metrics.fields)
+        self.assertEqual(dict(prediction.input)["i"], 3)
+
+    def test_invalid_input_is_invalid_argument_with_the_details(self):
+        with self.assertRaises(grpc.RpcError) as raised:
+            self.stub.Predict(predictor_pb2.PredictionRequest(input=struct(i=3)), timeout=30)
+        self.assertEqual(raised.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("Field required", raised.exception.details())
+        self.assertIn('"s"', raised.exception.details())
+
+    def test_health(self):
+        health = self.stub.Health(predictor_pb2.HealthRequest(), timeout=10)
+        self.assertEqual(health.status, predictor_pb2.HealthResponse.READY)
+        self.assertEqual(health.setup.status, "succeeded")
+        self.assertEqual(health.concurrency_max, 1)
+        self.assertIn("server", health.version)
+
+    def test_standard_grpc_health_check(self):
+        for service in ("", "liveness", "readiness", "cog.v1.Predictor"):
+            response = self.health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+            self.assertEqual(response.status, health_pb2.HealthCheckResponse.SERVING, service)
+        watch = self.health.Watch(health_pb2.HealthCheckRequest(service="readiness"), timeout=10)
+        self.assertEqual(next(watch).status, health_pb2.HealthCheckResponse.SERVING)
+        watch.cancel()
+
+    def test_schema_is_the_openapi_document(self):
+        schema = self.stub.GetSchema(predictor_pb2.GetSchemaRequest(), timeout=10)
+        document = json.loads(schema.openapi_json)
+        self.assertEqual(document["components"]["schemas"]["Input"]["required"], ["s"])
+        _, _, rest = self.server.request("GET", "/openapi.json")
+        self.assertEqual(document, rest)
+
+    def test_predict_stream_sends_start_logs_and_completed_in_order(self):
+        events = list(self.stub.PredictStream(
+            predictor_pb2.PredictionRequest(input=struct(s="x")), timeout=30))
+        kinds = [event.WhichOneof("event") for event in events]
+        self.assertEqual(kinds, ["start", "log", "completed"])
+        self.assertEqual(events[0].start.status, predictor_pb2.PREDICTION_STATUS_PROCESSING)
+        self.assertEqual(events[1].log.text, "types: str int float bool\n")
+        self.assertEqual(events[2].completed.output.string_value, "x|2|0.5|False")
+
+    def test_cancel_of_unknown_id_is_not_found(self):
+        with self.assertRaises(grpc.RpcError) as raised:
+            self.stub.Cancel(predictor_pb2.CancelRequest(id="nope"), timeout=10)
+        self.assertEqual(raised.exception.code(), grpc.StatusCode.NOT_FOUND)
+
+    def test_server_reflection_lists_the_service(self):
+        # Reflection is what grpcurl and friends use; ask for the service list.
+        from grpc_reflection_stub import list_services
+        self.assertIn("cog.v1.Predictor", list_services(self.channel))
+
+
+class GrpcCancelTest(unittest.TestCase):
+    def test_deadline_cancels_the_prediction_and_frees_the_slot(self):
+        server = CogServer("sleeper")
+        channel = grpc.insecure_channel("127.0.0.1:%d" % server.grpc_port)
+        stub = predictor_pb2_grpc.PredictorStub(channel)
+        try:
+            server.wait_for_status("READY")
+            with self.assertRaises(grpc.RpcError) as raised:
+                stub.Predict(predictor_pb2.PredictionRequest(id="slow-1"), timeout=1.0)
+            self.assertEqual(raised.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+            server.wait_for_status("READY", timeout=30)
+            prediction = stub.Predict(
+                predictor_pb2.PredictionRequest(input=struct(seconds=0)), timeout=30)
+            self.assertEqual(prediction.output.string_value, "woke up")
+        finally:
+            channel.close()
+            self.assertEqual(server.stop(), 0)
+
+    def test_rest_cancel_of_an_async_prediction(self):
+        server = CogServer("sleeper")
+        try:
+            server.wait_for_status("READY")
+            status, _, body = server.request("POST", "/predictions", {"id": "a-1", "input": {}},
+                                             headers={"Prefer": "respond-async"})
+            self.assertEqual(status, 202, body)
+            self.assertEqual(body["status"], "processing")
+            self.assertEqual(server.health()["status"], "BUSY")
+            status, _, body = server.request("POST", "/predictions", {"input": {}})
+            self.assertEqual((status, body), (409, {"detail": "Already running a prediction"}))
+            wait_until(lambda: server.request("POST", "/predictions/a-1/cancel")[0] == 200 and True,
+                       what="cancel to be accepted")
+            server.wait_for_status("READY", timeout=30)
+            self.assertEqual(server.request("POST", "/predictions/a-1/cancel")[0], 404)
+        finally:
+            self.assertEqual(server.stop(), 0)
+
+    def test_sigterm_cancels_a_prediction_that_outlives_the_grace_period(self):
+        server = CogServer("sleeper", args=["--runner-shutdown-grace-period", "0.5"])
+        try:
+            server.wait_for_status("READY")
+            status, _, _ = server.request("POST", "/predictions", {"input": {}},
+                                          headers={"Prefer": "respond-async"})
+            self.assertEqual(status, 202)
+            started = time.monotonic()
+            self.assertEqual(server.stop(), 0)
+            self.assertLess(time.monotonic() - started, 25, "shutdown did not wait for the 600 s sleep")
+        finally:
+            server.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
