@@ -1,0 +1,48 @@
+"""Counts test cases across Bazel's test logs (GoogleTest and unittest) and
+prints one line per target and a final "N passed, N failed"."""
+
+import os
+import re
+import sys
+
+
+def count(log: str):
+    """(passed, failed) test cases in one target's log."""
+    passed = failed = 0
+    gtest_passed = re.findall(r"^\[  PASSED  \] (\d+) tests?", log, re.M)
+    gtest_failed = re.findall(r"^\[  FAILED  \] (\d+) tests?, listed below", log, re.M)
+    if gtest_passed or gtest_failed:
+        passed = sum(map(int, gtest_passed))
+        failed = sum(map(int, gtest_failed))
+        return passed, failed
+    for ran, tail in re.findall(r"^Ran (\d+) tests? in [\d.]+s\n\n(.*)$", log, re.M):
+        bad = sum(int(n) for n in re.findall(r"(?:failures|errors)=(\d+)", tail))
+        failed += bad
+        passed += int(ran) - bad - sum(int(n) for n in re.findall(r"skipped=(\d+)", tail))
+    return passed, failed
+
+
+def main(root: str) -> int:
+    total_passed = total_failed = 0
+    rows = []
+    for directory, _, files in sorted(os.walk(root)):
+        if "test.log" not in files:
+            continue
+        with open(os.path.join(directory, "test.log"), errors="replace") as f:
+            log = f.read()
+        passed, failed = count(log)
+        if passed == failed == 0:
+            failed = 1  # a target that ran nothing, or crashed before reporting
+        target = "//" + os.path.relpath(directory, root).replace(os.sep, "/")
+        target = target[::-1].replace("/", ":", 1)[::-1]
+        rows.append("%-45s %4d passed, %d failed" % (target, passed, failed))
+        total_passed += passed
+        total_failed += failed
+    print("\nTest cases by target:")
+    print("\n".join(rows))
+    print("%d passed, %d failed" % (total_passed, total_failed))
+    return 1 if total_failed or not rows else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "bazel-testlogs"))
