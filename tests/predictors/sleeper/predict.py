@@ -1,11 +1,20 @@
-# Sleeps for `seconds` (long by default), so tests can cancel it mid-way.
+# Sleeps for `seconds` (long by default), or with spin=True busy-loops in pure
+# Python printing all the while, so tests can cancel it mid-way either way.
 import time
 
 from cog import BasePredictor
 
 
 class Predictor(BasePredictor):
-    def predict(self, seconds: float = 600.0) -> str:
+    def predict(self, seconds: float = 600.0, spin: bool = False) -> str:
         print("sleeping")
-        time.sleep(seconds)
+        deadline = time.monotonic() + seconds
+        if spin:
+            i = 0
+            while time.monotonic() < deadline:
+                i += 1
+                if i % 100 == 0:
+                    print(f"spin {i}")
+        else:
+            time.sleep(seconds)
         return "woke up"
