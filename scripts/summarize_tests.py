@@ -1,5 +1,8 @@
-"""Counts test cases across Bazel's test logs (GoogleTest and unittest) and
-prints one line per target and a final "N passed, N failed"."""
+"""Counts test cases in Bazel's test logs (GoogleTest and unittest) of the given
+test targets and prints one line per target and a final "N passed, N failed".
+
+  summarize_tests.py bazel-testlogs //server:frame_io_test //tests:e2e_rest_test ...
+"""
 
 import os
 import re
@@ -22,19 +25,19 @@ def count(log: str):
     return passed, failed
 
 
-def main(root: str) -> int:
+def main(root: str, targets) -> int:
     total_passed = total_failed = 0
     rows = []
-    for directory, _, files in sorted(os.walk(root)):
-        if "test.log" not in files:
-            continue
-        with open(os.path.join(directory, "test.log"), errors="replace") as f:
-            log = f.read()
+    for target in targets:
+        path = os.path.join(root, target.lstrip("/").replace(":", "/"), "test.log")
+        try:
+            with open(path, errors="replace") as f:
+                log = f.read()
+        except OSError:
+            log = ""
         passed, failed = count(log)
         if passed == failed == 0:
             failed = 1  # a target that ran nothing, or crashed before reporting
-        target = "//" + os.path.relpath(directory, root).replace(os.sep, "/")
-        target = target[::-1].replace("/", ":", 1)[::-1]
         rows.append("%-45s %4d passed, %d failed" % (target, passed, failed))
         total_passed += passed
         total_failed += failed
@@ -45,4 +48,4 @@ def main(root: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "bazel-testlogs"))
+    sys.exit(main(sys.argv[1], sys.argv[2:]))

@@ -7,5 +7,6 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh || exit 1
 bazel test --color=no --curses=no --test_output=errors //... "$@"
 status=$?
-python3 scripts/summarize_tests.py bazel-testlogs || status=1
+targets=$(bazel query --color=no --curses=no 'tests(//...)' 2>/dev/null)
+python3 scripts/summarize_tests.py bazel-testlogs $targets || status=1
 exit $status
