@@ -78,6 +78,7 @@ absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
                                                     std::unique_ptr<PredictionObserver> observer) {
   Prediction prediction;
   RunnerChannel* channel = nullptr;
+  PredictionObserver* started_observer = nullptr;
   {
     absl::MutexLock lock(&mu_);
     if (absl::Status not_ready = NotReadyError(); !not_ready.ok()) return not_ready;
@@ -105,11 +106,14 @@ absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
       absl::StrAppend(&prediction.logs, "WARNING: ignoring unknown input '", key,
                       "': the model does not take it\n");
     }
-    auto active = std::make_unique<Active>(Active{prediction, std::move(*slot), std::move(observer)});
-    if (active->observer != nullptr) active->observer->OnStarted(prediction);
-    active_[prediction.id] = std::move(active);
+    started_observer = observer.get();
+    active_[prediction.id] =
+        std::make_unique<Active>(Active{prediction, std::move(*slot), std::move(observer)});
     channel = channel_;
   }
+  // Nothing else can reach this prediction's observer before the runner has
+  // the Predict frame, so it hears OnStarted first, and without the lock.
+  if (started_observer != nullptr) started_observer->OnStarted(prediction);
 
   runner::ServerMessage message;
   runner::Predict* predict = message.mutable_predict();
@@ -291,31 +295,29 @@ void PredictionService::HandleHello(const runner::Hello& hello) {
 }
 
 RunnerChannel* PredictionService::AcceptSchema(const runner::Hello& hello) {
-  {
-    const Json document = ParseJsonOr(hello.openapi_json(), Json());
-    if (document.contains("components") && document["components"].contains("schemas") &&
-        document["components"]["schemas"].contains("Input")) {
-      absl::StatusOr<InputSchema> predict = InputSchema::FromOpenApi(document, "Input");
-      if (!predict.ok()) {
-        FailSetup(absl::StrCat("The runner sent an unusable OpenAPI schema: ",
-                               predict.status().message()));
-        return nullptr;
-      }
-      predict_schema_ = std::move(*predict);
-    }
-    has_train_ = hello.has_train();
-    if (has_train_) {
-      absl::StatusOr<InputSchema> train = InputSchema::FromOpenApi(document, "TrainingInput");
-      if (train.ok()) train_schema_ = std::move(*train);
-    }
-    if (!predict_schema_.has_value() && !train_schema_.has_value()) {
-      FailSetup("The runner sent an OpenAPI schema with neither Input nor TrainingInput");
+  const Json document = ParseJsonOr(hello.openapi_json(), Json());
+  if (document.contains("components") && document["components"].contains("schemas") &&
+      document["components"]["schemas"].contains("Input")) {
+    absl::StatusOr<InputSchema> predict = InputSchema::FromOpenApi(document, "Input");
+    if (!predict.ok()) {
+      FailSetup(absl::StrCat("The runner sent an unusable OpenAPI schema: ",
+                             predict.status().message()));
       return nullptr;
     }
-    schema_text_ = hello.openapi_json();
-    setup_.started_at = absl::Now();
-    return channel_;
+    predict_schema_ = std::move(*predict);
   }
+  has_train_ = hello.has_train();
+  if (has_train_) {
+    absl::StatusOr<InputSchema> train = InputSchema::FromOpenApi(document, "TrainingInput");
+    if (train.ok()) train_schema_ = std::move(*train);
+  }
+  if (!predict_schema_.has_value() && !train_schema_.has_value()) {
+    FailSetup("The runner sent an OpenAPI schema with neither Input nor TrainingInput");
+    return nullptr;
+  }
+  schema_text_ = hello.openapi_json();
+  setup_.started_at = absl::Now();
+  return channel_;
 }
 
 void PredictionService::HandleSetupDone(const runner::SetupDone& done) {
