@@ -1,6 +1,7 @@
 """The OpenAPI document of a predictor, derived with `inspect`, shaped as legacy Cog's."""
 
 import collections.abc
+import dataclasses
 import inspect
 import pathlib
 import typing
@@ -134,6 +135,28 @@ def _json_default(value: Any) -> Any:
     return value
 
 
+def _object_schema(cls: type, title: str) -> Dict[str, Any]:
+    """An output object (cog.BaseModel or a dataclass): its fields, each with a title."""
+    hints = typing.get_type_hints(cls)
+    fields = dataclasses.fields(cls)
+    properties: Dict[str, Any] = {}
+    required: List[str] = []
+    for field in fields:
+        annotation, optional = _strip_optional(hints[field.name])
+        prop = dict(type_schema(annotation, "output field '%s'" % field.name))
+        prop["title"] = _title(field.name)
+        if optional:
+            prop["nullable"] = True
+        properties[field.name] = prop
+        if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            required.append(field.name)
+    schema: Dict[str, Any] = {"properties": properties, "type": "object"}
+    if required:
+        schema["required"] = required
+    schema["title"] = title
+    return schema
+
+
 def output_component(fn: Callable[..., Any]) -> Dict[str, Any]:
     try:
         hints = typing.get_type_hints(fn)
@@ -153,9 +176,22 @@ def output_component(fn: Callable[..., Any]) -> Dict[str, Any]:
             schema["x-cog-array-display"] = "concatenate"
         return schema
     inner, optional = _strip_optional(annotation)
+    if inspect.isclass(inner) and dataclasses.is_dataclass(inner):
+        return _object_schema(inner, "Output")
     schema = dict(type_schema(inner, "output"))
     schema["title"] = "Output"
     return schema
+
+
+def predictor_document(predict: Optional[Callable[..., Any]], is_method: bool) -> Dict[str, Any]:
+    """The whole OpenAPI document of a predict function (or of none: a train-only model)."""
+    input_schema: Dict[str, Any] = {"properties": {}, "type": "object", "title": "Input"}
+    enums: Dict[str, Any] = {}
+    output_schema: Dict[str, Any] = {"title": "Output"}
+    if predict is not None:
+        input_schema, enums = input_component(predict, is_method)
+        output_schema = output_component(predict)
+    return openapi_document(input_schema, enums, output_schema)
 
 
 def openapi_document(input_schema: Dict[str, Any], enums: Dict[str, Any],

@@ -33,7 +33,7 @@ from cog.types import Secret
 from . import messages
 from .connection import Connection, ConnectionClosed, Frame
 from .predictor_ref import LoadedPredictor, load
-from .schema import input_component, openapi_document, output_component
+from .schema import predictor_document
 
 RUNNER_VERSION = "0.1.0"
 
@@ -267,19 +267,15 @@ class Worker:
         return hello
 
     def _load(self) -> Dict[str, Any]:
-        input_schema: Dict[str, Any] = {"properties": {}, "type": "object", "title": "Input"}
-        enums: Dict[str, Any] = {}
-        output_schema: Dict[str, Any] = {"title": "Output"}
         if self.predict_ref:
             self.predictor = load(self.predict_ref, self.working_directory, "predict")
-            input_schema, enums = input_component(self.predictor.signature_source,
-                                                  self.predictor.is_method)
-            output_schema = output_component(self.predictor.signature_source)
             self._converters["predict"] = self._input_converters(self.predictor)
         if self.train_ref:
             self.trainer = load(self.train_ref, self.working_directory, "train")
             self._converters["train"] = self._input_converters(self.trainer)
-        return openapi_document(input_schema, enums, output_schema)
+        predictor = self.predictor
+        return predictor_document(predictor.signature_source if predictor else None,
+                                  bool(predictor and predictor.is_method))
 
     @staticmethod
     def _input_converters(loaded: LoadedPredictor) -> Dict[str, Callable[[Any], Any]]:
