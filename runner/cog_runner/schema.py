@@ -1,14 +1,24 @@
-"""The OpenAPI document of a predictor, derived with `inspect`, shaped as legacy Cog's."""
+"""The OpenAPI document of a predictor, derived with `inspect`, shaped as legacy Cog's.
+
+Everything a model author can get wrong in a signature is caught here, when the
+predictor loads, with a message that names the input and says what to write.
+"""
 
 import collections.abc
 import dataclasses
 import inspect
-import pathlib
+import json
+import os
+import re
+import types
 import typing
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from cog.types import _MISSING as MISSING
 from cog.types import AsyncConcatenateIterator, ConcatenateIterator, FieldInfo, Secret
+
+_ITERATORS = (collections.abc.Iterator, collections.abc.AsyncIterator, collections.abc.Generator,
+              collections.abc.AsyncGenerator, collections.abc.Iterable, collections.abc.AsyncIterable)
 
 
 class SchemaError(TypeError):
@@ -19,15 +29,35 @@ def _title(name: str) -> str:
     return name.replace("_", " ").title()
 
 
-def _strip_optional(annotation: Any) -> Tuple[Any, bool]:
-    if typing.get_origin(annotation) is typing.Union or type(annotation).__name__ == "UnionType":
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if len(args) == len(typing.get_args(annotation)):
-            raise SchemaError("unions are not supported (%r): use one type" % (annotation,))
-        if len(args) != 1:
-            raise SchemaError("unions are not supported (%r): use one type" % (annotation,))
-        return args[0], True
-    return annotation, False
+def _type_name(annotation: Any) -> str:
+    if inspect.isclass(annotation) and typing.get_origin(annotation) is None:
+        return annotation.__name__
+    return repr(annotation).replace("typing.", "")
+
+
+def _is_union(annotation: Any) -> bool:
+    return typing.get_origin(annotation) is typing.Union or isinstance(annotation, getattr(types, "UnionType", ()))
+
+
+def strip_optional(annotation: Any, where: str) -> Tuple[Any, bool]:
+    """(T, True) for Optional[T], T | None and None | T; (T, False) otherwise."""
+    if not _is_union(annotation):
+        return annotation, False
+    args = typing.get_args(annotation)
+    rest = [a for a in args if a is not type(None)]
+    if len(rest) == 1 and len(rest) < len(args):
+        return rest[0], True
+    raise SchemaError("%s: unions such as %s are not supported: use one type (or Optional[T])"
+                      % (where, _type_name(annotation)))
+
+
+def _is_pathlike(annotation: Any) -> bool:
+    return inspect.isclass(annotation) and issubclass(annotation, os.PathLike)
+
+
+def _is_typed_dict(annotation: Any) -> bool:
+    return inspect.isclass(annotation) and issubclass(annotation, dict) and hasattr(annotation, "__annotations__") \
+        and hasattr(annotation, "__total__")
 
 
 def type_schema(annotation: Any, where: str) -> Dict[str, Any]:
@@ -44,82 +74,176 @@ def type_schema(annotation: Any, where: str) -> Dict[str, Any]:
         return {}
     if inspect.isclass(annotation) and issubclass(annotation, Secret):
         return {"type": "string", "format": "password", "writeOnly": True, "x-cog-secret": True}
-    if inspect.isclass(annotation) and issubclass(annotation, (pathlib.PurePath,)):
+    if _is_pathlike(annotation):
         return {"type": "string", "format": "uri"}
+    if getattr(annotation, "__name__", "") == "File" and getattr(annotation, "__module__", "").startswith("cog"):
+        raise SchemaError("%s: cog.File was removed: use cog.Path instead" % where)
     origin = typing.get_origin(annotation)
-    if annotation is list or origin in (list, List):
+    if annotation is list or origin is list:
         args = typing.get_args(annotation)
-        items = type_schema(args[0], where) if args else {}
+        if args:
+            item, optional = strip_optional(args[0], where)
+            items = type_schema(item, where)
+            if optional:
+                items = dict(items, nullable=True)
+        else:
+            items = {}
         return {"type": "array", "items": items}
-    if getattr(annotation, "__name__", "") == "File":
-        raise SchemaError("%s: cog.File was removed; use cog.Path instead" % where)
-    raise SchemaError("%s: unsupported type %r" % (where, annotation))
+    if annotation is dict or origin is dict:
+        args = typing.get_args(annotation)
+        if args and args[0] is not str:
+            raise SchemaError("%s: dict keys must be str (JSON object keys), not %s" % (where, _type_name(args[0])))
+        schema: Dict[str, Any] = {"type": "object"}
+        if len(args) == 2 and args[1] is not Any:
+            schema["additionalProperties"] = type_schema(strip_optional(args[1], where)[0], where)
+        return schema
+    if inspect.isclass(annotation) and (dataclasses.is_dataclass(annotation) or _is_typed_dict(annotation)):
+        return _object_schema(annotation, annotation.__name__)
+    if origin in _ITERATORS or (inspect.isclass(origin) and issubclass(origin, (ConcatenateIterator, AsyncConcatenateIterator))):
+        raise SchemaError("%s: %s can only be an output type" % (where, _type_name(annotation)))
+    raise SchemaError("%s: unsupported type %s; use str, int, float, bool, cog.Path, cog.Secret, "
+                      "typing.Any, a list, a dict or a dataclass of these" % (where, _type_name(annotation)))
 
 
-def input_component(fn: Callable[..., Any], skip_self: bool) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+def _source_line(fn: Callable[..., Any], name: str) -> Tuple[str, str]:
+    """("predict.py:12", "prompt: str = Input(default=None)") for an input of fn."""
+    try:
+        lines, first = inspect.getsourcelines(fn)
+        filename = os.path.basename(inspect.getsourcefile(fn) or "")
+    except (OSError, TypeError):
+        return "", ""
+    pattern = re.compile(r"\b%s\s*:" % re.escape(name))
+    for offset, line in enumerate(lines):
+        if pattern.search(line):
+            return "%s:%d" % (filename, first + offset), line.strip().rstrip(",")
+    return "", ""
+
+
+def _check_constraints(name: str, base: Any, info: FieldInfo, default: Any, has_default: bool) -> None:
+    where = "input '%s'" % name
+    numeric = base in (int, float)
+    textual = base is str or (inspect.isclass(base) and issubclass(base, Secret))
+    if (info.ge is not None or info.le is not None) and not numeric:
+        raise SchemaError("%s: ge/le only apply to int and float inputs, not %s" % (where, _type_name(base)))
+    if (info.min_length is not None or info.max_length is not None) and not textual:
+        raise SchemaError("%s: min_length/max_length only apply to str inputs, not %s" % (where, _type_name(base)))
+    if info.regex is not None:
+        if not textual:
+            raise SchemaError("%s: regex only applies to str inputs, not %s" % (where, _type_name(base)))
+        try:
+            re.compile(info.regex)
+        except re.error as e:
+            raise SchemaError("%s: regex %r is not a valid regular expression: %s" % (where, info.regex, e))
+    if info.choices is not None:
+        choices = list(info.choices)
+        if len(choices) < 2:
+            raise SchemaError("%s: choices needs at least two values, got %r" % (where, choices))
+        kinds = {type(c) for c in choices}
+        if len(kinds) != 1:
+            raise SchemaError("%s: choices must all be of one type, got %s"
+                              % (where, ", ".join(sorted(k.__name__ for k in kinds))))
+        if base not in (str, int) or kinds != {base}:
+            raise SchemaError("%s: choices of a %s input must be %s values, got %r"
+                              % (where, _type_name(base), _type_name(base), choices))
+        if info.ge is not None or info.le is not None or info.min_length is not None \
+                or info.max_length is not None or info.regex is not None:
+            raise SchemaError("%s: choices cannot be combined with ge, le, min_length, max_length or regex"
+                              % where)
+    if not has_default or default is None:
+        return
+    value = default.get_secret_value() if isinstance(default, Secret) else default
+    problem = ""
+    if info.ge is not None and isinstance(value, (int, float)) and value < info.ge:
+        problem = "is less than ge=%r" % info.ge
+    elif info.le is not None and isinstance(value, (int, float)) and value > info.le:
+        problem = "is greater than le=%r" % info.le
+    elif info.min_length is not None and isinstance(value, str) and len(value) < info.min_length:
+        problem = "is shorter than min_length=%r" % info.min_length
+    elif info.max_length is not None and isinstance(value, str) and len(value) > info.max_length:
+        problem = "is longer than max_length=%r" % info.max_length
+    elif info.regex is not None and isinstance(value, str) and not re.search(info.regex, value):
+        problem = "does not match regex %r" % info.regex
+    elif info.choices is not None and value not in info.choices:
+        problem = "is not one of the choices %r" % (list(info.choices),)
+    if problem:
+        raise SchemaError("%s: the default %r %s" % (where, default, problem))
+
+
+def input_component(fn: Callable[..., Any], skip_self: bool,
+                    title: str = "Input") -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """The `Input` component and any enum components its choices need."""
     try:
         hints = typing.get_type_hints(fn)
     except Exception as e:  # a name the module does not define, usually
-        raise SchemaError("cannot resolve the type annotations of %s: %s" % (fn.__qualname__, e))
+        raise SchemaError("cannot resolve the type annotations of %s(): %s" % (fn.__qualname__, e))
     signature = inspect.signature(fn)
     properties: Dict[str, Any] = {}
     required: List[str] = []
     extra: Dict[str, Any] = {}
-    order = 0
-    for name, parameter in signature.parameters.items():
-        if skip_self and order == 0 and name == "self":
-            skip_self = False
-            continue
+    parameters = list(signature.parameters.values())
+    if skip_self and parameters and parameters[0].name == "self":
+        parameters = parameters[1:]
+    for order, parameter in enumerate(parameters):
+        name = parameter.name
+        where = "input '%s'" % name
         if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
-            raise SchemaError("%s: *args and **kwargs are not supported; name every input" % name)
+            raise SchemaError("%s(): *args and **kwargs are not supported: name every input, "
+                              "e.g. def predict(self, prompt: str)" % fn.__name__)
         if name not in hints:
-            raise SchemaError("input '%s' has no type annotation: write e.g. %s: str" % (name, name))
-        annotation, optional = _strip_optional(hints[name])
-        info = parameter.default if isinstance(parameter.default, FieldInfo) else None
-        default = parameter.default
-        if info is not None:
-            default = info.default if info.default is not MISSING else inspect.Parameter.empty
-        has_default = default is not inspect.Parameter.empty
+            raise SchemaError("%s has no type annotation: write e.g. `%s: str`" % (where, name))
+        annotation, optional = strip_optional(hints[name], where)
+        info = parameter.default if isinstance(parameter.default, FieldInfo) else FieldInfo()
+        if isinstance(parameter.default, FieldInfo):
+            default = info.default
+        else:
+            default = MISSING if parameter.default is inspect.Parameter.empty else parameter.default
+        has_default = default is not MISSING
         if has_default and default is None and not optional:
+            location, line = _source_line(fn, name)
+            suggestion = line.replace(": %s" % _type_name(hints[name]), ": Optional[%s]" % _type_name(hints[name]), 1) \
+                if line else "%s: Optional[%s] = Input(...)" % (name, _type_name(hints[name]))
             raise SchemaError(
-                "input '%s' has default None but its type is not Optional: write "
-                "`%s: Optional[%s] = Input(...)`" % (name, name, getattr(annotation, "__name__", annotation)))
-        schema = type_schema(annotation, "input '%s'" % name)
+                "%s%s has default None but its type %s is not Optional.\n"
+                "  %s\nAn input that may be None must say so; write:\n  %s\n"
+                "(Optional comes from typing: `from typing import Optional`.)"
+                % (location + ": " if location else "", where, _type_name(hints[name]), line or "", suggestion))
+        base_for_checks = annotation
+        if typing.get_origin(annotation) is list and typing.get_args(annotation):
+            base_for_checks = strip_optional(typing.get_args(annotation)[0], where)[0]
+        _check_constraints(name, base_for_checks, info,
+                           default if not isinstance(default, list) else None, has_default)
+        schema = type_schema(annotation, where)
         prop: Dict[str, Any] = {}
-        choices = info.choices if info is not None else None
-        if choices is not None:
-            extra[name] = dict(schema, enum=list(choices), title=name, description="An enumeration.")
+        if info.choices is not None:
+            extra[name] = dict(schema, enum=list(info.choices), title=name, description="An enumeration.")
             prop["x-order"] = order
             prop["allOf"] = [{"$ref": "#/components/schemas/%s" % name}]
         else:
             prop.update(schema)
             prop["title"] = _title(name)
             prop["x-order"] = order
-        if info is not None:
-            if info.description is not None:
-                prop["description"] = info.description
-            if info.ge is not None:
-                prop["minimum"] = float(info.ge)
-            if info.le is not None:
-                prop["maximum"] = float(info.le)
-            if info.min_length is not None:
-                prop["minLength"] = info.min_length
-            if info.max_length is not None:
-                prop["maxLength"] = info.max_length
-            if info.regex is not None:
-                prop["pattern"] = info.regex
-            if info.deprecated is not None:
-                prop["deprecated"] = info.deprecated
+        if info.description is not None:
+            prop["description"] = info.description
+        if info.ge is not None:
+            prop["minimum"] = float(info.ge)
+        if info.le is not None:
+            prop["maximum"] = float(info.le)
+        if info.min_length is not None:
+            prop["minLength"] = info.min_length
+        if info.max_length is not None:
+            prop["maxLength"] = info.max_length
+        if info.regex is not None:
+            prop["pattern"] = info.regex
+        if info.deprecated is not None:
+            prop["deprecated"] = info.deprecated
         if has_default and default is not None:
             prop["default"] = _json_default(default)
         if optional:
             prop["nullable"] = True
-        if not has_default and not optional:
+        if not has_default and not optional and info.default_factory is None:
             required.append(name)
         properties[name] = prop
-        order += 1
-    component: Dict[str, Any] = {"properties": properties, "type": "object", "title": "Input"}
+    component: Dict[str, Any] = {"properties": properties, "type": "object", "title": title}
     if required:
         component["required"] = required
     return component, extra
@@ -128,74 +252,90 @@ def input_component(fn: Callable[..., Any], skip_self: bool) -> Tuple[Dict[str, 
 def _json_default(value: Any) -> Any:
     if isinstance(value, Secret):
         return "**********"
-    if isinstance(value, pathlib.PurePath):
-        return str(value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
     if isinstance(value, (list, tuple)):
         return [_json_default(v) for v in value]
     return value
 
 
 def _object_schema(cls: type, title: str) -> Dict[str, Any]:
-    """An output object (cog.BaseModel or a dataclass): its fields, each with a title."""
+    """An object type (cog.BaseModel, a dataclass or a TypedDict): its fields, each titled."""
     hints = typing.get_type_hints(cls)
-    fields = dataclasses.fields(cls)
+    if dataclasses.is_dataclass(cls):
+        names = [f.name for f in dataclasses.fields(cls)]
+        required_names = [f.name for f in dataclasses.fields(cls)
+                          if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    else:
+        names = list(hints)
+        required_names = [n for n in names if n in getattr(cls, "__required_keys__", names)]
     properties: Dict[str, Any] = {}
-    required: List[str] = []
-    for field in fields:
-        annotation, optional = _strip_optional(hints[field.name])
-        prop = dict(type_schema(annotation, "output field '%s'" % field.name))
-        prop["title"] = _title(field.name)
+    for name in names:
+        where = "field '%s' of %s" % (name, cls.__name__)
+        annotation, optional = strip_optional(hints[name], where)
+        prop = dict(type_schema(annotation, where))
+        prop["title"] = _title(name)
         if optional:
             prop["nullable"] = True
-        properties[field.name] = prop
-        if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
-            required.append(field.name)
+        properties[name] = prop
     schema: Dict[str, Any] = {"properties": properties, "type": "object"}
+    required = [n for n in required_names if not properties[n].get("nullable")]
     if required:
         schema["required"] = required
     schema["title"] = title
     return schema
 
 
-def output_component(fn: Callable[..., Any]) -> Dict[str, Any]:
+def output_component(fn: Callable[..., Any], title: str = "Output") -> Dict[str, Any]:
     try:
         hints = typing.get_type_hints(fn)
     except Exception as e:
-        raise SchemaError("cannot resolve the return annotation of %s: %s" % (fn.__qualname__, e))
+        raise SchemaError("cannot resolve the return annotation of %s(): %s" % (fn.__qualname__, e))
     if "return" not in hints:
-        raise SchemaError("%s has no return annotation: write e.g. `-> str`" % fn.__qualname__)
+        raise SchemaError("%s() has no return annotation: write the output type, e.g. "
+                          "`def %s(self, ...) -> str:`" % (fn.__qualname__, fn.__name__))
     annotation = hints["return"]
     origin = typing.get_origin(annotation)
-    if origin in (collections.abc.Iterator, collections.abc.AsyncIterator, collections.abc.Generator,
-                  collections.abc.AsyncGenerator) or (
-            inspect.isclass(origin) and issubclass(origin, (ConcatenateIterator, AsyncConcatenateIterator))):
-        (item,) = typing.get_args(annotation)[:1]
-        schema: Dict[str, Any] = {"items": type_schema(item, "output"), "type": "array", "title": "Output",
+    concatenate = inspect.isclass(origin) and issubclass(origin, (ConcatenateIterator, AsyncConcatenateIterator))
+    if origin in _ITERATORS or concatenate:
+        args = typing.get_args(annotation)
+        item = strip_optional(args[0], "output")[0] if args else Any
+        if concatenate and item is not str:
+            raise SchemaError("output: %s must yield str, not %s" % (origin.__name__, _type_name(item)))
+        schema: Dict[str, Any] = {"items": type_schema(item, "output"), "type": "array", "title": title,
                                   "x-cog-array-type": "iterator"}
-        if inspect.isclass(origin) and issubclass(origin, (ConcatenateIterator, AsyncConcatenateIterator)):
+        if concatenate:
             schema["x-cog-array-display"] = "concatenate"
         return schema
-    inner, optional = _strip_optional(annotation)
-    if inspect.isclass(inner) and dataclasses.is_dataclass(inner):
-        return _object_schema(inner, "Output")
+    inner, _ = strip_optional(annotation, "output")
+    if inspect.isclass(inner) and (dataclasses.is_dataclass(inner) or _is_typed_dict(inner)):
+        return _object_schema(inner, title)
     schema = dict(type_schema(inner, "output"))
-    schema["title"] = "Output"
+    schema["title"] = title
     return schema
 
 
-def predictor_document(predict: Optional[Callable[..., Any]], is_method: bool) -> Dict[str, Any]:
-    """The whole OpenAPI document of a predict function (or of none: a train-only model)."""
+def predictor_document(predict: Optional[Callable[..., Any]], is_method: bool,
+                       train: Optional[Callable[..., Any]] = None,
+                       train_is_method: bool = False) -> Dict[str, Any]:
+    """The whole OpenAPI document of a predict function, and of train() when there is one."""
     input_schema: Dict[str, Any] = {"properties": {}, "type": "object", "title": "Input"}
     enums: Dict[str, Any] = {}
     output_schema: Dict[str, Any] = {"title": "Output"}
     if predict is not None:
         input_schema, enums = input_component(predict, is_method)
         output_schema = output_component(predict)
-    return openapi_document(input_schema, enums, output_schema)
+    training = None
+    if train is not None:
+        train_input, train_enums = input_component(train, train_is_method, "TrainingInput")
+        training = (train_input, train_enums, output_component(train, "TrainingOutput"))
+    return openapi_document(input_schema, enums, output_schema, training)
 
 
 def openapi_document(input_schema: Dict[str, Any], enums: Dict[str, Any],
-                     output_schema: Dict[str, Any]) -> Dict[str, Any]:
+                     output_schema: Dict[str, Any],
+                     training: Optional[Tuple[Dict[str, Any], Dict[str, Any], Dict[str, Any]]] = None
+                     ) -> Dict[str, Any]:
     """The whole document, with the fixed parts legacy Cog serves."""
     schemas: Dict[str, Any] = {
         "HTTPValidationError": {
@@ -295,5 +435,48 @@ def openapi_document(input_schema: Dict[str, Any], enums: Dict[str, Any],
                 "schema": {"title": "Response Cancel Predictions  Prediction Id  Cancel Post"}}}},
                 "422": validation}}},
     }
+    if training is not None:
+        _add_training(paths, schemas, *training, validation=validation)
     return {"openapi": "3.0.2", "info": {"title": "Cog", "version": "0.1.0"}, "paths": paths,
             "components": {"schemas": schemas}}
+
+
+def _add_training(paths: Dict[str, Any], schemas: Dict[str, Any], train_input: Dict[str, Any],
+                  train_enums: Dict[str, Any], train_output: Dict[str, Any],
+                  validation: Dict[str, Any]) -> None:
+    """The /trainings routes and their components, built like the prediction ones."""
+    schemas["TrainingInput"] = train_input
+    schemas["TrainingOutput"] = train_output
+    for name, enum in train_enums.items():
+        schemas.setdefault(name, enum)
+    request = json.loads(json.dumps(schemas["PredictionRequest"]))
+    request["properties"]["input"]["$ref"] = "#/components/schemas/TrainingInput"
+    request["title"] = "TrainingRequest"
+    schemas["TrainingRequest"] = request
+    response = json.loads(json.dumps(schemas["PredictionResponse"]))
+    response["properties"]["input"]["$ref"] = "#/components/schemas/TrainingInput"
+    response["properties"]["output"]["$ref"] = "#/components/schemas/TrainingOutput"
+    response["title"] = "TrainingResponse"
+    schemas["TrainingResponse"] = response
+    ok = {"description": "Successful Response",
+          "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TrainingResponse"}}}}
+    prefer = {"name": "prefer", "in": "header", "required": False, "schema": {"title": "Prefer", "type": "string"}}
+    training_id = {"name": "training_id", "in": "path", "required": True,
+                   "schema": {"type": "string", "title": "Training ID"}}
+    paths["/trainings"] = {"post": {
+        "summary": "Train", "description": "Run a single training on the model",
+        "operationId": "train_trainings_post", "parameters": [prefer],
+        "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/TrainingRequest"}}}},
+        "responses": {"200": ok, "422": validation}}}
+    paths["/trainings/{training_id}"] = {"put": {
+        "summary": "Train Idempotent", "description": "Run a single training on the model (idempotent creation).",
+        "operationId": "train_idempotent_trainings__training_id__put", "parameters": [training_id, prefer],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "allOf": [{"$ref": "#/components/schemas/TrainingRequest"}], "title": "Training Request"}}}},
+        "responses": {"200": ok, "422": validation}}}
+    paths["/trainings/{training_id}/cancel"] = {"post": {
+        "summary": "Cancel Training", "description": "Cancel a running training",
+        "operationId": "cancel_training_trainings__training_id__cancel_post", "parameters": [training_id],
+        "responses": {"200": {"description": "Successful Response", "content": {"application/json": {
+            "schema": {"title": "Response Cancel Training Trainings  Training Id  Cancel Post"}}}},
+            "422": validation}}}

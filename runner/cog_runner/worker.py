@@ -31,6 +31,7 @@ from cog.server.exceptions import CancelationException
 from cog.types import Secret
 
 from . import messages
+from .coerce import input_converters
 from .connection import Connection, ConnectionClosed, Frame
 from .predictor_ref import LoadedPredictor, load
 from .schema import predictor_document
@@ -269,32 +270,15 @@ class Worker:
     def _load(self) -> Dict[str, Any]:
         if self.predict_ref:
             self.predictor = load(self.predict_ref, self.working_directory, "predict")
-            self._converters["predict"] = self._input_converters(self.predictor)
+            self._converters["predict"] = input_converters(self.predictor.signature_source)
         if self.train_ref:
             self.trainer = load(self.train_ref, self.working_directory, "train")
-            self._converters["train"] = self._input_converters(self.trainer)
-        predictor = self.predictor
+            self._converters["train"] = input_converters(self.trainer.signature_source)
+        predictor, trainer = self.predictor, self.trainer
         return predictor_document(predictor.signature_source if predictor else None,
-                                  bool(predictor and predictor.is_method))
-
-    @staticmethod
-    def _input_converters(loaded: LoadedPredictor) -> Dict[str, Callable[[Any], Any]]:
-        """Wraps JSON values into what the signature asks for (cog.Path, cog.Secret)."""
-        hints = typing.get_type_hints(loaded.signature_source)
-        converters: Dict[str, Callable[[Any], Any]] = {}
-        for name, hint in hints.items():
-            if name == "return":
-                continue
-            args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
-            base = args[0] if typing.get_origin(hint) is typing.Union else hint
-            origin = typing.get_origin(base)
-            item = typing.get_args(base)[0] if origin is list and typing.get_args(base) else None
-            for cls in (cog.Path, Secret):
-                if inspect.isclass(base) and issubclass(base, cls):
-                    converters[name] = lambda v, wrap=cls: None if v is None else wrap(v)
-                elif inspect.isclass(item) and issubclass(item, cls):
-                    converters[name] = lambda v, wrap=cls: None if v is None else [wrap(x) for x in v]
-        return converters
+                                  bool(predictor and predictor.is_method),
+                                  trainer.signature_source if trainer else None,
+                                  bool(trainer and trainer.is_method))
 
     # ---- setup ----
 
@@ -343,8 +327,7 @@ class Worker:
                 raise RuntimeError("this model has no %s() configured" % kind)
             payload = json.loads(fields["input_json"] or b"{}")
             for name, convert in self._converters.get(kind, {}).items():
-                if name in payload:
-                    payload[name] = convert(payload[name])
+                payload[name] = convert(payload.get(name))
             with self._user_code():
                 result = loaded.predict(**payload)
                 if inspect.isasyncgen(result):

@@ -1,0 +1,212 @@
+"""The runner's schema and definition-time checks, over a corpus of predictors.
+
+Every entry is a predict.py as a model author would write it, with the schema
+it must produce or the message it must be refused with. Each is written to its
+own directory and loaded the way the runner loads a model.
+"""
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import textwrap
+import unittest
+
+from cog_runner.predictor_ref import load
+from cog_runner.schema import SchemaError, predictor_document
+
+HEADER = """\
+import dataclasses
+import pathlib
+from typing import Any, AsyncIterator, Dict, Iterator, List, Optional, TypedDict
+from cog import (AsyncConcatenateIterator, BaseModel, BasePredictor, ConcatenateIterator, Input, Path,
+                 Secret)
+"""
+
+
+def document(source: str, ref: str = "predict.py:Predictor"):
+    directory = tempfile.mkdtemp(prefix="cog-schema-")
+    try:
+        source = textwrap.dedent(source)
+        future = ""
+        if source.startswith("from __future__"):
+            future, source = source.split("\n", 1)
+            future += "\n"
+        with open(os.path.join(directory, "predict.py"), "w") as f:
+            f.write(future + HEADER + source)
+        sys.modules.pop("predict", None)
+        loaded = load(ref, directory)
+        return json.loads(json.dumps(predictor_document(loaded.signature_source, loaded.is_method)))
+    finally:
+        sys.path[:] = [p for p in sys.path if p != directory]
+        shutil.rmtree(directory)
+
+
+def predictor(signature: str, body: str = "return None", extra: str = "") -> str:
+    return extra + "\nclass Predictor(BasePredictor):\n    %s\n        %s\n" % (signature, body)
+
+
+class TypesTest(unittest.TestCase):
+    def schemas(self, signature, extra=""):
+        doc = document(predictor(signature, extra=extra))
+        return doc["components"]["schemas"]
+
+    def test_optional_spellings_are_optional_and_nullable(self):
+        for spelling in ("Optional[int]", "int | None", "None | int"):
+            props = self.schemas("def predict(self, x: %s) -> str:" % spelling)["Input"]
+            self.assertEqual(props["properties"]["x"], {"type": "integer", "title": "X", "x-order": 0,
+                                                        "nullable": True}, spelling)
+            self.assertNotIn("required", props, spelling)
+
+    def test_lists_nested_and_bare(self):
+        props = self.schemas("def predict(self, a: list[int], b: List[List[int]], c: list, "
+                             "d: Optional[List[str]] = None) -> str:")["Input"]["properties"]
+        self.assertEqual(props["a"]["items"], {"type": "integer"})
+        self.assertEqual(props["b"]["items"], {"type": "array", "items": {"type": "integer"}})
+        self.assertEqual(props["c"]["items"], {})
+        self.assertTrue(props["d"]["nullable"])
+
+    def test_any_pathlike_and_secret(self):
+        props = self.schemas("def predict(self, a: Any, p: pathlib.Path, s: Secret) -> str:")["Input"]["properties"]
+        self.assertEqual(props["a"], {"title": "A", "x-order": 0})
+        self.assertEqual(props["p"]["format"], "uri")
+        self.assertEqual(props["s"]["format"], "password")
+
+    def test_dicts_dataclasses_and_typed_dicts_are_objects(self):
+        extra = """
+@dataclasses.dataclass
+class Box:
+    w: int
+    label: Optional[str] = None
+
+class Point(TypedDict):
+    x: float
+    y: float
+"""
+        props = self.schemas("def predict(self, d: dict, m: Dict[str, int], box: Box, pt: Point) -> str:",
+                             extra)["Input"]["properties"]
+        self.assertEqual(props["d"]["type"], "object")
+        self.assertEqual(props["m"]["additionalProperties"], {"type": "integer"})
+        self.assertEqual(props["box"]["properties"]["w"], {"type": "integer", "title": "W"})
+        self.assertEqual(props["box"]["required"], ["w"])
+        self.assertEqual(props["pt"]["required"], ["x", "y"])
+
+    def test_future_annotations_are_resolved(self):
+        doc = document("from __future__ import annotations\n" + predictor("def predict(self, x: Optional[List[int]] = None) -> List[str]:"))
+        schemas = doc["components"]["schemas"]
+        self.assertEqual(schemas["Input"]["properties"]["x"]["items"], {"type": "integer"})
+        self.assertEqual(schemas["Output"], {"type": "array", "items": {"type": "string"}, "title": "Output"})
+
+    def test_outputs(self):
+        cases = {
+            "-> Iterator[str]": {"items": {"type": "string"}, "type": "array", "title": "Output",
+                                 "x-cog-array-type": "iterator"},
+            "-> AsyncIterator[int]": {"items": {"type": "integer"}, "type": "array", "title": "Output",
+                                      "x-cog-array-type": "iterator"},
+            "-> AsyncConcatenateIterator[str]": {"items": {"type": "string"}, "type": "array", "title": "Output",
+                                                 "x-cog-array-type": "iterator",
+                                                 "x-cog-array-display": "concatenate"},
+            "-> List[Path]": {"type": "array", "items": {"type": "string", "format": "uri"}, "title": "Output"},
+            "-> Optional[str]": {"type": "string", "title": "Output"},
+        }
+        for annotation, expected in cases.items():
+            output = self.schemas("def predict(self) %s:" % annotation)["Output"]
+            self.assertEqual(output, expected, annotation)
+
+    def test_base_model_output_with_nesting_and_lists(self):
+        extra = """
+class Inner(BaseModel):
+    n: int
+
+class Result(BaseModel):
+    name: str
+    inner: Inner
+    items: List[Inner]
+    note: Optional[str] = None
+"""
+        output = self.schemas("def predict(self) -> Result:", extra)["Output"]
+        self.assertEqual(output["title"], "Output")
+        self.assertEqual(output["required"], ["name", "inner", "items"])
+        self.assertEqual(output["properties"]["inner"]["properties"]["n"], {"type": "integer", "title": "N"})
+        self.assertEqual(output["properties"]["items"]["items"]["title"], "Inner")
+        self.assertTrue(output["properties"]["note"]["nullable"])
+
+    def test_default_factory_is_optional_in_the_schema(self):
+        props = self.schemas("def predict(self, xs: List[int] = Input(default_factory=list)) -> str:")["Input"]
+        self.assertNotIn("required", props)
+        self.assertNotIn("default", props["properties"]["xs"])
+
+    def test_deprecated_is_shown(self):
+        props = self.schemas("def predict(self, x: int = Input(default=1, deprecated=True)) -> str:")["Input"]
+        self.assertTrue(props["properties"]["x"]["deprecated"])
+
+    def test_plain_function_predictor(self):
+        doc = document("def predict(text: str) -> str:\n    return text\n", "predict.py:predict")
+        self.assertEqual(doc["components"]["schemas"]["Input"]["required"], ["text"])
+
+
+class DefinitionErrorsTest(unittest.TestCase):
+    """A signature that cannot be served is refused with a message that says what to change."""
+
+    def assertRefused(self, signature, *fragments, extra=""):
+        with self.assertRaises(SchemaError) as raised:
+            document(predictor(signature, extra=extra))
+        for fragment in fragments:
+            self.assertIn(fragment, str(raised.exception))
+
+    def test_default_none_on_a_non_optional_type_shows_the_fix(self):
+        with self.assertRaises(SchemaError) as raised:
+            document(predictor("def predict(self,\n        prompt: str = Input(default=None),\n    ) -> str:"))
+        message = str(raised.exception)
+        self.assertIn("predict.py:", message)
+        self.assertIn("prompt: str = Input(default=None)", message)
+        self.assertIn("prompt: Optional[str] = Input(default=None)", message)
+
+    def test_missing_annotation(self):
+        self.assertRefused("def predict(self, prompt) -> str:", "input 'prompt' has no type annotation")
+
+    def test_missing_return_annotation(self):
+        self.assertRefused("def predict(self, prompt: str):", "no return annotation", "-> str")
+
+    def test_star_args(self):
+        self.assertRefused("def predict(self, *args: str) -> str:", "*args and **kwargs")
+        self.assertRefused("def predict(self, **kwargs: str) -> str:", "*args and **kwargs")
+
+    def test_unsupported_types_and_unions(self):
+        self.assertRefused("def predict(self, x: complex) -> str:", "input 'x'", "unsupported type complex")
+        self.assertRefused("def predict(self, x: int | str) -> str:", "input 'x'", "unions")
+        self.assertRefused("def predict(self) -> set:", "output", "unsupported type set")
+        self.assertRefused("def predict(self, x: Iterator[str]) -> str:", "input 'x'", "only be an output")
+        self.assertRefused("def predict(self, x: Dict[int, str]) -> str:", "dict keys must be str")
+
+    def test_constraints_on_incompatible_types(self):
+        self.assertRefused("def predict(self, x: str = Input(ge=1)) -> str:", "input 'x'", "ge/le")
+        self.assertRefused("def predict(self, x: int = Input(max_length=3)) -> str:", "input 'x'", "min_length")
+        self.assertRefused("def predict(self, x: float = Input(regex='a')) -> str:", "input 'x'", "regex")
+        self.assertRefused("def predict(self, x: str = Input(regex='(')) -> str:", "not a valid regular expression")
+
+    def test_bad_choices(self):
+        self.assertRefused("def predict(self, x: str = Input(choices=['a'])) -> str:", "at least two")
+        self.assertRefused("def predict(self, x: str = Input(choices=['a', 1])) -> str:", "one type")
+        self.assertRefused("def predict(self, x: int = Input(choices=['a', 'b'])) -> str:", "must be int values")
+        self.assertRefused("def predict(self, x: int = Input(choices=[1, 2], ge=0)) -> str:", "cannot be combined")
+        self.assertRefused("def predict(self, x: float = Input(choices=[1.0, 2.0])) -> str:", "input 'x'")
+
+    def test_defaults_that_break_their_own_constraints(self):
+        self.assertRefused("def predict(self, x: int = Input(default=0, ge=1)) -> str:", "default 0", "ge=1")
+        self.assertRefused("def predict(self, x: float = Input(default=3.5, le=2)) -> str:", "le=2")
+        self.assertRefused("def predict(self, x: str = Input(default='ab', min_length=3)) -> str:", "min_length=3")
+        self.assertRefused("def predict(self, x: str = Input(default='abcd', max_length=3)) -> str:", "max_length=3")
+        self.assertRefused("def predict(self, x: str = Input(default='A', regex='^[a-z]+$')) -> str:", "regex")
+        self.assertRefused("def predict(self, x: str = Input(default='c', choices=['a', 'b'])) -> str:",
+                           "not one of the choices")
+
+    def test_cog_file_is_gone(self):
+        with self.assertRaises(ImportError) as raised:
+            document("from cog import File\n" + predictor("def predict(self, f: File) -> str:"))
+        self.assertIn("cog.Path", str(raised.exception))
+
+
+if __name__ == "__main__":
+    unittest.main()
