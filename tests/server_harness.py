@@ -107,9 +107,15 @@ class CogServer:
         return body
 
     def wait_for_status(self, *statuses: str, timeout: float = 60) -> Dict[str, Any]:
+        def reached():
+            health = self.health()
+            if health["status"] in statuses:
+                return health
+            if health["status"] in ("SETUP_FAILED", "DEFUNCT"):  # it will not change any more
+                raise AssertionError("status is %s, not %s" % (health["status"], statuses))
+            return None
         try:
-            return wait_until(lambda: (lambda h: h if h["status"] in statuses else None)(self.health()),
-                              timeout, "health-check status in %s" % (statuses,))
+            return wait_until(reached, timeout, "health-check status in %s" % (statuses,))
         except AssertionError as e:
             raise AssertionError("%s; last health %s; server log:\n%s" % (e, self.health(), self.logs()))
 
