@@ -2,6 +2,9 @@ from cog import BasePredictor, Input
 
 
 class Predictor(BasePredictor):
+    # What `python3 -m cog_runner test examples/hello` predicts on.
+    test_inputs = {"text": "world"}
+
     def setup(self) -> None:
         self.greeting = "hello"
 

@@ -371,6 +371,17 @@ class Worker:
         return record
 
 
+def run_to_completion(result: Any) -> Any:
+    """The output of a predict() call: awaited if a coroutine, collected if an iterator."""
+    if inspect.isasyncgen(result):
+        return list(_AsyncItems(result))
+    if inspect.isawaitable(result):
+        return asyncio.run(_await(result))
+    if inspect.isgenerator(result):
+        return list(result)
+    return result
+
+
 async def _await(awaitable: Any) -> Any:
     return await awaitable
 

@@ -1,0 +1,127 @@
+"""The runner and the SDK need nothing but the standard library.
+
+Proved three ways: the command-line tools run under `python3 -I -S` (no
+site-packages at all); the real cog-server serves predictions through a runner
+started that way; and in an interpreter that has pydantic/typing_extensions/
+protobuf around (Debian's has protobuf), none of them is ever imported.
+"""
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import tempfile
+import textwrap
+import unittest
+
+from server_harness import PREDICTORS, CogServer, _runfile
+
+RUNNER = _runfile("runner")
+FORBIDDEN = ("pydantic", "typing_extensions", "google", "requests", "attrs")
+
+
+def isolated(code: str, *args: str) -> subprocess.CompletedProcess:
+    prelude = "import sys; sys.path.insert(0, %r)\n" % RUNNER
+    return subprocess.run([sys.executable, "-I", "-S", "-c", prelude + code, *args],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+
+
+class IsolationTest(unittest.TestCase):
+    def test_no_site_packages_are_visible_in_the_isolated_interpreter(self):
+        result = isolated("import sys; print([p for p in sys.path if 'packages' in p])")
+        self.assertEqual(result.stdout.strip(), "[]", result.stderr)
+
+    def test_schema_tool_runs_without_site_packages(self):
+        result = isolated("from cog_runner.__main__ import main; sys.exit(main(['schema', %r]))"
+                          % os.path.join(PREDICTORS, "types"))
+        self.assertEqual(result.returncode, 0, result.stderr)
+        document = json.loads(result.stdout)
+        self.assertEqual(document["components"]["schemas"]["Input"]["required"], ["s"])
+
+    def test_nothing_third_party_is_imported(self):
+        code = textwrap.dedent("""
+            import json, sys
+            import cog, cog.server.exceptions
+            import cog_runner.worker, cog_runner.cli, cog_runner.__main__
+            from cog_runner.predictor_ref import load
+            from cog_runner.schema import predictor_document
+            loaded = load("predict.py:Predictor", %r)
+            predictor_document(loaded.signature_source, True)
+            print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in %r)))
+        """ % (os.path.join(PREDICTORS, "types"), FORBIDDEN))
+        result = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, %r)\n%s" % (RUNNER, code)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(json.loads(result.stdout), [])
+
+    def test_the_server_serves_through_an_isolated_runner(self):
+        # cog-server runs `<python> -m cog_runner ...`; this interpreter wrapper
+        # runs it with -I -S instead (which ignore PYTHONPATH), the runner on sys.path.
+        wrapper = os.path.join(tempfile.mkdtemp(), "isolated-python")
+        with open(wrapper, "w") as f:
+            f.write("#!/bin/sh\nshift 2\nexec %s -I -S -c 'import sys, runpy; sys.path.insert(0, \"%s\"); "
+                    "sys.argv[0] = \"cog_runner\"; runpy.run_module(\"cog_runner\", run_name=\"__main__\")' \"$@\"\n"
+                    % (sys.executable, RUNNER))
+        os.chmod(wrapper, os.stat(wrapper).st_mode | stat.S_IXUSR)
+        server = CogServer("types", args=["--python", wrapper])
+        try:
+            server.wait_for_status("READY")
+            status, _, body = server.request("POST", "/predictions", {"input": {"s": "iso"}})
+            self.assertEqual((status, body["output"]), (200, "iso|2|0.5|False"))
+        finally:
+            self.assertEqual(server.stop(), 0)
+
+
+class CommandLineTest(unittest.TestCase):
+    def run_tool(self, *args):
+        return subprocess.run([sys.executable, "-m", "cog_runner", *args], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, timeout=60,
+                              env=dict(os.environ, PYTHONPATH=RUNNER, PYTHONDONTWRITEBYTECODE="1"))
+
+    def test_test_runs_the_predictor_on_its_test_inputs(self):
+        result = self.run_tool("test", _runfile("examples/hello"))
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(json.loads(result.stdout), "hello world")
+
+    def test_test_says_which_inputs_are_missing(self):
+        result = self.run_tool("test", os.path.join(PREDICTORS, "echo"))
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("required input(s) s", result.stderr)
+
+    def test_schema_of_a_broken_predictor_explains(self):
+        directory = tempfile.mkdtemp()
+        with open(os.path.join(directory, "cog.yaml"), "w") as f:
+            f.write("# a comment\nbuild:\n  gpu: true\npredict: 'predict.py:Predictor'  # here\n")
+        with open(os.path.join(directory, "predict.py"), "w") as f:
+            f.write("from cog import BasePredictor, Input\n\nclass Predictor(BasePredictor):\n"
+                    "    def predict(self, prompt: str = Input(default=None)) -> str:\n        return prompt\n")
+        result = self.run_tool("schema", directory)
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("Optional[str]", result.stderr)
+
+    def test_usage(self):
+        result = self.run_tool("frobnicate")
+        self.assertEqual(result.returncode, 2)
+
+
+class CogYamlTest(unittest.TestCase):
+    def test_reads_predict_train_and_concurrency(self):
+        sys.path.insert(0, RUNNER)
+        from cog_runner import cog_yaml
+        config = cog_yaml.parse(textwrap.dedent("""
+            build:
+              python_version: "3.11"
+              run:
+                - "echo predict: no"
+            predict: "predict.py:Predictor"   # the model
+            train: 'train.py:train'
+            concurrency:
+              max: 4
+        """))
+        self.assertEqual((config.predict, config.train, config.max_concurrency),
+                         ("predict.py:Predictor", "train.py:train", 4))
+
+
+if __name__ == "__main__":
+    unittest.main()
