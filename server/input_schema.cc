@@ -115,6 +115,7 @@ InputSchema::Constraints InputSchema::ReadConstraints(const Json& document, cons
   if (type == "array") c.type = Type::kArray;
   if (type == "object") c.type = Type::kObject;
   c.format = source.value("format", "");
+  c.secret = c.format == "password";
   if (source.contains("enum") && source["enum"].is_array()) {
     for (const Json& choice : source["enum"]) c.choices.push_back(choice);
   }
@@ -358,6 +359,17 @@ absl::StatusOr<InputSchema::Validated> InputSchema::Validate(const Json& input) 
     if (!known) result.unknown_keys.push_back(key);
   }
   if (!errors.empty()) return InvalidInputError(std::move(errors));
+  // What responses and webhooks show: a Secret is never echoed back.
+  result.shown = result.input;
+  for (const Field& field : fields_) {
+    Json& value = result.shown[field.name];
+    if (field.value.secret && value.is_string()) value = "**********";
+    if (field.items.has_value() && field.items->secret && value.is_array()) {
+      for (Json& item : value) {
+        if (item.is_string()) item = "**********";
+      }
+    }
+  }
   return result;
 }
 

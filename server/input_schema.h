@@ -31,6 +31,7 @@ class InputSchema {
 
   struct Validated {
     Json input;                             // coerced, defaults filled, in schema order
+    Json shown;                             // `input` with secrets as "**********"
     std::vector<std::string> unknown_keys;  // dropped
   };
   // On failure: InvalidInputError with one entry per problem.
@@ -50,6 +51,7 @@ class InputSchema {
     std::optional<int64_t> max_length;
     std::optional<std::string> pattern;
     std::vector<Json> choices;
+    bool secret = false;  // format: password (cog.Secret)
   };
   struct Field {
     std::string name;

@@ -120,6 +120,21 @@ TEST(InputSchemaTest, OneErrorPerProblemAndListItemsLocated) {
   EXPECT_EQ(errors[2]["loc"], Json::parse(R"(["body","input","files",1])"));
 }
 
+TEST(InputSchemaTest, SecretsAreShownRedactedButPassedWhole) {
+  absl::StatusOr<InputSchema> schema = InputSchema::FromOpenApi(Json::parse(R"({"components": {"schemas": {
+    "Input": {"type": "object", "properties": {
+      "key": {"type": "string", "format": "password", "x-order": 0},
+      "keys": {"type": "array", "items": {"type": "string", "format": "password"}, "x-order": 1},
+      "none": {"type": "string", "format": "password", "nullable": true, "x-order": 2}}}}}})"),
+                                                                "Input");
+  ASSERT_TRUE(schema.ok());
+  absl::StatusOr<InputSchema::Validated> result =
+      schema->Validate(Json::parse(R"({"key": "sekrit", "keys": ["a", "b"]})"));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->input["key"], "sekrit");
+  EXPECT_EQ(result->shown.dump(), R"({"key":"**********","keys":["**********","**********"],"none":null})");
+}
+
 TEST(InputSchemaTest, PathInputsAreListed) {
   EXPECT_EQ(Schema().PathInputs(), std::vector<std::string>{"files"});
 }

@@ -79,6 +79,7 @@ absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
   Prediction prediction;
   RunnerChannel* channel = nullptr;
   PredictionObserver* started_observer = nullptr;
+  Json runner_input;
   {
     absl::MutexLock lock(&mu_);
     if (absl::Status not_ready = NotReadyError(); !not_ready.ok()) return not_ready;
@@ -98,7 +99,8 @@ absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
 
     prediction.id = request.id.empty() ? NewId() : request.id;
     prediction.kind = request.kind;
-    prediction.input = std::move(validated->input);
+    prediction.input = std::move(validated->shown);
+    runner_input = std::move(validated->input);
     prediction.status = PredictionStatus::kProcessing;
     prediction.created_at = request.created_at;
     prediction.started_at = absl::Now();
@@ -120,7 +122,7 @@ absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
   predict->set_id(prediction.id);
   predict->set_kind(request.kind == PredictionKind::kTrain ? runner::KIND_TRAIN
                                                            : runner::KIND_PREDICT);
-  predict->set_input_json(prediction.input.dump());
+  predict->set_input_json(runner_input.dump());
   predict->set_context_json(request.context.dump());
   absl::Status sent = channel != nullptr ? channel->Send(message)
                                          : absl::UnavailableError("no runner is connected");

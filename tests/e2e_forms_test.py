@@ -1,0 +1,87 @@
+"""Every predictor form answers a real prediction through the real server."""
+
+import unittest
+
+from server_harness import CogServer
+
+
+def run(predictor, body, path="/predictions", args=(), env=None):
+    server = CogServer(predictor, args=args, env=env)
+    try:
+        server.wait_for_status("READY")
+        status, _, answer = server.request("POST", path, body)
+        return status, answer, server
+    finally:
+        server.stop()
+
+
+class FormsTest(unittest.TestCase):
+    def test_plain_function(self):
+        status, body, _ = run("forms_function", {"input": {"text": "hi"}})
+        self.assertEqual((status, body["output"]), (200, "HI"))
+
+    def test_async_setup_and_predict(self):
+        status, body, _ = run("forms_async", {"input": {"n": 2}})
+        self.assertEqual((status, body["output"], body["logs"]), (200, 6, "async predict\n"))
+
+    def test_async_generator(self):
+        status, body, _ = run("forms_async_gen", {"input": {"n": 3}})
+        self.assertEqual((status, body["output"]), (200, ["item0", "item1", "item2"]))
+
+    def test_concatenate_iterator_from_a_module_in_a_subdirectory(self):
+        status, body, _ = run("forms_concat", {"input": {}})
+        self.assertEqual((status, body["output"]), (200, ["a ", "b ", "c "]))
+
+    def test_objects_secrets_and_dataclass_inputs(self):
+        status, body, _ = run("forms_objects", {"input": {"boxes": [{"w": 2, "h": 3}], "api_key": "sekrit"}})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["output"], {"sizes": [{"area": 6, "label": "2x3"}], "key_length": 6,
+                                          "shown_key": "**********", "tags": {}, "note": None})
+        self.assertEqual(body["input"]["api_key"], "**********", "a secret is never echoed")
+
+    def test_metrics_and_context(self):
+        status, body, _ = run("forms_metrics", {"input": {"n": 3}, "context": {"user": "ada"}})
+        self.assertEqual((status, body["output"]), (200, "ada"))
+        self.assertEqual(body["metrics"]["tokens"], 3)
+        self.assertEqual(body["metrics"]["steps"], ["s", "s", "s"])
+        self.assertEqual(body["metrics"]["temperature"], 0.5)
+        self.assertIn("predict_time", body["metrics"])
+
+    def test_training(self):
+        server = CogServer("forms_train")
+        try:
+            server.wait_for_status("READY")
+            status, _, body = server.request("POST", "/trainings", {"input": {"steps": 5}})
+            self.assertEqual(status, 200, body)
+            self.assertEqual(body["output"], {"steps": 5, "rate": 0.1})
+            self.assertEqual(body["logs"], "training 5 steps\n")
+            status, _, body = server.request("POST", "/trainings", {"input": {"steps": 0}})
+            self.assertEqual(status, 422)
+            self.assertEqual(body["detail"][0]["loc"], ["body", "input", "steps"])
+            status, _, body = server.request("POST", "/predictions", {"input": {"s": "x"}})
+            self.assertEqual((status, body["output"]), (200, "predicted x"))
+            _, _, index = server.request("GET", "/")
+            self.assertEqual(index["trainings_url"], "/trainings")
+            _, _, schema = server.request("GET", "/openapi.json")
+            self.assertIn("/trainings", schema["paths"])
+            self.assertEqual(schema["components"]["schemas"]["TrainingInput"]["properties"]["steps"]["minimum"], 1.0)
+        finally:
+            self.assertEqual(server.stop(), 0)
+
+    def test_weights_from_the_model_directory_and_from_cog_weights(self):
+        status, body, _ = run("forms_weights", {"input": {}})
+        self.assertEqual((status, body["output"]), (200, "weights from ./weights"))
+
+    def test_mutable_defaults_do_not_leak_between_predictions(self):
+        server = CogServer("forms_mutable")
+        try:
+            server.wait_for_status("READY")
+            for _ in range(3):
+                status, _, body = server.request("POST", "/predictions", {"input": {}})
+                self.assertEqual((status, body["output"]), (200, "2 1"))
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    unittest.main()

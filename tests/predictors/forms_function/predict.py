@@ -1,0 +1,3 @@
+# A plain function, no class.
+def predict(text: str) -> str:
+    return text.upper()
