@@ -46,6 +46,9 @@ class Connection:
         sock.connect(path)
         return cls(sock)
 
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
     def signal_on_input(self) -> None:
         """Asks the kernel for SIGIO, at the calling (main) thread, when bytes arrive."""
         fd = self._sock.fileno()

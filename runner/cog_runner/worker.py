@@ -11,6 +11,7 @@ cancel waits until the frame is out.
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import inspect
 import io
@@ -37,6 +38,9 @@ from .predictor_ref import LoadedPredictor, load
 from .schema import predictor_document
 
 RUNNER_VERSION = "0.1.0"
+
+# The prediction an asyncio task works for (async predictors run several at once).
+_task_prediction: contextvars.ContextVar[str] = contextvars.ContextVar("cog_prediction", default="")
 
 
 class _ServerStream(io.TextIOBase):
@@ -145,7 +149,7 @@ class Worker:
             self._take_control_frames()
 
     def log_owner(self) -> str:
-        return self._running_id
+        return _task_prediction.get() or self._running_id
 
     def send_log(self, owner: str, source: int, text: str) -> None:
         self.send("log", {"id": owner, "source": source, "text": text})
@@ -211,10 +215,14 @@ class Worker:
         self._stdout = _ServerStream(self, messages.LOG_STDOUT, sys.stdout)
         self._stderr = _ServerStream(self, messages.LOG_STDERR, sys.stderr)
         sys.stdout, sys.stderr = self._stdout, self._stderr
+        hello = self._hello()
+        self.send("hello", hello)
+        if hello.get("predict_is_async"):
+            asyncio.run(self._serve_async())
+            self._flush_logs("")
+            return 0
         signal.signal(signal.SIGIO, self._on_input)
         self.conn.signal_on_input()
-
-        self.send("hello", self._hello())
         while not self._stopping:
             if self._deferred:
                 name, fields = self._deferred.pop(0)
@@ -241,7 +249,22 @@ class Worker:
 
     def _answer_healthchecks(self) -> None:
         while self._healthchecks:
-            self.send("healthcheck_result", {"sequence": self._healthchecks.pop(0), "healthy": True})
+            sequence = self._healthchecks.pop(0)
+            self.send("healthcheck_result", dict(self._user_healthcheck(), sequence=sequence))
+
+    def _user_healthcheck(self) -> Dict[str, Any]:
+        check = self.predictor.healthcheck if self.predictor else None
+        if check is None:
+            return {"healthy": True}
+        try:
+            result = check()
+            if inspect.isawaitable(result):
+                result = asyncio.run(_await(result)) if not _in_event_loop() else True
+            if result is False:
+                return {"healthy": False, "error": "healthcheck() returned False"}
+            return {"healthy": True}
+        except Exception as e:
+            return {"healthy": False, "error": "healthcheck() raised %s: %s" % (type(e).__name__, e)}
 
     def _hello(self) -> Dict[str, Any]:
         hello: Dict[str, Any] = {
@@ -259,10 +282,17 @@ class Worker:
                 "".join(traceback.format_exception(type(e), e, e.__traceback__)).rstrip("\n"),
                 "Failed to load the predictor (%s): %s" % (self.predict_ref or self.train_ref, e))
             return hello
-        hello["openapi_json"] = json.dumps(document).encode()
-        hello["predict_is_async"] = bool(self.predictor and (
+        is_async = bool(self.predictor and (
             inspect.iscoroutinefunction(self.predictor.predict)
             or inspect.isasyncgenfunction(self.predictor.predict)))
+        if self.max_concurrency > 1 and not is_async:
+            hello["load_error"] = (
+                "cog.yaml sets concurrency.max to %d, but predict() is not async: predictions of a "
+                "sync predict() run one at a time. Write `async def predict(...)`, or remove "
+                "concurrency.max." % self.max_concurrency)
+            return hello
+        hello["openapi_json"] = json.dumps(document).encode()
+        hello["predict_is_async"] = is_async
         hello["has_train"] = self.trainer is not None
         hello["has_healthcheck"] = bool(self.predictor and self.predictor.healthcheck)
         return hello
@@ -282,23 +312,42 @@ class Worker:
 
     # ---- setup ----
 
+    def _setup_calls(self, fields: Dict[str, Any]) -> Iterator[Callable[[], Any]]:
+        for loaded in (self.predictor, self.trainer):
+            if loaded is None or loaded.setup is None:
+                continue
+            kwargs = {}
+            if "weights" in inspect.signature(loaded.setup).parameters:
+                kwargs["weights"] = self._weights(fields.get("weights", ""))
+            yield lambda setup=loaded.setup, kwargs=kwargs: setup(**kwargs)
+
+    def _setup_failed(self, e: BaseException) -> None:
+        traceback.print_exc()
+        self._flush_logs("")
+        self.send("setup_done", {"succeeded": False, "error": "%s: %s" % (type(e).__name__, e)})
+
     def _setup(self, fields: Dict[str, Any]) -> None:
         self._running_id = ""
         try:
-            for loaded in (self.predictor, self.trainer):
-                if loaded is None or loaded.setup is None:
-                    continue
-                kwargs = {}
-                if "weights" in inspect.signature(loaded.setup).parameters:
-                    kwargs["weights"] = self._weights(fields.get("weights", ""))
+            for call in self._setup_calls(fields):
                 with self._user_code():
-                    result = loaded.setup(**kwargs)
+                    result = call()
                     if inspect.isawaitable(result):
                         asyncio.run(_await(result))
         except BaseException as e:  # SystemExit and KeyboardInterrupt fail setup too
-            traceback.print_exc()
-            self._flush_logs("")
-            self.send("setup_done", {"succeeded": False, "error": "%s: %s" % (type(e).__name__, e)})
+            self._setup_failed(e)
+            return
+        self._flush_logs("")
+        self.send("setup_done", {"succeeded": True})
+
+    async def _setup_async(self, fields: Dict[str, Any]) -> None:
+        try:
+            for call in self._setup_calls(fields):
+                result = call()
+                if inspect.isawaitable(result):
+                    await result
+        except BaseException as e:
+            self._setup_failed(e)
             return
         self._flush_logs("")
         self.send("setup_done", {"succeeded": True})
@@ -360,6 +409,96 @@ class Worker:
         self._cancel_pending = False
         self.send("done", done)
 
+    # ---- async predictors: several predictions at once on one event loop ----
+
+    async def _serve_async(self) -> None:
+        loop = asyncio.get_running_loop()
+        stopped = loop.create_future()
+        tasks: Dict[str, "asyncio.Task[None]"] = {}
+
+        def on_readable() -> None:
+            try:
+                frames = self.conn.receive_nowait()
+            except ConnectionClosed:
+                frames = [("shutdown", {})]
+            except Exception as e:
+                print("cog_runner: connection to the server broke: %s" % e, file=sys.__stderr__)
+                frames = [("shutdown", {})]
+            for name, fields in frames:
+                if name == "setup":
+                    # The server sends no Predict before SetupDone.
+                    loop.create_task(self._setup_async(fields))
+                elif name == "predict":
+                    task = loop.create_task(self._predict_async(fields))
+                    tasks[fields["id"]] = task
+                    task.add_done_callback(lambda _, pid=fields["id"]: tasks.pop(pid, None))
+                elif name == "cancel" and fields.get("id") in tasks:
+                    tasks[fields["id"]].cancel()
+                elif name == "healthcheck":
+                    loop.create_task(self._healthcheck_async(fields.get("sequence", 0)))
+                elif name == "shutdown" and not stopped.done():
+                    stopped.set_result(None)
+
+        loop.add_reader(self.conn.fileno(), on_readable)
+        on_readable()  # frames that may already be buffered
+        await stopped
+        loop.remove_reader(self.conn.fileno())
+        for task in list(tasks.values()):
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks.values(), return_exceptions=True)
+
+    async def _healthcheck_async(self, sequence: int) -> None:
+        check = self.predictor.healthcheck if self.predictor else None
+        answer: Dict[str, Any] = {"healthy": True}
+        if check is not None:
+            try:
+                result = check()
+                if inspect.isawaitable(result):
+                    result = await result
+                if result is False:
+                    answer = {"healthy": False, "error": "healthcheck() returned False"}
+            except Exception as e:
+                answer = {"healthy": False, "error": "healthcheck() raised %s: %s" % (type(e).__name__, e)}
+        self.send("healthcheck_result", dict(answer, sequence=sequence))
+
+    async def _predict_async(self, fields: Dict[str, Any]) -> None:
+        prediction_id = fields["id"]
+        _task_prediction.set(prediction_id)  # this task's own context
+        done: Dict[str, Any] = {"id": prediction_id}
+        kind = "train" if fields["kind"] == messages.KIND_TRAIN else "predict"
+        loaded = self.trainer if kind == "train" else self.predictor
+        context = json.loads(fields["context_json"] or b"{}")
+        cog_scope._set_scope(cog_scope.Scope(context, self._metric_recorder(prediction_id)))
+        try:
+            if loaded is None:
+                raise RuntimeError("this model has no %s() configured" % kind)
+            payload = json.loads(fields["input_json"] or b"{}")
+            for name, convert in self._converters.get(kind, {}).items():
+                payload[name] = convert(payload.get(name))
+            result = loaded.predict(**payload)
+            if inspect.isasyncgen(result):
+                async for item in result:
+                    self.send("output", {"id": prediction_id,
+                                         "value_json": json.dumps(encode_output(item)).encode()})
+            elif inspect.isgenerator(result):
+                for item in result:
+                    self.send("output", {"id": prediction_id,
+                                         "value_json": json.dumps(encode_output(item)).encode()})
+            else:
+                if inspect.isawaitable(result):
+                    result = await result
+                done["output_json"] = json.dumps(encode_output(result)).encode()
+            done["status"] = messages.DONE_SUCCEEDED
+        except (asyncio.CancelledError, CancelationException):
+            done["status"] = messages.DONE_CANCELED
+        except Exception as e:
+            traceback.print_exc()
+            done["status"] = messages.DONE_FAILED
+            done["error"] = str(e) or type(e).__name__
+        self._flush_logs(prediction_id)
+        self.send("done", done)
+
     def _metric_recorder(self, prediction_id: str) -> Callable[[str, Any, str], None]:
         modes = {"replace": messages.METRIC_REPLACE, "incr": messages.METRIC_INCREMENT,
                  "append": messages.METRIC_APPEND}
@@ -369,6 +508,14 @@ class Worker:
                                  "value_json": json.dumps(encode_output(value)).encode(),
                                  "mode": modes[mode]})
         return record
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+        return True
+    except RuntimeError:
+        return False
 
 
 def run_to_completion(result: Any) -> Any:

@@ -1,0 +1,68 @@
+"""An async predictor with concurrency.max runs that many predictions at once."""
+
+import os
+import tempfile
+import threading
+import unittest
+
+from server_harness import CogServer, wait_until
+
+
+class AsyncConcurrencyTest(unittest.TestCase):
+    def test_four_at_once_then_busy_then_cancel_one(self):
+        server = CogServer("async_sleep")
+        gate = os.path.join(tempfile.mkdtemp(), "gate")
+        results = {}
+        try:
+            health = server.wait_for_status("READY")
+            self.assertEqual(health["concurrency"], {"max": 4, "current": 0})
+
+            def predict(name):
+                results[name] = server.request("POST", "/predictions",
+                                               {"id": name, "input": {"name": name, "gate": gate}})
+            threads = [threading.Thread(target=predict, args=("p%d" % i,)) for i in range(3)]
+            for thread in threads:
+                thread.start()
+            status, _, body = server.request("POST", "/predictions", {"id": "p3", "input": {"name": "p3", "gate": gate}},
+                                             headers={"Prefer": "respond-async"})
+            self.assertEqual(status, 202, body)
+            health = server.wait_for_status("BUSY")
+            self.assertEqual(health["concurrency"], {"max": 4, "current": 4})
+            status, _, body = server.request("POST", "/predictions", {"input": {"name": "p4"}})
+            self.assertEqual((status, body), (409, {"detail": "Already running a prediction"}))
+
+            # All four are inside predict() at once; a runner taking them one at a
+            # time would never get past the first, which waits for the gate.
+            wait_until(lambda: all(os.path.exists("%s.p%d.started" % (gate, i)) for i in range(4)),
+                       what="four predictions inside predict() together")
+            self.assertEqual(server.request("POST", "/predictions/p3/cancel")[0], 200)
+            wait_until(lambda: server.health()["concurrency"]["current"] == 3, what="p3 to be canceled")
+
+            open(gate, "w").close()
+            for thread in threads:
+                thread.join(30)
+            for i in range(3):
+                status, _, body = results["p%d" % i]
+                self.assertEqual((status, body["output"], body["status"]), (200, "p%d" % i, "succeeded"))
+                self.assertEqual(body["logs"], "start p%d\nend p%d\n" % (i, i), "logs stay with their prediction")
+            server.wait_for_status("READY")
+        finally:
+            self.assertEqual(server.stop(), 0)
+
+    def test_concurrency_with_a_sync_predict_is_refused_with_a_reason(self):
+        source = tempfile.mkdtemp()
+        with open(os.path.join(source, "cog.yaml"), "w") as f:
+            f.write('predict: "predict.py:Predictor"\nconcurrency:\n  max: 2\n')
+        with open(os.path.join(source, "predict.py"), "w") as f:
+            f.write("from cog import BasePredictor\n\nclass Predictor(BasePredictor):\n"
+                    "    def predict(self, s: str) -> str:\n        return s\n")
+        server = CogServer("", source_dir=source)
+        try:
+            health = server.wait_for_status("SETUP_FAILED")
+            self.assertIn("async def predict", health["setup"]["logs"])
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    unittest.main()
