@@ -19,7 +19,7 @@ class Scope:
             self._record(name, value, mode)
 
 
-_current: contextvars.ContextVar[Scope] = contextvars.ContextVar("cog_scope", default=Scope())
+_current: "contextvars.ContextVar[Scope]" = contextvars.ContextVar("cog_scope", default=Scope())
 
 
 def current_scope() -> Scope:

@@ -40,7 +40,7 @@ from .schema import predictor_document
 RUNNER_VERSION = "0.1.0"
 
 # The prediction an asyncio task works for (async predictors run several at once).
-_task_prediction: contextvars.ContextVar[str] = contextvars.ContextVar("cog_prediction", default="")
+_task_prediction: "contextvars.ContextVar[str]" = contextvars.ContextVar("cog_prediction", default="")
 
 
 class _ServerStream(io.TextIOBase):
