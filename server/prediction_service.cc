@@ -364,12 +364,17 @@ void PredictionService::HandleLog(const runner::Log& log) {
 
 void PredictionService::HandleOutput(const runner::Output& output) {
   Json item = ParseJsonOr(output.value_json(), Json());
+  const absl::Status files = files_.Resolve(item);  // outside the lock: it reads files
   PredictionObserver* observer = nullptr;
   Prediction snapshot;
   {
     absl::MutexLock lock(&mu_);
     auto it = active_.find(output.id());
     if (it == active_.end()) return;
+    if (!files.ok()) {
+      if (it->second->file_error.empty()) it->second->file_error = std::string(files.message());
+      return;
+    }
     Json& list = it->second->prediction.output;
     if (!list.is_array()) list = Json::array();
     list.push_back(item);
@@ -436,8 +441,16 @@ void PredictionService::HandleDone(const runner::Done& done) {
   if (!done.error().empty()) prediction.error = done.error();
   if (!done.output_json().empty()) {
     prediction.output = ParseJsonOr(done.output_json(), Json());
+    if (absl::Status files = files_.Resolve(prediction.output); !files.ok()) {
+      active->file_error = std::string(files.message());
+    }
   } else if (prediction.status == PredictionStatus::kSucceeded && !prediction.output.is_array()) {
     prediction.output = Json::array();  // an iterator that yielded nothing
+  }
+  if (!active->file_error.empty() && prediction.status == PredictionStatus::kSucceeded) {
+    prediction.status = PredictionStatus::kFailed;
+    prediction.error = active->file_error;
+    prediction.output = nullptr;
   }
   prediction.completed_at = absl::Now();
   if (!prediction.metrics.is_object()) prediction.metrics = Json::object();

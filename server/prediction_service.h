@@ -25,6 +25,7 @@
 #include "cog/v1/runner.pb.h"
 #include "server/input_schema.h"
 #include "server/json.h"
+#include "server/output_files.h"
 #include "server/prediction.h"
 #include "server/runner_connection.h"
 #include "server/slot_pool.h"
@@ -117,6 +118,7 @@ class PredictionService {
     Prediction prediction;
     std::optional<Slot> slot;  // reset before OnCompleted
     std::unique_ptr<PredictionObserver> observer;
+    std::string file_error;  // an output file that could not be read fails the prediction
   };
 
   void HandleHello(const v1::runner::Hello& hello);
@@ -134,6 +136,7 @@ class PredictionService {
 
   const Options options_;
   SlotPool slots_;
+  OutputFiles files_;
 
   mutable absl::Mutex mu_;
   RunnerChannel* channel_ ABSL_GUARDED_BY(mu_) = nullptr;

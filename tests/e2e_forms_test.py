@@ -1,5 +1,6 @@
 """Every predictor form answers a real prediction through the real server."""
 
+import base64
 import unittest
 
 from server_harness import CogServer
@@ -81,6 +82,39 @@ class FormsTest(unittest.TestCase):
                 self.assertEqual((status, body["output"]), (200, "2 1"))
         finally:
             server.stop()
+
+
+class FileOutputTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = CogServer("file_output")
+        cls.server.wait_for_status("READY")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+
+    def test_path_outputs_become_data_uris_with_a_sniffed_type(self):
+        status, _, body = self.server.request("POST", "/predictions", {"input": {"text": "hello", "mode": "two"}})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["output"], ["data:text/plain;base64," + base64.b64encode(b"hello 0").decode(),
+                                          "data:text/plain;base64," + base64.b64encode(b"hello 1").decode()])
+
+    def test_a_large_binary_file(self):
+        status, _, body = self.server.request("POST", "/predictions",
+                                              {"input": {"text": "x", "size": 1 << 20}})
+        self.assertEqual(status, 200, body["error"])
+        prefix = "data:application/octet-stream;base64,"
+        self.assertTrue(body["output"][0].startswith(prefix), body["output"][0][:60])
+        self.assertEqual(len(base64.b64decode(body["output"][0][len(prefix):])), 1 << 20)
+
+    def test_an_output_file_that_does_not_exist_fails_the_prediction_with_its_name(self):
+        status, _, body = self.server.request("POST", "/predictions", {"input": {"text": "x", "mode": "missing"}})
+        self.assertEqual(status, 200)
+        self.assertEqual(body["status"], "failed")
+        self.assertIn("never-written.txt", body["error"])
+        status, _, body = self.server.request("POST", "/predictions", {"input": {"text": "ok"}})
+        self.assertEqual((status, body["status"]), (200, "succeeded"))
 
 
 if __name__ == "__main__":
