@@ -20,9 +20,24 @@ namespace {
 
 constexpr char kJson[] = "application/json";
 
-void Reply(httplib::Response& response, int status, const Json& body) {
+void ReplyText(httplib::Response& response, int status, std::string body) {
   response.status = status;
-  response.set_content(body.dump(), kJson);
+  if (body.size() < (1 << 20)) {
+    response.set_content(body, kJson);
+    return;
+  }
+  // A large body (data: URIs of big files) is streamed from this one copy
+  // rather than copied again into the response.
+  auto shared = std::make_shared<std::string>(std::move(body));
+  response.set_content_provider(
+      shared->size(), kJson,
+      [shared](size_t offset, size_t length, httplib::DataSink& sink) {
+        return sink.write(shared->data() + offset, std::min(length, shared->size() - offset));
+      });
+}
+
+void Reply(httplib::Response& response, int status, const Json& body) {
+  ReplyText(response, status, body.dump());
 }
 
 void ReplyError(httplib::Response& response, const absl::Status& status) {
@@ -162,16 +177,17 @@ absl::StatusOr<PredictionRequest> ToRequest(const Json& body, PredictionKind kin
   return request;
 }
 
-// Waits for a sync prediction's end on the gateway thread.
+// Waits for a sync prediction's end on the gateway thread; the response body
+// is rendered once, straight from the core's final state.
 class SyncObserver final : public PredictionObserver {
  public:
   struct Result {
     absl::Notification done;
-    Prediction prediction;
+    std::string body;
   };
   explicit SyncObserver(std::shared_ptr<Result> result) : result_(std::move(result)) {}
   void OnCompleted(const Prediction& prediction) override {
-    result_->prediction = prediction;
+    result_->body = PredictionToJson(prediction).dump();
     result_->done.Notify();
   }
 
@@ -315,7 +331,7 @@ void RestGateway::HandlePrediction(const httplib::Request& http_request,
   if (respond_async) return Reply(response, 202, PredictionToJson(*started));
   // TODO(issue 4): cancel the prediction when the client disconnects.
   result->done.WaitForNotification();
-  Reply(response, 200, PredictionToJson(result->prediction));
+  ReplyText(response, 200, std::move(result->body));
 }
 
 void RestGateway::HandleCancel(const std::string& id, httplib::Response& response) {

@@ -5,7 +5,6 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-#include <sstream>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -60,15 +59,26 @@ std::string OutputFiles::SniffMediaType(absl::string_view bytes) {
 absl::StatusOr<std::string> OutputFiles::DataUri(const std::string& url) {
   absl::StatusOr<std::string> path = FileUrlToPath(url);
   if (!path.ok()) return path.status();
-  std::ifstream file(*path, std::ios::binary);
+  std::ifstream file(*path, std::ios::binary | std::ios::ate);
   if (!file) {
     return absl::NotFoundError(absl::StrCat("cannot read the output file ", *path, ": ",
                                             std::strerror(errno)));
   }
-  std::ostringstream bytes;
-  bytes << file.rdbuf();
-  const std::string content = std::move(bytes).str();
-  return absl::StrCat("data:", SniffMediaType(content), ";base64,", absl::Base64Escape(content));
+  // One read into one buffer, and the URI built around the base64 in place:
+  // a 10 MiB output is copied as few times as possible.
+  std::string content(static_cast<size_t>(file.tellg()), '\0');
+  file.seekg(0);
+  if (!file.read(content.data(), static_cast<std::streamsize>(content.size()))) {
+    return absl::DataLossError(absl::StrCat("cannot read the whole output file ", *path));
+  }
+  constexpr size_t kSniffBytes = 64 << 10;  // libmagic needs the head, not the whole file
+  std::string uri = absl::StrCat(
+      "data:", SniffMediaType(absl::string_view(content).substr(0, kSniffBytes)), ";base64,");
+  std::string encoded;
+  absl::Base64Escape(content, &encoded);
+  content = std::string();
+  uri += encoded;
+  return uri;
 }
 
 absl::Status OutputFiles::Resolve(Json& value) {

@@ -1,10 +1,11 @@
-// Null-predictor benchmark: starts the real cog-server on a predictor whose
-// predict() returns its input, and measures sequential requests from one client
-// over REST (keep-alive) and gRPC: requests/s, p50, p99, and the RSS of the
-// server and the runner. The same server's /health-check and gRPC Health,
-// which never reach the runner, are measured in the same run as the floor.
+// Prediction benchmark: starts the real cog-server on a predictor and measures
+// sequential requests from one client over REST (keep-alive) and gRPC:
+// requests/s, p50, p99, and the RSS of the server and the runner. The same
+// server's /health-check and gRPC Health, which never reach the runner, are
+// measured in the same run as the floor.
 //
-//   null_predictor_bench --server PATH --predictor DIR [--requests N]
+//   prediction_bench --server PATH --predictor DIR [--body JSON] [--expect TEXT]
+//                    [--requests N] [--grpc=false] [--floors=false]
 #include <signal.h>
 #include <unistd.h>
 
@@ -32,6 +33,11 @@ ABSL_FLAG(std::string, predictor, "", "Directory of the null predictor (cog.yaml
 ABSL_FLAG(std::string, python, "python3", "Interpreter for the runner");
 ABSL_FLAG(int, requests, 5000, "Requests per measurement");
 ABSL_FLAG(int, warmup, 300, "Requests before each measurement");
+ABSL_FLAG(std::string, body, R"({"input":{"s":"hello"}})", "The prediction request body");
+ABSL_FLAG(std::string, expect, "\"output\":\"hello\"", "Text every REST response must contain");
+ABSL_FLAG(std::string, name, "null predictor", "What the predictor is, for the report");
+ABSL_FLAG(bool, grpc, true, "Also measure gRPC Predict");
+ABSL_FLAG(bool, floors, true, "Also measure the no-runner floors (health checks)");
 
 namespace {
 
@@ -116,51 +122,64 @@ int main(int argc, char** argv) {
     if (health && health->body.find("\"READY\"") != std::string::npos) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", ports["grpc"].get<int>()),
-                                     grpc::InsecureChannelCredentials());
+  grpc::ChannelArguments arguments;
+  arguments.SetMaxReceiveMessageSize(256 << 20);
+  auto channel = grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", ports["grpc"].get<int>()),
+                                           grpc::InsecureChannelCredentials(), arguments);
   auto stub = cog::v1::Predictor::NewStub(channel);
 
-  const std::string body = R"({"input":{"s":"hello"}})";
+  const std::string body = absl::GetFlag(FLAGS_body);
+  const std::string expect = absl::GetFlag(FLAGS_expect);
+  const std::string name = absl::GetFlag(FLAGS_name);
   std::vector<Result> results;
-  results.push_back(Measure("REST  GET /health-check (floor: no runner hop)", [&] {
-    auto response = http.Get("/health-check");
-    return response && response->status == 200;
-  }));
-  results.push_back(Measure("REST  POST /predictions (null predictor)", [&] {
+  if (absl::GetFlag(FLAGS_floors)) {
+    results.push_back(Measure("REST  GET /health-check (floor: no runner hop)", [&] {
+      auto response = http.Get("/health-check");
+      return response && response->status == 200;
+    }));
+  }
+  results.push_back(Measure("REST  POST /predictions (" + name + ")", [&] {
     auto response = http.Post("/predictions", body, "application/json");
-    return response && response->status == 200 &&
-           response->body.find("\"output\":\"hello\"") != std::string::npos;
+    return response && response->status == 200 && response->body.find(expect) != std::string::npos;
   }));
-  results.push_back(Measure("gRPC  Health (floor: no runner hop)", [&] {
-    grpc::ClientContext context;
-    cog::v1::HealthResponse response;
-    return stub->Health(&context, cog::v1::HealthRequest(), &response).ok();
-  }));
-  cog::v1::PredictionRequest request;
-  (*request.mutable_input()->mutable_fields())["s"].set_string_value("hello");
-  results.push_back(Measure("gRPC  Predict (null predictor)", [&] {
-    grpc::ClientContext context;
-    cog::v1::Prediction response;
-    return stub->Predict(&context, request, &response).ok() &&
-           response.output().string_value() == "hello";
-  }));
+  if (absl::GetFlag(FLAGS_grpc)) {
+    if (absl::GetFlag(FLAGS_floors)) {
+      results.push_back(Measure("gRPC  Health (floor: no runner hop)", [&] {
+        grpc::ClientContext context;
+        cog::v1::HealthResponse response;
+        return stub->Health(&context, cog::v1::HealthRequest(), &response).ok();
+      }));
+    }
+    cog::v1::PredictionRequest request;
+    const nlohmann::json input = nlohmann::json::parse(body)["input"];
+    for (const auto& [key, value] : input.items()) {
+      auto& field = (*request.mutable_input()->mutable_fields())[key];
+      if (value.is_string()) field.set_string_value(value.get<std::string>());
+      else if (value.is_number()) field.set_number_value(value.get<double>());
+      else if (value.is_boolean()) field.set_bool_value(value.get<bool>());
+    }
+    results.push_back(Measure("gRPC  Predict (" + name + ")", [&] {
+      grpc::ClientContext context;
+      cog::v1::Prediction response;
+      return stub->Predict(&context, request, &response).ok() &&
+             response.status() == cog::v1::PREDICTION_STATUS_SUCCEEDED;
+    }));
+  }
 
   const pid_t server_pid = (*server)->pid();
   long runner_rss = 0;
   for (pid_t child : Children(server_pid)) runner_rss += RssKib(child);
   const long server_rss = RssKib(server_pid);
 
-  std::printf("\nnull predictor, one client, sequential, %d requests each (after %d warm-up)\n\n",
-              absl::GetFlag(FLAGS_requests), absl::GetFlag(FLAGS_warmup));
-  std::printf("%-48s %10s %10s %10s %8s\n", "", "req/s", "p50 us", "p99 us", "errors");
+  std::printf("\n%s, one client, sequential, %d requests each (after %d warm-up)\n\n",
+              name.c_str(), absl::GetFlag(FLAGS_requests), absl::GetFlag(FLAGS_warmup));
+  std::printf("%-52s %10s %10s %10s %8s\n", "", "req/s", "p50 us", "p99 us", "errors");
   for (const Result& r : results) {
-    std::printf("%-48s %10.0f %10.1f %10.1f %8d\n", r.name.c_str(), r.per_second, r.p50_us,
+    std::printf("%-52s %10.1f %10.1f %10.1f %8d\n", r.name.c_str(), r.per_second, r.p50_us,
                 r.p99_us, r.failures);
   }
   std::printf("\nRSS: cog-server %.1f MiB, runner %.1f MiB, total %.1f MiB\n", server_rss / 1024.0,
               runner_rss / 1024.0, (server_rss + runner_rss) / 1024.0);
-  std::printf("legacy Cog (Python) on the same kind of machine: ~760 req/s, p50 1.2 ms, p99 ~7 ms, "
-              "~112 MiB across its processes\n");
 
   http.Post("/shutdown", "", "application/json");
   (*server)->WaitForExit(absl::Seconds(10));
