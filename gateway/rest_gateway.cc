@@ -275,9 +275,14 @@ void RestGateway::RegisterRoutes() {
           Reply(response, 200, Json::object());
           if (options_.request_shutdown) options_.request_shutdown();
         }}});
-  server_->set_error_handler([](const httplib::Request&, httplib::Response& response) {
-    if (response.status == 404 && response.body.empty()) {
-      Reply(response, 404, Json{{"detail", "Not Found"}});
+  const size_t limit = options_.max_body_bytes;
+  server_->set_error_handler([limit](const httplib::Request&, httplib::Response& response) {
+    if (!response.body.empty()) return;
+    if (response.status == 404) Reply(response, 404, Json{{"detail", "Not Found"}});
+    if (response.status == 413) {
+      Reply(response, 413,
+            Json{{"detail", absl::StrCat("Request body is larger than ", limit,
+                                         " bytes; raise --max-body-bytes to accept it")}});
     }
   });
   server_->set_exception_handler(
@@ -343,6 +348,7 @@ absl::StatusOr<int> RestGateway::Start() {
   const int threads = options_.threads;
   server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   server_->set_keep_alive_max_count(100000);
+  server_->set_payload_max_length(options_.max_body_bytes);
   // Responses go out as headers and body; without this, Nagle and delayed ACKs
   // hold every keep-alive response back by ~40 ms.
   server_->set_tcp_nodelay(true);

@@ -10,7 +10,8 @@
 //   POST /trainings, PUT /trainings/{id}, POST /trainings/{id}/cancel
 //   POST /shutdown                  200 {}, then the server drains and exits
 // Any other path: 404 {"detail":"Not Found"}; a known path with another
-// method: 405 {"detail":"Method Not Allowed"} with Allow.
+// method: 405 {"detail":"Method Not Allowed"} with Allow; a body over
+// --max-body-bytes: 413 with the limit.
 //
 // `core` is not owned and must outlive this object. Start/Stop from one
 // thread; requests are served on the gateway's own thread pool.
@@ -39,6 +40,7 @@ class RestGateway {
     std::string host = "0.0.0.0";
     int port = 5000;  // 0: pick a free one
     int threads = 16;
+    size_t max_body_bytes = 100 << 20;  // larger requests get 413
     std::function<void()> request_shutdown;
   };
 

@@ -49,6 +49,8 @@ ABSL_FLAG(std::string, upload_url, "", "Where Path outputs are uploaded (PUT <ur
 ABSL_FLAG(bool, await_explicit_shutdown, false, "Ignore SIGTERM; exit only on POST /shutdown");
 ABSL_FLAG(double, runner_shutdown_grace_period, 10.0,
           "Seconds running predictions get to finish when the server shuts down");
+ABSL_FLAG(int64_t, max_body_bytes, 100 << 20,
+          "Largest request body the HTTP API accepts; larger ones get 413");
 ABSL_FLAG(std::string, port_file, "",
           "Write the bound HTTP and gRPC ports here as JSON once serving (for tests and tools)");
 
@@ -183,6 +185,7 @@ int Run() {
   rest_options.port = ResolvePort();
   rest_options.threads = std::max(16, 2 * config->max_concurrency + 8);
   rest_options.request_shutdown = request_shutdown;
+  rest_options.max_body_bytes = static_cast<size_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_max_body_bytes)));
   RestGateway gateway(&core, rest_options);
   absl::StatusOr<int> http_port = gateway.Start();
   if (!http_port.ok()) {

@@ -156,6 +156,20 @@ class RestApiTest(unittest.TestCase):
         self.assertIn("python", health["version"])
 
 
+class BodyLimitTest(unittest.TestCase):
+    def test_a_body_over_the_limit_is_413_and_the_server_keeps_serving(self):
+        server = CogServer("echo", args=["--max-body-bytes", "1000"])
+        try:
+            server.wait_for_status("READY")
+            status, _, body = server.request("POST", "/predictions", {"input": {"s": "x" * 2000}})
+            self.assertEqual(status, 413)
+            self.assertIn("larger than 1000 bytes", body["detail"])
+            status, _, body = server.request("POST", "/predictions", {"input": {"s": "x" * 500}})
+            self.assertEqual((status, body["output"]), (200, "x" * 500))
+        finally:
+            self.assertEqual(server.stop(), 0)
+
+
 class PredictorFailureTest(unittest.TestCase):
     def test_a_raising_predictor_fails_the_prediction_and_keeps_serving(self):
         server = CogServer("raise")
