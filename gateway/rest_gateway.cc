@@ -250,6 +250,22 @@ void RestGateway::RegisterRoutes() {
   route("/health-check", {{"GET", [this](const httplib::Request&, httplib::Response& response) {
           Reply(response, 200, HealthJson(core_->Health()));
         }}});
+  // Ours, for load balancers and Kubernetes probes. Live: the process can serve
+  // (not after a failed setup or a dead runner, so an orchestrator restarts it).
+  // Ready: setup succeeded, a slot is free, and no shutdown is under way.
+  route("/v2/health/live", {{"GET", [this](const httplib::Request&, httplib::Response& response) {
+          const HealthReport health = core_->Health();
+          const bool live = health.status != HealthStatus::kSetupFailed &&
+                            health.status != HealthStatus::kDefunct;
+          Reply(response, live ? 200 : 503,
+                Json{{"live", live}, {"status", HealthStatusName(health.status)}});
+        }}});
+  route("/v2/health/ready", {{"GET", [this](const httplib::Request&, httplib::Response& response) {
+          const HealthReport health = core_->Health();
+          const bool ready = health.status == HealthStatus::kReady && !health.shutting_down;
+          Reply(response, ready ? 200 : 503,
+                Json{{"ready", ready}, {"status", HealthStatusName(health.status)}});
+        }}});
   route("/openapi.json", {{"GET", [this](const httplib::Request&, httplib::Response& response) {
           absl::StatusOr<std::string> schema = core_->Schema();
           if (!schema.ok()) return ReplyError(response, schema.status());

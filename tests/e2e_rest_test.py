@@ -148,6 +148,10 @@ class RestApiTest(unittest.TestCase):
         self.assertEqual(status, 200, body)
         self.assertEqual(body["id"], "put-2")
 
+    def test_kubernetes_probes_when_ready(self):
+        self.assertEqual(self.server.request("GET", "/v2/health/live")[:3:2], (200, {"live": True, "status": "READY"}))
+        self.assertEqual(self.server.request("GET", "/v2/health/ready")[:3:2], (200, {"ready": True, "status": "READY"}))
+
     def test_health_reports_concurrency_and_versions(self):
         health = self.server.health()
         self.assertEqual(health["status"], "READY")
@@ -226,6 +230,8 @@ class SetupTest(unittest.TestCase):
         try:
             health = server.wait_for_status("STARTING")
             self.assertEqual(health["status"], "STARTING")
+            self.assertEqual(server.request("GET", "/v2/health/live")[0], 200)
+            self.assertEqual(server.request("GET", "/v2/health/ready")[0], 503)
             wait_until(lambda: "setup starting" in server.health()["setup"].get("logs", ""),
                        what="setup's first line in setup.logs")
             status, _, body = server.request("POST", "/predictions", {"input": {"s": "hi"}})
@@ -257,6 +263,8 @@ class SetupTest(unittest.TestCase):
             status, _, body = server.request("POST", "/predictions", {"input": {"s": "hi"}})
             self.assertEqual(status, 503)
             self.assertIn("Setup failed", body["detail"])
+            self.assertEqual(server.request("GET", "/v2/health/live")[0], 503, "an orchestrator should restart it")
+            self.assertEqual(server.request("GET", "/v2/health/ready")[0], 503)
             self.assertEqual(server.health()["status"], "SETUP_FAILED")
         finally:
             self.assertEqual(server.stop(), 0)
