@@ -32,6 +32,7 @@
 #include "server/prediction_service.h"
 #include "server/runner_supervisor.h"
 #include "server/version.h"
+#include "server/webhook_sender.h"
 #include "spdlog/spdlog.h"
 
 ABSL_FLAG(std::string, host, "0.0.0.0", "Address the HTTP and gRPC servers listen on");
@@ -131,6 +132,21 @@ int Run() {
     health->SetServingStatus("readiness", ready);
     health->SetServingStatus("", ready);
     health->SetServingStatus("cog.v1.Predictor", ready);
+  };
+  WebhookSender::Options webhook_options;
+  webhook_options.user_agent = absl::StrCat("cog-server/", kServerVersion);
+  if (const char* token = std::getenv("WEBHOOK_AUTH_TOKEN"); token != nullptr) {
+    webhook_options.auth_token = token;
+  }
+  if (const char* interval = std::getenv("COG_THROTTLE_RESPONSE_INTERVAL"); interval != nullptr) {
+    double seconds = 0;
+    if (absl::SimpleAtod(interval, &seconds) && seconds >= 0) {
+      webhook_options.logs_interval = absl::Seconds(seconds);
+    }
+  }
+  WebhookSender webhooks(webhook_options);
+  core_options.make_webhook_observer = [&webhooks](const PredictionRequest& request) {
+    return WebhookSender::ObserverFor(&webhooks, request);
   };
   PredictionService core(core_options);
 
@@ -235,6 +251,8 @@ int Run() {
     core.WaitUntilIdle(absl::Seconds(5));
   }
   supervisor.Stop(absl::Seconds(5));
+  // Terminal webhooks of what just finished still go out, within the grace period.
+  if (!webhooks.Drain(grace)) spdlog::warn("some webhooks were not delivered before exiting");
   gateway.Stop();
   if (grpc_server) grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   spdlog::info("stopped");

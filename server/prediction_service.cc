@@ -78,7 +78,7 @@ absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
                                                     std::unique_ptr<PredictionObserver> observer) {
   Prediction prediction;
   RunnerChannel* channel = nullptr;
-  PredictionObserver* started_observer = nullptr;
+  std::vector<PredictionObserver*> started_observers;
   Json runner_input;
   {
     absl::MutexLock lock(&mu_);
@@ -108,14 +108,18 @@ absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
       absl::StrAppend(&prediction.logs, "WARNING: ignoring unknown input '", key,
                       "': the model does not take it\n");
     }
-    started_observer = observer.get();
-    active_[prediction.id] =
-        std::make_unique<Active>(Active{prediction, std::move(*slot), std::move(observer)});
+    auto active = std::make_unique<Active>(Active{prediction, std::move(*slot), {}, ""});
+    if (observer != nullptr) active->observers.push_back(std::move(observer));
+    if (!request.webhook.empty() && options_.make_webhook_observer) {
+      active->observers.push_back(options_.make_webhook_observer(request));
+    }
+    started_observers = ObserversOf(*active);
+    active_[prediction.id] = std::move(active);
     channel = channel_;
   }
-  // Nothing else can reach this prediction's observer before the runner has
-  // the Predict frame, so it hears OnStarted first, and without the lock.
-  if (started_observer != nullptr) started_observer->OnStarted(prediction);
+  // Nothing else can reach this prediction's observers before the runner has
+  // the Predict frame, so they hear OnStarted first, and without the lock.
+  for (PredictionObserver* o : started_observers) o->OnStarted(prediction);
 
   runner::ServerMessage message;
   runner::Predict* predict = message.mutable_predict();
@@ -139,15 +143,27 @@ absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
       }
     }
     if (active != nullptr) {
-      active->prediction.status = PredictionStatus::kFailed;
-      active->prediction.error = absl::StrCat("could not reach the runner: ", sent.message());
-      active->prediction.completed_at = absl::Now();
-      active->slot.reset();
-      if (active->observer != nullptr) active->observer->OnCompleted(active->prediction);
+      CompleteWithoutRunner(std::move(active),
+                            absl::StrCat("could not reach the runner: ", sent.message()));
     }
   }
   NotifyHealth();
   return prediction;
+}
+
+std::vector<PredictionObserver*> PredictionService::ObserversOf(const Active& active) const {
+  std::vector<PredictionObserver*> observers;
+  for (const auto& observer : active.observers) observers.push_back(observer.get());
+  return observers;
+}
+
+void PredictionService::CompleteWithoutRunner(std::unique_ptr<Active> active,
+                                              const std::string& error) {
+  active->prediction.status = PredictionStatus::kFailed;
+  active->prediction.error = error;
+  active->prediction.completed_at = absl::Now();
+  active->slot.reset();
+  for (const auto& observer : active->observers) observer->OnCompleted(active->prediction);
 }
 
 void PredictionService::NotifyHealth() {
@@ -347,25 +363,25 @@ void PredictionService::HandleLog(const runner::Log& log) {
     absl::StrAppend(&setup_.logs, log.text());
     return;
   }
-  PredictionObserver* observer = nullptr;
+  std::vector<PredictionObserver*> observers;
   Prediction snapshot;
   {
     absl::MutexLock lock(&mu_);
     auto it = active_.find(log.id());
     if (it == active_.end()) return;
     absl::StrAppend(&it->second->prediction.logs, log.text());
-    observer = it->second->observer.get();
-    if (observer != nullptr) snapshot = it->second->prediction;
+    observers = ObserversOf(*it->second);
+    if (!observers.empty()) snapshot = it->second->prediction;
   }
   // Safe without the lock: only this (the reader) thread completes a
-  // prediction and destroys its observer.
-  if (observer != nullptr) observer->OnLog(snapshot, log.text());
+  // prediction and destroys its observers.
+  for (PredictionObserver* o : observers) o->OnLog(snapshot, log.text());
 }
 
 void PredictionService::HandleOutput(const runner::Output& output) {
   Json item = ParseJsonOr(output.value_json(), Json());
   const absl::Status files = files_.Resolve(item);  // outside the lock: it reads files
-  PredictionObserver* observer = nullptr;
+  std::vector<PredictionObserver*> observers;
   Prediction snapshot;
   {
     absl::MutexLock lock(&mu_);
@@ -378,15 +394,15 @@ void PredictionService::HandleOutput(const runner::Output& output) {
     Json& list = it->second->prediction.output;
     if (!list.is_array()) list = Json::array();
     list.push_back(item);
-    observer = it->second->observer.get();
-    if (observer != nullptr) snapshot = it->second->prediction;
+    observers = ObserversOf(*it->second);
+    if (!observers.empty()) snapshot = it->second->prediction;
   }
-  if (observer != nullptr) observer->OnOutput(snapshot, item);
+  for (PredictionObserver* o : observers) o->OnOutput(snapshot, item);
 }
 
 void PredictionService::HandleMetric(const runner::Metric& metric) {
   Json value = ParseJsonOr(metric.value_json(), Json());
-  PredictionObserver* observer = nullptr;
+  std::vector<PredictionObserver*> observers;
   Prediction snapshot;
   {
     absl::MutexLock lock(&mu_);
@@ -412,10 +428,10 @@ void PredictionService::HandleMetric(const runner::Metric& metric) {
       default:
         slot = value;
     }
-    observer = it->second->observer.get();
-    if (observer != nullptr) snapshot = it->second->prediction;
+    observers = ObserversOf(*it->second);
+    if (!observers.empty()) snapshot = it->second->prediction;
   }
-  if (observer != nullptr) observer->OnMetric(snapshot, metric.name(), value);
+  for (PredictionObserver* o : observers) o->OnMetric(snapshot, metric.name(), value);
 }
 
 void PredictionService::HandleDone(const runner::Done& done) {
@@ -461,7 +477,7 @@ void PredictionService::HandleDone(const runner::Done& done) {
   // The slot goes back before the caller hears of the end, so that a client
   // that sends its next request at once finds it free.
   active->slot.reset();
-  if (active->observer != nullptr) active->observer->OnCompleted(prediction);
+  for (const auto& observer : active->observers) observer->OnCompleted(prediction);
   active.reset();
   NotifyHealth();
 }
@@ -479,13 +495,7 @@ void PredictionService::OnRunnerGone(const std::string& reason) {
     for (auto& [id, active] : active_) orphans.push_back(std::move(active));
     active_.clear();
   }
-  for (auto& active : orphans) {
-    active->prediction.status = PredictionStatus::kFailed;
-    active->prediction.error = reason;
-    active->prediction.completed_at = absl::Now();
-    active->slot.reset();
-    if (active->observer != nullptr) active->observer->OnCompleted(active->prediction);
-  }
+  for (auto& active : orphans) CompleteWithoutRunner(std::move(active), reason);
   NotifyHealth();
 }
 

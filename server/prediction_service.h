@@ -17,6 +17,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -74,6 +75,9 @@ class PredictionService {
     // Called (without the lock, on any thread) after anything that may change
     // Health(): setup ending, the runner dying, a prediction starting or ending.
     std::function<void(const HealthReport&)> on_health_change;
+    // Makes the observer that sends a request's webhooks (requests with a
+    // `webhook` only). Null: webhooks are not sent.
+    std::function<std::unique_ptr<PredictionObserver>(const PredictionRequest&)> make_webhook_observer;
   };
 
   explicit PredictionService(Options options);
@@ -117,7 +121,8 @@ class PredictionService {
   struct Active {
     Prediction prediction;
     std::optional<Slot> slot;  // reset before OnCompleted
-    std::unique_ptr<PredictionObserver> observer;
+    // The caller's, and the webhook's when the request named one.
+    std::vector<std::unique_ptr<PredictionObserver>> observers;
     std::string file_error;  // an output file that could not be read fails the prediction
   };
 
@@ -133,6 +138,10 @@ class PredictionService {
   absl::Status NotReadyError() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string NewId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void NotifyHealth() ABSL_LOCKS_EXCLUDED(mu_);
+  // The observers of a running prediction, and a snapshot of it for them.
+  std::vector<PredictionObserver*> ObserversOf(const Active& active) const;
+  // Ends a prediction that never reached the runner or lost it.
+  void CompleteWithoutRunner(std::unique_ptr<Active> active, const std::string& error);
 
   const Options options_;
   SlotPool slots_;
