@@ -106,7 +106,8 @@ class FileOutputTest(unittest.TestCase):
         self.assertEqual(status, 200, body["error"])
         prefix = "data:application/octet-stream;base64,"
         self.assertTrue(body["output"][0].startswith(prefix), body["output"][0][:60])
-        self.assertEqual(len(base64.b64decode(body["output"][0][len(prefix):])), 1 << 20)
+        expected = bytes((i * 7919 + 13) % 251 for i in range(256)) * 4096
+        self.assertEqual(base64.b64decode(body["output"][0][len(prefix):]), expected)
 
     def test_an_output_file_that_does_not_exist_fails_the_prediction_with_its_name(self):
         status, _, body = self.server.request("POST", "/predictions", {"input": {"text": "x", "mode": "missing"}})

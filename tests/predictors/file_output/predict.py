@@ -5,6 +5,11 @@ from typing import Iterator
 from cog import BasePredictor, Path
 
 
+def binary(size: int) -> bytes:
+    """Deterministic bytes no file-type signature matches (random ones sometimes do)."""
+    return bytes((i * 7919 + 13) % 251 for i in range(256)) * (size // 256)
+
+
 class Predictor(BasePredictor):
     def predict(self, text: str, mode: str = "single", size: int = 0) -> Iterator[Path]:
         directory = tempfile.mkdtemp()
@@ -13,5 +18,5 @@ class Predictor(BasePredictor):
             return
         for i in range(2 if mode == "two" else 1):
             path = Path(os.path.join(directory, f"out {i}.txt"))
-            path.write_bytes(os.urandom(size) if size else f"{text} {i}".encode())
+            path.write_bytes(binary(size) if size else f"{text} {i}".encode())
             yield path
