@@ -362,21 +362,32 @@ class Worker:
 
     # ---- predictions ----
 
-    def _predict(self, fields: Dict[str, Any]) -> None:
-        prediction_id = fields["id"]
+    def _target(self, fields: Dict[str, Any]) -> "tuple[LoadedPredictor, Dict[str, Any]]":
+        """What to call for a Predict frame, and its input as the signature wants it."""
         kind = "train" if fields["kind"] == messages.KIND_TRAIN else "predict"
         loaded = self.trainer if kind == "train" else self.predictor
+        if loaded is None:
+            raise RuntimeError("this model has no %s() configured" % kind)
+        payload = json.loads(fields["input_json"] or b"{}")
+        for name, convert in self._converters.get(kind, {}).items():
+            payload[name] = convert(payload.get(name))
+        return loaded, payload
+
+    def _enter_scope(self, fields: Dict[str, Any]) -> contextvars.Token:
+        context = json.loads(fields["context_json"] or b"{}")
+        return cog_scope._set_scope(cog_scope.Scope(context, self._metric_recorder(fields["id"])))
+
+    def _send_item(self, prediction_id: str, item: Any) -> None:
+        self.send("output", {"id": prediction_id, "value_json": json.dumps(encode_output(item)).encode()})
+
+    def _predict(self, fields: Dict[str, Any]) -> None:
+        prediction_id = fields["id"]
         done: Dict[str, Any] = {"id": prediction_id}
         self._running_id = prediction_id
         self._cancel_pending = False
-        context = json.loads(fields["context_json"] or b"{}")
-        token = cog_scope._set_scope(cog_scope.Scope(context, self._metric_recorder(prediction_id)))
+        token = self._enter_scope(fields)
         try:
-            if loaded is None:
-                raise RuntimeError("this model has no %s() configured" % kind)
-            payload = json.loads(fields["input_json"] or b"{}")
-            for name, convert in self._converters.get(kind, {}).items():
-                payload[name] = convert(payload.get(name))
+            loaded, payload = self._target(fields)
             with self._user_code():
                 result = loaded.predict(**payload)
                 if inspect.isasyncgen(result):
@@ -391,8 +402,7 @@ class Worker:
                             item = next(items)
                         except StopIteration:
                             break
-                    self.send("output", {"id": prediction_id,
-                                         "value_json": json.dumps(encode_output(item)).encode()})
+                    self._send_item(prediction_id, item)
             else:
                 done["output_json"] = json.dumps(encode_output(result)).encode()
             done["status"] = messages.DONE_SUCCEEDED
@@ -466,25 +476,16 @@ class Worker:
         prediction_id = fields["id"]
         _task_prediction.set(prediction_id)  # this task's own context
         done: Dict[str, Any] = {"id": prediction_id}
-        kind = "train" if fields["kind"] == messages.KIND_TRAIN else "predict"
-        loaded = self.trainer if kind == "train" else self.predictor
-        context = json.loads(fields["context_json"] or b"{}")
-        cog_scope._set_scope(cog_scope.Scope(context, self._metric_recorder(prediction_id)))
+        self._enter_scope(fields)
         try:
-            if loaded is None:
-                raise RuntimeError("this model has no %s() configured" % kind)
-            payload = json.loads(fields["input_json"] or b"{}")
-            for name, convert in self._converters.get(kind, {}).items():
-                payload[name] = convert(payload.get(name))
+            loaded, payload = self._target(fields)
             result = loaded.predict(**payload)
             if inspect.isasyncgen(result):
                 async for item in result:
-                    self.send("output", {"id": prediction_id,
-                                         "value_json": json.dumps(encode_output(item)).encode()})
+                    self._send_item(prediction_id, item)
             elif inspect.isgenerator(result):
                 for item in result:
-                    self.send("output", {"id": prediction_id,
-                                         "value_json": json.dumps(encode_output(item)).encode()})
+                    self._send_item(prediction_id, item)
             else:
                 if inspect.isawaitable(result):
                     result = await result
