@@ -373,14 +373,4 @@ absl::StatusOr<InputSchema::Validated> InputSchema::Validate(const Json& input) 
   return result;
 }
 
-std::vector<std::string> InputSchema::PathInputs() const {
-  std::vector<std::string> names;
-  for (const Field& field : fields_) {
-    if (field.value.format == "uri" || (field.items.has_value() && field.items->format == "uri")) {
-      names.push_back(field.name);
-    }
-  }
-  return names;
-}
-
 }  // namespace cog

@@ -37,9 +37,6 @@ class InputSchema {
   // On failure: InvalidInputError with one entry per problem.
   absl::StatusOr<Validated> Validate(const Json& input) const;
 
-  // Names of the inputs whose schema says `format: uri` (cog.Path), also as list items.
-  std::vector<std::string> PathInputs() const;
-
  private:
   enum class Type { kAny, kString, kInteger, kNumber, kBoolean, kArray, kObject };
   struct Constraints {

@@ -135,10 +135,6 @@ TEST(InputSchemaTest, SecretsAreShownRedactedButPassedWhole) {
   EXPECT_EQ(result->shown.dump(), R"({"key":"**********","keys":["**********","**********"],"none":null})");
 }
 
-TEST(InputSchemaTest, PathInputsAreListed) {
-  EXPECT_EQ(Schema().PathInputs(), std::vector<std::string>{"files"});
-}
-
 TEST(InputSchemaTest, MissingComponentIsAnError) {
   EXPECT_FALSE(InputSchema::FromOpenApi(Json::parse(kDocument), "TrainingInput").ok());
 }

@@ -1,6 +1,5 @@
 #include "server/runner_supervisor.h"
 
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "absl/strings/str_cat.h"

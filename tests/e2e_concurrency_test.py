@@ -1,7 +1,6 @@
 """An async predictor with concurrency.max runs that many predictions at once."""
 
 import os
-import tempfile
 import threading
 import unittest
 
@@ -11,7 +10,7 @@ from server_harness import CogServer, wait_until
 class AsyncConcurrencyTest(unittest.TestCase):
     def test_four_at_once_then_busy_then_cancel_one(self):
         server = CogServer("async_sleep")
-        gate = os.path.join(tempfile.mkdtemp(), "gate")
+        gate = os.path.join(server.tmp, "gate")  # removed with the server
         results = {}
         try:
             health = server.wait_for_status("READY")
@@ -50,13 +49,10 @@ class AsyncConcurrencyTest(unittest.TestCase):
             self.assertEqual(server.stop(), 0)
 
     def test_concurrency_with_a_sync_predict_is_refused_with_a_reason(self):
-        source = tempfile.mkdtemp()
-        with open(os.path.join(source, "cog.yaml"), "w") as f:
-            f.write('predict: "predict.py:Predictor"\nconcurrency:\n  max: 2\n')
-        with open(os.path.join(source, "predict.py"), "w") as f:
-            f.write("from cog import BasePredictor\n\nclass Predictor(BasePredictor):\n"
-                    "    def predict(self, s: str) -> str:\n        return s\n")
-        server = CogServer("", source_dir=source)
+        server = CogServer(files={
+            "cog.yaml": 'predict: "predict.py:Predictor"\nconcurrency:\n  max: 2\n',
+            "predict.py": "from cog import BasePredictor\n\nclass Predictor(BasePredictor):\n"
+                          "    def predict(self, s: str) -> str:\n        return s\n"})
         try:
             health = server.wait_for_status("SETUP_FAILED")
             self.assertIn("async def predict", health["setup"]["logs"])

@@ -9,7 +9,7 @@ from google.protobuf import struct_pb2
 
 from cogapi.v1 import predictor_pb2, predictor_pb2_grpc
 from grpc_health_v1 import health_pb2, health_pb2_grpc
-from server_harness import CogServer, wait_until
+from server_harness import CogServer
 
 
 def struct(**values):

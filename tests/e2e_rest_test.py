@@ -3,10 +3,9 @@
 import os
 import re
 import signal
-import time
 import unittest
 
-from server_harness import ROOT, CogServer, _runfile, wait_until
+from server_harness import CogServer, _runfile, wait_until
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$")
 RESPONSE_KEYS = ["input", "output", "id", "version", "created_at", "started_at", "completed_at",
@@ -270,23 +269,14 @@ class SetupTest(unittest.TestCase):
             self.assertEqual(server.stop(), 0)
 
     def test_a_predictor_that_cannot_load_is_a_setup_failure_with_the_reason(self):
-        server = CogServer("echo")
-        server.stop()
-        # A fresh copy whose predict.py imports something that does not exist.
-        import shutil, tempfile
-        source = tempfile.mkdtemp()
+        server = CogServer(files={"cog.yaml": 'predict: "predict.py:Predictor"\n',
+                                  "predict.py": "import no_such_module_anywhere\n"})
         try:
-            with open(os.path.join(source, "cog.yaml"), "w") as f:
-                f.write('predict: "predict.py:Predictor"\n')
-            with open(os.path.join(source, "predict.py"), "w") as f:
-                f.write("import no_such_module_anywhere\n")
-            server = CogServer("", source_dir=source)
             health = server.wait_for_status("SETUP_FAILED")
             self.assertIn("No module named 'no_such_module_anywhere'", health["setup"]["logs"])
             self.assertEqual(server.request("GET", "/openapi.json")[0], 503)
-            server.stop()
         finally:
-            shutil.rmtree(source)
+            server.stop()
 
 
 class ShutdownTest(unittest.TestCase):

@@ -1,6 +1,5 @@
 """Webhooks from the real cog-server to a real local HTTP server."""
 
-import os
 import unittest
 
 from http_receiver import Receiver

@@ -5,7 +5,7 @@ import http.server
 import json
 import threading
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 
 class Receiver:

@@ -8,6 +8,7 @@ protobuf around (Debian's has protobuf), none of them is ever imported.
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -58,7 +59,9 @@ class IsolationTest(unittest.TestCase):
     def test_the_server_serves_through_an_isolated_runner(self):
         # cog-server runs `<python> -m cog_runner ...`; this interpreter wrapper
         # runs it with -I -S instead (which ignore PYTHONPATH), the runner on sys.path.
-        wrapper = os.path.join(tempfile.mkdtemp(), "isolated-python")
+        wrapper_dir = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, wrapper_dir)
+        wrapper = os.path.join(wrapper_dir, "isolated-python")
         with open(wrapper, "w") as f:
             f.write("#!/bin/sh\nshift 2\nexec %s -I -S -c 'import sys, runpy; sys.path.insert(0, \"%s\"); "
                     "sys.argv[0] = \"cog_runner\"; runpy.run_module(\"cog_runner\", run_name=\"__main__\")' \"$@\"\n"
@@ -91,6 +94,7 @@ class CommandLineTest(unittest.TestCase):
 
     def test_schema_of_a_broken_predictor_explains(self):
         directory = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, directory)
         with open(os.path.join(directory, "cog.yaml"), "w") as f:
             f.write("# a comment\nbuild:\n  gpu: true\npredict: 'predict.py:Predictor'  # here\n")
         with open(os.path.join(directory, "predict.py"), "w") as f:

@@ -44,11 +44,19 @@ def wait_until(condition, timeout: float = 30.0, what: str = "condition"):
 
 
 class CogServer:
-    def __init__(self, predictor: str, args: Iterable[str] = (), env: Optional[Dict[str, str]] = None,
-                 source_dir: Optional[str] = None):
+    def __init__(self, predictor: str = "", args: Iterable[str] = (), env: Optional[Dict[str, str]] = None,
+                 source_dir: Optional[str] = None, files: Optional[Dict[str, str]] = None):
+        """Serves tests/predictors/<predictor>, or `source_dir`, or a model made of
+        `files` ({"cog.yaml": ..., "predict.py": ...}) written for this server only."""
         self.tmp = tempfile.mkdtemp(prefix="cog-e2e-")
         self.workdir = os.path.join(self.tmp, "model")
-        shutil.copytree(source_dir or os.path.join(PREDICTORS, predictor), self.workdir)
+        if files is not None:
+            os.makedirs(self.workdir)
+            for name, content in files.items():
+                with open(os.path.join(self.workdir, name), "w") as f:
+                    f.write(content)
+        else:
+            shutil.copytree(source_dir or os.path.join(PREDICTORS, predictor), self.workdir)
         self.port_file = os.path.join(self.tmp, "ports.json")
         self.log_path = os.path.join(self.tmp, "server.log")
         full_env = dict(os.environ)

@@ -1,9 +1,8 @@
 """The types a predictor's signature may use: Input, Path, Secret, iterators, BaseModel."""
 
 import dataclasses
-import os
 import pathlib
-from typing import Any, AsyncIterator, Callable, Iterator, List, Optional, TypeVar, Union
+from typing import Any, AsyncIterator, Callable, Iterator, List, Optional, TypeVar
 
 T = TypeVar("T")
 
@@ -103,5 +102,3 @@ class BaseModel:
         super().__init_subclass__(**kwargs)
         dataclasses.dataclass(cls)
 
-
-PathLike = Union[os.PathLike, str]

@@ -9,7 +9,6 @@ interrupt it; `receive_nowait` drains what has arrived without blocking.
 import collections
 import fcntl
 import os
-import signal
 import socket
 import struct
 import threading
@@ -117,10 +116,6 @@ class Connection:
         if not frames and self._closed:
             raise ConnectionClosed()
         return frames
-
-    def push_back(self, frames: List[Frame]) -> None:
-        """Returns frames taken by receive_nowait for the main loop to handle later."""
-        self._frames.extendleft(reversed(frames))
 
     def close(self) -> None:
         try:

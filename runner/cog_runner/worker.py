@@ -23,7 +23,6 @@ import signal
 import sys
 import threading
 import traceback
-import typing
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import cog
