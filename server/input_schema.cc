@@ -1,7 +1,6 @@
 #include "server/input_schema.h"
 
 #include <cmath>
-#include <regex>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
@@ -133,6 +132,11 @@ InputSchema::Constraints InputSchema::ReadConstraints(const Json& document, cons
   }
   if (property.contains("pattern") && property["pattern"].is_string()) {
     c.pattern = property["pattern"].get<std::string>();
+    try {
+      c.compiled_pattern = std::make_shared<const std::regex>(*c.pattern);
+    } catch (const std::regex_error&) {
+      c.compiled_pattern = nullptr;
+    }
   }
   return c;
 }
@@ -303,14 +307,8 @@ bool InputSchema::CheckValue(const Constraints& c, Json& value, const Json& loc,
                original, Json{{"max_length", *c.max_length}});
       ok = false;
     }
-    if (c.pattern.has_value()) {
-      bool matches = false;
-      try {
-        matches = std::regex_search(value.get<std::string>(), std::regex(*c.pattern));
-      } catch (const std::regex_error&) {
-        matches = true;  // a pattern the server cannot read is left to the predictor
-      }
-      if (!matches) {
+    if (c.compiled_pattern != nullptr) {
+      if (!std::regex_search(value.get<std::string>(), *c.compiled_pattern)) {
         AddError(errors, "string_pattern_mismatch", loc,
                  absl::StrCat("String should match pattern '", *c.pattern, "'"), original,
                  Json{{"pattern", *c.pattern}});

@@ -7,7 +7,9 @@
 #ifndef COG_SERVER_INPUT_SCHEMA_H_
 #define COG_SERVER_INPUT_SCHEMA_H_
 
+#include <memory>
 #include <optional>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -47,6 +49,9 @@ class InputSchema {
     std::optional<int64_t> min_length;
     std::optional<int64_t> max_length;
     std::optional<std::string> pattern;
+    // Compiled once, when the schema is read; null when the server cannot read
+    // the pattern (the predictor then checks it).
+    std::shared_ptr<const std::regex> compiled_pattern;
     std::vector<Json> choices;
     bool secret = false;  // format: password (cog.Secret)
   };

@@ -167,7 +167,20 @@ void PredictionService::CompleteWithoutRunner(std::unique_ptr<Active> active,
 }
 
 void PredictionService::NotifyHealth() {
-  if (options_.on_health_change) options_.on_health_change(Health());
+  if (!options_.on_health_change) return;
+  absl::MutexLock lock(&notify_mu_);
+  std::pair<HealthStatus, bool> now;
+  {
+    absl::MutexLock state_lock(&mu_);
+    HealthStatus status = state_;
+    if (status == HealthStatus::kReady && static_cast<int>(active_.size()) >= slots_.capacity()) {
+      status = HealthStatus::kBusy;
+    }
+    now = {status, shutting_down_};
+  }
+  if (notified_ == now) return;  // most predictions change nothing a prober sees
+  notified_ = now;
+  options_.on_health_change(Health());
 }
 
 absl::Status PredictionService::Cancel(absl::string_view id) {

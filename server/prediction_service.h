@@ -137,7 +137,9 @@ class PredictionService {
   void FailSetup(const std::string& logs) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status NotReadyError() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string NewId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void NotifyHealth() ABSL_LOCKS_EXCLUDED(mu_);
+  // Calls on_health_change when the status (or shutting down) changed since the
+  // last call; calls are serialised so that they arrive in order.
+  void NotifyHealth() ABSL_LOCKS_EXCLUDED(mu_, notify_mu_);
   // The observers of a running prediction, and a snapshot of it for them.
   std::vector<PredictionObserver*> ObserversOf(const Active& active) const;
   // Ends a prediction that never reached the runner or lost it.
@@ -159,6 +161,9 @@ class PredictionService {
   std::map<std::string, std::string> versions_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::unique_ptr<Active>> active_ ABSL_GUARDED_BY(mu_);
   std::mt19937_64 id_random_ ABSL_GUARDED_BY(mu_);
+
+  absl::Mutex notify_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  std::optional<std::pair<HealthStatus, bool>> notified_ ABSL_GUARDED_BY(notify_mu_);
 };
 
 }  // namespace cog

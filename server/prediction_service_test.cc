@@ -324,6 +324,41 @@ TEST_F(PredictionServiceTest, ShutdownRefusesNewWork) {
   EXPECT_EQ(started.status().message(), "Server is shutting down");
 }
 
+TEST(PredictionServiceHealthTest, ProbesHearOfChangesOnlyAndInOrder) {
+  for (int capacity : {1, 2}) {
+    std::vector<std::string> heard;
+    PredictionService::Options options;
+    options.max_concurrency = capacity;
+    options.on_health_change = [&heard](const HealthReport& report) {
+      heard.push_back(std::string(HealthStatusName(report.status)));
+    };
+    PredictionService service(options);
+    FakeChannel channel;
+    service.OnRunnerConnected(&channel);
+    runner::RunnerMessage hello;
+    hello.mutable_hello()->set_protocol_version(runner::PROTOCOL_VERSION_CURRENT);
+    hello.mutable_hello()->set_openapi_json(kSchema);
+    service.OnRunnerMessage(hello);
+    runner::RunnerMessage setup_done;
+    setup_done.mutable_setup_done()->set_succeeded(true);
+    service.OnRunnerMessage(setup_done);
+    for (const char* id : {"a", "b"}) {
+      PredictionRequest request;
+      request.id = id;
+      request.input = Json{{"s", "x"}};
+      ASSERT_TRUE(service.Start(request, nullptr).ok());
+      runner::RunnerMessage done;
+      done.mutable_done()->set_id(id);
+      done.mutable_done()->set_status(runner::DONE_STATUS_SUCCEEDED);
+      service.OnRunnerMessage(done);
+    }
+    const std::vector<std::string> expected =
+        capacity == 1 ? std::vector<std::string>{"READY", "BUSY", "READY", "BUSY", "READY"}
+                      : std::vector<std::string>{"READY"};  // one of two slots: never busy
+    EXPECT_EQ(heard, expected) << "capacity " << capacity;
+  }
+}
+
 TEST_F(PredictionServiceTest, GeneratedIdsAreUniqueAndUrlSafe) {
   Connect(4);
   Hello();
