@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -69,20 +70,33 @@ std::optional<bool> ParseBool(absl::string_view text) {
   return std::nullopt;
 }
 
-const Json* Resolve(const Json& document, const Json& property) {
-  // Choices are `allOf: [{"$ref": "#/components/schemas/<name>"}]`.
-  if (property.contains("allOf") && property["allOf"].is_array() && !property["allOf"].empty()) {
-    const Json& first = property["allOf"][0];
-    if (first.contains("$ref") && first["$ref"].is_string()) {
-      const std::string ref = first["$ref"].get<std::string>();
-      absl::string_view name = ref;
-      if (absl::ConsumePrefix(&name, "#/components/schemas/")) {
-        const Json::json_pointer pointer("/components/schemas/" + std::string(name));
-        if (document.contains(pointer)) return &document[pointer];
-      }
+// The component a `$ref` (or `allOf: [{$ref}]`) names, else the node itself.
+const Json& Dereference(const Json& document, const Json& node) {
+  const Json* ref = nullptr;
+  if (node.contains("$ref")) ref = &node["$ref"];
+  if (ref == nullptr && node.contains("allOf") && node["allOf"].is_array() &&
+      !node["allOf"].empty() && node["allOf"][0].contains("$ref")) {
+    ref = &node["allOf"][0]["$ref"];
+  }
+  if (ref == nullptr || !ref->is_string()) return node;
+  absl::string_view name = ref->get_ref<const std::string&>();
+  if (!absl::ConsumePrefix(&name, "#/components/schemas/")) return node;
+  const Json::json_pointer pointer("/components/schemas/" + std::string(name));
+  return document.contains(pointer) ? document[pointer] : node;
+}
+
+std::string EscapePointerToken(const std::string& token) {
+  std::string escaped;
+  for (char c : token) {
+    if (c == '~') {
+      escaped += "~0";
+    } else if (c == '/') {
+      escaped += "~1";
+    } else {
+      escaped += c;
     }
   }
-  return nullptr;
+  return escaped;
 }
 
 }  // namespace
@@ -104,8 +118,7 @@ std::optional<Json> ValidationDetail(const absl::Status& status) {
 
 InputSchema::Constraints InputSchema::ReadConstraints(const Json& document, const Json& property) {
   Constraints c;
-  const Json* resolved = Resolve(document, property);
-  const Json& source = resolved != nullptr ? *resolved : property;
+  const Json& source = Dereference(document, property);
   const std::string type = source.value("type", "");
   if (type == "string") c.type = Type::kString;
   if (type == "integer") c.type = Type::kInteger;
@@ -141,6 +154,69 @@ InputSchema::Constraints InputSchema::ReadConstraints(const Json& document, cons
   return c;
 }
 
+std::shared_ptr<const InputSchema::UriNode> InputSchema::ReadUris(const Json& document,
+                                                                  const Json& property,
+                                                                  int depth) {
+  if (depth > 16 || !property.is_object()) return nullptr;  // recursive types end here
+  const Json& node = Dereference(document, property);
+  auto uris = std::make_shared<UriNode>();
+  uris->uri = node.value("type", "") == "string" && node.value("format", "") == "uri";
+  if (node.contains("items")) uris->items = ReadUris(document, node["items"], depth + 1);
+  if (node.contains("additionalProperties")) {
+    uris->additional = ReadUris(document, node["additionalProperties"], depth + 1);
+  }
+  if (node.contains("properties") && node["properties"].is_object()) {
+    for (const auto& [name, child] : node["properties"].items()) {
+      if (auto found = ReadUris(document, child, depth + 1)) {
+        uris->properties.emplace_back(name, std::move(found));
+      }
+    }
+  }
+  if (!uris->uri && !uris->items && !uris->additional && uris->properties.empty()) return nullptr;
+  return uris;
+}
+
+void InputSchema::CollectUris(const UriNode& node, const Json& value, const std::string& pointer,
+                              const Json& loc, std::vector<std::string>& out, Json& errors) {
+  if (node.uri && value.is_string()) {
+    const std::string& text = value.get_ref<const std::string&>();
+    if (absl::StartsWith(text, "http://") || absl::StartsWith(text, "https://") ||
+        absl::StartsWith(text, "data:")) {
+      out.push_back(pointer);
+    } else {
+      AddError(errors, "url_scheme", loc,
+               "URL scheme should be 'http', 'https' or 'data' (a Path input is fetched by the "
+               "server)",
+               value);
+    }
+    return;
+  }
+  if (node.items != nullptr && value.is_array()) {
+    for (size_t i = 0; i < value.size(); ++i) {
+      Json item_loc = loc;
+      item_loc.push_back(i);
+      CollectUris(*node.items, value[i], absl::StrCat(pointer, "/", i), item_loc, out, errors);
+    }
+  }
+  if (!value.is_object()) return;
+  for (const auto& [name, child] : node.properties) {
+    auto it = value.find(name);
+    if (it == value.end()) continue;
+    Json child_loc = loc;
+    child_loc.push_back(name);
+    CollectUris(*child, *it, absl::StrCat(pointer, "/", EscapePointerToken(name)), child_loc, out,
+                errors);
+  }
+  if (node.additional != nullptr) {
+    for (const auto& [name, member] : value.items()) {
+      Json child_loc = loc;
+      child_loc.push_back(name);
+      CollectUris(*node.additional, member, absl::StrCat(pointer, "/", EscapePointerToken(name)),
+                  child_loc, out, errors);
+    }
+  }
+}
+
 absl::StatusOr<InputSchema> InputSchema::FromOpenApi(const Json& document,
                                                      absl::string_view component) {
   const Json::json_pointer pointer("/components/schemas/" + std::string(component));
@@ -156,6 +232,7 @@ absl::StatusOr<InputSchema> InputSchema::FromOpenApi(const Json& document,
     Field field;
     field.name = name;
     field.value = ReadConstraints(document, property);
+    field.uris = ReadUris(document, property, 0);
     if (field.value.type == Type::kArray && property.contains("items")) {
       field.items = ReadConstraints(document, property["items"]);
     }
@@ -348,6 +425,10 @@ absl::StatusOr<InputSchema::Validated> InputSchema::Validate(const Json& input) 
         item_loc.push_back(i);
         CheckValue(*field.items, value[i], item_loc, errors);
       }
+    }
+    if (ok && field.uris != nullptr) {
+      CollectUris(*field.uris, value, "/" + EscapePointerToken(field.name), loc,
+                  result.file_inputs, errors);
     }
     result.input[field.name] = std::move(value);
   }

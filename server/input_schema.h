@@ -35,6 +35,9 @@ class InputSchema {
     Json input;                             // coerced, defaults filled, in schema order
     Json shown;                             // `input` with secrets as "**********"
     std::vector<std::string> unknown_keys;  // dropped
+    // JSON pointers into `input` of every Path value (a URL to fetch), also
+    // inside lists and objects, in input order.
+    std::vector<std::string> file_inputs;
   };
   // On failure: InvalidInputError with one entry per problem.
   absl::StatusOr<Validated> Validate(const Json& input) const;
@@ -55,8 +58,16 @@ class InputSchema {
     std::vector<Json> choices;
     bool secret = false;  // format: password (cog.Secret)
   };
+  // Where Path values (`format: uri`) sit inside one input's value.
+  struct UriNode {
+    bool uri = false;
+    std::shared_ptr<const UriNode> items;       // array elements
+    std::shared_ptr<const UriNode> additional;  // dict values
+    std::vector<std::pair<std::string, std::shared_ptr<const UriNode>>> properties;
+  };
   struct Field {
     std::string name;
+    std::shared_ptr<const UriNode> uris;  // null: no Path inside
     Constraints value;
     std::optional<Constraints> items;  // for arrays
     bool nullable = false;
@@ -65,6 +76,13 @@ class InputSchema {
   };
 
   static Constraints ReadConstraints(const Json& document, const Json& property);
+  // Null when no Path value can sit under `property`.
+  static std::shared_ptr<const UriNode> ReadUris(const Json& document, const Json& property,
+                                                 int depth);
+  // Appends the pointers of the Path values under `value`; a value that is no
+  // URL we can fetch is an error at `loc`.
+  static void CollectUris(const UriNode& node, const Json& value, const std::string& pointer,
+                          const Json& loc, std::vector<std::string>& out, Json& errors);
   // Coerces `value` in place; appends errors located at `loc`.
   static bool CheckValue(const Constraints& c, Json& value, const Json& loc, Json& errors);
 

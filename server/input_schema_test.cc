@@ -113,11 +113,45 @@ TEST(InputSchemaTest, BooleanSpellings) {
 }
 
 TEST(InputSchemaTest, OneErrorPerProblemAndListItemsLocated) {
-  Json errors = Errors(Json::parse(R"({"prompt": "p", "n": "abc", "mode": "medium", "files": ["a", 3]})"));
+  Json errors = Errors(Json::parse(R"({"prompt": "p", "n": "abc", "mode": "medium", "files": ["https://x/a", 3]})"));
   ASSERT_EQ(errors.size(), 3u);
   EXPECT_EQ(errors[0]["loc"], Json::parse(R"(["body","input","n"])"));
   EXPECT_EQ(errors[1]["loc"], Json::parse(R"(["body","input","mode"])"));
   EXPECT_EQ(errors[2]["loc"], Json::parse(R"(["body","input","files",1])"));
+}
+
+TEST(InputSchemaTest, PathValuesAreLocatedAndMustBeFetchable) {
+  absl::StatusOr<InputSchema> schema = InputSchema::FromOpenApi(Json::parse(R"({"components": {"schemas": {
+    "Input": {"type": "object", "properties": {
+      "image": {"type": "string", "format": "uri", "x-order": 0},
+      "pair": {"x-order": 1, "allOf": [{"$ref": "#/components/schemas/Pair"}]},
+      "by_name": {"type": "object", "additionalProperties": {"type": "string", "format": "uri"}, "x-order": 2},
+      "url_as_text": {"type": "string", "x-order": 3}}},
+    "Pair": {"type": "object", "properties": {
+      "a": {"type": "string", "format": "uri"},
+      "b": {"type": "array", "items": {"type": "string", "format": "uri"}}}}}}})"),
+                                                               "Input");
+  ASSERT_TRUE(schema.ok()) << schema.status();
+  absl::StatusOr<InputSchema::Validated> result = schema->Validate(Json::parse(R"({
+      "image": "https://example.com/a.png",
+      "pair": {"a": "data:,x", "b": ["http://h/1", "http://h/2"]},
+      "by_name": {"x/y": "http://h/3"},
+      "url_as_text": "https://example.com/not-fetched"})"));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->file_inputs, (std::vector<std::string>{"/image", "/pair/a", "/pair/b/0",
+                                                          "/pair/b/1", "/by_name/x~1y"}));
+  for (const std::string& pointer : result->file_inputs) {
+    EXPECT_TRUE(result->input.contains(Json::json_pointer(pointer))) << pointer;
+  }
+
+  absl::StatusOr<InputSchema::Validated> local =
+      schema->Validate(Json::parse(R"({"image": "/etc/passwd", "pair": {"a": "ftp://h/x", "b": []}})"));
+  ASSERT_FALSE(local.ok());
+  const Json detail = *ValidationDetail(local.status());
+  ASSERT_EQ(detail.size(), 2u) << detail;
+  EXPECT_EQ(detail[0]["type"], "url_scheme");
+  EXPECT_EQ(detail[0]["loc"], Json::parse(R"(["body","input","image"])"));
+  EXPECT_EQ(detail[1]["loc"], Json::parse(R"(["body","input","pair","a"])"));
 }
 
 TEST(InputSchemaTest, SecretsAreShownRedactedButPassedWhole) {

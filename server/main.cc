@@ -18,6 +18,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
@@ -46,7 +47,10 @@ ABSL_FLAG(std::string, runner_socket, "",
           "Unix socket the runner connects to (default: a private temporary one)");
 ABSL_FLAG(bool, spawn_runner, true,
           "Start the runner as a child; false waits for one started elsewhere (sidecar)");
-ABSL_FLAG(std::string, upload_url, "", "Where Path outputs are uploaded (PUT <url><name>)");
+ABSL_FLAG(std::string, upload_url, "",
+          "Where Path outputs are uploaded (PUT <url>/<file name>); default: data: URIs");
+ABSL_FLAG(double, file_stall_timeout, 30.0,
+          "Seconds a Path download or upload may move no data before it is abandoned");
 ABSL_FLAG(bool, await_explicit_shutdown, false, "Ignore SIGTERM; exit only on POST /shutdown");
 ABSL_FLAG(double, runner_shutdown_grace_period, 10.0,
           "Seconds running predictions get to finish when the server shuts down");
@@ -148,6 +152,16 @@ int Run() {
   core_options.make_webhook_observer = [&webhooks](const PredictionRequest& request) {
     return WebhookSender::ObserverFor(&webhooks, request);
   };
+  const std::string upload_url = absl::GetFlag(FLAGS_upload_url);
+  if (!upload_url.empty() && !absl::StartsWith(upload_url, "http://") &&
+      !absl::StartsWith(upload_url, "https://")) {
+    spdlog::critical("--upload-url must be an http:// or https:// URL, not '{}'", upload_url);
+    return 2;
+  }
+  core_options.files.upload_url = upload_url;
+  core_options.files.transfer.user_agent = absl::StrCat("cog-server/", kServerVersion);
+  core_options.files.transfer.stall_timeout =
+      absl::Seconds(std::max(1.0, absl::GetFlag(FLAGS_file_stall_timeout)));
   PredictionService core(core_options);
 
   RunnerSupervisor::Options runner_options;

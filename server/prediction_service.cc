@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
@@ -46,7 +47,9 @@ double Seconds(absl::Duration duration) {
 PredictionService::PredictionService(Options options)
     : options_(std::move(options)),
       slots_(options_.max_concurrency),
-      id_random_(std::random_device{}()) {
+      files_(options_.files),
+      id_random_(std::random_device{}()),
+      file_work_(options_.file_threads) {
   versions_["server"] = options_.server_version;
 }
 
@@ -76,10 +79,20 @@ absl::Status PredictionService::NotReadyError() const {
 
 absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
                                                     std::unique_ptr<PredictionObserver> observer) {
+  if (!request.output_file_prefix.empty() &&
+      !absl::StartsWith(request.output_file_prefix, "http://") &&
+      !absl::StartsWith(request.output_file_prefix, "https://")) {
+    return InvalidInputError(Json::array({Json{
+        {"type", "url_scheme"},
+        {"loc", Json::array({"body", "output_file_prefix"})},
+        {"msg", "URL scheme should be 'http' or 'https'"},
+        {"input", request.output_file_prefix}}}));
+  }
   Prediction prediction;
   RunnerChannel* channel = nullptr;
   std::vector<PredictionObserver*> started_observers;
   Json runner_input;
+  std::vector<std::string> file_inputs;
   {
     absl::MutexLock lock(&mu_);
     if (absl::Status not_ready = NotReadyError(); !not_ready.ok()) return not_ready;
@@ -101,6 +114,7 @@ absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
     prediction.kind = request.kind;
     prediction.input = std::move(validated->shown);
     runner_input = std::move(validated->input);
+    file_inputs = std::move(validated->file_inputs);
     prediction.status = PredictionStatus::kProcessing;
     prediction.created_at = request.created_at;
     prediction.started_at = absl::Now();
@@ -108,11 +122,17 @@ absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
       absl::StrAppend(&prediction.logs, "WARNING: ignoring unknown input '", key,
                       "': the model does not take it\n");
     }
-    auto active = std::make_unique<Active>(Active{prediction, std::move(*slot), {}, ""});
+    auto active = std::make_unique<Active>();
+    active->prediction = prediction;
+    active->slot = std::move(*slot);
     if (observer != nullptr) active->observers.push_back(std::move(observer));
     if (!request.webhook.empty() && options_.make_webhook_observer) {
       active->observers.push_back(options_.make_webhook_observer(request));
     }
+    active->at_runner = file_inputs.empty();
+    active->serial = !file_inputs.empty();
+    active->outputs.prediction_id = prediction.id;
+    active->outputs.upload_prefix = request.output_file_prefix;
     started_observers = ObserversOf(*active);
     active_[prediction.id] = std::move(active);
     channel = channel_;
@@ -126,29 +146,91 @@ absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
   predict->set_id(prediction.id);
   predict->set_kind(request.kind == PredictionKind::kTrain ? runner::KIND_TRAIN
                                                            : runner::KIND_PREDICT);
-  predict->set_input_json(runner_input.dump());
   predict->set_context_json(request.context.dump());
-  absl::Status sent = channel != nullptr ? channel->Send(message)
-                                         : absl::UnavailableError("no runner is connected");
-  if (!sent.ok()) {
-    // Accepted but undeliverable: it ends here, failed, and the observer hears
-    // it like any other end.
-    std::unique_ptr<Active> active;
-    {
-      absl::MutexLock lock(&mu_);
-      auto it = active_.find(prediction.id);
-      if (it != active_.end()) {
-        active = std::move(it->second);
-        active_.erase(it);
-      }
-    }
-    if (active != nullptr) {
-      CompleteWithoutRunner(std::move(active),
-                            absl::StrCat("could not reach the runner: ", sent.message()));
-    }
+  if (file_inputs.empty()) {
+    predict->set_input_json(runner_input.dump());
+    SendPredict(channel, message);
+  } else {
+    // Downloads take their time: on file_work_, never on a request thread.
+    file_work_.Run(prediction.id, [this, id = prediction.id, message = std::move(message),
+                                   input = std::move(runner_input),
+                                   pointers = std::move(file_inputs)]() mutable {
+      FetchInputsThenSend(id, std::move(message), std::move(input), pointers);
+    });
   }
   NotifyHealth();
   return prediction;
+}
+
+void PredictionService::SendPredict(RunnerChannel* channel, const runner::ServerMessage& message) {
+  absl::Status sent = channel != nullptr ? channel->Send(message)
+                                         : absl::UnavailableError("no runner is connected");
+  if (sent.ok()) return;
+  // Accepted but undeliverable: it ends here, failed, and the observers hear
+  // it like any other end.
+  if (std::unique_ptr<Active> active = TakeActive(message.predict().id())) {
+    CompleteWithoutRunner(std::move(active), PredictionStatus::kFailed,
+                          absl::StrCat("could not reach the runner: ", sent.message()));
+  }
+}
+
+void PredictionService::FetchInputsThenSend(const std::string& id, runner::ServerMessage message,
+                                            Json input, const std::vector<std::string>& pointers) {
+  std::shared_ptr<std::atomic<bool>> cancel_requested;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = active_.find(id);
+    if (it == active_.end()) return;
+    cancel_requested = it->second->cancel_requested;
+  }
+  absl::Status fetched;
+  absl::StatusOr<std::string> dir = files_.MakeWorkDir();
+  if (!dir.ok()) {
+    fetched = dir.status();
+  } else {
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = active_.find(id);
+      if (it == active_.end()) {
+        PredictionFiles::RemoveWorkDir(*dir);
+        return;
+      }
+      it->second->workdir = *dir;
+    }
+    fetched = files_.FetchInputs(input, pointers, *dir, cancel_requested.get());
+  }
+  RunnerChannel* channel = nullptr;
+  std::unique_ptr<Active> ended;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = active_.find(id);
+    if (it == active_.end()) return;
+    if (cancel_requested->load() || !fetched.ok()) {
+      ended = std::move(it->second);
+      active_.erase(it);
+    } else {
+      it->second->at_runner = true;
+      channel = channel_;
+    }
+  }
+  if (ended != nullptr) {
+    const bool canceled = cancel_requested->load();
+    CompleteWithoutRunner(std::move(ended),
+                          canceled ? PredictionStatus::kCanceled : PredictionStatus::kFailed,
+                          canceled ? "" : std::string(fetched.message()));
+    return;
+  }
+  message.mutable_predict()->set_input_json(input.dump());
+  SendPredict(channel, message);
+}
+
+std::unique_ptr<PredictionService::Active> PredictionService::TakeActive(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  auto it = active_.find(id);
+  if (it == active_.end()) return nullptr;
+  std::unique_ptr<Active> active = std::move(it->second);
+  active_.erase(it);
+  return active;
 }
 
 std::vector<PredictionObserver*> PredictionService::ObserversOf(const Active& active) const {
@@ -158,12 +240,21 @@ std::vector<PredictionObserver*> PredictionService::ObserversOf(const Active& ac
 }
 
 void PredictionService::CompleteWithoutRunner(std::unique_ptr<Active> active,
-                                              const std::string& error) {
-  active->prediction.status = PredictionStatus::kFailed;
-  active->prediction.error = error;
+                                              PredictionStatus status, const std::string& error) {
+  active->prediction.status = status;
+  if (!error.empty()) active->prediction.error = error;
   active->prediction.completed_at = absl::Now();
+  Finish(std::move(active));
+}
+
+void PredictionService::Finish(std::unique_ptr<Active> active) {
+  if (!active->workdir.empty()) PredictionFiles::RemoveWorkDir(active->workdir);
+  // The slot goes back before the caller hears of the end, so that a client
+  // that sends its next request at once finds it free.
   active->slot.reset();
   for (const auto& observer : active->observers) observer->OnCompleted(active->prediction);
+  active.reset();
+  NotifyHealth();
 }
 
 void PredictionService::NotifyHealth() {
@@ -187,8 +278,13 @@ absl::Status PredictionService::Cancel(absl::string_view id) {
   RunnerChannel* channel;
   {
     absl::MutexLock lock(&mu_);
-    if (!active_.contains(id)) {
+    auto it = active_.find(id);
+    if (it == active_.end()) {
       return absl::NotFoundError(absl::StrCat("no running prediction has id '", id, "'"));
+    }
+    if (!it->second->at_runner) {
+      it->second->cancel_requested->store(true);  // stops its downloads
+      return absl::OkStatus();
     }
     channel = channel_;
   }
@@ -264,6 +360,45 @@ void PredictionService::OnRunnerConnected(RunnerChannel* channel) {
 }
 
 void PredictionService::OnRunnerMessage(const runner::RunnerMessage& message) {
+  const std::string* id = nullptr;
+  bool has_files = false;
+  switch (message.message_case()) {
+    case runner::RunnerMessage::kLog:
+      id = &message.log().id();
+      break;
+    case runner::RunnerMessage::kMetric:
+      id = &message.metric().id();
+      break;
+    case runner::RunnerMessage::kOutput:
+      id = &message.output().id();
+      has_files = absl::StrContains(message.output().value_json(), "\"file://");
+      break;
+    case runner::RunnerMessage::kDone:
+      id = &message.done().id();
+      has_files = absl::StrContains(message.done().output_json(), "\"file://");
+      break;
+    default:
+      break;
+  }
+  if (id != nullptr && !id->empty()) {
+    bool serial = false;
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = active_.find(*id);
+      if (it != active_.end()) {
+        it->second->serial = it->second->serial || has_files;
+        serial = it->second->serial;
+      }
+    }
+    if (serial) {
+      file_work_.Run(*id, [this, message] { Dispatch(message); });
+      return;
+    }
+  }
+  Dispatch(message);
+}
+
+void PredictionService::Dispatch(const runner::RunnerMessage& message) {
   switch (message.message_case()) {
     case runner::RunnerMessage::kHello:
       HandleHello(message.hello());
@@ -386,14 +521,27 @@ void PredictionService::HandleLog(const runner::Log& log) {
     observers = ObserversOf(*it->second);
     if (!observers.empty()) snapshot = it->second->prediction;
   }
-  // Safe without the lock: only this (the reader) thread completes a
-  // prediction and destroys its observers.
+  // Safe without the lock: a prediction's events are handled one at a time,
+  // on the reader thread or (once it has file work) on file_work_, and only
+  // they complete it and destroy its observers.
   for (PredictionObserver* o : observers) o->OnLog(snapshot, log.text());
 }
 
 void PredictionService::HandleOutput(const runner::Output& output) {
   Json item = ParseJsonOr(output.value_json(), Json());
-  const absl::Status files = files_.Resolve(item);  // outside the lock: it reads files
+  absl::Status files;
+  if (HasFileUrls(item)) {
+    // Only on file_work_, where nothing else touches this prediction: the
+    // transfer runs without the lock.
+    PredictionFiles::OutputTarget* target;
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = active_.find(output.id());
+      if (it == active_.end()) return;
+      target = &it->second->outputs;
+    }
+    files = files_.ResolveOutputs(item, *target);
+  }
   std::vector<PredictionObserver*> observers;
   Prediction snapshot;
   {
@@ -448,14 +596,8 @@ void PredictionService::HandleMetric(const runner::Metric& metric) {
 }
 
 void PredictionService::HandleDone(const runner::Done& done) {
-  std::unique_ptr<Active> active;
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = active_.find(done.id());
-    if (it == active_.end()) return;
-    active = std::move(it->second);
-    active_.erase(it);
-  }
+  std::unique_ptr<Active> active = TakeActive(done.id());
+  if (active == nullptr) return;
   Prediction& prediction = active->prediction;
   switch (done.status()) {
     case runner::DONE_STATUS_SUCCEEDED:
@@ -470,8 +612,11 @@ void PredictionService::HandleDone(const runner::Done& done) {
   if (!done.error().empty()) prediction.error = done.error();
   if (!done.output_json().empty()) {
     prediction.output = ParseJsonOr(done.output_json(), Json());
-    if (absl::Status files = files_.Resolve(prediction.output); !files.ok()) {
-      active->file_error = std::string(files.message());
+    if (HasFileUrls(prediction.output)) {
+      if (absl::Status files = files_.ResolveOutputs(prediction.output, active->outputs);
+          !files.ok()) {
+        active->file_error = std::string(files.message());
+      }
     }
   } else if (prediction.status == PredictionStatus::kSucceeded && !prediction.output.is_array()) {
     prediction.output = Json::array();  // an iterator that yielded nothing
@@ -487,16 +632,12 @@ void PredictionService::HandleDone(const runner::Done& done) {
   metrics["predict_time"] = Seconds(*prediction.completed_at - *prediction.started_at);
   for (auto& [name, value] : prediction.metrics.items()) metrics[name] = value;
   prediction.metrics = std::move(metrics);
-  // The slot goes back before the caller hears of the end, so that a client
-  // that sends its next request at once finds it free.
-  active->slot.reset();
-  for (const auto& observer : active->observers) observer->OnCompleted(prediction);
-  active.reset();
-  NotifyHealth();
+  Finish(std::move(active));
 }
 
 void PredictionService::OnRunnerGone(const std::string& reason) {
   std::vector<std::unique_ptr<Active>> orphans;
+  std::vector<std::string> serial;
   {
     absl::MutexLock lock(&mu_);
     channel_ = nullptr;
@@ -505,10 +646,26 @@ void PredictionService::OnRunnerGone(const std::string& reason) {
     } else if (state_ != HealthStatus::kSetupFailed) {
       state_ = HealthStatus::kDefunct;
     }
-    for (auto& [id, active] : active_) orphans.push_back(std::move(active));
-    active_.clear();
+    for (auto& [id, active] : active_) {
+      if (active->serial) {
+        serial.push_back(id);
+      } else {
+        orphans.push_back(std::move(active));
+      }
+    }
+    for (const auto& active : orphans) active_.erase(active->prediction.id);
   }
-  for (auto& active : orphans) CompleteWithoutRunner(std::move(active), reason);
+  for (auto& active : orphans) {
+    CompleteWithoutRunner(std::move(active), PredictionStatus::kFailed, reason);
+  }
+  // After what is queued for them: a Done already received still counts.
+  for (const std::string& id : serial) {
+    file_work_.Run(id, [this, id, reason] {
+      if (std::unique_ptr<Active> active = TakeActive(id)) {
+        CompleteWithoutRunner(std::move(active), PredictionStatus::kFailed, reason);
+      }
+    });
+  }
   NotifyHealth();
 }
 

@@ -11,6 +11,7 @@
 #ifndef COG_SERVER_PREDICTION_SERVICE_H_
 #define COG_SERVER_PREDICTION_SERVICE_H_
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -26,8 +27,9 @@
 #include "cog/v1/runner.pb.h"
 #include "server/input_schema.h"
 #include "server/json.h"
-#include "server/output_files.h"
+#include "server/keyed_executor.h"
 #include "server/prediction.h"
+#include "server/prediction_files.h"
 #include "server/runner_connection.h"
 #include "server/slot_pool.h"
 
@@ -78,6 +80,10 @@ class PredictionService {
     // Makes the observer that sends a request's webhooks (requests with a
     // `webhook` only). Null: webhooks are not sent.
     std::function<std::unique_ptr<PredictionObserver>(const PredictionRequest&)> make_webhook_observer;
+    // Where Path inputs are fetched to and Path outputs go.
+    PredictionFiles::Options files;
+    // Threads for file transfers (downloads, uploads, data: URIs).
+    int file_threads = 4;
   };
 
   explicit PredictionService(Options options);
@@ -124,8 +130,28 @@ class PredictionService {
     // The caller's, and the webhook's when the request named one.
     std::vector<std::unique_ptr<PredictionObserver>> observers;
     std::string file_error;  // an output file that could not be read fails the prediction
+    // False while its Path inputs are being fetched: a cancel then stops the
+    // download instead of going to the runner.
+    bool at_runner = true;
+    std::shared_ptr<std::atomic<bool>> cancel_requested = std::make_shared<std::atomic<bool>>(false);
+    // Once it has file work, every later event of this prediction is handled
+    // on file_work_ (keyed by its id), so that they stay in order and one
+    // thread at a time touches its observers and `outputs`.
+    bool serial = false;
+    std::string workdir;  // its fetched inputs; removed when it ends
+    PredictionFiles::OutputTarget outputs;
   };
 
+  // Routes a prediction's event to file_work_ when it has (or now gets) file
+  // work; otherwise handles it on the calling (reader) thread.
+  void Dispatch(const v1::runner::RunnerMessage& message);
+  // Fetches the Path inputs of a prediction, then sends it to the runner.
+  void FetchInputsThenSend(const std::string& id, v1::runner::ServerMessage message, Json input,
+                           const std::vector<std::string>& pointers);
+  // Sends a Predict frame; a prediction that cannot be sent ends failed.
+  void SendPredict(RunnerChannel* channel, const v1::runner::ServerMessage& message);
+  // Removes a prediction from active_; null if it is not there.
+  std::unique_ptr<Active> TakeActive(const std::string& id) ABSL_LOCKS_EXCLUDED(mu_);
   void HandleHello(const v1::runner::Hello& hello);
   // Reads the schema; returns the channel to send Setup on, or null after FailSetup.
   RunnerChannel* AcceptSchema(const v1::runner::Hello& hello) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -143,11 +169,15 @@ class PredictionService {
   // The observers of a running prediction, and a snapshot of it for them.
   std::vector<PredictionObserver*> ObserversOf(const Active& active) const;
   // Ends a prediction that never reached the runner or lost it.
-  void CompleteWithoutRunner(std::unique_ptr<Active> active, const std::string& error);
+  void CompleteWithoutRunner(std::unique_ptr<Active> active, PredictionStatus status,
+                             const std::string& error);
+  // The end of every prediction: its files go, its slot returns, its
+  // observers hear OnCompleted and are destroyed.
+  void Finish(std::unique_ptr<Active> active);
 
   const Options options_;
   SlotPool slots_;
-  OutputFiles files_;
+  PredictionFiles files_;
 
   mutable absl::Mutex mu_;
   RunnerChannel* channel_ ABSL_GUARDED_BY(mu_) = nullptr;
@@ -164,6 +194,9 @@ class PredictionService {
 
   absl::Mutex notify_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   std::optional<std::pair<HealthStatus, bool>> notified_ ABSL_GUARDED_BY(notify_mu_);
+
+  // Last: destroyed first, running what is queued while the rest still stands.
+  KeyedExecutor file_work_;
 };
 
 }  // namespace cog

@@ -3,10 +3,10 @@
 #include <curl/curl.h>
 
 #include <algorithm>
-#include <mutex>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "server/http_transfer.h"
 #include "spdlog/spdlog.h"
 
 namespace cog {
@@ -55,8 +55,7 @@ std::unique_ptr<PredictionObserver> WebhookSender::ObserverFor(WebhookSender* se
 }
 
 WebhookSender::WebhookSender(Options options) : options_(std::move(options)) {
-  static std::once_flag curl_initialized;
-  std::call_once(curl_initialized, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+  InitCurlOnce();
   for (int i = 0; i < std::max(1, options_.workers); ++i) workers_.emplace_back([this] { Work(); });
 }
 

@@ -1,0 +1,186 @@
+#include "server/http_transfer.h"
+
+#include <curl/curl.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+
+namespace cog {
+namespace {
+
+struct CurlDeleter {
+  void operator()(CURL* curl) const { curl_easy_cleanup(curl); }
+};
+struct SlistDeleter {
+  void operator()(curl_slist* list) const { curl_slist_free_all(list); }
+};
+struct FileCloser {
+  void operator()(FILE* file) const { std::fclose(file); }
+};
+using CurlHandle = std::unique_ptr<CURL, CurlDeleter>;
+using FileHandle = std::unique_ptr<FILE, FileCloser>;
+
+CurlHandle NewHandle(const std::string& url, const TransferOptions& options) {
+  InitCurlOnce();
+  CurlHandle curl(curl_easy_init());
+  if (curl == nullptr) return curl;
+  CURL* c = curl.get();
+  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_USERAGENT, options.user_agent.c_str());
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
+                   static_cast<long>(absl::ToInt64Milliseconds(options.connect_timeout)));
+  // Less than one byte a second for the whole window counts as stalled.
+  curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+  curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME,
+                   std::max(1L, static_cast<long>(absl::ToInt64Seconds(options.stall_timeout))));
+  return curl;
+}
+
+size_t WriteToFile(char* data, size_t size, size_t count, void* file) {
+  return std::fwrite(data, size, count, static_cast<FILE*>(file)) * size;
+}
+
+size_t ReadFromFile(char* buffer, size_t size, size_t count, void* file) {
+  const size_t read = std::fread(buffer, size, count, static_cast<FILE*>(file)) * size;
+  if (read == 0 && std::ferror(static_cast<FILE*>(file))) return CURL_READFUNC_ABORT;
+  return read;
+}
+
+size_t Discard(char*, size_t size, size_t count, void*) { return size * count; }
+
+int AbortWhenCanceled(void* canceled, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  return static_cast<const std::atomic<bool>*>(canceled)->load() ? 1 : 0;
+}
+
+size_t KeepLocation(char* data, size_t size, size_t count, void* location) {
+  absl::string_view line(data, size * count);
+  if (absl::StartsWithIgnoreCase(line, "location:")) {
+    line.remove_prefix(9);
+    *static_cast<std::string*>(location) = std::string(absl::StripAsciiWhitespace(line));
+  }
+  return size * count;
+}
+
+std::string TransferError(CURLcode code, const char* detail, const TransferOptions& options) {
+  if (code == CURLE_OPERATION_TIMEDOUT) {
+    return absl::StrCat("no data moved for ", absl::FormatDuration(options.stall_timeout),
+                        " (timed out)");
+  }
+  return *detail != '\0' ? std::string(detail) : std::string(curl_easy_strerror(code));
+}
+
+}  // namespace
+
+void InitCurlOnce() {
+  static std::once_flag initialized;
+  std::call_once(initialized, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+absl::Status DownloadToFile(const std::string& url, const std::string& path,
+                            const TransferOptions& options, const std::atomic<bool>* canceled) {
+  FileHandle file(std::fopen(path.c_str(), "wb"));
+  if (file == nullptr) {
+    return absl::InternalError(absl::StrCat("cannot create ", path, ": ", std::strerror(errno)));
+  }
+  CurlHandle curl = NewHandle(url, options);
+  if (curl == nullptr) return absl::InternalError("libcurl could not make a handle");
+  CURL* c = curl.get();
+  char detail[CURL_ERROR_SIZE] = "";
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, detail);
+  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+  curl_easy_setopt(c, CURLOPT_MAXREDIRS, static_cast<long>(options.max_redirects));
+  curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, WriteToFile);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, file.get());
+  if (canceled != nullptr) {
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, AbortWhenCanceled);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, canceled);
+  }
+  const CURLcode code = curl_easy_perform(c);
+  if (canceled != nullptr && canceled->load()) return absl::CancelledError("canceled");
+  if (code != CURLE_OK) {
+    return absl::UnavailableError(
+        absl::StrCat("could not download ", url, ": ", TransferError(code, detail, options)));
+  }
+  long status = 0;
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+  if (status < 200 || status >= 300) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("could not download ", url, ": the server answered HTTP ", status));
+  }
+  if (std::fflush(file.get()) != 0 || std::ferror(file.get())) {
+    return absl::InternalError(absl::StrCat("cannot write ", path, ": ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> UploadFile(const std::string& url, const std::string& path,
+                                       const std::vector<std::string>& headers,
+                                       const TransferOptions& options) {
+  std::string last_error;
+  absl::Duration backoff = options.upload_backoff;
+  for (int attempt = 1; attempt <= std::max(1, options.upload_attempts); ++attempt) {
+    if (attempt > 1) {
+      std::this_thread::sleep_for(absl::ToChronoMilliseconds(backoff));
+      backoff *= 2;
+    }
+    FileHandle file(std::fopen(path.c_str(), "rb"));
+    if (file == nullptr) {
+      return absl::NotFoundError(
+          absl::StrCat("cannot read the output file ", path, ": ", std::strerror(errno)));
+    }
+    std::fseek(file.get(), 0, SEEK_END);
+    const long size = std::ftell(file.get());
+    std::fseek(file.get(), 0, SEEK_SET);
+    CurlHandle curl = NewHandle(url, options);
+    if (curl == nullptr) return absl::InternalError("libcurl could not make a handle");
+    CURL* c = curl.get();
+    std::unique_ptr<curl_slist, SlistDeleter> list;
+    for (const std::string& header : headers) {
+      list.reset(curl_slist_append(list.release(), header.c_str()));
+    }
+    list.reset(curl_slist_append(list.release(), "Expect:"));  // no 100-continue round trip
+    char detail[CURL_ERROR_SIZE] = "";
+    std::string location;
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, detail);
+    curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(c, CURLOPT_READFUNCTION, ReadFromFile);
+    curl_easy_setopt(c, CURLOPT_READDATA, file.get());
+    curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(size));
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, list.get());
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, KeepLocation);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &location);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, Discard);
+    const CURLcode code = curl_easy_perform(c);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    if (code == CURLE_OK && status >= 200 && status < 300) {
+      // Signed upload URLs carry their signature in the query: it is no part
+      // of where the file now lives.
+      std::string where = location.empty() ? url : location;
+      where = where.substr(0, where.find_first_of("?#"));
+      return where;
+    }
+    if (code != CURLE_OK) {
+      last_error = TransferError(code, detail, options);
+    } else {
+      last_error = absl::StrCat("the server answered HTTP ", status);
+      if (status != 429 && status < 500) break;  // the request itself is wrong: no retry
+    }
+  }
+  return absl::UnavailableError(absl::StrCat("could not upload ", path, " to ", url, ": ", last_error));
+}
+
+}  // namespace cog

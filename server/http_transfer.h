@@ -1,0 +1,48 @@
+// HTTP file transfers with libcurl: downloading a Path input to a local file,
+// and uploading a Path output by PUT.
+//
+// Free functions; each call uses its own curl handle, so they are safe to call
+// from any number of threads at once. They block until the transfer ends.
+#ifndef COG_SERVER_HTTP_TRANSFER_H_
+#define COG_SERVER_HTTP_TRANSFER_H_
+
+#include <atomic>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace cog {
+
+struct TransferOptions {
+  std::string user_agent = "cog-server";
+  absl::Duration connect_timeout = absl::Seconds(10);
+  // A transfer that moves no byte for this long is abandoned.
+  absl::Duration stall_timeout = absl::Seconds(30);
+  int max_redirects = 10;
+  // Uploads only: tries on connection errors, 429 and 5xx.
+  int upload_attempts = 3;
+  absl::Duration upload_backoff = absl::Milliseconds(250);
+};
+
+// Calls curl_global_init once per process.
+void InitCurlOnce();
+
+// GETs an http(s) URL into `path` (created or truncated), following
+// redirects. Fails on a non-2xx status, a stall, or when `canceled` becomes
+// true (Cancelled); the message says which, with the URL.
+absl::Status DownloadToFile(const std::string& url, const std::string& path,
+                            const TransferOptions& options, const std::atomic<bool>* canceled);
+
+// PUTs the bytes of `path` to `url` with the given extra headers
+// ("Name: value"), retrying connection errors, 429 and 5xx. Returns the
+// response's Location header if it has one, else `url`, without its query.
+absl::StatusOr<std::string> UploadFile(const std::string& url, const std::string& path,
+                                       const std::vector<std::string>& headers,
+                                       const TransferOptions& options);
+
+}  // namespace cog
+
+#endif  // COG_SERVER_HTTP_TRANSFER_H_

@@ -1,0 +1,314 @@
+#include "server/prediction_files.h"
+
+#include <magic.h>
+#include <stdlib.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <system_error>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "spdlog/spdlog.h"
+
+namespace cog {
+namespace {
+
+constexpr size_t kSniffBytes = 64 << 10;  // libmagic needs the head, not the whole file
+
+std::string PercentDecode(absl::string_view text) {
+  std::string decoded;
+  decoded.reserve(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    int value = 0;
+    if (text[i] == '%' && i + 2 < text.size() &&
+        absl::SimpleHexAtoi(text.substr(i + 1, 2), &value)) {
+      decoded.push_back(static_cast<char>(value));
+      i += 2;
+    } else {
+      decoded.push_back(text[i]);
+    }
+  }
+  return decoded;
+}
+
+std::string PercentEncode(absl::string_view text) {
+  std::string encoded;
+  for (unsigned char c : text) {
+    if (absl::ascii_isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+      encoded.push_back(static_cast<char>(c));
+    } else {
+      static constexpr char kDigits[] = "0123456789ABCDEF";
+      encoded.push_back('%');
+      encoded.push_back(kDigits[c >> 4]);
+      encoded.push_back(kDigits[c & 15]);
+    }
+  }
+  return encoded;
+}
+
+// A safe file name from the last segment of a URL's path; "file" if none.
+std::string FileNameFromUrl(absl::string_view url) {
+  url = url.substr(0, url.find_first_of("?#"));
+  const size_t scheme = url.find("://");
+  if (scheme != absl::string_view::npos) url.remove_prefix(scheme + 3);
+  const size_t path = url.find('/');
+  if (path == absl::string_view::npos) return "file";
+  url.remove_prefix(path);
+  std::string name = PercentDecode(url.substr(url.rfind('/') + 1));
+  for (char& c : name) {
+    if (c == '/' || c == '\0') c = '_';
+  }
+  if (name.size() > 200) name = name.substr(name.size() - 200);  // keep the extension
+  if (name.empty() || name == "." || name == "..") return "file";
+  return name;
+}
+
+// "images[1]" for "/images/1", "pair.a" for "/pair/a".
+std::string ReadableLocation(absl::string_view pointer) {
+  std::string readable;
+  for (absl::string_view token : absl::StrSplit(pointer.substr(1), '/')) {
+    std::string name = absl::StrReplaceAll(token, {{"~1", "/"}, {"~0", "~"}});
+    int index = 0;
+    if (!readable.empty() && absl::SimpleAtoi(name, &index)) {
+      absl::StrAppend(&readable, "[", name, "]");
+    } else {
+      absl::StrAppend(&readable, readable.empty() ? "" : ".", name);
+    }
+  }
+  return readable;
+}
+
+magic_set* OpenMagic(int flags) {
+  magic_set* magic = magic_open(flags);
+  if (magic != nullptr && magic_load(magic, nullptr) != 0) {
+    magic_close(magic);
+    magic = nullptr;
+  }
+  return magic;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> FileUrlToPath(absl::string_view url) {
+  if (!absl::ConsumePrefix(&url, "file://")) {
+    return absl::InvalidArgumentError(absl::StrCat("not a file:// URL: ", url));
+  }
+  if (!absl::StartsWith(url, "/")) {
+    return absl::InvalidArgumentError(absl::StrCat("file URL has no absolute path: file://", url));
+  }
+  return PercentDecode(url);
+}
+
+bool HasFileUrls(const Json& value) {
+  if (value.is_string()) return absl::StartsWith(value.get_ref<const std::string&>(), "file://");
+  if (value.is_array() || value.is_object()) {
+    for (const Json& member : value) {
+      if (HasFileUrls(member)) return true;
+    }
+  }
+  return false;
+}
+
+PredictionFiles::PredictionFiles(Options options) : options_(std::move(options)) {
+  mime_ = OpenMagic(MAGIC_MIME_TYPE);
+  extension_ = OpenMagic(MAGIC_EXTENSION);
+  std::string parent = options_.temp_parent;
+  if (parent.empty()) {
+    const char* tmpdir = std::getenv("TMPDIR");
+    parent = tmpdir != nullptr && *tmpdir != '\0' ? tmpdir : "/tmp";
+  }
+  std::string pattern = parent + "/cog-server-XXXXXX";
+  if (mkdtemp(pattern.data()) != nullptr) {
+    root_ = pattern;
+  } else {
+    spdlog::error("cannot make a temporary directory in {}: {}; Path inputs given as URLs will "
+                  "fail", parent, std::strerror(errno));
+  }
+}
+
+PredictionFiles::~PredictionFiles() {
+  if (!root_.empty()) RemoveWorkDir(root_);
+  absl::MutexLock lock(&mu_);
+  if (mime_ != nullptr) magic_close(mime_);
+  if (extension_ != nullptr) magic_close(extension_);
+}
+
+std::string PredictionFiles::SniffMediaType(absl::string_view bytes) {
+  absl::MutexLock lock(&mu_);
+  const char* type = mime_ != nullptr ? magic_buffer(mime_, bytes.data(), bytes.size()) : nullptr;
+  if (type == nullptr || *type == '\0' || absl::string_view(type) == "application/x-empty") {
+    return "application/octet-stream";
+  }
+  return type;
+}
+
+std::string PredictionFiles::SniffExtension(absl::string_view bytes) {
+  absl::MutexLock lock(&mu_);
+  const char* found =
+      extension_ != nullptr ? magic_buffer(extension_, bytes.data(), bytes.size()) : nullptr;
+  if (found == nullptr) return "";
+  // "jpeg/jpg/jpe/jfif": the first is the usual one; "???" means unknown.
+  std::string extension(absl::string_view(found).substr(0, absl::string_view(found).find('/')));
+  if (extension == "???" || extension.empty()) return "";
+  return extension;
+}
+
+absl::StatusOr<std::string> PredictionFiles::MakeWorkDir() {
+  if (root_.empty()) return absl::InternalError("the server has no temporary directory");
+  std::string dir = absl::StrCat(root_, "/p", next_dir_.fetch_add(1));
+  std::error_code error;
+  std::filesystem::create_directory(dir, error);
+  if (error) {
+    return absl::InternalError(absl::StrCat("cannot make ", dir, ": ", error.message()));
+  }
+  return dir;
+}
+
+void PredictionFiles::RemoveWorkDir(const std::string& dir) {
+  std::error_code error;
+  std::filesystem::remove_all(dir, error);
+  if (error) spdlog::warn("cannot remove {}: {}", dir, error.message());
+}
+
+absl::StatusOr<std::string> PredictionFiles::FetchOne(const std::string& url,
+                                                      const std::string& dir,
+                                                      const std::atomic<bool>* canceled) {
+  if (absl::StartsWith(url, "data:")) {
+    absl::string_view rest = absl::string_view(url).substr(5);
+    const size_t comma = rest.find(',');
+    if (comma == absl::string_view::npos) {
+      return absl::InvalidArgumentError("the data: URI has no ',' before its data");
+    }
+    const absl::string_view meta = rest.substr(0, comma);
+    const absl::string_view data = rest.substr(comma + 1);
+    std::string bytes;
+    if (absl::EndsWithIgnoreCase(meta, ";base64")) {
+      if (!absl::Base64Unescape(PercentDecode(data), &bytes)) {
+        return absl::InvalidArgumentError("the data: URI's base64 cannot be decoded");
+      }
+    } else {
+      bytes = PercentDecode(data);
+    }
+    const std::string extension = SniffExtension(absl::string_view(bytes).substr(0, kSniffBytes));
+    const std::string path = absl::StrCat(dir, "/file", extension.empty() ? "" : ".", extension);
+    std::ofstream out(path, std::ios::binary);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    if (!out.flush()) {
+      return absl::InternalError(absl::StrCat("cannot write ", path, ": ", std::strerror(errno)));
+    }
+    return path;
+  }
+  const std::string path = absl::StrCat(dir, "/", FileNameFromUrl(url));
+  if (absl::Status status = DownloadToFile(url, path, options_.transfer, canceled); !status.ok()) {
+    return status;
+  }
+  return path;
+}
+
+absl::Status PredictionFiles::FetchInputs(Json& input, const std::vector<std::string>& pointers,
+                                          const std::string& dir,
+                                          const std::atomic<bool>* canceled) {
+  for (size_t i = 0; i < pointers.size(); ++i) {
+    const Json::json_pointer pointer(pointers[i]);
+    if (!input.contains(pointer) || !input[pointer].is_string()) continue;
+    const std::string url = input[pointer].get<std::string>();
+    // Each file in a directory of its own: its name stays the one it had.
+    const std::string file_dir = absl::StrCat(dir, "/", i);
+    std::error_code error;
+    std::filesystem::create_directory(file_dir, error);
+    absl::StatusOr<std::string> path =
+        error ? absl::InternalError(absl::StrCat("cannot make ", file_dir, ": ", error.message()))
+              : FetchOne(url, file_dir, canceled);
+    if (!path.ok()) {
+      if (path.status().code() == absl::StatusCode::kCancelled) return path.status();
+      return absl::Status(path.status().code(),
+                          absl::StrCat("input ", ReadableLocation(pointers[i]), ": ",
+                                       path.status().message()));
+    }
+    input[pointer] = *path;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> PredictionFiles::DataUri(const std::string& path) {
+  std::ifstream file(path, std::ios::binary | std::ios::ate);
+  if (!file) {
+    return absl::NotFoundError(absl::StrCat("cannot read the output file ", path, ": ",
+                                            std::strerror(errno)));
+  }
+  // One read into one buffer, and the URI built around the base64 in place:
+  // a 10 MiB output is copied as few times as possible.
+  std::string content(static_cast<size_t>(file.tellg()), '\0');
+  file.seekg(0);
+  if (!file.read(content.data(), static_cast<std::streamsize>(content.size()))) {
+    return absl::DataLossError(absl::StrCat("cannot read the whole output file ", path));
+  }
+  std::string uri = absl::StrCat(
+      "data:", SniffMediaType(absl::string_view(content).substr(0, kSniffBytes)), ";base64,");
+  std::string encoded;
+  absl::Base64Escape(content, &encoded);
+  content = std::string();
+  uri += encoded;
+  return uri;
+}
+
+absl::StatusOr<std::string> PredictionFiles::Upload(const std::string& path,
+                                                    const std::string& prefix,
+                                                    const std::string& prediction_id) {
+  std::string head(kSniffBytes, '\0');
+  {
+    std::ifstream file(path, std::ios::binary);
+    if (!file) {
+      return absl::NotFoundError(absl::StrCat("cannot read the output file ", path, ": ",
+                                              std::strerror(errno)));
+    }
+    file.read(head.data(), static_cast<std::streamsize>(head.size()));
+    head.resize(static_cast<size_t>(file.gcount()));
+  }
+  const std::string name = std::filesystem::path(path).filename().string();
+  const std::string url =
+      absl::StrCat(prefix, absl::EndsWith(prefix, "/") ? "" : "/", PercentEncode(name));
+  std::vector<std::string> headers = {"Content-Type: " + SniffMediaType(head)};
+  if (!prediction_id.empty()) headers.push_back("X-Prediction-ID: " + prediction_id);
+  return UploadFile(url, path, headers, options_.transfer);
+}
+
+absl::Status PredictionFiles::ResolveOutputs(Json& value, OutputTarget& target) {
+  if (value.is_string()) {
+    const std::string& text = value.get_ref<const std::string&>();
+    if (!absl::StartsWith(text, "file://")) return absl::OkStatus();
+    if (auto it = target.done.find(text); it != target.done.end()) {
+      value = it->second;
+      return absl::OkStatus();
+    }
+    absl::StatusOr<std::string> path = FileUrlToPath(text);
+    if (!path.ok()) return path.status();
+    const std::string& prefix =
+        target.upload_prefix.empty() ? options_.upload_url : target.upload_prefix;
+    absl::StatusOr<std::string> resolved =
+        prefix.empty() ? DataUri(*path) : Upload(*path, prefix, target.prediction_id);
+    if (!resolved.ok()) return resolved.status();
+    // A data: URI is not kept: the same file returned twice is rare, and
+    // keeping megabytes per file for it is not worth it.
+    if (!prefix.empty()) target.done[text] = *resolved;
+    value = std::move(*resolved);
+    return absl::OkStatus();
+  }
+  if (value.is_array() || value.is_object()) {
+    for (Json& member : value) {
+      if (absl::Status status = ResolveOutputs(member, target); !status.ok()) return status;
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace cog

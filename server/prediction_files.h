@@ -1,0 +1,103 @@
+// PredictionFiles: the files of predictions, at the edge between clients and
+// the runner. Path inputs given as http(s):// or data: URLs are fetched into a
+// directory of the prediction's own (under one temporary root this object
+// owns and removes); the file:// URLs the runner returns for Path outputs
+// become uploads (PUT to --upload-url or the request's output_file_prefix) or
+// data: URIs. Media types are sniffed from the content by libmagic.
+//
+// Thread-safe: transfers run in parallel; libmagic is used under a lock.
+#ifndef COG_SERVER_PREDICTION_FILES_H_
+#define COG_SERVER_PREDICTION_FILES_H_
+
+#include <atomic>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "server/http_transfer.h"
+#include "server/json.h"
+
+struct magic_set;
+
+namespace cog {
+
+// "/tmp/a b.txt" for "file:///tmp/a%20b.txt"; an error for anything else.
+absl::StatusOr<std::string> FileUrlToPath(absl::string_view url);
+
+// Whether any string in `value`, at any depth, is a file:// URL.
+bool HasFileUrls(const Json& value);
+
+class PredictionFiles {
+ public:
+  struct Options {
+    // Where the temporary root goes; empty: $TMPDIR, else /tmp.
+    std::string temp_parent;
+    // --upload-url: where Path outputs go when a request names no prefix.
+    std::string upload_url;
+    TransferOptions transfer;
+  };
+
+  explicit PredictionFiles(Options options);
+  PredictionFiles() : PredictionFiles(Options{}) {}
+  ~PredictionFiles();  // removes the temporary root and all under it
+  PredictionFiles(const PredictionFiles&) = delete;
+  PredictionFiles& operator=(const PredictionFiles&) = delete;
+
+  // ---- inputs ----
+
+  // Makes a new, empty directory for one prediction's files.
+  absl::StatusOr<std::string> MakeWorkDir();
+  // Removes a directory made by MakeWorkDir, with everything in it.
+  static void RemoveWorkDir(const std::string& dir);
+  // Replaces each URL `pointers` locate in `input` (JSON pointers) by the path
+  // of a local copy in `dir`: http(s) URLs are downloaded, data: URIs decoded.
+  // Fails with a message that names the input and the URL; Cancelled when
+  // `canceled` becomes true during a download.
+  absl::Status FetchInputs(Json& input, const std::vector<std::string>& pointers,
+                           const std::string& dir, const std::atomic<bool>* canceled);
+
+  // ---- outputs ----
+
+  // Where one prediction's output files go, and what each already became
+  // (a file is uploaded or encoded once, however often it is returned).
+  struct OutputTarget {
+    std::string prediction_id;
+    std::string upload_prefix;  // empty: --upload-url, and if that is empty, data: URIs
+    absl::flat_hash_map<std::string, std::string> done;
+  };
+  // Replaces every file:// string in `value`, at any depth, by the uploaded
+  // file's URL or a data: URI. Fails, naming the file, if one cannot be read
+  // or uploaded.
+  absl::Status ResolveOutputs(Json& value, OutputTarget& target);
+
+  // "text/plain", "image/png", ...; "application/octet-stream" when unknown.
+  std::string SniffMediaType(absl::string_view bytes);
+  // "png", "jpg", ...; empty when libmagic knows none.
+  std::string SniffExtension(absl::string_view bytes);
+
+  const std::string& root() const { return root_; }
+
+ private:
+  absl::StatusOr<std::string> DataUri(const std::string& path);
+  absl::StatusOr<std::string> Upload(const std::string& path, const std::string& prefix,
+                                     const std::string& prediction_id);
+  absl::StatusOr<std::string> FetchOne(const std::string& url, const std::string& dir,
+                                       const std::atomic<bool>* canceled);
+
+  const Options options_;
+  std::string root_;  // empty if it could not be made
+  std::atomic<uint64_t> next_dir_{0};
+
+  absl::Mutex mu_;
+  magic_set* mime_ ABSL_GUARDED_BY(mu_);
+  magic_set* extension_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace cog
+
+#endif  // COG_SERVER_PREDICTION_FILES_H_

@@ -1,0 +1,109 @@
+#include "server/prediction_files.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+
+#include "absl/strings/escaping.h"
+#include "gtest/gtest.h"
+
+namespace cog {
+namespace {
+
+std::string WriteTemp(const std::string& name, const std::string& content) {
+  const std::string path = ::testing::TempDir() + "/" + name;
+  std::ofstream(path, std::ios::binary) << content;
+  return path;
+}
+
+TEST(FileUrlToPathTest, DecodesPercentEscapes) {
+  EXPECT_EQ(*FileUrlToPath("file:///tmp/a%20b.txt"), "/tmp/a b.txt");
+  EXPECT_EQ(*FileUrlToPath("file:///tmp/100%"), "/tmp/100%");
+  EXPECT_FALSE(FileUrlToPath("http://x/y").ok());
+  EXPECT_FALSE(FileUrlToPath("file://relative").ok());
+}
+
+TEST(PredictionFilesTest, TextBecomesATextPlainDataUri) {
+  PredictionFiles files;
+  PredictionFiles::OutputTarget target;
+  const std::string path = WriteTemp("out.txt", "hello world");
+  Json value = "file://" + path;
+  ASSERT_TRUE(files.ResolveOutputs(value, target).ok());
+  EXPECT_EQ(value, "data:text/plain;base64,aGVsbG8gd29ybGQ=");
+}
+
+TEST(PredictionFilesTest, MediaTypeComesFromTheContentNotTheName) {
+  PredictionFiles files;
+  PredictionFiles::OutputTarget target;
+  const std::string png("\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0", 33);
+  Json value = "file://" + WriteTemp("picture.txt", png);
+  ASSERT_TRUE(files.ResolveOutputs(value, target).ok());
+  EXPECT_EQ(value.get<std::string>().rfind("data:image/png;base64,", 0), 0u) << value;
+  std::string random(4096, '\0');
+  for (size_t i = 0; i < random.size(); ++i) random[i] = static_cast<char>((i * 7919 + 13) % 251);
+  EXPECT_EQ(files.SniffMediaType(random), "application/octet-stream");
+}
+
+TEST(PredictionFilesTest, NestedValuesAreResolvedAndOtherStringsLeftAlone) {
+  PredictionFiles files;
+  PredictionFiles::OutputTarget target;
+  const std::string a = WriteTemp("a.txt", "a\n");
+  Json value = Json::parse(R"({"files": ["file://)" + a + R"("], "name": "not a file", "n": 3})");
+  ASSERT_TRUE(files.ResolveOutputs(value, target).ok());
+  EXPECT_EQ(value["files"][0], "data:text/plain;base64," + absl::Base64Escape("a\n"));
+  EXPECT_EQ(value["name"], "not a file");
+  EXPECT_EQ(value["n"], 3);
+}
+
+TEST(PredictionFilesTest, MissingFileIsAnErrorThatNamesIt) {
+  PredictionFiles files;
+  PredictionFiles::OutputTarget target;
+  Json value = "file:///nonexistent/out.png";
+  absl::Status status = files.ResolveOutputs(value, target);
+  EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(status.message().find("/nonexistent/out.png"), std::string::npos);
+}
+
+TEST(PredictionFilesTest, DataUriInputsAreDecodedIntoTheWorkDir) {
+  PredictionFiles files;
+  absl::StatusOr<std::string> dir = files.MakeWorkDir();
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  EXPECT_EQ(dir->rfind(files.root(), 0), 0u);
+  Json input = Json::parse(R"({"image": "data:text/plain;base64,aGVsbG8=",
+                               "more": ["data:,a%20b"], "s": "data:,untouched"})");
+  ASSERT_TRUE(files.FetchInputs(input, {"/image", "/more/0"}, *dir, nullptr).ok());
+  std::ifstream first(input["image"].get<std::string>());
+  std::string content((std::istreambuf_iterator<char>(first)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(content, "hello");
+  EXPECT_EQ(input["more"][0].get<std::string>().rfind(*dir, 0), 0u);
+  EXPECT_EQ(input["s"], "data:,untouched");  // not a Path: left alone
+  PredictionFiles::RemoveWorkDir(*dir);
+  EXPECT_NE(access(dir->c_str(), F_OK), 0);
+}
+
+TEST(PredictionFilesTest, BadDataUriNamesTheInput) {
+  PredictionFiles files;
+  absl::StatusOr<std::string> dir = files.MakeWorkDir();
+  ASSERT_TRUE(dir.ok());
+  Json input = Json::parse(R"({"pair": {"b": ["data:image/png;base64,!!!"]}})");
+  absl::Status status = files.FetchInputs(input, {"/pair/b/0"}, *dir, nullptr);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(status.message().find("input pair.b[0]"), std::string::npos) << status;
+  EXPECT_NE(status.message().find("base64"), std::string::npos) << status;
+}
+
+TEST(PredictionFilesTest, TheRootIsRemovedWithTheObject) {
+  std::string root;
+  {
+    PredictionFiles files;
+    root = files.root();
+    ASSERT_FALSE(root.empty());
+    ASSERT_TRUE(files.MakeWorkDir().ok());
+  }
+  EXPECT_NE(access(root.c_str(), F_OK), 0);
+}
+
+}  // namespace
+}  // namespace cog
