@@ -108,14 +108,15 @@ absl::StatusOr<std::string> FileUrlToPath(absl::string_view url) {
   return PercentDecode(url);
 }
 
-bool HasFileUrls(const Json& value) {
-  if (value.is_string()) return absl::StartsWith(value.get_ref<const std::string&>(), "file://");
-  if (value.is_array() || value.is_object()) {
-    for (const Json& member : value) {
-      if (HasFileUrls(member)) return true;
-    }
+std::vector<std::string> ParseFilePointers(const std::string& files_json) {
+  std::vector<std::string> pointers;
+  if (files_json.empty()) return pointers;
+  const Json list = Json::parse(files_json, nullptr, /*allow_exceptions=*/false);
+  if (!list.is_array()) return pointers;
+  for (const Json& pointer : list) {
+    if (pointer.is_string()) pointers.push_back(pointer.get<std::string>());
   }
-  return false;
+  return pointers;
 }
 
 PredictionFiles::PredictionFiles(Options options) : options_(std::move(options)) {
@@ -282,31 +283,40 @@ absl::StatusOr<std::string> PredictionFiles::Upload(const std::string& path,
   return UploadFile(url, path, headers, options_.transfer);
 }
 
-absl::Status PredictionFiles::ResolveOutputs(Json& value, OutputTarget& target) {
-  if (value.is_string()) {
-    const std::string& text = value.get_ref<const std::string&>();
-    if (!absl::StartsWith(text, "file://")) return absl::OkStatus();
-    if (auto it = target.done.find(text); it != target.done.end()) {
-      value = it->second;
-      return absl::OkStatus();
-    }
-    absl::StatusOr<std::string> path = FileUrlToPath(text);
-    if (!path.ok()) return path.status();
-    const std::string& prefix =
-        target.upload_prefix.empty() ? options_.upload_url : target.upload_prefix;
-    absl::StatusOr<std::string> resolved =
-        prefix.empty() ? DataUri(*path) : Upload(*path, prefix, target.prediction_id);
-    if (!resolved.ok()) return resolved.status();
+absl::StatusOr<std::string> PredictionFiles::ResolveOne(const std::string& url,
+                                                        OutputTarget& target) {
+  if (auto it = target.done.find(url); it != target.done.end()) return it->second;
+  absl::StatusOr<std::string> path = FileUrlToPath(url);
+  if (!path.ok()) return path.status();
+  const std::string& prefix =
+      target.upload_prefix.empty() ? options_.upload_url : target.upload_prefix;
+  if (prefix.empty()) {
     // A data: URI is not kept: the same file returned twice is rare, and
     // keeping megabytes per file for it is not worth it.
-    if (!prefix.empty()) target.done[text] = *resolved;
-    value = std::move(*resolved);
-    return absl::OkStatus();
+    return DataUri(*path);
   }
-  if (value.is_array() || value.is_object()) {
-    for (Json& member : value) {
-      if (absl::Status status = ResolveOutputs(member, target); !status.ok()) return status;
+  absl::StatusOr<std::string> uploaded = Upload(*path, prefix, target.prediction_id);
+  if (uploaded.ok()) target.done[url] = *uploaded;
+  return uploaded;
+}
+
+absl::Status PredictionFiles::ResolveOutputs(Json& value, const std::vector<std::string>& pointers,
+                                             OutputTarget& target) {
+  for (const std::string& text : pointers) {
+    Json* slot = nullptr;
+    try {
+      const Json::json_pointer pointer(text);
+      if (value.contains(pointer)) slot = &value[pointer];
+    } catch (const Json::exception&) {
+      slot = nullptr;
     }
+    if (slot == nullptr || !slot->is_string()) {
+      return absl::InternalError(
+          absl::StrCat("the runner named an output file at '", text, "', where there is none"));
+    }
+    absl::StatusOr<std::string> resolved = ResolveOne(slot->get<std::string>(), target);
+    if (!resolved.ok()) return resolved.status();
+    *slot = std::move(*resolved);
   }
   return absl::OkStatus();
 }

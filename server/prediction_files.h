@@ -29,8 +29,9 @@ namespace cog {
 // "/tmp/a b.txt" for "file:///tmp/a%20b.txt"; an error for anything else.
 absl::StatusOr<std::string> FileUrlToPath(absl::string_view url);
 
-// Whether any string in `value`, at any depth, is a file:// URL.
-bool HasFileUrls(const Json& value);
+// The JSON pointers of a runner frame's `files_json` (where its Path values
+// are); empty for an empty or unreadable list.
+std::vector<std::string> ParseFilePointers(const std::string& files_json);
 
 class PredictionFiles {
  public:
@@ -70,10 +71,11 @@ class PredictionFiles {
     std::string upload_prefix;  // empty: --upload-url, and if that is empty, data: URIs
     absl::flat_hash_map<std::string, std::string> done;
   };
-  // Replaces every file:// string in `value`, at any depth, by the uploaded
-  // file's URL or a data: URI. Fails, naming the file, if one cannot be read
-  // or uploaded.
-  absl::Status ResolveOutputs(Json& value, OutputTarget& target);
+  // Replaces the file:// URL at each of `pointers` (JSON pointers into
+  // `value`) by the uploaded file's URL or a data: URI. Fails, naming the
+  // file, if one cannot be read or uploaded.
+  absl::Status ResolveOutputs(Json& value, const std::vector<std::string>& pointers,
+                              OutputTarget& target);
 
   // "text/plain", "image/png", ...; "application/octet-stream" when unknown.
   std::string SniffMediaType(absl::string_view bytes);
@@ -83,6 +85,7 @@ class PredictionFiles {
   const std::string& root() const { return root_; }
 
  private:
+  absl::StatusOr<std::string> ResolveOne(const std::string& url, OutputTarget& target);
   absl::StatusOr<std::string> DataUri(const std::string& path);
   absl::StatusOr<std::string> Upload(const std::string& path, const std::string& prefix,
                                      const std::string& prediction_id);

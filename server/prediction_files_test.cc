@@ -30,7 +30,7 @@ TEST(PredictionFilesTest, TextBecomesATextPlainDataUri) {
   PredictionFiles::OutputTarget target;
   const std::string path = WriteTemp("out.txt", "hello world");
   Json value = "file://" + path;
-  ASSERT_TRUE(files.ResolveOutputs(value, target).ok());
+  ASSERT_TRUE(files.ResolveOutputs(value, {""}, target).ok());
   EXPECT_EQ(value, "data:text/plain;base64,aGVsbG8gd29ybGQ=");
 }
 
@@ -39,21 +39,22 @@ TEST(PredictionFilesTest, MediaTypeComesFromTheContentNotTheName) {
   PredictionFiles::OutputTarget target;
   const std::string png("\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0", 33);
   Json value = "file://" + WriteTemp("picture.txt", png);
-  ASSERT_TRUE(files.ResolveOutputs(value, target).ok());
+  ASSERT_TRUE(files.ResolveOutputs(value, {""}, target).ok());
   EXPECT_EQ(value.get<std::string>().rfind("data:image/png;base64,", 0), 0u) << value;
   std::string random(4096, '\0');
   for (size_t i = 0; i < random.size(); ++i) random[i] = static_cast<char>((i * 7919 + 13) % 251);
   EXPECT_EQ(files.SniffMediaType(random), "application/octet-stream");
 }
 
-TEST(PredictionFilesTest, NestedValuesAreResolvedAndOtherStringsLeftAlone) {
+TEST(PredictionFilesTest, OnlyThePointedValuesAreFiles) {
   PredictionFiles files;
   PredictionFiles::OutputTarget target;
   const std::string a = WriteTemp("a.txt", "a\n");
-  Json value = Json::parse(R"({"files": ["file://)" + a + R"("], "name": "not a file", "n": 3})");
-  ASSERT_TRUE(files.ResolveOutputs(value, target).ok());
+  Json value = Json::parse(R"({"files": ["file://)" + a + R"("], "name": "file://)" + a +
+                           R"(", "n": 3})");
+  ASSERT_TRUE(files.ResolveOutputs(value, {"/files/0"}, target).ok());
   EXPECT_EQ(value["files"][0], "data:text/plain;base64," + absl::Base64Escape("a\n"));
-  EXPECT_EQ(value["name"], "not a file");
+  EXPECT_EQ(value["name"], "file://" + a) << "a str that looks like a file URL stays a str";
   EXPECT_EQ(value["n"], 3);
 }
 
@@ -61,9 +62,20 @@ TEST(PredictionFilesTest, MissingFileIsAnErrorThatNamesIt) {
   PredictionFiles files;
   PredictionFiles::OutputTarget target;
   Json value = "file:///nonexistent/out.png";
-  absl::Status status = files.ResolveOutputs(value, target);
+  absl::Status status = files.ResolveOutputs(value, {""}, target);
   EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
   EXPECT_NE(status.message().find("/nonexistent/out.png"), std::string::npos);
+}
+
+TEST(PredictionFilesTest, APointerToNoFileIsAnError) {
+  PredictionFiles files;
+  PredictionFiles::OutputTarget target;
+  Json value = Json::parse(R"({"n": 3})");
+  EXPECT_FALSE(files.ResolveOutputs(value, {"/n"}, target).ok());
+  EXPECT_FALSE(files.ResolveOutputs(value, {"/missing"}, target).ok());
+  EXPECT_FALSE(files.ResolveOutputs(value, {"no-slash"}, target).ok());
+  EXPECT_EQ(ParseFilePointers(R"(["/a", "/b/0"])"), (std::vector<std::string>{"/a", "/b/0"}));
+  EXPECT_TRUE(ParseFilePointers("not json").empty());
 }
 
 TEST(PredictionFilesTest, DataUriInputsAreDecodedIntoTheWorkDir) {

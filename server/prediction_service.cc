@@ -371,11 +371,11 @@ void PredictionService::OnRunnerMessage(const runner::RunnerMessage& message) {
       break;
     case runner::RunnerMessage::kOutput:
       id = &message.output().id();
-      has_files = absl::StrContains(message.output().value_json(), "\"file://");
+      has_files = !message.output().files_json().empty();
       break;
     case runner::RunnerMessage::kDone:
       id = &message.done().id();
-      has_files = absl::StrContains(message.done().output_json(), "\"file://");
+      has_files = !message.done().files_json().empty();
       break;
     default:
       break;
@@ -530,7 +530,7 @@ void PredictionService::HandleLog(const runner::Log& log) {
 void PredictionService::HandleOutput(const runner::Output& output) {
   Json item = ParseJsonOr(output.value_json(), Json());
   absl::Status files;
-  if (HasFileUrls(item)) {
+  if (!output.files_json().empty()) {
     // Only on file_work_, where nothing else touches this prediction: the
     // transfer runs without the lock.
     PredictionFiles::OutputTarget* target;
@@ -540,7 +540,7 @@ void PredictionService::HandleOutput(const runner::Output& output) {
       if (it == active_.end()) return;
       target = &it->second->outputs;
     }
-    files = files_.ResolveOutputs(item, *target);
+    files = files_.ResolveOutputs(item, ParseFilePointers(output.files_json()), *target);
   }
   std::vector<PredictionObserver*> observers;
   Prediction snapshot;
@@ -612,8 +612,9 @@ void PredictionService::HandleDone(const runner::Done& done) {
   if (!done.error().empty()) prediction.error = done.error();
   if (!done.output_json().empty()) {
     prediction.output = ParseJsonOr(done.output_json(), Json());
-    if (HasFileUrls(prediction.output)) {
-      if (absl::Status files = files_.ResolveOutputs(prediction.output, active->outputs);
+    if (!done.files_json().empty()) {
+      if (absl::Status files = files_.ResolveOutputs(
+              prediction.output, ParseFilePointers(done.files_json()), active->outputs);
           !files.ok()) {
         active->file_error = std::string(files.message());
       }

@@ -30,10 +30,10 @@ RUNNER = [
                "has_healthcheck": True, "max_concurrency": 8, "cog_version": "0.1.0"}},
     {"setup_done": {"succeeded": True, "error": "RuntimeError: boom"}},
     {"log": {"id": "p-1", "source": messages.LOG_STDERR, "text": "line ✓\n"}},
-    {"output": {"id": "p-1", "value_json": b'\x00\xff"bytes"'}},
+    {"output": {"id": "p-1", "value_json": b'\x00\xff"bytes"', "files_json": b'[""]'}},
     {"metric": {"id": "p-1", "name": "tokens", "value_json": b"12", "mode": messages.METRIC_APPEND}},
     {"done": {"id": "p-1", "status": messages.DONE_CANCELED, "error": "canceled",
-              "output_json": b"[1, 2]"}},
+              "output_json": b"[1, 2]", "files_json": b'["/1"]'}},
     {"healthcheck_result": {"sequence": 300, "healthy": True, "error": "disk full"}},
     {"done": {"id": "p-2", "status": messages.DONE_SUCCEEDED}},
 ]

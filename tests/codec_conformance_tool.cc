@@ -46,9 +46,10 @@ const std::vector<std::string> kRunnerMessages = {
          })pb",
     R"pb(setup_done { succeeded: true error: "RuntimeError: boom" })pb",
     R"pb(log { id: "p-1" source: LOG_SOURCE_STDERR text: "line \342\234\223\n" })pb",
-    R"pb(output { id: "p-1" value_json: "\000\377\"bytes\"" })pb",
+    R"pb(output { id: "p-1" value_json: "\000\377\"bytes\"" files_json: "[\"\"]" })pb",
     R"pb(metric { id: "p-1" name: "tokens" value_json: "12" mode: METRIC_MODE_APPEND })pb",
-    R"pb(done { id: "p-1" status: DONE_STATUS_CANCELED error: "canceled" output_json: "[1, 2]" })pb",
+    R"pb(done { id: "p-1" status: DONE_STATUS_CANCELED error: "canceled" output_json: "[1, 2]"
+            files_json: "[\"/1\"]" })pb",
     R"pb(healthcheck_result { sequence: 300 healthy: true error: "disk full" })pb",
     R"pb(done { id: "p-2" status: DONE_STATUS_SUCCEEDED })pb",
 };

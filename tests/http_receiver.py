@@ -1,5 +1,6 @@
 """A real local HTTP server for the tests: it records the webhooks and uploads it
-receives, can be told to fail a number of times, and serves files to download."""
+receives, can be told to fail a number of times, and serves files to download
+(also through redirects, and slowly: half the bytes, then a wait for the test)."""
 
 import http.server
 import json
@@ -13,6 +14,10 @@ class Receiver:
         self.requests: List[Dict[str, Any]] = []
         self.failures: Dict[str, List[int]] = {}  # path -> statuses to answer first
         self.files: Dict[str, bytes] = {}
+        self.redirects: Dict[str, str] = {}  # path -> Location, answered with 302
+        self.locations: Dict[str, str] = {}  # upload path -> Location header of the answer
+        # path -> event: GET sends half the file, then waits for the event.
+        self.stalls: Dict[str, threading.Event] = {}
         self._lock = threading.Condition()
         receiver = self
 
@@ -33,6 +38,8 @@ class Receiver:
                                               "body": body, "status": status, "time": time.monotonic()})
                     receiver._lock.notify_all()
                 self.send_response(status)
+                if status < 300 and self.path in receiver.locations:
+                    self.send_header("Location", receiver.locations[self.path])
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -40,6 +47,16 @@ class Receiver:
             do_PUT = _record
 
             def do_GET(self):
+                with receiver._lock:
+                    receiver.requests.append({"method": "GET", "path": self.path, "headers": {},
+                                              "body": b"", "status": 0, "time": time.monotonic()})
+                    receiver._lock.notify_all()
+                if self.path in receiver.redirects:
+                    self.send_response(302)
+                    self.send_header("Location", receiver.redirects[self.path])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 content = receiver.files.get(self.path)
                 if content is None:
                     self.send_response(404)
@@ -49,7 +66,16 @@ class Receiver:
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(content)))
                 self.end_headers()
-                self.wfile.write(content)
+                stall = receiver.stalls.get(self.path)
+                if stall is not None:
+                    self.wfile.write(content[:len(content) // 2])
+                    self.wfile.flush()
+                    stall.wait(60)
+                    content = content[len(content) // 2:]
+                try:
+                    self.wfile.write(content)
+                except OSError:
+                    pass  # the client gave up (a stall timeout, a cancel)
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

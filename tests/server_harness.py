@@ -60,8 +60,11 @@ class CogServer:
         self.port_file = os.path.join(self.tmp, "ports.json")
         self.log_path = os.path.join(self.tmp, "server.log")
         full_env = dict(os.environ)
-        # Unix socket paths are limited to 107 bytes; Bazel's test temp dirs are longer.
-        full_env["TMPDIR"] = "/tmp"
+        # The server's own temporary directory, to see what it leaves behind. Short:
+        # Unix socket paths are limited to 107 bytes, and Bazel's test temp dirs are longer.
+        self.tmpdir = os.path.join(self.tmp, "t")
+        os.makedirs(self.tmpdir)
+        full_env["TMPDIR"] = self.tmpdir
         full_env["PYTHONDONTWRITEBYTECODE"] = "1"
         full_env.update(env or {})
         self.log = open(self.log_path, "wb")
@@ -140,11 +143,23 @@ class CogServer:
             pass
         return pids
 
+    def temp_entries(self):
+        """What is in the server's TMPDIR now (the runner's socket directory, the
+        root of its prediction directories, what predictors made there)."""
+        found = []
+        for base, dirs, files in os.walk(self.tmpdir):
+            found += [os.path.relpath(os.path.join(base, name), self.tmpdir) for name in dirs + files]
+        return sorted(found)
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        """Signals the server and waits for it; `left_in_tmpdir` then says what it
+        left behind in its TMPDIR."""
         if self.process.poll() is None:
             self.process.send_signal(sig)
         try:
-            return self.process.wait(timeout)
+            code = self.process.wait(timeout)
+            self.left_in_tmpdir = self.temp_entries()
+            return code
         finally:
             self.close()
 

@@ -57,7 +57,7 @@ HELLO = {
 }
 SETUP_DONE = {1: ("succeeded", "bool", None), 2: ("error", "string", None)}
 LOG = {1: ("id", "string", None), 2: ("source", "enum", None), 3: ("text", "string", None)}
-OUTPUT = {1: ("id", "string", None), 2: ("value_json", "bytes", None)}
+OUTPUT = {1: ("id", "string", None), 2: ("value_json", "bytes", None), 3: ("files_json", "bytes", None)}
 METRIC = {
     1: ("id", "string", None),
     2: ("name", "string", None),
@@ -69,6 +69,7 @@ DONE = {
     2: ("status", "enum", None),
     3: ("error", "string", None),
     4: ("output_json", "bytes", None),
+    5: ("files_json", "bytes", None),
 }
 HEALTHCHECK_RESULT = {
     1: ("sequence", "uint", None),

@@ -87,25 +87,41 @@ class _ServerStream(io.TextIOBase):
         return False
 
 
-def encode_output(value: Any) -> Any:
-    """A value the predictor returned, as JSON-ready data (Paths become file:// URLs)."""
+def encode_output(value: Any, files: Optional[List[str]] = None, pointer: str = "") -> Any:
+    """A value the predictor returned, as JSON-ready data. Paths become file://
+    URLs, and their JSON pointers (RFC 6901) are appended to `files`: only those
+    are files for the server; a str that looks like a file URL stays a str."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, Secret):
         return "**********"
     if isinstance(value, os.PathLike):
+        if files is not None:
+            files.append(pointer)
         return pathlib.Path(os.fspath(value)).absolute().as_uri()
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [encode_output(v) for v in value]
+        return [encode_output(v, files, "%s/%d" % (pointer, i)) for i, v in enumerate(value)]
     if isinstance(value, dict):
-        return {str(k): encode_output(v) for k, v in value.items()}
+        return {str(k): encode_output(v, files, pointer + "/" + _pointer_token(k)) for k, v in value.items()}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: encode_output(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: encode_output(getattr(value, f.name), files, pointer + "/" + _pointer_token(f.name))
+                for f in dataclasses.fields(value)}
     if hasattr(value, "tolist"):  # numpy scalars and arrays, without importing numpy
-        return encode_output(value.tolist())
+        return encode_output(value.tolist(), files, pointer)
     raise TypeError("the output %r of type %s cannot be turned into JSON" % (value, type(value).__name__))
 
 
+def _pointer_token(key: Any) -> str:
+    return str(key).replace("~", "~0").replace("/", "~1")
+
+
+def encode_output_fields(value: Any, value_field: str) -> Dict[str, Any]:
+    """The fields of an Output or Done frame that carry `value`."""
+    files: List[str] = []
+    fields = {value_field: json.dumps(encode_output(value, files)).encode()}
+    if files:
+        fields["files_json"] = json.dumps(files).encode()
+    return fields
 
 
 class Worker:
@@ -377,7 +393,7 @@ class Worker:
         return cog_scope._set_scope(cog_scope.Scope(context, self._metric_recorder(fields["id"])))
 
     def _send_item(self, prediction_id: str, item: Any) -> None:
-        self.send("output", {"id": prediction_id, "value_json": json.dumps(encode_output(item)).encode()})
+        self.send("output", dict(encode_output_fields(item, "value_json"), id=prediction_id))
 
     def _predict(self, fields: Dict[str, Any]) -> None:
         prediction_id = fields["id"]
@@ -403,7 +419,7 @@ class Worker:
                             break
                     self._send_item(prediction_id, item)
             else:
-                done["output_json"] = json.dumps(encode_output(result)).encode()
+                done.update(encode_output_fields(result, "output_json"))
             done["status"] = messages.DONE_SUCCEEDED
         except CancelationException:
             done["status"] = messages.DONE_CANCELED
@@ -488,7 +504,7 @@ class Worker:
             else:
                 if inspect.isawaitable(result):
                     result = await result
-                done["output_json"] = json.dumps(encode_output(result)).encode()
+                done.update(encode_output_fields(result, "output_json"))
             done["status"] = messages.DONE_SUCCEEDED
         except (asyncio.CancelledError, CancelationException):
             done["status"] = messages.DONE_CANCELED

@@ -16,6 +16,12 @@ class Predictor(BasePredictor):
         if mode == "missing":
             yield Path(os.path.join(directory, "never-written.txt"))
             return
+        if mode == "same":  # one file, returned twice
+            path = Path(os.path.join(directory, "same.txt"))
+            path.write_bytes(text.encode())
+            yield path
+            yield path
+            return
         for i in range(2 if mode == "two" else 1):
             path = Path(os.path.join(directory, f"out {i}.txt"))
             path.write_bytes(binary(size) if size else f"{text} {i}".encode())

@@ -1,0 +1,311 @@
+"""Path inputs and outputs through the real binary: inputs fetched from a real
+local HTTP server (also redirected, missing, slow and stalled) and from data:
+URIs; outputs uploaded to it by PUT or returned as data: URIs."""
+
+import base64
+import json
+import os
+import threading
+import unittest
+
+from http_receiver import Receiver
+from server_harness import CogServer, wait_until
+
+PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00"
+       b"\x90wS\xde\x00\x00\x00\x0cIDATx\x9cc\xf8\xff\xff?\x00\x05\xfe\x02\xfe\xa7\x9a\xa0\x8a"
+       b"\x00\x00\x00\x00IEND\xaeB`\x82")
+
+
+def prediction_dirs(server):
+    """The prediction directories that exist now under the server's file root."""
+    return [e for e in server.temp_entries() if e.startswith("cog-server-") and e.count("/") == 1]
+
+
+class InputDownloadTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.files = Receiver()
+        cls.files.files["/img/cat.png"] = PNG
+        cls.files.files["/text/a%20b.txt"] = b"spaced"
+        cls.files.files["/text/one.txt"] = b"one"
+        cls.files.files["/text/two.txt"] = b"two"
+        cls.files.redirects["/old/cat.png"] = "/img/cat.png"
+        cls.server = CogServer("path_input")
+        cls.server.wait_for_status("READY")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+        cls.files.close()
+
+    def predict(self, **input):
+        status, _, body = self.server.request("POST", "/predictions", {"input": input})
+        self.assertEqual(status, 200, body)
+        return body
+
+    def test_a_url_is_downloaded_under_its_name_and_removed_afterwards(self):
+        link = self.files.url + "/text/one.txt"
+        body = self.predict(image=self.files.url + "/img/cat.png", link=link)
+        self.assertEqual(body["status"], "succeeded", body["error"])
+        out = json.loads(body["output"])
+        self.assertEqual(out["image"]["type"], "Path")
+        self.assertEqual(out["image"]["name"], "cat.png")
+        self.assertEqual(out["image"]["content"].encode("latin-1"), PNG)
+        self.assertTrue(out["image"]["path"].startswith(self.server.tmpdir + "/cog-server-"), out)
+        self.assertFalse(os.path.exists(out["image"]["path"]), "the prediction's directory is removed")
+        self.assertEqual(prediction_dirs(self.server), [])
+        self.assertEqual(out["link"], link, "a str holding a URL is left alone")
+        self.assertEqual(len(self.files.received("/text/one.txt")), 0, "and never fetched")
+        self.assertEqual(body["input"]["image"], self.files.url + "/img/cat.png",
+                         "the response shows the URL the client sent")
+
+    def test_data_uris_lists_and_dataclass_fields(self):
+        body = self.predict(
+            image="data:text/plain;base64," + base64.b64encode(b"hello").decode(),
+            images=[self.files.url + "/text/a%20b.txt", "data:image/png;base64," + base64.b64encode(PNG).decode()],
+            pair={"a": self.files.url + "/text/one.txt",
+                  "b": [self.files.url + "/text/two.txt", self.files.url + "/text/one.txt"]})
+        self.assertEqual(body["status"], "succeeded", body["error"])
+        out = json.loads(body["output"])
+        self.assertEqual(out["image"]["content"], "hello")
+        self.assertEqual([i["content"].encode("latin-1") for i in out["images"]], [b"spaced", PNG])
+        self.assertEqual(out["images"][0]["name"], "a b.txt")
+        self.assertEqual(out["images"][1]["name"], "file.png", "a data: URI gets a sniffed extension")
+        self.assertEqual(out["pair"]["a"]["content"], "one")
+        self.assertEqual([p["content"] for p in out["pair"]["b"]], ["two", "one"])
+        self.assertEqual({p["type"] for p in out["pair"]["b"] + out["images"]}, {"Path"})
+
+    def test_redirects_are_followed(self):
+        body = self.predict(image=self.files.url + "/old/cat.png")
+        self.assertEqual(body["status"], "succeeded", body["error"])
+        self.assertEqual(json.loads(body["output"])["image"]["content"].encode("latin-1"), PNG)
+
+    def test_a_missing_file_fails_the_prediction_with_a_clear_error(self):
+        url = self.files.url + "/img/missing.png"
+        body = self.predict(image=self.files.url + "/img/cat.png", images=[url])
+        self.assertEqual(body["status"], "failed")
+        self.assertIn("images[0]", body["error"])
+        self.assertIn(url, body["error"])
+        self.assertIn("HTTP 404", body["error"])
+        self.assertIsNone(body["output"])
+        self.assertEqual(prediction_dirs(self.server), [], "what was fetched is removed too")
+        self.assertEqual(self.predict(image=self.files.url + "/img/cat.png")["status"], "succeeded")
+
+    def test_an_unreachable_host_fails_the_prediction(self):
+        body = self.predict(image="http://127.0.0.1:9/nothing-listens-here.png")
+        self.assertEqual(body["status"], "failed")
+        self.assertIn("could not download http://127.0.0.1:9/nothing-listens-here.png", body["error"])
+
+    def test_a_path_that_is_no_url_is_refused_before_anything_runs(self):
+        status, _, body = self.server.request("POST", "/predictions", {"input": {"image": "/etc/passwd"}})
+        self.assertEqual(status, 422)
+        self.assertEqual(body["detail"][0]["type"], "url_scheme")
+        self.assertEqual(body["detail"][0]["loc"], ["body", "input", "image"])
+        self.assertEqual(body["detail"][0]["input"], "/etc/passwd")
+
+    def test_a_slow_download_blocks_no_one_and_finishes(self):
+        self.files.files["/slow/big.bin"] = bytes(range(256)) * 4096
+        release = self.files.stalls["/slow/big.bin"] = threading.Event()
+        result = {}
+
+        def call():
+            result["body"] = self.predict(image=self.files.url + "/slow/big.bin")
+
+        caller = threading.Thread(target=call)
+        caller.start()
+        try:
+            self.files.wait_for(lambda: self.files.received("/slow/big.bin"), what="the download to start")
+            self.assertEqual(self.server.health()["status"], "BUSY", "the server answers meanwhile")
+            status, _, body = self.server.request("POST", "/predictions",
+                                                  {"input": {"image": self.files.url + "/img/cat.png"}})
+            self.assertEqual(status, 409, body)
+        finally:
+            release.set()
+            caller.join(60)
+        self.assertEqual(result["body"]["status"], "succeeded", result["body"]["error"])
+        out = json.loads(result["body"]["output"])
+        self.assertEqual(out["image"]["content"].encode("latin-1"), bytes(range(256)) * 4096)
+
+    def test_a_download_can_be_canceled(self):
+        self.files.files["/slow/cancel.bin"] = b"x" * 100000
+        release = self.files.stalls["/slow/cancel.bin"] = threading.Event()
+        try:
+            status, _, body = self.server.request(
+                "POST", "/predictions", {"id": "dl-cancel", "input": {"image": self.files.url + "/slow/cancel.bin"}},
+                headers={"Prefer": "respond-async"})
+            self.assertEqual(status, 202, body)
+            self.files.wait_for(lambda: self.files.received("/slow/cancel.bin"), what="the download to start")
+            status, _, body = self.server.request("POST", "/predictions/dl-cancel/cancel")
+            self.assertEqual(status, 200, body)
+            self.server.wait_for_status("READY")
+        finally:
+            release.set()
+        self.assertEqual(prediction_dirs(self.server), [])
+        self.assertEqual(self.predict(image=self.files.url + "/img/cat.png")["status"], "succeeded")
+
+
+class StalledDownloadTest(unittest.TestCase):
+    def test_a_stalled_download_times_out_with_a_clear_error(self):
+        files = Receiver()
+        files.files["/stuck.bin"] = b"y" * 10000
+        release = files.stalls["/stuck.bin"] = threading.Event()
+        server = CogServer("path_input", args=["--file-stall-timeout", "1"])
+        try:
+            server.wait_for_status("READY")
+            status, _, body = server.request("POST", "/predictions", {"input": {"image": files.url + "/stuck.bin"}})
+            self.assertEqual(status, 200)
+            self.assertEqual(body["status"], "failed")
+            self.assertIn("timed out", body["error"])
+            self.assertIn(files.url + "/stuck.bin", body["error"])
+            self.assertEqual(prediction_dirs(server), [])
+        finally:
+            release.set()
+            server.stop()
+            files.close()
+
+
+NESTED_OUTPUTS = {
+    "cog.yaml": 'predict: "predict.py:Predictor"\n',
+    "predict.py": '''
+import os
+import tempfile
+from typing import List
+
+from cog import BaseModel, BasePredictor, Path
+
+PNG = %r
+
+
+class Output(BaseModel):
+    main: Path
+    extras: List[Path]
+    note: str
+
+
+class Predictor(BasePredictor):
+    def predict(self) -> Output:
+        directory = tempfile.mkdtemp()
+        picture = Path(os.path.join(directory, "picture.png"))
+        picture.write_bytes(PNG)
+        text = Path(os.path.join(directory, "notes.txt"))
+        text.write_text("some notes")
+        return Output(main=picture, extras=[text, picture], note="file:// in a str is no file")
+''' % PNG,
+}
+
+
+class UploadTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.receiver = Receiver()
+        cls.server = CogServer("file_output", args=["--upload-url", cls.receiver.url + "/upload/"])
+        cls.server.wait_for_status("READY")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+        cls.receiver.close()
+
+    def puts(self, path):
+        return [r for r in self.receiver.received(path) if r["method"] == "PUT"]
+
+    def test_sync_output_is_uploaded_and_becomes_the_url(self):
+        status, _, body = self.server.request("POST", "/predictions", {"id": "up-1", "input": {"text": "hello"}})
+        self.assertEqual((status, body["status"]), (200, "succeeded"), body)
+        self.assertEqual(body["output"], [self.receiver.url + "/upload/out%200.txt"])
+        [put] = self.puts("/upload/out%200.txt")
+        self.assertEqual(put["body"], b"hello 0")
+        self.assertEqual(put["headers"]["content-type"], "text/plain")
+        self.assertEqual(put["headers"]["x-prediction-id"], "up-1")
+
+    def test_output_file_prefix_takes_precedence_and_location_is_the_output(self):
+        self.receiver.locations["/prefix/out%200.txt"] = "https://cdn.example.com/kept/out.txt?signature=abc"
+        status, _, body = self.server.request(
+            "POST", "/predictions", {"input": {"text": "p"}, "output_file_prefix": self.receiver.url + "/prefix"})
+        self.assertEqual((status, body["status"]), (200, "succeeded"), body)
+        self.assertEqual(body["output"], ["https://cdn.example.com/kept/out.txt"])
+        self.assertEqual(self.puts("/prefix/out%200.txt")[0]["body"], b"p 0")
+
+    def test_a_prefix_that_is_no_http_url_is_refused(self):
+        status, _, body = self.server.request(
+            "POST", "/predictions", {"input": {"text": "p"}, "output_file_prefix": "s3://bucket/x/"})
+        self.assertEqual(status, 422, body)
+        self.assertEqual(body["detail"][0]["loc"], ["body", "output_file_prefix"])
+
+    def test_uploads_are_retried_on_5xx_and_a_refusal_fails_the_prediction(self):
+        self.receiver.failures["/retry/out%200.txt"] = [500, 503]
+        status, _, body = self.server.request(
+            "POST", "/predictions", {"input": {"text": "r"}, "output_file_prefix": self.receiver.url + "/retry/"})
+        self.assertEqual(body["status"], "succeeded", body["error"])
+        self.assertEqual([p["status"] for p in self.puts("/retry/out%200.txt")], [500, 503, 200])
+
+        self.receiver.failures["/denied/out%200.txt"] = [403]
+        status, _, body = self.server.request(
+            "POST", "/predictions", {"input": {"text": "d"}, "output_file_prefix": self.receiver.url + "/denied/"})
+        self.assertEqual(status, 200)
+        self.assertEqual(body["status"], "failed")
+        self.assertIn("HTTP 403", body["error"])
+        self.assertIn("out 0.txt", body["error"])
+        self.assertEqual(len(self.puts("/denied/out%200.txt")), 1, "a 4xx is not retried")
+
+    def test_iterator_outputs_each_uploaded_once_before_their_webhook(self):
+        status, _, body = self.server.request(
+            "POST", "/predictions",
+            {"id": "up-iter", "input": {"text": "it", "mode": "same"}, "webhook": self.receiver.url + "/hook"},
+            headers={"Prefer": "respond-async"})
+        self.assertEqual(status, 202, body)
+        self.receiver.wait_for(lambda: any(b["status"] == "succeeded" for b in self.receiver.bodies("/hook")
+                                           if b["id"] == "up-iter"), what="the completed webhook")
+        url = self.receiver.url + "/upload/same.txt"
+        hooks = [b for b in self.receiver.bodies("/hook") if b["id"] == "up-iter"]
+        self.assertEqual(hooks[-1]["output"], [url, url])
+        puts = self.puts("/upload/same.txt")
+        self.assertEqual(len(puts), 1, "the same file returned twice is uploaded once")
+        first_output_hook = next(r for r in self.receiver.received("/hook")
+                                 if json.loads(r["body"])["id"] == "up-iter" and json.loads(r["body"])["output"])
+        self.assertLess(puts[0]["time"], first_output_hook["time"])
+
+    def test_ten_mebibytes_uploaded_whole(self):
+        size = 10 << 20
+        status, _, body = self.server.request("POST", "/predictions", {"input": {"text": "big", "size": size}})
+        self.assertEqual(body["status"], "succeeded", body["error"])
+        [put] = self.puts("/upload/out%200.txt")[-1:]
+        self.assertEqual(len(put["body"]), size)
+        self.assertEqual(put["body"], bytes((i * 7919 + 13) % 251 for i in range(256)) * (size // 256))
+        self.assertEqual(put["headers"]["content-type"], "application/octet-stream")
+
+
+class NestedOutputTest(unittest.TestCase):
+    def test_paths_nested_in_objects_and_lists(self):
+        receiver = Receiver()
+        server = CogServer(files=NESTED_OUTPUTS, args=["--upload-url", receiver.url + "/u"])
+        try:
+            server.wait_for_status("READY")
+            status, _, body = server.request("POST", "/predictions", {"input": {}})
+            self.assertEqual(body["status"], "succeeded", body["error"])
+            picture, notes = receiver.url + "/u/picture.png", receiver.url + "/u/notes.txt"
+            self.assertEqual(body["output"], {"main": picture, "extras": [notes, picture],
+                                              "note": "file:// in a str is no file"})
+            self.assertEqual(len([r for r in receiver.received("/u/picture.png")]), 1)
+            [png] = receiver.received("/u/picture.png")
+            self.assertEqual((png["body"], png["headers"]["content-type"]), (PNG, "image/png"))
+        finally:
+            server.stop()
+            receiver.close()
+
+    def test_without_an_upload_url_nested_paths_are_data_uris(self):
+        server = CogServer(files=NESTED_OUTPUTS)
+        try:
+            server.wait_for_status("READY")
+            status, _, body = server.request("POST", "/predictions", {"input": {}})
+            self.assertEqual(body["status"], "succeeded", body["error"])
+            picture = "data:image/png;base64," + base64.b64encode(PNG).decode()
+            self.assertEqual(body["output"]["main"], picture)
+            self.assertEqual(body["output"]["extras"],
+                             ["data:text/plain;base64," + base64.b64encode(b"some notes").decode(), picture])
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    unittest.main()
