@@ -1,6 +1,14 @@
 #include "gateway/rest_gateway.h"
 
+#include <dirent.h>
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <cstdlib>
 #include <map>
+#include <optional>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -179,6 +187,50 @@ absl::StatusOr<PredictionRequest> ToRequest(const Json& body, PredictionKind kin
 
 // Waits for a sync prediction's end on the gateway thread; the response body
 // is rendered once, straight from the core's final state.
+// The socket of the connection a request came on, found by its addresses.
+// cpp-httplib 0.11 gives a handler no way to its socket, nor any signal when
+// the client goes away; a waiting sync request looks for it only once it has
+// waited a while, so that quick predictions pay nothing. -1 if not found.
+int FindClientSocket(const httplib::Request& request) {
+  DIR* fds = opendir("/proc/self/fd");
+  if (fds == nullptr) return -1;
+  int found = -1;
+  while (dirent* entry = readdir(fds)) {
+    char* end = nullptr;
+    const long fd = std::strtol(entry->d_name, &end, 10);
+    struct stat info;
+    if (*end != '\0' || fd == dirfd(fds) || fstat(static_cast<int>(fd), &info) != 0 ||
+        !S_ISSOCK(info.st_mode)) {
+      continue;
+    }
+    sockaddr_storage local{}, peer{};
+    socklen_t local_size = sizeof(local), peer_size = sizeof(peer);
+    char host[NI_MAXHOST], port[NI_MAXSERV], local_port[NI_MAXSERV];
+    if (getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&local), &local_size) != 0 ||
+        getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&peer), &peer_size) != 0 ||
+        getnameinfo(reinterpret_cast<sockaddr*>(&local), local_size, nullptr, 0, local_port,
+                    sizeof(local_port), NI_NUMERICSERV) != 0 ||
+        getnameinfo(reinterpret_cast<sockaddr*>(&peer), peer_size, host, sizeof(host), port,
+                    sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+      continue;
+    }
+    if (request.remote_addr == host && absl::StrCat(request.remote_port) == port &&
+        absl::StrCat(request.local_port) == local_port) {
+      found = static_cast<int>(fd);
+      break;
+    }
+  }
+  closedir(fds);
+  return found;
+}
+
+// Whether the peer closed (or reset) the connection on `fd`. Bytes the client
+// may have pipelined do not count: only the end of its side of the stream.
+bool ClientHasGone(int fd) {
+  pollfd check{fd, POLLRDHUP, 0};
+  return poll(&check, 1, 0) > 0 && (check.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
 class SyncObserver final : public PredictionObserver {
  public:
   struct Result {
@@ -350,8 +402,20 @@ void RestGateway::HandlePrediction(const httplib::Request& http_request,
     return ReplyError(response, started.status());
   }
   if (respond_async) return Reply(response, 202, PredictionToJson(*started));
-  // TODO(issue 4): cancel the prediction when the client disconnects.
-  result->done.WaitForNotification();
+  // A client that goes away cancels its sync prediction: nobody would read
+  // the answer, and the slot is better used by the next request.
+  constexpr absl::Duration kCheckEvery = absl::Milliseconds(100);
+  std::optional<int> client;  // looked for once
+  bool canceled = false;
+  while (!result->done.WaitForNotificationWithTimeout(kCheckEvery)) {
+    if (canceled) continue;
+    if (!client.has_value()) client = FindClientSocket(http_request);
+    if (*client >= 0 && ClientHasGone(*client)) {
+      spdlog::info("the client of prediction {} disconnected; canceling it", started->id);
+      core_->Cancel(started->id).IgnoreError();
+      canceled = true;
+    }
+  }
   ReplyText(response, 200, std::move(result->body));
 }
 

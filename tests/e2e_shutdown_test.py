@@ -1,0 +1,150 @@
+"""Shutdown through the real binary: SIGTERM and POST /shutdown drain running
+predictions (or cancel them past the grace period), send their terminal
+webhooks, leave no child process or temporary file, and exit 0;
+--await-explicit-shutdown ignores SIGTERM; a sync client that disconnects
+cancels its prediction."""
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import unittest
+
+from http_receiver import Receiver
+from server_harness import CogServer, wait_until
+
+
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+class ShutdownTest(unittest.TestCase):
+    def setUp(self):
+        self.receiver = Receiver()
+        self.gates = tempfile.mkdtemp(prefix="cog-gates-")
+        self.gate = os.path.join(self.gates, "open")
+
+    def tearDown(self):
+        self.receiver.close()
+        shutil.rmtree(self.gates, ignore_errors=True)
+
+    def start_async(self, server, prediction_id, **extra):
+        body = {"id": prediction_id, "input": {"gate": self.gate}, "webhook": self.receiver.url + "/hook"}
+        body.update(extra)
+        status, _, answer = server.request("POST", "/predictions", body, headers={"Prefer": "respond-async"})
+        self.assertEqual(status, 202, answer)
+        self.receiver.wait_for(lambda: self.receiver.bodies("/hook"), what="the start webhook")
+
+    def completed(self):
+        self.receiver.wait_for(lambda: any(b["status"] in ("succeeded", "failed", "canceled")
+                                           for b in self.receiver.bodies("/hook")), what="the completed webhook")
+        return self.receiver.bodies("/hook")[-1]
+
+    def test_sigterm_lets_the_running_prediction_finish_and_refuses_new_ones(self):
+        server = CogServer("gate", args=["--runner-shutdown-grace-period", "60"])
+        server.wait_for_status("READY")
+        runners = server.runner_pids()
+        self.start_async(server, "drain-1")
+        server.process.send_signal(signal.SIGTERM)
+
+        def refused():
+            status, _, body = server.request("POST", "/predictions", {"input": {"gate": self.gate}})
+            return (status, body) if status == 503 else None
+        status, body = wait_until(refused, what="new predictions to be refused")
+        self.assertIn("shutting down", body["detail"])
+        status, _, _ = server.request("GET", "/v2/health/ready")
+        self.assertEqual(status, 503)
+        self.assertTrue(server.health()["status"] in ("BUSY", "READY"))
+
+        open(self.gate, "w").close()  # let the running prediction finish
+        self.assertEqual(server.process.wait(60), 0)
+        self.assertEqual(server.stop(), 0)
+        final = self.completed()
+        self.assertEqual((final["id"], final["status"], final["output"]), ("drain-1", "succeeded", "done"))
+        self.assertEqual([pid for pid in runners if alive(pid)], [], "no runner is left")
+        self.assertEqual(server.left_in_tmpdir, [], "no temporary file is left")
+
+    def test_post_shutdown_cancels_what_outlives_the_grace_period(self):
+        server = CogServer("gate", args=["--runner-shutdown-grace-period", "0.5"])
+        server.wait_for_status("READY")
+        runners = server.runner_pids()
+        self.start_async(server, "drain-2")
+        status, _, body = server.request("POST", "/shutdown")
+        self.assertEqual((status, body), (200, {}))
+        self.assertEqual(server.process.wait(60), 0)
+        self.assertEqual(server.stop(), 0)
+        final = self.completed()
+        self.assertEqual((final["id"], final["status"]), ("drain-2", "canceled"))
+        self.assertEqual([pid for pid in runners if alive(pid)], [])
+        self.assertEqual(server.left_in_tmpdir, [])
+
+    def test_a_download_in_flight_is_canceled_and_its_file_removed(self):
+        self.receiver.files["/big.bin"] = b"z" * 200000
+        release = self.receiver.stalls["/big.bin"] = threading.Event()
+        server = CogServer("path_input", args=["--runner-shutdown-grace-period", "0.5"])
+        try:
+            server.wait_for_status("READY")
+            status, _, body = server.request(
+                "POST", "/predictions",
+                {"id": "dl", "input": {"image": self.receiver.url + "/big.bin"}, "webhook": self.receiver.url + "/hook"},
+                headers={"Prefer": "respond-async"})
+            self.assertEqual(status, 202, body)
+            self.receiver.wait_for(lambda: self.receiver.received("/big.bin"), what="the download to start")
+            self.assertTrue(any(e.startswith("cog-server-") and e.count("/") >= 2 for e in server.temp_entries()),
+                            "half a file is on disk: %s" % server.temp_entries())
+            self.assertEqual(server.stop(signal.SIGTERM), 0)
+        finally:
+            release.set()
+        self.assertEqual(self.completed()["status"], "canceled")
+        self.assertEqual(server.left_in_tmpdir, [])
+
+    def test_await_explicit_shutdown_ignores_sigterm(self):
+        server = CogServer("gate", args=["--await-explicit-shutdown"])
+        server.wait_for_status("READY")
+        server.process.send_signal(signal.SIGTERM)
+        wait_until(lambda: "ignoring SIGTERM" in server.logs(), what="the server to see SIGTERM")
+        open(self.gate, "w").close()
+        status, _, body = server.request("POST", "/predictions", {"input": {"gate": self.gate}})
+        self.assertEqual((status, body["status"]), (200, "succeeded"), "still serving")
+        self.assertIsNone(server.process.poll())
+        status, _, _ = server.request("POST", "/shutdown")
+        self.assertEqual(status, 200)
+        self.assertEqual(server.process.wait(60), 0)
+        server.close()
+
+
+class DisconnectTest(unittest.TestCase):
+    def test_a_sync_client_that_disconnects_cancels_its_prediction(self):
+        receiver = Receiver()
+        gates = tempfile.mkdtemp(prefix="cog-gates-")
+        server = CogServer("gate")
+        try:
+            server.wait_for_status("READY")
+            connection = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=60)
+            connection.request("POST", "/predictions", body=json.dumps(
+                {"id": "gone", "input": {"gate": os.path.join(gates, "never")}, "webhook": receiver.url + "/hook"}),
+                headers={"Content-Type": "application/json"})
+            receiver.wait_for(lambda: receiver.bodies("/hook"), what="the start webhook")
+            connection.close()  # the client goes away without reading the answer
+            receiver.wait_for(lambda: receiver.bodies("/hook")[-1]["status"] == "canceled",
+                              what="the prediction to be canceled")
+            server.wait_for_status("READY")
+            open(os.path.join(gates, "open"), "w").close()
+            status, _, body = server.request("POST", "/predictions",
+                                             {"input": {"gate": os.path.join(gates, "open")}})
+            self.assertEqual((status, body["status"]), (200, "succeeded"))
+        finally:
+            server.stop()
+            receiver.close()
+            shutil.rmtree(gates, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    unittest.main()
