@@ -8,7 +8,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <vector>
 #include <filesystem>
 #include <memory>
@@ -56,6 +58,14 @@ ABSL_FLAG(double, runner_shutdown_grace_period, 10.0,
           "Seconds running predictions get to finish when the server shuts down");
 ABSL_FLAG(int64_t, max_body_bytes, 100 << 20,
           "Largest request body the HTTP API accepts; larger ones get 413");
+ABSL_FLAG(double, healthcheck_interval, 10.0,
+          "Seconds between calls of the predictor's healthcheck(), when it has one and the "
+          "server is idle (0: never)");
+ABSL_FLAG(double, healthcheck_timeout, 5.0,
+          "Seconds healthcheck() may take before /health-check says UNHEALTHY");
+ABSL_FLAG(std::string, ready_file, "/var/run/cog/ready",
+          "Under Kubernetes ($KUBERNETES_SERVICE_HOST set), created once setup succeeds and "
+          "removed when shutting down");
 ABSL_FLAG(std::string, port_file, "",
           "Write the bound HTTP and gRPC ports here as JSON once serving (for tests and tools)");
 
@@ -97,6 +107,23 @@ int ResolvePort() {
   return 5000;
 }
 
+// Kubernetes readiness through a file, as Cog does: there once setup has
+// succeeded, gone when the server shuts down.
+void MarkReady(const std::string& path, const HealthReport& report) {
+  std::error_code error;
+  if (report.shutting_down) {
+    std::filesystem::remove(path, error);
+    return;
+  }
+  if (report.setup.status != "succeeded" || std::filesystem::exists(path, error)) return;
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), error);
+  if (FILE* f = std::fopen(path.c_str(), "w"); f != nullptr) {
+    std::fclose(f);
+  } else {
+    spdlog::warn("cannot create the readiness file {}: {}", path, std::strerror(errno));
+  }
+}
+
 int Run() {
   SetUpLogging();
   // Signals are taken by one thread with sigwait; block them everywhere else
@@ -125,7 +152,13 @@ int Run() {
   PredictionService::Options core_options;
   core_options.max_concurrency = config->max_concurrency;
   core_options.server_version = kServerVersion;
-  core_options.on_health_change = [&grpc_server](const HealthReport& report) {
+  std::string ready_file;
+  if (const char* kubernetes = std::getenv("KUBERNETES_SERVICE_HOST");
+      kubernetes != nullptr && *kubernetes != '\0') {
+    ready_file = absl::GetFlag(FLAGS_ready_file);
+  }
+  core_options.on_health_change = [&grpc_server, ready_file](const HealthReport& report) {
+    if (!ready_file.empty()) MarkReady(ready_file, report);
     if (grpc_server == nullptr) return;
     grpc::HealthCheckServiceInterface* health = grpc_server->GetHealthCheckService();
     if (health == nullptr) return;
@@ -159,6 +192,10 @@ int Run() {
     return 2;
   }
   core_options.files.upload_url = upload_url;
+  core_options.healthcheck_interval =
+      absl::Seconds(std::max(0.0, absl::GetFlag(FLAGS_healthcheck_interval)));
+  core_options.healthcheck_timeout =
+      absl::Seconds(std::max(0.1, absl::GetFlag(FLAGS_healthcheck_timeout)));
   core_options.files.transfer.user_agent = absl::StrCat("cog-server/", kServerVersion);
   core_options.files.transfer.stall_timeout =
       absl::Seconds(std::max(1.0, absl::GetFlag(FLAGS_file_stall_timeout)));

@@ -51,9 +51,77 @@ PredictionService::PredictionService(Options options)
       id_random_(std::random_device{}()),
       file_work_(options_.file_threads) {
   versions_["server"] = options_.server_version;
+  if (options_.healthcheck_interval > absl::ZeroDuration()) {
+    healthcheck_thread_ = std::thread([this] { PollHealthchecks(); });
+  }
 }
 
-PredictionService::~PredictionService() = default;
+PredictionService::~PredictionService() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (healthcheck_thread_.joinable()) healthcheck_thread_.join();
+}
+
+void PredictionService::PollHealthchecks() {
+  while (true) {
+    RunnerChannel* channel = nullptr;
+    runner::ServerMessage message;
+    bool changed = false;
+    {
+      absl::MutexLock lock(&mu_);
+      auto stop = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_; };
+      if (mu_.AwaitWithTimeout(absl::Condition(&stop), options_.healthcheck_interval)) return;
+      const bool serving = state_ == HealthStatus::kReady || state_ == HealthStatus::kUnhealthy;
+      // A sync runner answers once its prediction is done: only an idle
+      // runner is asked, and only an idle one can be late.
+      if (!has_healthcheck_ || channel_ == nullptr || !serving || shutting_down_ ||
+          !active_.empty()) {
+        continue;
+      }
+      if (healthcheck_sent_at_.has_value()) {
+        if (absl::Now() - *healthcheck_sent_at_ > options_.healthcheck_timeout &&
+            state_ != HealthStatus::kUnhealthy) {
+          state_ = HealthStatus::kUnhealthy;
+          user_healthcheck_error_ =
+              absl::StrCat("healthcheck() did not answer within ",
+                           absl::FormatDuration(options_.healthcheck_timeout));
+          changed = true;
+        }
+      } else {
+        healthcheck_sent_at_ = absl::Now();
+        message.mutable_healthcheck()->set_sequence(++healthcheck_sequence_);
+        channel = channel_;
+      }
+    }
+    if (changed) NotifyHealth();
+    if (channel != nullptr) {
+      if (absl::Status sent = channel->Send(message); !sent.ok()) {
+        spdlog::warn("sending a healthcheck to the runner: {}", std::string(sent.message()));
+      }
+    }
+  }
+}
+
+void PredictionService::HandleHealthcheckResult(const runner::HealthcheckResult& result) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (result.sequence() != healthcheck_sequence_) return;  // a late answer to an old question
+    healthcheck_sent_at_.reset();
+    if (state_ != HealthStatus::kReady && state_ != HealthStatus::kUnhealthy) return;
+    if (result.healthy()) {
+      if (state_ == HealthStatus::kUnhealthy) spdlog::info("healthcheck() passes again");
+      state_ = HealthStatus::kReady;
+      user_healthcheck_error_.clear();
+    } else {
+      if (state_ != HealthStatus::kUnhealthy) spdlog::warn("healthcheck() failed: {}", result.error());
+      state_ = HealthStatus::kUnhealthy;
+      user_healthcheck_error_ = result.error().empty() ? "healthcheck() failed" : result.error();
+    }
+  }
+  NotifyHealth();
+}
 
 std::string PredictionService::NewId() {
   // 26 characters of [a-z0-9]: URL-safe, about 134 bits.
@@ -324,6 +392,7 @@ HealthReport PredictionService::Health() const {
   }
   report.version = versions_;
   report.shutting_down = shutting_down_;
+  report.user_healthcheck_error = user_healthcheck_error_;
   return report;
 }
 
@@ -419,6 +488,8 @@ void PredictionService::Dispatch(const runner::RunnerMessage& message) {
       HandleDone(message.done());
       break;
     case runner::RunnerMessage::kHealthcheckResult:
+      HandleHealthcheckResult(message.healthcheck_result());
+      break;
     case runner::RunnerMessage::MESSAGE_NOT_SET:
       break;
   }
@@ -473,6 +544,7 @@ RunnerChannel* PredictionService::AcceptSchema(const runner::Hello& hello) {
     predict_schema_ = std::move(*predict);
   }
   has_train_ = hello.has_train();
+  has_healthcheck_ = hello.has_healthcheck();
   if (has_train_) {
     absl::StatusOr<InputSchema> train = InputSchema::FromOpenApi(document, "TrainingInput");
     if (train.ok()) train_schema_ = std::move(*train);

@@ -18,6 +18,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -84,6 +85,11 @@ class PredictionService {
     PredictionFiles::Options files;
     // Threads for file transfers (downloads, uploads, data: URIs).
     int file_threads = 4;
+    // How often a predictor's own healthcheck() is asked while the server is
+    // idle (zero: never), and how long it may take before the model counts
+    // as UNHEALTHY.
+    absl::Duration healthcheck_interval = absl::Seconds(10);
+    absl::Duration healthcheck_timeout = absl::Seconds(5);
   };
 
   explicit PredictionService(Options options);
@@ -160,6 +166,9 @@ class PredictionService {
   void HandleOutput(const v1::runner::Output& output);
   void HandleMetric(const v1::runner::Metric& metric);
   void HandleDone(const v1::runner::Done& done);
+  void HandleHealthcheckResult(const v1::runner::HealthcheckResult& result);
+  // Asks the runner's healthcheck() now and then (a thread of its own).
+  void PollHealthchecks();
   void FailSetup(const std::string& logs) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status NotReadyError() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string NewId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -191,6 +200,12 @@ class PredictionService {
   std::map<std::string, std::string> versions_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::unique_ptr<Active>> active_ ABSL_GUARDED_BY(mu_);
   std::mt19937_64 id_random_ ABSL_GUARDED_BY(mu_);
+  bool has_healthcheck_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t healthcheck_sequence_ ABSL_GUARDED_BY(mu_) = 0;
+  std::optional<absl::Time> healthcheck_sent_at_ ABSL_GUARDED_BY(mu_);  // unanswered since
+  std::string user_healthcheck_error_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread healthcheck_thread_;
 
   absl::Mutex notify_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   std::optional<std::pair<HealthStatus, bool>> notified_ ABSL_GUARDED_BY(notify_mu_);

@@ -1,0 +1,82 @@
+"""Health through the real binary: a predictor's own healthcheck() drives
+UNHEALTHY (failing, raising, or too slow) and back to READY; under Kubernetes
+the readiness file appears once setup succeeds and goes at shutdown."""
+
+import os
+import shutil
+import tempfile
+import unittest
+
+from server_harness import CogServer, wait_until
+
+
+class UserHealthcheckTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = CogServer("healthcheck", args=["--healthcheck-interval", "0.05",
+                                                   "--healthcheck-timeout", "0.5"])
+        cls.server.wait_for_status("READY")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+
+    def setUp(self):
+        self.status_is("READY")
+
+    def model_file(self, name):
+        return os.path.join(self.server.workdir, name)
+
+    def status_is(self, status):
+        return wait_until(lambda: self.server.health() if self.server.health()["status"] == status else None,
+                          what="health %s" % status)
+
+    def test_a_failing_healthcheck_makes_the_model_unhealthy_until_it_passes(self):
+        with open(self.model_file("sick.tmp"), "w") as f:
+            f.write("GPU fell off the bus")
+        os.rename(self.model_file("sick.tmp"), self.model_file("sick"))  # whole, at once
+        try:
+            health = self.status_is("UNHEALTHY")
+            self.assertIn("GPU fell off the bus", health["user_healthcheck_error"])
+            self.assertEqual(self.server.request("GET", "/v2/health/ready")[0], 503)
+            self.assertEqual(self.server.request("GET", "/v2/health/live")[0], 200)
+        finally:
+            os.remove(self.model_file("sick"))
+        health = self.status_is("READY")
+        self.assertNotIn("user_healthcheck_error", health)
+        self.assertEqual(self.server.request("GET", "/v2/health/ready")[0], 200)
+
+    def test_a_healthcheck_that_does_not_answer_is_unhealthy(self):
+        open(self.model_file("hang"), "w").close()
+        try:
+            health = self.status_is("UNHEALTHY")
+            self.assertIn("did not answer within", health["user_healthcheck_error"])
+        finally:
+            os.remove(self.model_file("hang"))
+        self.status_is("READY")
+        status, _, body = self.server.request("POST", "/predictions", {"input": {"s": "fine"}})
+        self.assertEqual((status, body["output"]), (200, "fine"))
+
+
+class KubernetesReadyFileTest(unittest.TestCase):
+    def test_the_ready_file_follows_setup_and_shutdown(self):
+        directory = tempfile.mkdtemp(prefix="cog-k8s-")
+        ready = os.path.join(directory, "cog", "ready")
+        release = os.path.join(directory, "release")
+        server = CogServer("slow_setup", args=["--ready-file", ready],
+                           env={"KUBERNETES_SERVICE_HOST": "10.0.0.1", "COG_TEST_RELEASE": release})
+        try:
+            server.wait_for_status("STARTING")
+            self.assertFalse(os.path.exists(ready), "not before setup succeeded")
+            open(release, "w").close()
+            server.wait_for_status("READY")
+            wait_until(lambda: os.path.exists(ready), what="the ready file")
+            self.assertEqual(server.stop(), 0)
+            self.assertFalse(os.path.exists(ready), "removed at shutdown")
+        finally:
+            server.close()
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    unittest.main()
