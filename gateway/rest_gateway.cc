@@ -185,13 +185,17 @@ absl::StatusOr<PredictionRequest> ToRequest(const Json& body, PredictionKind kin
   return request;
 }
 
-// Waits for a sync prediction's end on the gateway thread; the response body
-// is rendered once, straight from the core's final state.
 // The socket of the connection a request came on, found by its addresses.
 // cpp-httplib 0.11 gives a handler no way to its socket, nor any signal when
 // the client goes away; a waiting sync request looks for it only once it has
 // waited a while, so that quick predictions pay nothing. -1 if not found.
-int FindClientSocket(const httplib::Request& request) {
+struct ClientAddress {
+  std::string remote_addr;
+  int remote_port;
+  int local_port;
+};
+
+int FindClientSocket(const ClientAddress& client) {
   DIR* fds = opendir("/proc/self/fd");
   if (fds == nullptr) return -1;
   int found = -1;
@@ -214,8 +218,8 @@ int FindClientSocket(const httplib::Request& request) {
                     sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
       continue;
     }
-    if (request.remote_addr == host && absl::StrCat(request.remote_port) == port &&
-        absl::StrCat(request.local_port) == local_port) {
+    if (client.remote_addr == host && absl::StrCat(client.remote_port) == port &&
+        absl::StrCat(client.local_port) == local_port) {
       found = static_cast<int>(fd);
       break;
     }
@@ -231,6 +235,8 @@ bool ClientHasGone(int fd) {
   return poll(&check, 1, 0) > 0 && (check.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
+// Waits for a sync prediction's end on the gateway thread; the response body
+// is rendered once, straight from the core's final state.
 class SyncObserver final : public PredictionObserver {
  public:
   struct Result {
@@ -245,6 +251,54 @@ class SyncObserver final : public PredictionObserver {
 
  private:
   std::shared_ptr<Result> result_;
+};
+
+// Server-sent events of one prediction: the observer queues them rendered,
+// the response's content provider writes them out on the connection's thread.
+class EventStream {
+ public:
+  void Push(absl::string_view event, const Json& data, bool last = false) {
+    absl::MutexLock lock(&mu_);
+    absl::StrAppend(&pending_, "event: ", event, "\ndata: ", data.dump(), "\n\n");
+    ended_ = ended_ || last;
+  }
+  // Waits up to `timeout` for events; returns what is pending and whether the
+  // stream has ended (nothing will follow).
+  std::pair<std::string, bool> Take(absl::Duration timeout) {
+    absl::MutexLock lock(&mu_);
+    auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return !pending_.empty() || ended_; };
+    mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+    return {std::exchange(pending_, std::string()), ended_};
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::string pending_ ABSL_GUARDED_BY(mu_);
+  bool ended_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+class StreamObserver final : public PredictionObserver {
+ public:
+  explicit StreamObserver(std::shared_ptr<EventStream> stream) : stream_(std::move(stream)) {}
+  void OnStarted(const Prediction& prediction) override {
+    stream_->Push("start", PredictionToJson(prediction));
+  }
+  void OnOutput(const Prediction& prediction, const Json& item) override {
+    const size_t index = prediction.output.is_array() ? prediction.output.size() - 1 : 0;
+    stream_->Push("output", Json{{"index", index}, {"value", item}});
+  }
+  void OnLog(const Prediction&, absl::string_view text) override {
+    stream_->Push("logs", Json{{"text", std::string(text)}});
+  }
+  void OnMetric(const Prediction&, absl::string_view name, const Json& value) override {
+    stream_->Push("metric", Json{{"name", std::string(name)}, {"value", value}});
+  }
+  void OnCompleted(const Prediction& prediction) override {
+    stream_->Push("completed", PredictionToJson(prediction), /*last=*/true);
+  }
+
+ private:
+  std::shared_ptr<EventStream> stream_;
 };
 
 }  // namespace
@@ -385,9 +439,17 @@ void RestGateway::HandlePrediction(const httplib::Request& http_request,
       absl::StrContains(absl::AsciiStrToLower(http_request.get_header_value("Prefer")),
                         "respond-async");
 
+  const bool stream =
+      !respond_async &&
+      absl::StrContains(absl::AsciiStrToLower(http_request.get_header_value("Accept")),
+                        "text/event-stream");
   std::shared_ptr<SyncObserver::Result> result;
+  std::shared_ptr<EventStream> events;
   std::unique_ptr<PredictionObserver> observer;
-  if (!respond_async) {
+  if (stream) {
+    events = std::make_shared<EventStream>();
+    observer = std::make_unique<StreamObserver>(events);
+  } else if (!respond_async) {
     result = std::make_shared<SyncObserver::Result>();
     observer = std::make_unique<SyncObserver>(result);
   }
@@ -402,14 +464,43 @@ void RestGateway::HandlePrediction(const httplib::Request& http_request,
     return ReplyError(response, started.status());
   }
   if (respond_async) return Reply(response, 202, PredictionToJson(*started));
-  // A client that goes away cancels its sync prediction: nobody would read
-  // the answer, and the slot is better used by the next request.
+  // A client that goes away cancels its prediction: nobody would read the
+  // answer, and the slot is better used by the next request.
   constexpr absl::Duration kCheckEvery = absl::Milliseconds(100);
+  const ClientAddress address{http_request.remote_addr, http_request.remote_port,
+                              http_request.local_port};
+  if (stream) {
+    response.set_header("Cache-Control", "no-cache");
+    response.set_chunked_content_provider(
+        "text/event-stream",
+        [this, events, address, id = started->id, client = std::optional<int>(),
+         canceled = false](size_t, httplib::DataSink& sink) mutable {
+          auto [text, ended] = events->Take(kCheckEvery);
+          if (!text.empty() && !sink.write(text.data(), text.size())) {
+            if (!ended && !canceled) core_->Cancel(id).IgnoreError();
+            return false;  // the connection is gone; events still queued are dropped with it
+          }
+          if (ended) {
+            sink.done();
+            return true;
+          }
+          if (text.empty() && !canceled) {
+            if (!client.has_value()) client = FindClientSocket(address);
+            if (*client >= 0 && ClientHasGone(*client)) {
+              spdlog::info("the client of streamed prediction {} disconnected; canceling it", id);
+              core_->Cancel(id).IgnoreError();
+              canceled = true;
+            }
+          }
+          return true;
+        });
+    return;
+  }
   std::optional<int> client;  // looked for once
   bool canceled = false;
   while (!result->done.WaitForNotificationWithTimeout(kCheckEvery)) {
     if (canceled) continue;
-    if (!client.has_value()) client = FindClientSocket(http_request);
+    if (!client.has_value()) client = FindClientSocket(address);
     if (*client >= 0 && ClientHasGone(*client)) {
       spdlog::info("the client of prediction {} disconnected; canceling it", started->id);
       core_->Cancel(started->id).IgnoreError();

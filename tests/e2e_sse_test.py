@@ -1,0 +1,108 @@
+"""Server-sent events through the real binary: `Accept: text/event-stream` on
+POST /predictions streams start, output, logs, metric and completed events,
+ends after completed, and a client that goes away cancels the prediction."""
+
+import http.client
+import json
+import os
+import shutil
+import tempfile
+import unittest
+
+from http_receiver import Receiver
+from server_harness import CogServer
+
+
+def open_stream(server, body):
+    connection = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=60)
+    connection.request("POST", "/predictions", body=json.dumps(body),
+                       headers={"Content-Type": "application/json", "Accept": "text/event-stream"})
+    return connection, connection.getresponse()
+
+
+def read_events(response, stop_after=None):
+    """[(event, data)] until the stream ends (or `stop_after` events)."""
+    events, name, data = [], None, []
+    while stop_after is None or len(events) < stop_after:
+        line = response.readline()
+        if not line:
+            break
+        line = line.decode().rstrip("\n")
+        if line.startswith("event: "):
+            name = line[len("event: "):]
+        elif line.startswith("data: "):
+            data.append(line[len("data: "):])
+        elif line == "" and name is not None:
+            events.append((name, json.loads("\n".join(data))))
+            name, data = None, []
+    return events
+
+
+class StreamTest(unittest.TestCase):
+    def serve(self, predictor):
+        server = CogServer(predictor)
+        self.addCleanup(server.stop)
+        server.wait_for_status("READY")
+        return server
+
+    def test_an_iterator_streams_item_by_item_with_its_logs(self):
+        server = self.serve("logs_gen")
+        connection, response = open_stream(server, {"id": "s-1", "input": {"n": 3}})
+        self.assertEqual(response.status, 200)
+        self.assertEqual(response.getheader("Content-Type"), "text/event-stream")
+        events = read_events(response)
+        connection.close()
+        names = [name for name, _ in events]
+        self.assertEqual(names[0], "start")
+        self.assertEqual(events[0][1]["status"], "processing")
+        self.assertEqual(events[0][1]["id"], "s-1")
+        self.assertEqual(names[-1], "completed", "the stream ends with completed")
+        self.assertEqual(events[-1][1]["status"], "succeeded")
+        self.assertEqual(events[-1][1]["output"], ["chunk0", "chunk1", "chunk2"])
+        outputs = [data for name, data in events if name == "output"]
+        self.assertEqual(outputs, [{"index": i, "value": "chunk%d" % i} for i in range(3)])
+        logs = "".join(data["text"] for name, data in events if name == "logs")
+        for i in range(3):
+            self.assertIn("log line %d\n" % i, logs)
+            self.assertIn("stderr line %d\n" % i, logs)
+        # Each item arrives after its own log line, before the next one's.
+        order = [(name, data.get("value") or data.get("text")) for name, data in events if name in ("output", "logs")]
+        self.assertLess(order.index(("logs", "log line 1\n")), order.index(("output", "chunk1")))
+
+    def test_metrics_and_a_plain_return_value(self):
+        server = self.serve("forms_metrics")
+        connection, response = open_stream(server, {"input": {"n": 2}, "context": {"user": "ada"}})
+        events = read_events(response)
+        connection.close()
+        metrics = [data for name, data in events if name == "metric"]
+        self.assertEqual(metrics[:2], [{"name": "tokens", "value": 1}, {"name": "steps", "value": "s"}])
+        self.assertIn({"name": "temperature", "value": 0.5}, metrics)
+        self.assertEqual(events[-1][0], "completed")
+        self.assertEqual(events[-1][1]["output"], "ada")
+        self.assertEqual(events[-1][1]["metrics"]["tokens"], 2)
+
+    def test_errors_before_the_start_are_plain_json(self):
+        server = self.serve("echo")
+        connection, response = open_stream(server, {"input": {}})
+        self.assertEqual(response.status, 422)
+        self.assertEqual(response.getheader("Content-Type"), "application/json")
+        self.assertEqual(json.loads(response.read())["detail"][0]["type"], "missing")
+        connection.close()
+
+    def test_a_client_that_goes_away_cancels_the_prediction(self):
+        receiver = Receiver()
+        self.addCleanup(receiver.close)
+        gates = tempfile.mkdtemp(prefix="cog-gates-")
+        self.addCleanup(shutil.rmtree, gates, True)
+        server = self.serve("gate")
+        connection, response = open_stream(server, {"input": {"gate": os.path.join(gates, "never")},
+                                                    "webhook": receiver.url + "/hook"})
+        self.assertEqual(read_events(response, stop_after=1)[0][0], "start")
+        connection.close()
+        receiver.wait_for(lambda: receiver.bodies("/hook") and receiver.bodies("/hook")[-1]["status"] == "canceled",
+                          what="the prediction to be canceled")
+        server.wait_for_status("READY")
+
+
+if __name__ == "__main__":
+    unittest.main()
