@@ -21,6 +21,7 @@
 #include "httplib.h"
 #include "server/input_schema.h"
 #include "server/json.h"
+#include "server/version.h"
 #include "spdlog/spdlog.h"
 
 namespace cog {
@@ -98,7 +99,12 @@ absl::StatusOr<Json> ParseBody(const httplib::Request& request) {
     error["loc"] = Json::array({"body", e.byte > 0 ? e.byte - 1 : 0});
     error["msg"] = "JSON decode error";
     error["input"] = Json::object();
-    error["ctx"] = Json{{"error", e.what()}};
+    // nlohmann's text without its "[json.exception.parse_error.101] " tag.
+    absl::string_view what = e.what();
+    if (absl::StartsWith(what, "[") && what.find("] ") != absl::string_view::npos) {
+      what.remove_prefix(what.find("] ") + 2);
+    }
+    error["ctx"] = Json{{"error", std::string(what)}};
     return InvalidInputError(Json::array({error}));
   }
   if (!body.is_object()) {
@@ -333,12 +339,8 @@ void RestGateway::RegisterRoutes() {
   };
 
   route("/", {{"GET", [this](const httplib::Request&, httplib::Response& response) {
-             const HealthReport health = core_->Health();
-             auto it = health.version.find("cog");
              Json index = Json::object();
-             index["cog_version"] = it != health.version.end() && !it->second.empty()
-                                        ? it->second
-                                        : health.version.at("server");
+             index["cog_version"] = kCogApiVersion;
              index["docs_url"] = "/docs";
              index["openapi_url"] = "/openapi.json";
              index["shutdown_url"] = "/shutdown";

@@ -1,5 +1,6 @@
 #include "server/input_schema.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/ascii.h"
@@ -184,10 +185,19 @@ void InputSchema::CollectUris(const UriNode& node, const Json& value, const std:
         absl::StartsWith(text, "data:")) {
       out.push_back(pointer);
     } else {
-      AddError(errors, "url_scheme", loc,
-               "URL scheme should be 'http', 'https' or 'data' (a Path input is fetched by the "
-               "server)",
-               value);
+      // Legacy Cog's words; the scheme as Python's urlparse reads it.
+      std::string scheme;
+      const size_t colon = text.find(':');
+      if (colon != std::string::npos && colon > 0 && absl::ascii_isalpha(text[0]) &&
+          std::all_of(text.begin(), text.begin() + colon, [](char c) {
+            return absl::ascii_isalnum(c) || c == '+' || c == '-' || c == '.';
+          })) {
+        scheme = absl::AsciiStrToLower(text.substr(0, colon));
+      }
+      AddError(errors, "value_error", loc,
+               absl::StrCat("Value error, '", scheme,
+                            "' is not a valid URL scheme. 'data', 'http', or 'https' is supported."),
+               value, Json{{"error", Json::object()}});
     }
     return;
   }

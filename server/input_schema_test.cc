@@ -149,7 +149,8 @@ TEST(InputSchemaTest, PathValuesAreLocatedAndMustBeFetchable) {
   ASSERT_FALSE(local.ok());
   const Json detail = *ValidationDetail(local.status());
   ASSERT_EQ(detail.size(), 2u) << detail;
-  EXPECT_EQ(detail[0]["type"], "url_scheme");
+  EXPECT_EQ(detail[0]["type"], "value_error");
+  EXPECT_EQ(detail[1]["msg"], "Value error, 'ftp' is not a valid URL scheme. 'data', 'http', or 'https' is supported.");
   EXPECT_EQ(detail[0]["loc"], Json::parse(R"(["body","input","image"])"));
   EXPECT_EQ(detail[1]["loc"], Json::parse(R"(["body","input","pair","a"])"));
 }

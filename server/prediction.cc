@@ -48,7 +48,11 @@ std::optional<WebhookEvent> ParseWebhookEvent(absl::string_view name) {
 }
 
 std::string FormatTimestamp(absl::Time time) {
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%E6S+00:00", time, absl::UTCTimeZone());
+  // As Python's isoformat(), which legacy Cog uses: no fraction when it is zero.
+  const absl::CivilSecond second = absl::ToCivilSecond(time, absl::UTCTimeZone());
+  const bool whole = absl::FromCivil(second, absl::UTCTimeZone()) == time;
+  return absl::FormatTime(whole ? "%Y-%m-%dT%H:%M:%S+00:00" : "%Y-%m-%dT%H:%M:%E6S+00:00", time,
+                          absl::UTCTimeZone());
 }
 
 namespace {

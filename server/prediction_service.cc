@@ -700,11 +700,16 @@ void PredictionService::HandleDone(const runner::Done& done) {
     prediction.output = nullptr;
   }
   prediction.completed_at = absl::Now();
-  if (!prediction.metrics.is_object()) prediction.metrics = Json::object();
-  Json metrics = Json::object();
-  metrics["predict_time"] = Seconds(*prediction.completed_at - *prediction.started_at);
-  for (auto& [name, value] : prediction.metrics.items()) metrics[name] = value;
-  prediction.metrics = std::move(metrics);
+  if (prediction.status == PredictionStatus::kSucceeded) {
+    Json metrics = Json::object();
+    metrics["predict_time"] = Seconds(*prediction.completed_at - *prediction.started_at);
+    if (prediction.metrics.is_object()) {
+      for (auto& [name, value] : prediction.metrics.items()) metrics[name] = value;
+    }
+    prediction.metrics = std::move(metrics);
+  } else {
+    prediction.metrics = nullptr;  // as legacy Cog: metrics only for a success
+  }
   Finish(std::move(active));
 }
 

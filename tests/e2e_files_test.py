@@ -99,7 +99,8 @@ class InputDownloadTest(unittest.TestCase):
     def test_a_path_that_is_no_url_is_refused_before_anything_runs(self):
         status, _, body = self.server.request("POST", "/predictions", {"input": {"image": "/etc/passwd"}})
         self.assertEqual(status, 422)
-        self.assertEqual(body["detail"][0]["type"], "url_scheme")
+        self.assertEqual(body["detail"][0]["type"], "value_error")
+        self.assertIn("'' is not a valid URL scheme", body["detail"][0]["msg"])
         self.assertEqual(body["detail"][0]["loc"], ["body", "input", "image"])
         self.assertEqual(body["detail"][0]["input"], "/etc/passwd")
 

@@ -1,4 +1,5 @@
-# Must produce golden/openapi/legacy-constraints.json exactly.
+# Must produce golden/openapi/legacy-constraints.json exactly; legacy_compat_test
+# also serves it, and its output is the legacy capture's.
 from typing import Any, Iterator, List, Optional
 
 from cog import BaseModel, BasePredictor, ConcatenateIterator, Input, Path, Secret
@@ -18,4 +19,4 @@ class Predictor(BasePredictor):
         image: Optional[Path] = Input(description="Optional input file", default=None),
         api_key: Optional[Secret] = Input(description="A secret", default=None),
     ) -> str:
-        raise NotImplementedError  # only the signature matters here
+        return "|".join(str(v) for v in (prompt, n, temperature, mode, size, tag, seed, flag, image is not None))
