@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -38,6 +39,8 @@ ABSL_FLAG(std::string, expect, "\"output\":\"hello\"", "Text every REST response
 ABSL_FLAG(std::string, name, "null predictor", "What the predictor is, for the report");
 ABSL_FLAG(bool, grpc, true, "Also measure gRPC Predict");
 ABSL_FLAG(bool, floors, true, "Also measure the no-runner floors (health checks)");
+ABSL_FLAG(bool, upload_sink, false,
+          "Start a local HTTP server that takes uploads and pass it as --upload-url");
 
 namespace {
 
@@ -91,13 +94,26 @@ int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   const std::string port_file = absl::StrCat("/tmp/cog-bench-ports-", getpid(), ".json");
   ::unlink(port_file.c_str());
-  absl::StatusOr<std::unique_ptr<cog::RunnerProcess>> server = cog::RunnerProcess::Spawn(
-      {{absl::GetFlag(FLAGS_server), "--working-directory", absl::GetFlag(FLAGS_predictor),
-        "--host", "127.0.0.1", "--port", "0", "--grpc-port", "0", "--port-file", port_file,
-        "--python", absl::GetFlag(FLAGS_python)},
-       {"COG_LOG_LEVEL=warn"},
-       ""},
-      nullptr);
+  std::vector<std::string> command = {
+      absl::GetFlag(FLAGS_server), "--working-directory", absl::GetFlag(FLAGS_predictor),
+      "--host", "127.0.0.1", "--port", "0", "--grpc-port", "0", "--port-file", port_file,
+      "--python", absl::GetFlag(FLAGS_python)};
+  // A real HTTP server on loopback receiving the uploads, as a bucket would.
+  httplib::Server sink;
+  std::thread sink_thread;
+  std::atomic<int64_t> uploaded_bytes{0};
+  if (absl::GetFlag(FLAGS_upload_sink)) {
+    sink.Put(".*", [&uploaded_bytes](const httplib::Request& request, httplib::Response& response) {
+      uploaded_bytes += static_cast<int64_t>(request.body.size());
+      response.status = 200;
+    });
+    const int sink_port = sink.bind_to_any_port("127.0.0.1");
+    sink_thread = std::thread([&sink] { sink.listen_after_bind(); });
+    command.push_back("--upload-url");
+    command.push_back(absl::StrCat("http://127.0.0.1:", sink_port, "/upload/"));
+  }
+  absl::StatusOr<std::unique_ptr<cog::RunnerProcess>> server =
+      cog::RunnerProcess::Spawn({command, {"COG_LOG_LEVEL=warn"}, ""}, nullptr);
   if (!server.ok()) {
     std::fprintf(stderr, "cannot start cog-server: %s\n", std::string(server.status().message()).c_str());
     return 1;
@@ -180,6 +196,11 @@ int main(int argc, char** argv) {
   }
   std::printf("\nRSS: cog-server %.1f MiB, runner %.1f MiB, total %.1f MiB\n", server_rss / 1024.0,
               runner_rss / 1024.0, (server_rss + runner_rss) / 1024.0);
+  if (sink_thread.joinable()) {
+    std::printf("uploads received: %.1f MiB\n", uploaded_bytes.load() / (1024.0 * 1024.0));
+    sink.stop();
+    sink_thread.join();
+  }
 
   http.Post("/shutdown", "", "application/json");
   (*server)->WaitForExit(absl::Seconds(10));

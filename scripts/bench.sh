@@ -15,3 +15,8 @@ $bench --server $server --predictor tests/predictors/file_output --name "10 MiB 
     --body '{"input":{"text":"x","size":10485760}}' --expect '"output":["data:' \
     --requests 40 --warmup 3 --floors=false "$@"
 echo "legacy Cog (Python), same 10 MiB data-URI case: ~190 ms p50"
+
+$bench --server $server --predictor tests/predictors/file_output --name "10 MiB Path output uploaded" \
+    --body '{"input":{"text":"x","size":10485760}}' --expect '"output":["http://127.0.0.1:' \
+    --upload_sink --requests 40 --warmup 3 --floors=false --grpc=false "$@"
+echo "(no legacy figure for uploads: the legacy capture measured only the data-URI case)"
