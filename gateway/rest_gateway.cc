@@ -395,6 +395,13 @@ void RestGateway::RegisterRoutes() {
              HandleCancel(request.matches[1], response);
            }}});
   }
+  if (options_.metrics != nullptr) {
+    route("/metrics", {{"GET", [this](const httplib::Request&, httplib::Response& response) {
+            response.status = 200;
+            response.set_content(options_.metrics->Render(core_->Health()),
+                                 "text/plain; version=0.0.4; charset=utf-8");
+          }}});
+  }
   route("/shutdown", {{"POST", [this](const httplib::Request&, httplib::Response& response) {
           Reply(response, 200, Json::object());
           if (options_.request_shutdown) options_.request_shutdown();

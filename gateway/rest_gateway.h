@@ -24,6 +24,7 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
+#include "server/metrics.h"
 #include "server/prediction_service.h"
 
 namespace httplib {
@@ -42,6 +43,8 @@ class RestGateway {
     int threads = 16;
     size_t max_body_bytes = 100 << 20;  // larger requests get 413
     std::function<void()> request_shutdown;
+    // GET /metrics renders these; null: no /metrics route.
+    const PredictionMetrics* metrics = nullptr;
   };
 
   RestGateway(PredictionService* core, Options options);

@@ -32,6 +32,7 @@
 #include "server/cog_config.h"
 #include "server/grpc_service.h"
 #include "server/logging.h"
+#include "server/metrics.h"
 #include "server/prediction_service.h"
 #include "server/runner_supervisor.h"
 #include "server/version.h"
@@ -199,6 +200,10 @@ int Run() {
   core_options.files.transfer.user_agent = absl::StrCat("cog-server/", kServerVersion);
   core_options.files.transfer.stall_timeout =
       absl::Seconds(std::max(1.0, absl::GetFlag(FLAGS_file_stall_timeout)));
+  PredictionMetrics metrics;
+  core_options.on_completed = [&metrics](const Prediction& prediction) {
+    metrics.Observe(prediction);
+  };
   PredictionService core(core_options);
 
   RunnerSupervisor::Options runner_options;
@@ -252,6 +257,7 @@ int Run() {
   rest_options.port = ResolvePort();
   rest_options.threads = std::max(16, 2 * config->max_concurrency + 8);
   rest_options.request_shutdown = request_shutdown;
+  rest_options.metrics = &metrics;
   rest_options.max_body_bytes = static_cast<size_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_max_body_bytes)));
   RestGateway gateway(&core, rest_options);
   absl::StatusOr<int> http_port = gateway.Start();

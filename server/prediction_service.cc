@@ -320,6 +320,7 @@ void PredictionService::Finish(std::unique_ptr<Active> active) {
   // The slot goes back before the caller hears of the end, so that a client
   // that sends its next request at once finds it free.
   active->slot.reset();
+  if (options_.on_completed) options_.on_completed(active->prediction);
   for (const auto& observer : active->observers) observer->OnCompleted(active->prediction);
   active.reset();
   NotifyHealth();

@@ -81,6 +81,9 @@ class PredictionService {
     // Makes the observer that sends a request's webhooks (requests with a
     // `webhook` only). Null: webhooks are not sent.
     std::function<std::unique_ptr<PredictionObserver>(const PredictionRequest&)> make_webhook_observer;
+    // Called (without the lock) with every prediction that ends, before its
+    // observers hear of it. For counters; must not block.
+    std::function<void(const Prediction&)> on_completed;
     // Where Path inputs are fetched to and Path outputs go.
     PredictionFiles::Options files;
     // Threads for file transfers (downloads, uploads, data: URIs).

@@ -151,6 +151,19 @@ class RestApiTest(unittest.TestCase):
         self.assertEqual(self.server.request("GET", "/v2/health/live")[:3:2], (200, {"live": True, "status": "READY"}))
         self.assertEqual(self.server.request("GET", "/v2/health/ready")[:3:2], (200, {"ready": True, "status": "READY"}))
 
+    def test_metrics_count_predictions_in_prometheus_text(self):
+        def count(text, status):
+            line = 'cog_predictions_total{kind="predict",status="%s"} ' % status
+            return int(next(l for l in text.splitlines() if l.startswith(line))[len(line):])
+        status, headers, before = self.server.request("GET", "/metrics")
+        self.assertEqual(status, 200)
+        self.assertTrue(headers["content-type"].startswith("text/plain; version=0.0.4"))
+        self.assertEqual(self.server.request("POST", "/predictions", {"input": {"s": "m"}})[0], 200)
+        _, _, after = self.server.request("GET", "/metrics")
+        self.assertEqual(count(after, "succeeded"), count(before, "succeeded") + 1)
+        self.assertIn('cog_health_status{status="READY"} 1', after)
+        self.assertIn("# TYPE cog_prediction_duration_seconds histogram", after)
+
     def test_health_reports_concurrency_and_versions(self):
         health = self.server.health()
         self.assertEqual(health["status"], "READY")
