@@ -479,11 +479,14 @@ void RestGateway::HandlePrediction(const httplib::Request& http_request,
   const ClientAddress address{http_request.remote_addr, http_request.remote_port,
                               http_request.local_port};
   if (stream) {
+    // Found now, while the connection is whole: once a write has met the
+    // client's close, the socket is reset and has no peer address any more.
+    const int client = FindClientSocket(address);
     response.set_header("Cache-Control", "no-cache");
     response.set_chunked_content_provider(
         "text/event-stream",
-        [this, events, address, id = started->id, client = std::optional<int>(),
-         canceled = false](size_t, httplib::DataSink& sink) mutable {
+        [this, events, client, id = started->id, canceled = false](
+            size_t, httplib::DataSink& sink) mutable {
           auto [text, ended] = events->Take(kCheckEvery);
           if (!text.empty() && !sink.write(text.data(), text.size())) {
             if (!ended && !canceled) core_->Cancel(id).IgnoreError();
@@ -493,13 +496,10 @@ void RestGateway::HandlePrediction(const httplib::Request& http_request,
             sink.done();
             return true;
           }
-          if (text.empty() && !canceled) {
-            if (!client.has_value()) client = FindClientSocket(address);
-            if (*client >= 0 && ClientHasGone(*client)) {
-              spdlog::info("the client of streamed prediction {} disconnected; canceling it", id);
-              core_->Cancel(id).IgnoreError();
-              canceled = true;
-            }
+          if (!canceled && client >= 0 && ClientHasGone(client)) {
+            spdlog::info("the client of streamed prediction {} disconnected; canceling it", id);
+            core_->Cancel(id).IgnoreError();
+            canceled = true;
           }
           return true;
         });
