@@ -152,6 +152,7 @@ int Run() {
   std::unique_ptr<grpc::Server> grpc_server;
   PredictionService::Options core_options;
   core_options.max_concurrency = config->max_concurrency;
+  core_options.file_threads = std::max(4, config->max_concurrency);  // a stalled download holds one
   core_options.server_version = kServerVersion;
   std::string ready_file;
   if (const char* kubernetes = std::getenv("KUBERNETES_SERVICE_HOST");
