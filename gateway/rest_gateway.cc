@@ -191,16 +191,18 @@ absl::StatusOr<PredictionRequest> ToRequest(const Json& body, PredictionKind kin
   return request;
 }
 
-// The socket of the connection a request came on, found by its addresses.
-// cpp-httplib 0.11 gives a handler no way to its socket, nor any signal when
-// the client goes away; a waiting sync request looks for it only once it has
-// waited a while, so that quick predictions pay nothing. -1 if not found.
+// Where a request came from, as cpp-httplib reports it.
 struct ClientAddress {
   std::string remote_addr;
   int remote_port;
   int local_port;
 };
 
+// The socket of the connection a request came on, found by its addresses.
+// cpp-httplib 0.11 gives a handler no way to its socket, nor any signal when
+// the client goes away. A sync request looks for it only once it has waited a
+// while, so that quick predictions pay nothing; a stream, before it writes.
+// -1 if not found.
 int FindClientSocket(const ClientAddress& client) {
   DIR* fds = opendir("/proc/self/fd");
   if (fds == nullptr) return -1;
