@@ -49,8 +49,7 @@ std::optional<WebhookEvent> ParseWebhookEvent(absl::string_view name) {
 
 std::string FormatTimestamp(absl::Time time) {
   // As Python's isoformat(), which legacy Cog uses: no fraction when it is zero.
-  const absl::CivilSecond second = absl::ToCivilSecond(time, absl::UTCTimeZone());
-  const bool whole = absl::FromCivil(second, absl::UTCTimeZone()) == time;
+  const bool whole = absl::ToUnixMicros(time) % 1000000 == 0;
   return absl::FormatTime(whole ? "%Y-%m-%dT%H:%M:%S+00:00" : "%Y-%m-%dT%H:%M:%E6S+00:00", time,
                           absl::UTCTimeZone());
 }

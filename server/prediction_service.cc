@@ -244,46 +244,31 @@ void PredictionService::SendPredict(RunnerChannel* channel, const runner::Server
 
 void PredictionService::FetchInputsThenSend(const std::string& id, runner::ServerMessage message,
                                             Json input, const std::vector<std::string>& pointers) {
-  std::shared_ptr<std::atomic<bool>> cancel_requested;
+  Active* active;  // stays in active_ while this task runs (see Active::serial)
   {
     absl::MutexLock lock(&mu_);
     auto it = active_.find(id);
     if (it == active_.end()) return;
-    cancel_requested = it->second->cancel_requested;
+    active = it->second.get();
   }
-  absl::Status fetched;
   absl::StatusOr<std::string> dir = files_.MakeWorkDir();
-  if (!dir.ok()) {
-    fetched = dir.status();
-  } else {
-    {
-      absl::MutexLock lock(&mu_);
-      auto it = active_.find(id);
-      if (it == active_.end()) {
-        PredictionFiles::RemoveWorkDir(*dir);
-        return;
-      }
-      it->second->workdir = *dir;
-    }
-    fetched = files_.FetchInputs(input, pointers, *dir, cancel_requested.get());
+  absl::Status fetched = dir.status();
+  if (dir.ok()) {
+    active->workdir = *dir;
+    fetched = files_.FetchInputs(input, pointers, *dir, &active->cancel_requested);
   }
   RunnerChannel* channel = nullptr;
-  std::unique_ptr<Active> ended;
+  bool canceled;
   {
     absl::MutexLock lock(&mu_);
-    auto it = active_.find(id);
-    if (it == active_.end()) return;
-    if (cancel_requested->load() || !fetched.ok()) {
-      ended = std::move(it->second);
-      active_.erase(it);
-    } else {
-      it->second->at_runner = true;
+    canceled = active->cancel_requested.load();
+    if (!canceled && fetched.ok()) {
+      active->at_runner = true;  // from now on a cancel goes to the runner
       channel = channel_;
     }
   }
-  if (ended != nullptr) {
-    const bool canceled = cancel_requested->load();
-    CompleteWithoutRunner(std::move(ended),
+  if (canceled || !fetched.ok()) {
+    CompleteWithoutRunner(TakeActive(id),
                           canceled ? PredictionStatus::kCanceled : PredictionStatus::kFailed,
                           canceled ? "" : std::string(fetched.message()));
     return;
@@ -352,7 +337,7 @@ absl::Status PredictionService::Cancel(absl::string_view id) {
       return absl::NotFoundError(absl::StrCat("no running prediction has id '", id, "'"));
     }
     if (!it->second->at_runner) {
-      it->second->cancel_requested->store(true);  // stops its downloads
+      it->second->cancel_requested = true;  // stops its downloads
       return absl::OkStatus();
     }
     channel = channel_;

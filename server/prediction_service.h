@@ -142,10 +142,11 @@ class PredictionService {
     // False while its Path inputs are being fetched: a cancel then stops the
     // download instead of going to the runner.
     bool at_runner = true;
-    std::shared_ptr<std::atomic<bool>> cancel_requested = std::make_shared<std::atomic<bool>>(false);
+    std::atomic<bool> cancel_requested{false};
     // Once it has file work, every later event of this prediction is handled
     // on file_work_ (keyed by its id), so that they stay in order and one
-    // thread at a time touches its observers and `outputs`.
+    // thread at a time touches its observers, `outputs` and `workdir`. Only
+    // those tasks end it, so while one runs the prediction stays in active_.
     bool serial = false;
     std::string workdir;  // its fetched inputs; removed when it ends
     PredictionFiles::OutputTarget outputs;
