@@ -14,15 +14,7 @@ import threading
 import unittest
 
 from http_receiver import Receiver
-from server_harness import CogServer, wait_until
-
-
-def alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().split()[2] != "Z"
-    except OSError:
-        return False
+from server_harness import CogServer, process_alive, wait_until
 
 
 class ShutdownTest(unittest.TestCase):
@@ -61,14 +53,14 @@ class ShutdownTest(unittest.TestCase):
         self.assertIn("shutting down", body["detail"])
         status, _, _ = server.request("GET", "/v2/health/ready")
         self.assertEqual(status, 503)
-        self.assertTrue(server.health()["status"] in ("BUSY", "READY"))
+        self.assertEqual(server.health()["status"], "BUSY", "the running prediction still holds its slot")
 
         open(self.gate, "w").close()  # let the running prediction finish
         self.assertEqual(server.process.wait(60), 0)
         self.assertEqual(server.stop(), 0)
         final = self.completed()
         self.assertEqual((final["id"], final["status"], final["output"]), ("drain-1", "succeeded", "done"))
-        self.assertEqual([pid for pid in runners if alive(pid)], [], "no runner is left")
+        self.assertEqual([pid for pid in runners if process_alive(pid)], [], "no runner is left")
         self.assertEqual(server.left_in_tmpdir, [], "no temporary file is left")
 
     def test_post_shutdown_cancels_what_outlives_the_grace_period(self):
@@ -82,7 +74,7 @@ class ShutdownTest(unittest.TestCase):
         self.assertEqual(server.stop(), 0)
         final = self.completed()
         self.assertEqual((final["id"], final["status"]), ("drain-2", "canceled"))
-        self.assertEqual([pid for pid in runners if alive(pid)], [])
+        self.assertEqual([pid for pid in runners if process_alive(pid)], [])
         self.assertEqual(server.left_in_tmpdir, [])
 
     def test_a_download_in_flight_is_canceled_and_its_file_removed(self):

@@ -4,6 +4,7 @@ predictors, and compares status, headers and bodies field by field. Where
 COMPAT.md decides differently from legacy Cog, the table DEVIATIONS says so
 and the test checks what we answer instead."""
 
+import json
 import os
 import re
 import unittest
@@ -83,7 +84,7 @@ class LegacyReplayTest(unittest.TestCase):
     def tearDownClass(cls):
         cls.receiver.close()
 
-    def assert_prediction_like(self, ours, legacy, request_body, status):
+    def assert_prediction_like(self, ours, legacy, status):
         self.assertEqual(list(ours), list(legacy), "every key, in legacy order")
         for key, value in legacy.items():
             if key in ("started_at", "completed_at"):
@@ -123,7 +124,7 @@ class LegacyReplayTest(unittest.TestCase):
                 self.assertEqual(ours_headers.get("content-type"), legacy_headers.get("content-type"))
                 if "allow" in legacy_headers:
                     self.assertEqual(ours_headers.get("allow"), legacy_headers["allow"])
-                legacy = __import__("json").loads(legacy_text)
+                legacy = json.loads(legacy_text)
                 if title == "GET /":
                     self.assertEqual(list(ours), list(legacy))
                     self.assertEqual(ours, legacy, "cog_version is the Cog release whose API we speak")
@@ -138,14 +139,14 @@ class LegacyReplayTest(unittest.TestCase):
                 elif title == "unknown extra input key":
                     # COMPAT: the dropped key is reported in the prediction's logs.
                     self.assertEqual(ours["logs"], "WARNING: ignoring unknown input 'extra': the model does not take it\n")
-                    self.assert_prediction_like(ours, dict(legacy, logs=ours["logs"]), body, status)
+                    self.assert_prediction_like(ours, dict(legacy, logs=ours["logs"]), status)
                 elif isinstance(legacy, dict) and "status" in legacy and "input" in legacy:
                     if legacy.get("status") == "failed" and status == 200:
                         # Tracebacks name each server's own files; the lines around them agree.
                         self.assertTrue(ours["logs"].startswith("about to fail\nTraceback (most recent call last):\n"))
                         self.assertTrue(ours["logs"].endswith("ValueError: boom: x\n"), ours["logs"])
                         legacy = dict(legacy, logs=ours["logs"])
-                    self.assert_prediction_like(ours, legacy, body, status)
+                    self.assert_prediction_like(ours, legacy, status)
                 elif title == "malformed JSON":
                     entry, legacy_entry = ours["detail"][0], legacy["detail"][0]
                     self.assertEqual({k: entry[k] for k in ("type", "loc", "msg", "input")},

@@ -43,6 +43,15 @@ def wait_until(condition, timeout: float = 30.0, what: str = "condition"):
         time.sleep(0.01)
 
 
+def process_alive(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie counts as gone)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
 class CogServer:
     def __init__(self, predictor: str = "", args: Iterable[str] = (), env: Optional[Dict[str, str]] = None,
                  source_dir: Optional[str] = None, files: Optional[Dict[str, str]] = None):
