@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -56,7 +57,7 @@ absl::Status WriteFrame(int fd, const google::protobuf::MessageLite& message) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<bool> FrameReader::ReadExactly(char* out, size_t size, bool eof_ok) {
+absl::StatusOr<size_t> FrameReader::ReadUpTo(char* out, size_t size) {
   size_t got = 0;
   while (got < size) {
     ssize_t n = ::read(fd_, out + got, size - got);
@@ -64,35 +65,82 @@ absl::StatusOr<bool> FrameReader::ReadExactly(char* out, size_t size, bool eof_o
       if (errno == EINTR) continue;
       return absl::UnavailableError(absl::StrCat("reading from runner: ", std::strerror(errno)));
     }
-    if (n == 0) {
-      if (got == 0 && eof_ok) return false;
-      return absl::DataLossError(
-          absl::StrCat("runner closed the connection in the middle of a frame (", got, " of ",
-                       size, " bytes)"));
-    }
+    if (n == 0) break;
     got += static_cast<size_t>(n);
   }
-  return true;
+  return got;
 }
 
-absl::StatusOr<bool> FrameReader::Next(google::protobuf::MessageLite* message) {
+absl::Status FrameReader::ReadBody(uint32_t size, std::string* out, size_t keep) {
+  constexpr size_t kChunk = 1 << 16;
+  char scratch[kChunk];
+  keep = std::min<size_t>(keep, size);
+  out->clear();
+  size_t got = 0;
+  while (got < size) {
+    size_t want;
+    char* into;
+    if (got < keep) {
+      // `out` grows as the bytes come, doubling: a size the peer announces but
+      // never sends costs no memory.
+      want = std::min(keep - got, std::max(got, kChunk));
+      out->resize(got + want);
+      into = out->data() + got;
+    } else {
+      want = std::min<size_t>(size - got, kChunk);
+      into = scratch;
+    }
+    absl::StatusOr<size_t> n = ReadUpTo(into, want);
+    if (!n.ok()) return n.status();
+    got += *n;
+    if (*n < want) {
+      out->resize(std::min(got, keep));
+      return absl::DataLossError(absl::StrCat(
+          "runner closed the connection in the middle of a frame of ", size, " bytes (", got,
+          " read)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<FrameReader::Result> FrameReader::Next(google::protobuf::MessageLite* message) {
   unsigned char header[4];
-  absl::StatusOr<bool> more = ReadExactly(reinterpret_cast<char*>(header), 4, /*eof_ok=*/true);
-  if (!more.ok() || !*more) return more;
+  absl::StatusOr<size_t> got = ReadUpTo(reinterpret_cast<char*>(header), 4);
+  if (!got.ok()) return got.status();
+  if (*got == 0) return Result::kEndOfStream;
+  if (*got < 4) {
+    return absl::DataLossError(absl::StrCat(
+        "runner closed the connection in the middle of a frame header (", *got, " of 4 bytes)"));
+  }
   const uint32_t size = GetBigEndian32(header);
   if (size > max_frame_bytes_) {
-    return absl::DataLossError(absl::StrCat("runner sent a frame of ", size,
-                                            " bytes, over the limit of ", max_frame_bytes_));
+    // The length says where the next frame starts: skip this one as it comes,
+    // keeping only its beginning, rather than give up the whole connection.
+    if (absl::Status read = ReadBody(size, &skipped_prefix_, kSkippedPrefixBytes); !read.ok()) {
+      return read;
+    }
+    skipped_size_ = size;
+    skipped_reason_ =
+        absl::StrCat("a frame of ", size, " bytes, over the limit of ", max_frame_bytes_);
+    return Result::kSkipped;
   }
-  payload_.resize(size);
-  absl::StatusOr<bool> body = ReadExactly(payload_.data(), size, /*eof_ok=*/false);
-  if (!body.ok()) return body.status();
-  if (!message->ParseFromString(payload_)) {
-    return absl::DataLossError(absl::StrCat("runner sent a frame of ", size,
-                                            " bytes that is not a valid ",
-                                            message->GetTypeName()));
+  if (absl::Status read = ReadBody(size, &payload_, size); !read.ok()) return read;
+  const bool parsed = message->ParseFromString(payload_);
+  if (!parsed) {
+    skipped_size_ = size;
+    skipped_prefix_ = payload_.substr(0, kSkippedPrefixBytes);
+    skipped_reason_ =
+        absl::StrCat("a frame of ", size, " bytes that is not a valid ", message->GetTypeName());
   }
-  return true;
+  // A large frame's buffer is not kept for the small ones that follow.
+  if (payload_.capacity() > (1u << 20)) std::string().swap(payload_);
+  return parsed ? Result::kMessage : Result::kSkipped;
+}
+
+uint32_t RunnerFrameLimit(uint64_t max_output_bytes) {
+  if (max_output_bytes >= UINT32_MAX - kFrameOverheadBytes) return UINT32_MAX;
+  return std::max<uint32_t>(static_cast<uint32_t>(max_output_bytes) + kFrameOverheadBytes,
+                            kMinFrameLimit);
 }
 
 }  // namespace cog

@@ -2,8 +2,8 @@
 // Python runner (see proto/cog/v1/runner.proto).
 //
 // A frame is a 4-byte big-endian length followed by that many bytes of one
-// serialized message. FrameReader owns nothing but its buffer: the fd belongs to
-// the caller. Neither is thread-safe; RunnerConnection serialises writers.
+// serialized message. FrameReader owns nothing but its buffers: the fd belongs
+// to the caller. Neither is thread-safe; RunnerConnection serialises writers.
 #ifndef COG_SERVER_FRAME_IO_H_
 #define COG_SERVER_FRAME_IO_H_
 
@@ -17,9 +17,19 @@
 
 namespace cog {
 
-// Frames larger than this are refused on both sides: a runner that sends one is
-// broken, and the server never builds one (files travel as paths).
+// The default limit on frames, both ways: the server never builds a larger one
+// (files travel as paths), and reads none larger unless told otherwise.
 inline constexpr uint32_t kMaxFrameBytes = 256u << 20;
+// Whatever the output limit, the server reads frames at least this large: the
+// runner's Hello (the OpenAPI document) comes before the runner knows the limit.
+inline constexpr uint32_t kMinFrameLimit = 16u << 20;
+// What a frame needs besides its output: the id, the list of files, the tags.
+inline constexpr uint32_t kFrameOverheadBytes = 1u << 20;
+
+// The limit to read runner frames with when outputs may be `max_output_bytes`
+// long (what Setup.max_frame_bytes tells the runner): the output, room for the
+// rest of its frame, at least kMinFrameLimit, at most what a 4-byte length holds.
+uint32_t RunnerFrameLimit(uint64_t max_output_bytes);
 
 // Returns the 4-byte header followed by the serialized message.
 std::string EncodeFrame(const google::protobuf::MessageLite& message);
@@ -30,22 +40,45 @@ absl::Status WriteFrame(int fd, const google::protobuf::MessageLite& message);
 // Reads frames from a blocking stream fd.
 class FrameReader {
  public:
+  enum class Result {
+    kMessage,      // `message` holds the next frame
+    kEndOfStream,  // the peer closed between frames
+    // A frame over the limit (discarded as it was read, never held whole) or
+    // one that does not parse: the stream is still in step, read on.
+    // skipped_reason() says what was wrong, skipped_prefix() holds its first
+    // bytes (enough to tell which message it was, and whose).
+    kSkipped,
+  };
+
+  // How much of a skipped frame skipped_prefix() keeps.
+  static constexpr size_t kSkippedPrefixBytes = 4096;
+
   explicit FrameReader(int fd, uint32_t max_frame_bytes = kMaxFrameBytes)
       : fd_(fd), max_frame_bytes_(max_frame_bytes) {}
 
-  // Reads the next frame into `message`. Returns false at a clean end of stream
-  // (the peer closed between frames); an error for a truncated frame, an
-  // oversized length, a read error, or bytes that do not parse.
-  absl::StatusOr<bool> Next(google::protobuf::MessageLite* message);
+  // Reads the next frame into `message`. An error (the stream cannot go on)
+  // for a frame cut short by the end of the stream, or a read error.
+  absl::StatusOr<Result> Next(google::protobuf::MessageLite* message);
+
+  uint32_t max_frame_bytes() const { return max_frame_bytes_; }
+  // The last kSkipped frame: its size, its first bytes, what was wrong.
+  uint32_t skipped_size() const { return skipped_size_; }
+  const std::string& skipped_prefix() const { return skipped_prefix_; }
+  const std::string& skipped_reason() const { return skipped_reason_; }
 
  private:
-  // Reads exactly `size` bytes into `out`. Returns false on EOF before the
-  // first byte when `eof_ok`.
-  absl::StatusOr<bool> ReadExactly(char* out, size_t size, bool eof_ok);
+  // Reads `size` bytes, fewer only at the end of the stream.
+  absl::StatusOr<size_t> ReadUpTo(char* out, size_t size);
+  // Reads a frame body of `size` bytes, keeping the first `keep` in `out`; an
+  // error if the stream ends first.
+  absl::Status ReadBody(uint32_t size, std::string* out, size_t keep);
 
   int fd_;
   uint32_t max_frame_bytes_;
   std::string payload_;
+  uint32_t skipped_size_ = 0;
+  std::string skipped_prefix_;
+  std::string skipped_reason_;
 };
 
 }  // namespace cog

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <string>
+#include <thread>
 
 #include "cog/v1/runner.pb.h"
 #include "gtest/gtest.h"
@@ -13,6 +14,7 @@ namespace {
 
 using ::cog::v1::runner::RunnerMessage;
 using ::cog::v1::runner::ServerMessage;
+using Result = FrameReader::Result;
 
 class SocketPair {
  public:
@@ -68,19 +70,19 @@ TEST(FrameIoTest, RoundTripsSeveralFramesThenCleanEof) {
   FrameReader reader(pair.reader());
   for (int i = 0; i < 3; ++i) {
     RunnerMessage message;
-    absl::StatusOr<bool> more = reader.Next(&message);
+    absl::StatusOr<Result> more = reader.Next(&message);
     ASSERT_TRUE(more.ok()) << more.status();
-    ASSERT_TRUE(*more);
+    ASSERT_EQ(*more, Result::kMessage);
     EXPECT_EQ(message.log().id(), "p" + std::to_string(i));
     EXPECT_EQ(message.log().text().size(), 1000u * i + 1);
   }
   RunnerMessage empty;
-  ASSERT_TRUE(*reader.Next(&empty));
+  ASSERT_EQ(*reader.Next(&empty), Result::kMessage);
   EXPECT_EQ(empty.message_case(), RunnerMessage::MESSAGE_NOT_SET);
   RunnerMessage after_end;
-  absl::StatusOr<bool> end = reader.Next(&after_end);
+  absl::StatusOr<Result> end = reader.Next(&after_end);
   ASSERT_TRUE(end.ok());
-  EXPECT_FALSE(*end);
+  EXPECT_EQ(*end, Result::kEndOfStream);
 }
 
 TEST(FrameIoTest, TruncatedFrameIsDataLoss) {
@@ -89,29 +91,114 @@ TEST(FrameIoTest, TruncatedFrameIsDataLoss) {
   pair.CloseWriter();
   FrameReader reader(pair.reader());
   RunnerMessage message;
-  absl::StatusOr<bool> result = reader.Next(&message);
+  absl::StatusOr<Result> result = reader.Next(&message);
   EXPECT_EQ(result.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_NE(result.status().message().find("middle of a frame"), std::string::npos);
 }
 
-TEST(FrameIoTest, OversizedLengthIsRefusedWithoutReadingIt) {
+TEST(FrameIoTest, AnnouncedSizeThatNeverArrivesIsDataLossNotAnAllocation) {
   SocketPair pair;
-  pair.WriteRaw(std::string("\x7f\xff\xff\xff", 4));
-  FrameReader reader(pair.reader(), /*max_frame_bytes=*/1024);
+  // 255 MiB announced (under the limit), 3 bytes sent.
+  pair.WriteRaw(std::string("\x0f\xf0\x00\x00" "abc", 7));
+  pair.CloseWriter();
+  FrameReader reader(pair.reader());
   RunnerMessage message;
-  absl::StatusOr<bool> result = reader.Next(&message);
+  absl::StatusOr<Result> result = reader.Next(&message);
   EXPECT_EQ(result.status().code(), absl::StatusCode::kDataLoss);
-  EXPECT_NE(result.status().message().find("over the limit"), std::string::npos);
+  EXPECT_NE(result.status().message().find("middle of a frame of 267386880 bytes"),
+            std::string::npos)
+      << result.status();
 }
 
-TEST(FrameIoTest, GarbagePayloadIsDataLoss) {
+TEST(FrameIoTest, FramesLargerThanOneReadChunkRoundTrip) {
+  SocketPair pair;
+  RunnerMessage big;
+  big.mutable_output()->set_id("p");
+  big.mutable_output()->set_value_json(std::string(3 << 20, 'v'));
+  const std::string frame = EncodeFrame(big);
+  std::thread writer([&] { pair.WriteRaw(frame + frame); });
+  FrameReader reader(pair.reader());
+  for (int i = 0; i < 2; ++i) {
+    RunnerMessage message;
+    absl::StatusOr<Result> more = reader.Next(&message);
+    ASSERT_TRUE(more.ok()) << more.status();
+    ASSERT_EQ(*more, Result::kMessage);
+    EXPECT_EQ(message.output().value_json().size(), size_t{3} << 20);
+  }
+  writer.join();
+}
+
+RunnerMessage LogOf(const std::string& id, const std::string& text) {
+  RunnerMessage message;
+  message.mutable_log()->set_id(id);
+  message.mutable_log()->set_text(text);
+  return message;
+}
+
+TEST(FrameIoTest, OversizedFrameIsSkippedAndTheNextOneRead) {
+  SocketPair pair;
+  // Written from a thread: the big frame does not fit in the socket buffer.
+  std::thread writer([&pair] {
+    EXPECT_TRUE(WriteFrame(pair.writer(), LogOf("big", std::string(1 << 20, 'x'))).ok());
+    EXPECT_TRUE(WriteFrame(pair.writer(), LogOf("next", "fine\n")).ok());
+    pair.CloseWriter();
+  });
+  FrameReader reader(pair.reader(), /*max_frame_bytes=*/1024);
+  RunnerMessage message;
+  absl::StatusOr<Result> result = reader.Next(&message);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(*result, Result::kSkipped);
+  EXPECT_GT(reader.skipped_size(), 1u << 20);
+  EXPECT_NE(reader.skipped_reason().find("over the limit of 1024"), std::string::npos);
+  // Its beginning is kept: enough to tell whose it was.
+  EXPECT_EQ(reader.skipped_prefix().size(), FrameReader::kSkippedPrefixBytes);
+  EXPECT_NE(reader.skipped_prefix().find("big"), std::string::npos);
+
+  result = reader.Next(&message);
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(*result, Result::kMessage);
+  EXPECT_EQ(message.log().id(), "next");
+  EXPECT_EQ(*reader.Next(&message), Result::kEndOfStream);
+  writer.join();
+}
+
+TEST(FrameIoTest, OversizedFrameCutShortIsDataLoss) {
+  SocketPair pair;
+  pair.WriteRaw(std::string("\x7f\xff\xff\xff", 4) + std::string(5000, 'x'));
+  pair.CloseWriter();
+  FrameReader reader(pair.reader(), /*max_frame_bytes=*/1024);
+  RunnerMessage message;
+  absl::StatusOr<Result> result = reader.Next(&message);
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kDataLoss);
+}
+
+TEST(FrameIoTest, FramesThatDoNotParseAreSkippedAndTheNextOneRead) {
   SocketPair pair;
   // Field 1, wire type 2 (length-delimited) claiming 100 bytes that are not there.
   pair.WriteRaw(std::string("\x00\x00\x00\x02\x0a\x64", 6));
+  // A Log whose text is not UTF-8 (a proto3 string must be).
+  pair.WriteRaw(std::string("\x00\x00\x00\x07\x1a\x05\x1a\x03\xff\xfe\xfd", 11));
+  ASSERT_TRUE(WriteFrame(pair.writer(), LogOf("next", "fine\n")).ok());
   FrameReader reader(pair.reader());
   RunnerMessage message;
-  absl::StatusOr<bool> result = reader.Next(&message);
-  EXPECT_EQ(result.status().code(), absl::StatusCode::kDataLoss);
+  absl::StatusOr<Result> result = reader.Next(&message);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(*result, Result::kSkipped);
+  EXPECT_NE(reader.skipped_reason().find("not a valid cog.v1.runner.RunnerMessage"),
+            std::string::npos);
+  EXPECT_EQ(reader.skipped_prefix(), std::string("\x0a\x64", 2));
+  EXPECT_EQ(*reader.Next(&message), Result::kSkipped);
+  result = reader.Next(&message);
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(*result, Result::kMessage);
+  EXPECT_EQ(message.log().id(), "next");
+}
+
+TEST(FrameIoTest, RunnerFrameLimitLeavesRoomAndAFloor) {
+  EXPECT_EQ(RunnerFrameLimit(0), kMinFrameLimit);
+  EXPECT_EQ(RunnerFrameLimit(1000), kMinFrameLimit);
+  EXPECT_EQ(RunnerFrameLimit(100u << 20), (100u << 20) + kFrameOverheadBytes);
+  EXPECT_EQ(RunnerFrameLimit(uint64_t{1} << 40), UINT32_MAX);
 }
 
 TEST(FrameIoTest, WriteToClosedPeerIsAnErrorNotSigpipe) {

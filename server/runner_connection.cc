@@ -3,11 +3,75 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "server/frame_io.h"
+#include <string>
+#include <utility>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "spdlog/spdlog.h"
 
 namespace cog {
+namespace {
 
-RunnerConnection::RunnerConnection(int fd, Listener* listener) : fd_(fd), listener_(listener) {}
+namespace runner = ::cog::v1::runner;
+
+// Which RunnerMessage a frame holds and whose it is, read from its first bytes
+// as far as they go: the oneof member's field number, and its field 1 (the id
+// of a Log, Output, Metric or Done).
+struct FrameHead {
+  int member = 0;
+  std::string id;
+};
+
+FrameHead ReadHead(const std::string& prefix) {
+  FrameHead head;
+  google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(prefix.data()),
+                                            static_cast<int>(prefix.size()));
+  uint32_t tag = in.ReadTag();
+  uint32_t length = 0;
+  if ((tag & 7) != 2 || !in.ReadVarint32(&length)) return head;
+  head.member = static_cast<int>(tag >> 3);
+  while ((tag = in.ReadTag()) != 0) {
+    uint64_t value = 0;
+    switch (tag & 7) {
+      case 0:
+        if (!in.ReadVarint64(&value)) return head;
+        break;
+      case 1:
+        if (!in.Skip(8)) return head;
+        break;
+      case 2:
+        if (!in.ReadVarint32(&length)) return head;
+        if ((tag >> 3) == 1) {
+          if (!in.ReadString(&head.id, static_cast<int>(length))) head.id.clear();
+          return head;
+        }
+        if (!in.Skip(static_cast<int>(length))) return head;
+        break;
+      case 5:
+        if (!in.Skip(4)) return head;
+        break;
+      default:
+        return head;
+    }
+  }
+  return head;
+}
+
+runner::RunnerMessage FailedDone(const std::string& id, std::string error) {
+  runner::RunnerMessage message;
+  runner::Done* done = message.mutable_done();
+  done->set_id(id);
+  done->set_status(runner::DONE_STATUS_FAILED);
+  done->set_error(std::move(error));
+  return message;
+}
+
+}  // namespace
+
+RunnerConnection::RunnerConnection(int fd, Listener* listener, uint32_t max_frame_bytes)
+    : fd_(fd), listener_(listener), max_frame_bytes_(max_frame_bytes) {}
 
 RunnerConnection::~RunnerConnection() {
   Close();
@@ -33,20 +97,84 @@ void RunnerConnection::Close() {
 }
 
 void RunnerConnection::ReadLoop() {
-  FrameReader reader(fd_);
+  FrameReader reader(fd_, max_frame_bytes_);
   while (true) {
-    v1::runner::RunnerMessage message;
-    absl::StatusOr<bool> more = reader.Next(&message);
-    if (!more.ok()) {
-      listener_->OnRunnerDisconnected(more.status());
+    runner::RunnerMessage message;
+    absl::StatusOr<FrameReader::Result> result = reader.Next(&message);
+    if (!result.ok()) {
+      listener_->OnRunnerDisconnected(result.status());
       return;
     }
-    if (!*more) {
-      listener_->OnRunnerDisconnected(absl::OkStatus());
-      return;
+    switch (*result) {
+      case FrameReader::Result::kEndOfStream:
+        listener_->OnRunnerDisconnected(absl::OkStatus());
+        return;
+      case FrameReader::Result::kSkipped:
+        OnSkippedFrame(reader);
+        break;
+      case FrameReader::Result::kMessage:
+        if (message.has_bad_frame()) {
+          OnBadFrame(message.bad_frame());
+        } else {
+          listener_->OnRunnerMessage(std::move(message));
+        }
+        break;
     }
-    listener_->OnRunnerMessage(std::move(message));
   }
+}
+
+void RunnerConnection::OnSkippedFrame(const FrameReader& reader) {
+  const FrameHead head = ReadHead(reader.skipped_prefix());
+  std::string reason = reader.skipped_reason();
+  if (reader.skipped_size() > reader.max_frame_bytes()) {
+    absl::StrAppend(&reason, " (cog-server --max-output-bytes)");
+  }
+  spdlog::error("skipped a frame from the runner: {} (message field {}, prediction \"{}\")", reason,
+                head.member, absl::CHexEscape(head.id));
+  runner::RunnerMessage stand_in;
+  switch (head.member) {
+    case runner::RunnerMessage::kHello:
+      stand_in.mutable_hello()->set_protocol_version(runner::PROTOCOL_VERSION_CURRENT);
+      stand_in.mutable_hello()->set_load_error(
+          absl::StrCat("cog-server could not read the runner's Hello: ", reason));
+      break;
+    case runner::RunnerMessage::kSetupDone:
+      stand_in.mutable_setup_done()->set_error(
+          absl::StrCat("cog-server could not read the runner's SetupDone: ", reason));
+      break;
+    case runner::RunnerMessage::kOutput:
+    case runner::RunnerMessage::kDone:
+      if (head.id.empty()) return;
+      stand_in = FailedDone(
+          head.id, absl::StrCat("cog-server could not read this prediction's output from the runner: ",
+                                reason));
+      break;
+    case runner::RunnerMessage::kLog:
+    case runner::RunnerMessage::kMetric: {
+      if (head.id.empty()) return;
+      runner::Log* log = stand_in.mutable_log();
+      log->set_id(head.id);
+      log->set_source(runner::LOG_SOURCE_RUNNER);
+      log->set_text(absl::StrCat("cog-server dropped ",
+                                 head.member == runner::RunnerMessage::kLog ? "logs" : "a metric",
+                                 " of this prediction: ", reason, "\n"));
+      break;
+    }
+    default:
+      return;
+  }
+  listener_->OnRunnerMessage(std::move(stand_in));
+}
+
+void RunnerConnection::OnBadFrame(const runner::BadFrame& bad) {
+  spdlog::error("the runner could not decode a frame from the server and skipped it: {}{}",
+                bad.error(),
+                bad.id().empty() ? ""
+                                 : absl::StrCat(" (prediction \"", absl::CHexEscape(bad.id()), "\")"));
+  if (bad.id().empty()) return;
+  listener_->OnRunnerMessage(FailedDone(
+      bad.id(), absl::StrCat("the runner could not read the request of this prediction: ",
+                             bad.error())));
 }
 
 }  // namespace cog

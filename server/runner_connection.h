@@ -4,15 +4,26 @@
 // Listener on the reader thread; when the stream ends (or breaks) the Listener
 // hears it once. Send() is thread-safe; frames from concurrent senders are never
 // interleaved. The Listener is not owned and must outlive this object.
+//
+// A bad frame costs one prediction at most, never the connection. A frame from
+// the runner over the limit (skipped as it is read, never held whole) or that
+// does not parse is logged, and the Listener hears what it stood for, as far as
+// its first bytes tell: a Done(failed) for an Output or Done of a prediction, a
+// note in the logs for its Log or Metric, a failed SetupDone or Hello. A
+// BadFrame (the runner could not decode a frame the server sent) is logged and,
+// when it names a prediction, becomes that prediction's Done(failed); the
+// Listener never sees a BadFrame itself.
 #ifndef COG_SERVER_RUNNER_CONNECTION_H_
 #define COG_SERVER_RUNNER_CONNECTION_H_
 
+#include <cstdint>
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "cog/v1/runner.pb.h"
+#include "server/frame_io.h"
 
 namespace cog {
 
@@ -34,7 +45,8 @@ class RunnerConnection : public RunnerChannel {
     virtual void OnRunnerDisconnected(absl::Status why) = 0;
   };
 
-  RunnerConnection(int fd, Listener* listener);
+  // Reads frames of up to `max_frame_bytes` (see RunnerFrameLimit).
+  RunnerConnection(int fd, Listener* listener, uint32_t max_frame_bytes = kMaxFrameBytes);
   ~RunnerConnection() override;
   RunnerConnection(const RunnerConnection&) = delete;
   RunnerConnection& operator=(const RunnerConnection&) = delete;
@@ -47,9 +59,13 @@ class RunnerConnection : public RunnerChannel {
 
  private:
   void ReadLoop();
+  // What a frame that could not be read stood for, from its first bytes.
+  void OnSkippedFrame(const FrameReader& reader);
+  void OnBadFrame(const v1::runner::BadFrame& bad);
 
   const int fd_;
   Listener* const listener_;
+  const uint32_t max_frame_bytes_;
   absl::Mutex write_mu_;
   bool closed_ ABSL_GUARDED_BY(write_mu_) = false;
   std::thread reader_;

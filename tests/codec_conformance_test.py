@@ -21,6 +21,7 @@ SERVER = [
     {"healthcheck": {"sequence": 18446744073709551615}},
     {"shutdown": {}},
     {"setup": {}},
+    {"setup": {"weights": "w", "max_frame_bytes": 4294967296}},
 ]
 
 RUNNER = [
@@ -36,6 +37,7 @@ RUNNER = [
               "output_json": b"[1, 2]", "files_json": b'["/1"]'}},
     {"healthcheck_result": {"sequence": 300, "healthy": True, "error": "disk full"}},
     {"done": {"id": "p-2", "status": messages.DONE_SUCCEEDED}},
+    {"bad_frame": {"error": "field 1 (id) is not valid UTF-8", "id": b"\xffp"}},
 ]
 
 

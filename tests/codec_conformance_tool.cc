@@ -1,8 +1,14 @@
 // Produces and checks the canonical runner-protocol frames with the C++
-// generated code, for tests/codec_conformance_test.py:
+// generated code, for tests/codec_conformance_test.py and
+// tests/runner_wire_fuzz_test.py:
 //   codec_conformance_tool encode   writes every canonical frame to stdout
 //   codec_conformance_tool decode   reads frames from stdin; exit 0 iff they
 //                                   equal the canonical messages, in order
+//   codec_conformance_tool canon server|runner
+//                                   reads frames from stdin and answers each
+//                                   with a frame: "\1" and the message as C++
+//                                   parsed and serialized it, or "\0" if it does
+//                                   not parse as a ServerMessage (RunnerMessage)
 #include <unistd.h>
 
 #include <cstdio>
@@ -28,6 +34,7 @@ const std::vector<std::string> kServerMessages = {
     R"pb(healthcheck { sequence: 18446744073709551615 })pb",
     R"pb(shutdown {})pb",
     R"pb(setup {})pb",
+    R"pb(setup { weights: "w" max_frame_bytes: 4294967296 })pb",
 };
 
 const std::vector<std::string> kRunnerMessages = {
@@ -52,6 +59,7 @@ const std::vector<std::string> kRunnerMessages = {
             files_json: "[\"/1\"]" })pb",
     R"pb(healthcheck_result { sequence: 300 healthy: true error: "disk full" })pb",
     R"pb(done { id: "p-2" status: DONE_STATUS_SUCCEEDED })pb",
+    R"pb(bad_frame { error: "field 1 (id) is not valid UTF-8" id: "\377p" })pb",
 };
 
 template <typename Message>
@@ -68,10 +76,11 @@ template <typename Message>
 bool Check(cog::FrameReader& reader, const std::string& text) {
   const Message expected = Parse<Message>(text);
   Message actual;
-  absl::StatusOr<bool> more = reader.Next(&actual);
-  if (!more.ok() || !*more) {
+  absl::StatusOr<cog::FrameReader::Result> more = reader.Next(&actual);
+  if (!more.ok() || *more != cog::FrameReader::Result::kMessage) {
     std::cerr << "missing frame for: " << expected.ShortDebugString() << " ("
-              << (more.ok() ? "end of stream" : std::string(more.status().message())) << ")\n";
+              << (more.ok() ? reader.skipped_reason() : std::string(more.status().message()))
+              << ")\n";
     return false;
   }
   std::string diff;
@@ -82,6 +91,48 @@ bool Check(cog::FrameReader& reader, const std::string& text) {
     return false;
   }
   return true;
+}
+
+std::string ReadAll(int fd) {
+  std::string data;
+  char chunk[1 << 16];
+  ssize_t n;
+  while ((n = ::read(fd, chunk, sizeof(chunk))) > 0) data.append(chunk, static_cast<size_t>(n));
+  return data;
+}
+
+uint32_t Length(const std::string& data, size_t pos) {
+  return (uint32_t{static_cast<unsigned char>(data[pos])} << 24) |
+         (uint32_t{static_cast<unsigned char>(data[pos + 1])} << 16) |
+         (uint32_t{static_cast<unsigned char>(data[pos + 2])} << 8) |
+         uint32_t{static_cast<unsigned char>(data[pos + 3])};
+}
+
+template <typename Message>
+int Canonicalize() {
+  const std::string data = ReadAll(STDIN_FILENO);
+  std::string out;
+  for (size_t pos = 0; pos + 4 <= data.size();) {
+    const uint32_t size = Length(data, pos);
+    if (data.size() - pos - 4 < size) {
+      std::cerr << "input ends inside a frame\n";
+      return 2;
+    }
+    Message message;
+    std::string answer(1, '\0');
+    if (message.ParseFromArray(data.data() + pos + 4, static_cast<int>(size))) {
+      answer[0] = '\1';
+      // Unknown fields would come back as they came: only what C++ understood counts.
+      message.DiscardUnknownFields();
+      answer += message.SerializeAsString();
+    }
+    const uint32_t length = static_cast<uint32_t>(answer.size());
+    for (int shift = 24; shift >= 0; shift -= 8) out += static_cast<char>((length >> shift) & 0xff);
+    out += answer;
+    pos += 4 + size;
+  }
+  std::fwrite(out.data(), 1, out.size(), stdout);
+  return 0;
 }
 
 }  // namespace
@@ -103,6 +154,11 @@ int main(int argc, char** argv) {
     std::cerr << (ok ? "all frames match\n" : "frames differ\n");
     return ok ? 0 : 1;
   }
-  std::cerr << "usage: codec_conformance_tool encode|decode\n";
+  if (mode == "canon" && argc > 2) {
+    const std::string side = argv[2];
+    if (side == "server") return Canonicalize<ServerMessage>();
+    if (side == "runner") return Canonicalize<RunnerMessage>();
+  }
+  std::cerr << "usage: codec_conformance_tool encode|decode|canon server|runner\n";
   return 2;
 }

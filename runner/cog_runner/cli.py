@@ -66,7 +66,8 @@ def test(directory: str) -> int:
         if inspect.isawaitable(result):
             import asyncio
             asyncio.run(result)
-    from .worker import encode_output, run_to_completion
+    from .outputs import encode_output
+    from .worker import run_to_completion
     output = run_to_completion(predictor.predict(**payload))
     print(json.dumps(encode_output(output)))
     return 0

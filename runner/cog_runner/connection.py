@@ -16,8 +16,11 @@ from typing import Any, Deque, Dict, List, Optional, Tuple
 
 from . import messages, wire
 
+# The largest frame either side takes unless the server's Setup says otherwise
+# (the server's own default, server/frame_io.h kMaxFrameBytes).
 MAX_FRAME_BYTES = 256 << 20
 _HEADER = struct.Struct(">I")
+_MAX_HEADER_SIZE = (1 << 32) - 1
 
 # fcntl constants Python does not name (Linux).
 _F_SETOWN_EX = getattr(fcntl, "F_SETOWN_EX", 15)
@@ -30,12 +33,29 @@ class ConnectionClosed(Exception):
     pass
 
 
+class FrameTooLarge(Exception):
+    """A frame the server would not take: nothing was sent."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__("a frame of %d bytes is over the limit of %d" % (size, limit))
+        self.size = size
+        self.limit = limit
+
+
+def _bad_frame(error: str, payload: Any) -> Frame:
+    """What a frame that does not decode becomes: reported, never raised."""
+    return ("bad_frame", {"error": error, "id": wire.salvage(payload, (2, 1)) or b""})
+
+
 class Connection:
     def __init__(self, sock: socket.socket):
         self._sock = sock
         self._buffer = bytearray()
         self._frames: Deque[Frame] = collections.deque()
         self._closed = False
+        self._discard = 0  # bytes still to skip of a frame over the limit
+        self.max_send_bytes = MAX_FRAME_BYTES
+        self.max_receive_bytes = MAX_FRAME_BYTES
         self._send_lock = threading.Lock()  # predictor threads print too
         self._sender = 0  # the thread inside sendall: a frame must never be torn
 
@@ -58,9 +78,15 @@ class Connection:
         flags = fcntl.fcntl(fd, fcntl.F_GETFL)
         fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_ASYNC)
 
+    def set_send_limit(self, limit: int) -> None:
+        """The largest frame the server takes (Setup.max_frame_bytes; 0: the default)."""
+        self.max_send_bytes = min(limit, _MAX_HEADER_SIZE) if limit > 0 else MAX_FRAME_BYTES
+
     def send(self, name: str, fields: Dict[str, Any]) -> None:
-        payload = wire.encode(messages.RUNNER_MESSAGE, {name: fields})
-        frame = _HEADER.pack(len(payload)) + payload
+        """Sends one frame whole; FrameTooLarge (nothing sent) if it is over the limit."""
+        frame = wire.encode_frame(messages.RUNNER_MESSAGE, {name: fields})
+        if len(frame) - 4 > self.max_send_bytes:
+            raise FrameTooLarge(len(frame) - 4, self.max_send_bytes)
         with self._send_lock:
             self._sender = threading.get_ident()
             try:
@@ -72,15 +98,33 @@ class Connection:
         return self._sender == threading.get_ident()
 
     def _parse(self) -> None:
-        while len(self._buffer) >= 4:
+        while True:
+            if self._discard:
+                skipped = min(self._discard, len(self._buffer))
+                del self._buffer[:skipped]
+                self._discard -= skipped
+                if self._discard:
+                    return
+            if len(self._buffer) < 4:
+                return
             (size,) = _HEADER.unpack_from(self._buffer)
-            if size > MAX_FRAME_BYTES:
-                raise wire.DecodeError("frame of %d bytes is over the limit" % size)
+            if size > self.max_receive_bytes:
+                # Skipped as it arrives, never held: the frames after it are fine.
+                self._frames.append(_bad_frame(
+                    "a frame of %d bytes is over the runner's limit of %d" % (size, self.max_receive_bytes),
+                    self._buffer[4:4 + (1 << 16)]))
+                del self._buffer[:4]
+                self._discard = size
+                continue
             if len(self._buffer) < 4 + size:
                 return
-            payload = bytes(self._buffer[4:4 + size])
+            payload = self._buffer[4:4 + size]
             del self._buffer[:4 + size]
-            message = wire.decode(messages.SERVER_MESSAGE, payload)
+            try:
+                message = wire.decode(messages.SERVER_MESSAGE, payload)
+            except wire.DecodeError as e:
+                self._frames.append(_bad_frame("%s (in a frame of %d bytes)" % (e, size), payload))
+                continue
             name = messages.which(message)
             self._frames.append((name, message.get(name, {})))
 
@@ -92,8 +136,8 @@ class Connection:
             chunk = self._sock.recv(1 << 16)
             if not chunk:
                 self._closed = True
-                if self._buffer:
-                    raise wire.DecodeError("connection closed inside a frame")
+                if self._buffer or self._discard:
+                    raise ConnectionClosed("connection closed inside a frame")
                 return None
             self._buffer += chunk
             self._parse()

@@ -22,7 +22,7 @@ METRIC_INCREMENT = 1
 METRIC_APPEND = 2
 
 # ---- server -> runner ----
-SETUP = {1: ("weights", "string", None)}
+SETUP = {1: ("weights", "string", None), 2: ("max_frame_bytes", "uint64", None)}
 PREDICT = {
     1: ("id", "string", None),
     2: ("kind", "enum", None),
@@ -30,15 +30,15 @@ PREDICT = {
     4: ("context_json", "bytes", None),
 }
 CANCEL = {1: ("id", "string", None)}
-HEALTHCHECK = {1: ("sequence", "uint", None)}
+HEALTHCHECK = {1: ("sequence", "uint64", None)}
 SHUTDOWN = {}
 
 SERVER_MESSAGE = {
-    1: ("setup", "message", SETUP),
-    2: ("predict", "message", PREDICT),
-    3: ("cancel", "message", CANCEL),
-    4: ("healthcheck", "message", HEALTHCHECK),
-    5: ("shutdown", "message", SHUTDOWN),
+    1: ("setup", "member", SETUP),
+    2: ("predict", "member", PREDICT),
+    3: ("cancel", "member", CANCEL),
+    4: ("healthcheck", "member", HEALTHCHECK),
+    5: ("shutdown", "member", SHUTDOWN),
 }
 
 # ---- runner -> server ----
@@ -46,13 +46,13 @@ HELLO = {
     1: ("protocol_version", "enum", None),
     2: ("runner_version", "string", None),
     3: ("python_version", "string", None),
-    4: ("pid", "uint", None),
+    4: ("pid", "uint32", None),
     5: ("openapi_json", "bytes", None),
     6: ("load_error", "string", None),
     7: ("predict_is_async", "bool", None),
     8: ("has_train", "bool", None),
     9: ("has_healthcheck", "bool", None),
-    10: ("max_concurrency", "uint", None),
+    10: ("max_concurrency", "uint32", None),
     11: ("cog_version", "string", None),
 }
 SETUP_DONE = {1: ("succeeded", "bool", None), 2: ("error", "string", None)}
@@ -72,19 +72,22 @@ DONE = {
     5: ("files_json", "bytes", None),
 }
 HEALTHCHECK_RESULT = {
-    1: ("sequence", "uint", None),
+    1: ("sequence", "uint64", None),
     2: ("healthy", "bool", None),
     3: ("error", "string", None),
 }
 
+BAD_FRAME = {1: ("error", "string", None), 2: ("id", "bytes", None)}
+
 RUNNER_MESSAGE = {
-    1: ("hello", "message", HELLO),
-    2: ("setup_done", "message", SETUP_DONE),
-    3: ("log", "message", LOG),
-    4: ("output", "message", OUTPUT),
-    5: ("metric", "message", METRIC),
-    6: ("done", "message", DONE),
-    7: ("healthcheck_result", "message", HEALTHCHECK_RESULT),
+    1: ("hello", "member", HELLO),
+    2: ("setup_done", "member", SETUP_DONE),
+    3: ("log", "member", LOG),
+    4: ("output", "member", OUTPUT),
+    5: ("metric", "member", METRIC),
+    6: ("done", "member", DONE),
+    7: ("healthcheck_result", "member", HEALTHCHECK_RESULT),
+    8: ("bad_frame", "member", BAD_FRAME),
 }
 
 

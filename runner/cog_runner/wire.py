@@ -1,25 +1,43 @@
 """A small protobuf wire-format codec, so the runner needs no protobuf package.
 
-It knows the four things runner.proto uses: varints (uint32/uint64/bool/enum),
-strings, bytes and nested messages. A message is described by a table
+It knows what runner.proto uses: varints (uint32, uint64, bool, enum), strings,
+bytes and nested messages. A message is described by a table
 ``{field_number: (name, kind, nested_table_or_None)}``; values are plain dicts.
-Unknown fields, including other wire types, are skipped, so a newer server can
-add fields without breaking an older runner.
+Unknown fields of the wire types protobuf still uses (varint, fixed64,
+length-delimited, fixed32) are skipped, so a newer server can add fields
+without breaking an older runner.
+
+Decoding follows the C++ parser: the last value of a repeated scalar wins, a
+repeated message field is merged, setting a member of a oneof (kind
+``member``) clears the others, uint32 and enum values are cut to 32 bits.
+Anything that is not a valid encoding (a bad or truncated varint, a field
+longer than what is left, invalid UTF-8 in a string, field number 0, a group
+or unknown wire type) raises DecodeError, and nothing else: the runner reports
+such a frame and goes on (tests/runner_wire_fuzz_test.py holds it to that).
 """
 
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 Table = Dict[int, Tuple[str, str, Optional[dict]]]
+Buffer = Union[bytes, bytearray, memoryview]
 
-VARINT_KINDS = ("uint", "bool", "enum")
-LENGTH_KINDS = ("string", "bytes", "message")
+VARINT_KINDS = ("uint32", "uint64", "bool", "enum")
+MESSAGE_KINDS = ("message", "member")
+LENGTH_KINDS = ("string", "bytes") + MESSAGE_KINDS
+
+_MASK32 = (1 << 32) - 1
+_MASK64 = (1 << 64) - 1
+_MAX_VARINT_BYTES = 10
 
 
 class DecodeError(ValueError):
-    pass
+    """The bytes are not a valid encoding of the message."""
 
 
 def _encode_varint(value: int, out: bytearray) -> None:
+    if 0 <= value < 0x80:
+        out.append(value)
+        return
     if value < 0:
         value += 1 << 64  # two's complement, as protobuf encodes negative int32/int64
     while True:
@@ -32,20 +50,34 @@ def _encode_varint(value: int, out: bytearray) -> None:
             return
 
 
-def _decode_varint(data: bytes, pos: int) -> Tuple[int, int]:
+def _decode_varint(data: Buffer, pos: int, end: int, max_bytes: int = _MAX_VARINT_BYTES) -> Tuple[int, int]:
     result = 0
     shift = 0
-    while True:
-        if pos >= len(data):
-            raise DecodeError("truncated varint")
+    limit = min(end, pos + max_bytes)
+    while pos < limit:
         byte = data[pos]
         pos += 1
         result |= (byte & 0x7F) << shift
         if not byte & 0x80:
-            return result, pos
+            return result & _MASK64, pos
         shift += 7
-        if shift >= 70:
-            raise DecodeError("varint too long")
+    if pos >= end:
+        raise DecodeError("truncated varint")
+    raise DecodeError("varint longer than %d bytes" % max_bytes)
+
+
+def _decode_key(data: Buffer, pos: int, end: int) -> Tuple[int, int]:
+    # As the C++ parser reads a tag: at most 5 bytes, taken modulo 2**32.
+    key, pos = _decode_varint(data, pos, end, 5)
+    return key & _MASK32, pos
+
+
+def _decode_length(data: Buffer, pos: int, end: int) -> Tuple[int, int]:
+    # As the C++ parser reads a size: at most 5 bytes, under 2**31.
+    length, pos = _decode_varint(data, pos, end, 5)
+    if length >= 1 << 31:
+        raise DecodeError("length %d is out of range" % length)
+    return length, pos
 
 
 def encode(table: Table, values: Dict[str, Any]) -> bytes:
@@ -54,8 +86,32 @@ def encode(table: Table, values: Dict[str, Any]) -> bytes:
     return bytes(out)
 
 
+def encode_frame(table: Table, values: Dict[str, Any]) -> bytearray:
+    """The message with its 4-byte big-endian length in front, built in one buffer."""
+    out = bytearray(4)
+    _encode_into(table, values, out)
+    size = len(out) - 4
+    if size > _MASK32:
+        raise ValueError("a message of %d bytes does not fit a frame" % size)
+    out[0:4] = size.to_bytes(4, "big")
+    return out
+
+
+# Each table's fields in number order, with their keys: worked out once per table.
+_layouts: Dict[int, list] = {}
+
+
+def _layout(table: Table) -> list:
+    layout = _layouts.get(id(table))
+    if layout is None:
+        layout = [(number << 3, (number << 3) | 2, name, kind, nested)
+                  for number, (name, kind, nested) in sorted(table.items())]
+        _layouts[id(table)] = layout
+    return layout
+
+
 def _encode_into(table: Table, values: Dict[str, Any], out: bytearray) -> None:
-    for number, (name, kind, nested) in sorted(table.items()):
+    for varint_key, length_key, name, kind, nested in _layout(table):
         value = values.get(name)
         if value is None:
             continue
@@ -63,72 +119,155 @@ def _encode_into(table: Table, values: Dict[str, Any], out: bytearray) -> None:
             value = int(value)
             if value == 0:
                 continue  # proto3 leaves defaults out
-            _encode_varint(number << 3, out)
+            _encode_varint(varint_key, out)
             _encode_varint(value, out)
             continue
         if kind == "string":
-            if value == "":
+            if not value:
                 continue
-            payload = value.encode("utf-8")
+            # bytes are taken as already UTF-8; a str that cannot be UTF-8 (lone
+            # surrogates, e.g. from a file name) is repaired rather than refused.
+            payload = value if isinstance(value, (bytes, bytearray)) else value.encode("utf-8", "replace")
         elif kind == "bytes":
-            if value == b"":
+            if not value:
                 continue
-            payload = bytes(value)
-        elif kind == "message":
+            payload = value
+        elif kind in MESSAGE_KINDS:
             # A set message field is sent even when empty (it marks a oneof).
             payload = encode(nested, value)
         else:
             raise ValueError("unknown kind %r" % kind)
-        _encode_varint((number << 3) | 2, out)
+        _encode_varint(length_key, out)
         _encode_varint(len(payload), out)
         out += payload
 
 
 def defaults(table: Table) -> Dict[str, Any]:
-    result: Dict[str, Any] = {}
-    for name, kind, _ in table.values():
-        if kind in VARINT_KINDS:
-            result[name] = False if kind == "bool" else 0
-        elif kind == "string":
-            result[name] = ""
-        elif kind == "bytes":
-            result[name] = b""
-        # message fields stay absent unless present on the wire
-    return result
+    result = _defaults.get(id(table))
+    if result is None:
+        result = {}
+        for name, kind, _ in table.values():
+            if kind in VARINT_KINDS:
+                result[name] = False if kind == "bool" else 0
+            elif kind == "string":
+                result[name] = ""
+            elif kind == "bytes":
+                result[name] = b""
+            # message fields stay absent unless present on the wire
+        _defaults[id(table)] = result
+    return dict(result)
 
 
-def decode(table: Table, data: bytes) -> Dict[str, Any]:
+_defaults: Dict[int, Dict[str, Any]] = {}
+
+
+def decode(table: Table, data: Buffer) -> Dict[str, Any]:
     result = defaults(table)
-    pos = 0
-    end = len(data)
-    while pos < end:
-        key, pos = _decode_varint(data, pos)
-        number, wire_type = key >> 3, key & 7
-        field = table.get(number)
-        if wire_type == 0:
-            value, pos = _decode_varint(data, pos)
-            if field is not None and field[1] in VARINT_KINDS:
-                result[field[0]] = bool(value) if field[1] == "bool" else value
-        elif wire_type == 2:
-            length, pos = _decode_varint(data, pos)
-            if pos + length > end:
-                raise DecodeError("truncated length-delimited field %d" % number)
-            chunk = data[pos:pos + length]
-            pos += length
-            if field is not None:
-                name, kind, nested = field
-                if kind == "string":
-                    result[name] = chunk.decode("utf-8")
-                elif kind == "bytes":
-                    result[name] = bytes(chunk)
-                elif kind == "message":
-                    result[name] = decode(nested, chunk)
-        elif wire_type == 1:
-            pos += 8
-        elif wire_type == 5:
-            pos += 4
-        else:
-            raise DecodeError("unsupported wire type %d in field %d" % (wire_type, number))
-        if pos > end:
-            raise DecodeError("truncated fixed-width field")
+    view = memoryview(data)  # nested messages are read in place, not copied
+    _decode_into(table, view, 0, len(view), result)
     return result
+
+
+def _varint_value(kind: str, value: int) -> Any:
+    if kind == "bool":
+        return value != 0
+    if kind == "uint64":
+        return value
+    value &= _MASK32
+    if kind == "enum" and value >= 1 << 31:
+        value -= 1 << 32  # enums are int32
+    return value
+
+
+def _decode_into(table: Table, data: memoryview, pos: int, end: int, result: Dict[str, Any]) -> None:
+    while pos < end:
+        key = data[pos]  # one-byte keys and lengths, the usual case, skip the call
+        if key < 0x80:
+            pos += 1
+        else:
+            key, pos = _decode_key(data, pos, end)
+        number, wire_type = key >> 3, key & 7
+        if number == 0:
+            raise DecodeError("field number 0")
+        field = table.get(number)
+        if wire_type == 2:
+            if pos < end and data[pos] < 0x80:
+                length = data[pos]
+                pos += 1
+            else:
+                length, pos = _decode_length(data, pos, end)
+            if length > end - pos:
+                raise DecodeError("field %d claims %d bytes, %d are left" % (number, length, end - pos))
+            start, pos = pos, pos + length
+            if field is None:
+                continue
+            name, kind, nested = field
+            if kind == "string":
+                try:
+                    result[name] = str(data[start:pos], "utf-8")
+                except UnicodeDecodeError as e:
+                    raise DecodeError("field %d (%s) is not valid UTF-8: %s" % (number, name, e.reason)) from None
+            elif kind == "bytes":
+                result[name] = data[start:pos].tobytes()
+            elif kind in MESSAGE_KINDS:
+                current = result.get(name)
+                if current is None:
+                    if kind == "member":
+                        _clear_members(table, result)
+                    current = defaults(nested)
+                _decode_into(nested, data, start, pos, current)  # a repeated message merges
+                result[name] = current
+        elif wire_type == 0:
+            value, pos = _decode_varint(data, pos, end)
+            if field is not None and field[1] in VARINT_KINDS:
+                result[field[0]] = _varint_value(field[1], value)
+        elif wire_type == 1 or wire_type == 5:
+            width = 8 if wire_type == 1 else 4
+            if width > end - pos:
+                raise DecodeError("truncated fixed-width field %d" % number)
+            pos += width
+        else:
+            raise DecodeError("wire type %d in field %d (groups and types 6, 7 are not used)" % (wire_type, number))
+
+
+def _clear_members(table: Table, result: Dict[str, Any]) -> None:
+    for name, kind, _ in table.values():
+        if kind == "member":
+            result.pop(name, None)
+
+
+def salvage(data: Buffer, path: Sequence[int]) -> Optional[bytes]:
+    """Best effort, for a frame that does not decode: the raw bytes of the first
+    length-delimited field at `path` (field numbers, outermost first), read up
+    to where the frame breaks. None when the frame breaks before it."""
+    view = memoryview(data)
+    pos, end = 0, len(view)
+    for depth, wanted in enumerate(path):
+        found = None
+        while pos < end and found is None:
+            try:
+                key, pos = _decode_key(view, pos, end)
+                number, wire_type = key >> 3, key & 7
+                if wire_type == 0:
+                    _, pos = _decode_varint(view, pos, end)
+                elif wire_type == 2:
+                    length, pos = _decode_length(view, pos, end)
+                    start, pos = pos, min(end, pos + length)
+                    if number == wanted:
+                        # A truncated message is searched as far as it goes; a
+                        # truncated leaf is not the value that was sent.
+                        if depth == len(path) - 1 and start + length > end:
+                            return None
+                        found = (start, pos)
+                elif wire_type in (1, 5):
+                    pos += 8 if wire_type == 1 else 4
+                else:
+                    return None
+            except DecodeError:
+                return None
+        if found is None:
+            return None
+        pos, end = found
+        if depth == len(path) - 1:
+            return bytes(view[pos:end])
+    return None

@@ -12,12 +12,9 @@ cancel waits until the frame is out.
 import asyncio
 import contextlib
 import contextvars
-import dataclasses
 import inspect
-import io
 import json
 import os
-import pathlib
 import platform
 import signal
 import sys
@@ -28,11 +25,12 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 import cog
 from cog import scope as cog_scope
 from cog.server.exceptions import CancelationException
-from cog.types import Secret
 
 from . import messages
 from .coerce import input_converters
-from .connection import Connection, ConnectionClosed, Frame
+from .connection import MAX_FRAME_BYTES, Connection, ConnectionClosed, Frame, FrameTooLarge
+from .log_capture import LogStream
+from .outputs import OutputError, encode_output_fields, encode_output_json, too_large
 from .predictor_ref import LoadedPredictor, load
 from .schema import predictor_document
 
@@ -40,88 +38,6 @@ RUNNER_VERSION = "0.1.0"
 
 # The prediction an asyncio task works for (async predictors run several at once).
 _task_prediction: "contextvars.ContextVar[str]" = contextvars.ContextVar("cog_prediction", default="")
-
-
-class _ServerStream(io.TextIOBase):
-    """Replaces sys.stdout/sys.stderr: whole lines go to the server as Log frames."""
-
-    def __init__(self, worker: "Worker", source: int, original: Any) -> None:
-        self._worker = worker
-        self._source = source
-        self._original = original
-        self._pending: Dict[str, str] = {}
-        self._lock = threading.Lock()
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text: str) -> int:
-        if not isinstance(text, str):
-            raise TypeError("write() argument must be str, not %s" % type(text).__name__)
-        owner = self._worker.log_owner()
-        with self._lock:
-            buffered = self._pending.get(owner, "") + text
-            cut = buffered.rfind("\n") + 1
-            self._pending[owner] = buffered[cut:]
-        if cut:
-            self._worker.send_log(owner, self._source, buffered[:cut])
-        return len(text)
-
-    def flush_owner(self, owner: str) -> None:
-        with self._lock:
-            rest = self._pending.pop(owner, "")
-        if rest:
-            self._worker.send_log(owner, self._source, rest + "\n")
-
-    def flush(self) -> None:
-        pass
-
-    def fileno(self) -> int:
-        return self._original.fileno()
-
-    @property
-    def encoding(self) -> str:
-        return "utf-8"
-
-    def isatty(self) -> bool:
-        return False
-
-
-def encode_output(value: Any, files: Optional[List[str]] = None, pointer: str = "") -> Any:
-    """A value the predictor returned, as JSON-ready data. Paths become file://
-    URLs, and their JSON pointers (RFC 6901) are appended to `files`: only those
-    are files for the server; a str that looks like a file URL stays a str."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, Secret):
-        return "**********"
-    if isinstance(value, os.PathLike):
-        if files is not None:
-            files.append(pointer)
-        return pathlib.Path(os.fspath(value)).absolute().as_uri()
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [encode_output(v, files, "%s/%d" % (pointer, i)) for i, v in enumerate(value)]
-    if isinstance(value, dict):
-        return {str(k): encode_output(v, files, pointer + "/" + _pointer_token(k)) for k, v in value.items()}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: encode_output(getattr(value, f.name), files, pointer + "/" + _pointer_token(f.name))
-                for f in dataclasses.fields(value)}
-    if hasattr(value, "tolist"):  # numpy scalars and arrays, without importing numpy
-        return encode_output(value.tolist(), files, pointer)
-    raise TypeError("the output %r of type %s cannot be turned into JSON" % (value, type(value).__name__))
-
-
-def _pointer_token(key: Any) -> str:
-    return str(key).replace("~", "~0").replace("/", "~1")
-
-
-def encode_output_fields(value: Any, value_field: str) -> Dict[str, Any]:
-    """The fields of an Output or Done frame that carry `value`."""
-    files: List[str] = []
-    fields = {value_field: json.dumps(encode_output(value, files)).encode()}
-    if files:
-        fields["files_json"] = json.dumps(files).encode()
-    return fields
 
 
 class Worker:
@@ -143,16 +59,23 @@ class Worker:
         self._stopping = False     # Shutdown received, or the server went away
         self._deferred: List[Frame] = []
         self._healthchecks: List[int] = []
-        self._stdout: Optional[_ServerStream] = None
-        self._stderr: Optional[_ServerStream] = None
+        self._stdout: Optional[LogStream] = None
+        self._stderr: Optional[LogStream] = None
 
     # ---- frames out ----
 
     def send(self, name: str, fields: Dict[str, Any]) -> None:
+        """Sends a frame. FrameTooLarge if it is over the server's limit even with
+        its error message (an exception's text can be of any size) cut short."""
         if self.conn is None:
             return
         try:
-            self.conn.send(name, fields)
+            try:
+                self.conn.send(name, fields)
+            except FrameTooLarge as e:
+                if not fields.get("error"):
+                    raise
+                self.conn.send(name, dict(fields, error=_clip(fields["error"], e.limit // 8)))
         except OSError:
             self._stopping = True  # the server is gone; the main loop ends
             return
@@ -167,7 +90,21 @@ class Worker:
         return _task_prediction.get() or self._running_id
 
     def send_log(self, owner: str, source: int, text: str) -> None:
-        self.send("log", {"id": owner, "source": source, "text": text})
+        limit = self.conn.max_send_bytes if self.conn is not None else MAX_FRAME_BYTES
+        room = limit - 32 - 4 * len(owner)  # what the frame holds besides the text
+        if 4 * len(text) <= room:  # surely fits: UTF-8 takes at most 4 bytes a character
+            self.send("log", {"id": owner, "source": source, "text": text})
+            return
+        # Log text is joined again by the server: send it in frames that fit,
+        # cut between characters.
+        data = text.encode("utf-8", "replace")
+        start = 0
+        while start < len(data) and room >= 4:
+            end = min(len(data), start + room)
+            while end < len(data) and data[end] & 0xC0 == 0x80:
+                end -= 1
+            self.send("log", {"id": owner, "source": source, "text": data[start:end]})
+            start = end
 
     def _flush_logs(self, owner: str) -> None:
         for stream in (self._stdout, self._stderr):
@@ -227,8 +164,8 @@ class Worker:
             print("cog_runner: cannot connect to %s: %s" % (self.socket_path, e), file=sys.stderr)
             return 1
         os.chdir(self.working_directory)
-        self._stdout = _ServerStream(self, messages.LOG_STDOUT, sys.stdout)
-        self._stderr = _ServerStream(self, messages.LOG_STDERR, sys.stderr)
+        self._stdout = LogStream(self.log_owner, self.send_log, messages.LOG_STDOUT, sys.stdout)
+        self._stderr = LogStream(self.log_owner, self.send_log, messages.LOG_STDERR, sys.stderr)
         sys.stdout, sys.stderr = self._stdout, self._stderr
         hello = self._hello()
         self.send("hello", hello)
@@ -256,6 +193,8 @@ class Worker:
                 self._predict(fields)
             elif name == "healthcheck":
                 self._healthchecks.append(fields.get("sequence", 0))
+            elif name == "bad_frame":
+                self.send("bad_frame", fields)
             elif name == "shutdown":
                 break
             self._answer_healthchecks()
@@ -342,6 +281,7 @@ class Worker:
         self.send("setup_done", {"succeeded": False, "error": "%s: %s" % (type(e).__name__, e)})
 
     def _setup(self, fields: Dict[str, Any]) -> None:
+        self.conn.set_send_limit(fields.get("max_frame_bytes", 0))
         self._running_id = ""
         try:
             for call in self._setup_calls(fields):
@@ -356,6 +296,7 @@ class Worker:
         self.send("setup_done", {"succeeded": True})
 
     async def _setup_async(self, fields: Dict[str, Any]) -> None:
+        self.conn.set_send_limit(fields.get("max_frame_bytes", 0))
         try:
             for call in self._setup_calls(fields):
                 result = call()
@@ -392,8 +333,30 @@ class Worker:
         context = json.loads(fields["context_json"] or b"{}")
         return cog_scope._set_scope(cog_scope.Scope(context, self._metric_recorder(fields["id"])))
 
-    def _send_item(self, prediction_id: str, item: Any) -> None:
-        self.send("output", dict(encode_output_fields(item, "value_json"), id=prediction_id))
+    def _send_item(self, prediction_id: str, item: Any, index: int) -> None:
+        where = "output[%d]" % index
+        fields = encode_output_fields(item, "value_json", where, self.conn.max_send_bytes)
+        try:
+            self.send("output", dict(fields, id=prediction_id))
+        except FrameTooLarge as e:
+            raise too_large(where, e.size, e.limit) from None
+
+    def _output_fields(self, result: Any) -> Dict[str, Any]:
+        return encode_output_fields(result, "output_json", "output", self.conn.max_send_bytes)
+
+    def _send_done(self, done: Dict[str, Any]) -> None:
+        try:
+            self.send("done", done)
+        except FrameTooLarge as e:  # the output fits, but not with its list of files
+            self.send("done", {"id": done["id"], "status": messages.DONE_FAILED,
+                               "error": str(too_large("output", e.size, e.limit))})
+
+    @staticmethod
+    def _failed(done: Dict[str, Any], e: BaseException) -> None:
+        if not isinstance(e, OutputError):  # its message says it all; a traceback would show the runner
+            traceback.print_exc()
+        done["status"] = messages.DONE_FAILED
+        done["error"] = str(e) or type(e).__name__
 
     def _predict(self, fields: Dict[str, Any]) -> None:
         prediction_id = fields["id"]
@@ -411,28 +374,28 @@ class Worker:
                     result = asyncio.run(_await(result))
             if inspect.isgenerator(result) or isinstance(result, _AsyncItems):
                 items = iter(result)
+                index = 0
                 while True:
                     with self._user_code():
                         try:
                             item = next(items)
                         except StopIteration:
                             break
-                    self._send_item(prediction_id, item)
+                    self._send_item(prediction_id, item, index)
+                    index += 1
             else:
-                done.update(encode_output_fields(result, "output_json"))
+                done.update(self._output_fields(result))
             done["status"] = messages.DONE_SUCCEEDED
         except CancelationException:
             done["status"] = messages.DONE_CANCELED
         except BaseException as e:
-            traceback.print_exc()
-            done["status"] = messages.DONE_FAILED
-            done["error"] = str(e) or type(e).__name__
+            self._failed(done, e)
         finally:
             cog_scope._reset_scope(token)
         self._flush_logs(prediction_id)
         self._running_id = ""
         self._cancel_pending = False
-        self.send("done", done)
+        self._send_done(done)
 
     # ---- async predictors: several predictions at once on one event loop ----
 
@@ -450,7 +413,9 @@ class Worker:
                 print("cog_runner: connection to the server broke: %s" % e, file=sys.__stderr__)
                 frames = [("shutdown", {})]
             for name, fields in frames:
-                if name == "setup":
+                if name == "bad_frame":
+                    self.send("bad_frame", fields)
+                elif name == "setup":
                     # The server sends no Predict before SetupDone.
                     loop.create_task(self._setup_async(fields))
                 elif name == "predict":
@@ -496,34 +461,44 @@ class Worker:
             loaded, payload = self._target(fields)
             result = loaded.predict(**payload)
             if inspect.isasyncgen(result):
+                index = 0
                 async for item in result:
-                    self._send_item(prediction_id, item)
+                    self._send_item(prediction_id, item, index)
+                    index += 1
             elif inspect.isgenerator(result):
-                for item in result:
-                    self._send_item(prediction_id, item)
+                for index, item in enumerate(result):
+                    self._send_item(prediction_id, item, index)
             else:
                 if inspect.isawaitable(result):
                     result = await result
-                done.update(encode_output_fields(result, "output_json"))
+                done.update(self._output_fields(result))
             done["status"] = messages.DONE_SUCCEEDED
         except (asyncio.CancelledError, CancelationException):
             done["status"] = messages.DONE_CANCELED
         except Exception as e:
-            traceback.print_exc()
-            done["status"] = messages.DONE_FAILED
-            done["error"] = str(e) or type(e).__name__
+            self._failed(done, e)
         self._flush_logs(prediction_id)
-        self.send("done", done)
+        self._send_done(done)
 
     def _metric_recorder(self, prediction_id: str) -> Callable[[str, Any, str], None]:
         modes = {"replace": messages.METRIC_REPLACE, "incr": messages.METRIC_INCREMENT,
                  "append": messages.METRIC_APPEND}
 
         def record(name: str, value: Any, mode: str) -> None:
-            self.send("metric", {"id": prediction_id, "name": name,
-                                 "value_json": json.dumps(encode_output(value)).encode(),
-                                 "mode": modes[mode]})
+            where = "metric %r" % (name,)
+            value_json = encode_output_json(value, where, self.conn.max_send_bytes)
+            try:
+                self.send("metric", {"id": prediction_id, "name": name, "value_json": value_json,
+                                     "mode": modes[mode]})
+            except FrameTooLarge as e:
+                raise too_large(where, e.size, e.limit) from None
         return record
+
+
+def _clip(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return "%s... [%d more characters cut: over the frame limit]" % (text[:max(limit - 64, 0)], len(text) - limit)
 
 
 def _in_event_loop() -> bool:

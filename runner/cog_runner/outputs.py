@@ -1,0 +1,120 @@
+"""What a predictor returns (or yields, or records as a metric), as the JSON text
+a frame carries.
+
+JSON has no NaN or Infinity: json.dumps would write the bare words NaN and
+Infinity, which JSON parsers refuse, so the value used to arrive as null in a
+prediction that "succeeded". Such values are refused here instead, saying where
+they sit. So are values too large for one frame, naming the server's limit.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import pathlib
+from typing import Any, Dict, List, Optional
+
+from cog.types import Secret
+
+
+class OutputError(ValueError):
+    """An output that cannot be sent: its prediction fails with this message."""
+
+
+class _NotFinite(Exception):
+    def __init__(self, pointer: str, value: float) -> None:
+        super().__init__(pointer)
+        self.pointer = pointer
+        self.value = value
+
+
+def too_large(where: str, size: int, limit: int) -> OutputError:
+    return OutputError(
+        "%s is %d bytes as JSON, over the limit of %d bytes that cog-server takes from its runner "
+        "(raise it with cog-server --max-output-bytes, or return a cog.Path: files travel apart)"
+        % (where, size, limit))
+
+
+def encode_output(value: Any, files: Optional[List[str]] = None, where: str = "output") -> Any:
+    """A value the predictor returned, as JSON-ready data. Paths become file://
+    URLs, and their JSON pointers (RFC 6901) are appended to `files`: only those
+    are files for the server; a str that looks like a file URL stays a str.
+    OutputError names `where` (e.g. output[2]) for a NaN or infinite float."""
+    try:
+        return _encode(value, files, "")
+    except _NotFinite as e:
+        raise OutputError("%s is %r: JSON cannot carry NaN or Infinity; return None or a string instead"
+                          % (_describe(value, e.pointer, where), e.value)) from None
+
+
+def encode_output_json(value: Any, where: str = "output", limit: Optional[int] = None,
+                       files: Optional[List[str]] = None) -> bytes:
+    text = json.dumps(encode_output(value, files, where), allow_nan=False).encode()
+    if limit is not None and len(text) > limit:
+        raise too_large(where, len(text), limit)
+    return text
+
+
+def encode_output_fields(value: Any, value_field: str, where: str = "output",
+                         limit: Optional[int] = None) -> Dict[str, Any]:
+    """The fields of an Output or Done frame that carry `value`."""
+    files: List[str] = []
+    fields: Dict[str, Any] = {value_field: encode_output_json(value, where, limit, files)}
+    if files:
+        fields["files_json"] = json.dumps(files).encode()
+    return fields
+
+
+def _encode(value: Any, files: Optional[List[str]], pointer: str) -> Any:
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _NotFinite(pointer, float(value))
+        return value
+    if isinstance(value, Secret):
+        return "**********"
+    if isinstance(value, os.PathLike):
+        if files is not None:
+            files.append(pointer)
+        return pathlib.Path(os.fspath(value)).absolute().as_uri()
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_encode(v, files, "%s/%d" % (pointer, i)) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {str(k): _encode(v, files, pointer + "/" + _pointer_token(k)) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _encode(getattr(value, f.name), files, pointer + "/" + _pointer_token(f.name))
+                for f in dataclasses.fields(value)}
+    if hasattr(value, "tolist"):  # numpy scalars and arrays, without importing numpy
+        return _encode(value.tolist(), files, pointer)
+    raise TypeError("the output %r of type %s cannot be turned into JSON" % (value, type(value).__name__))
+
+
+def _pointer_token(key: Any) -> str:
+    return str(key).replace("~", "~0").replace("/", "~1")
+
+
+def _describe(value: Any, pointer: str, where: str) -> str:
+    """`pointer` into `value` as Python would write it: where[2]['scores'].mean."""
+    label, node = where, value
+    try:
+        for token in pointer.split("/")[1:]:
+            while not isinstance(node, (list, tuple, set, frozenset, dict)) and not (
+                    dataclasses.is_dataclass(node)) and hasattr(node, "tolist"):
+                node = node.tolist()
+            if isinstance(node, (set, frozenset)):
+                node = list(node)
+            if isinstance(node, (list, tuple)):
+                node = node[int(token)]
+                label += "[%s]" % token
+            elif isinstance(node, dict):
+                key = next(k for k in node if _pointer_token(k) == token)
+                node = node[key]
+                label += "[%r]" % (key,)
+            else:
+                name = token.replace("~1", "/").replace("~0", "~")
+                node = getattr(node, name)
+                label += "." + name
+    except Exception:  # only a label is at stake: fall back to the pointer itself
+        return where + pointer
+    return label

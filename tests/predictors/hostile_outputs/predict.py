@@ -1,0 +1,50 @@
+# Outputs and prints that once broke the runner or the server: NaN and
+# infinity, outputs over the frame limit, carriage-return progress bars.
+import sys
+from typing import Any, Iterator
+
+from cog import BaseModel, BasePredictor, current_scope
+
+
+class Scores(BaseModel):
+    name: str
+    values: list
+
+
+def _items(values: list) -> Iterator[Any]:
+    yield from values
+
+
+class Predictor(BasePredictor):
+    def predict(self, kind: str, n: int = 0) -> Any:
+        if kind == "nan":
+            return float("nan")
+        if kind == "inf_in_list":
+            return [1.0, 2.0, float("inf")]
+        if kind == "nan_in_dict":
+            return {"ok": 1, "scores": {"mean": float("-inf")}}
+        if kind == "nan_in_object":
+            return [Scores(name="a", values=[0.5, float("nan")])]
+        if kind == "nan_item":
+            return _items([0.5, 1.5, float("nan")])
+        if kind == "nan_metric":
+            current_scope().record_metric("loss", [0.1, float("nan")])
+            return "unreachable"
+        if kind == "big":
+            return "x" * n
+        if kind == "big_item":
+            return _items(["small", "y" * n])
+        if kind == "big_log":
+            print("z" * n)
+            return "printed"
+        if kind == "progress":
+            # What tqdm writes: each redraw starts with "\r"; the bar ends with "\n".
+            for i in range(n):
+                sys.stderr.write("\r%d/%d" % (i + 1, n))
+            sys.stderr.write("\n")
+            print("after", end="")  # a final line without "\n" is kept too
+            return "done"
+        if kind == "surrogate":
+            print("name: \udcff")  # undecodable bytes of a file name, as os.listdir gives them
+            return "survived"
+        return kind
