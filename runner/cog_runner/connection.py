@@ -19,6 +19,7 @@ from . import messages, wire
 # The largest frame either side takes unless the server's Setup says otherwise
 # (the server's own default, server/frame_io.h kMaxFrameBytes).
 MAX_FRAME_BYTES = 256 << 20
+MIN_SEND_LIMIT = 4096
 _HEADER = struct.Struct(">I")
 _MAX_HEADER_SIZE = (1 << 32) - 1
 
@@ -42,9 +43,14 @@ class FrameTooLarge(Exception):
         self.limit = limit
 
 
+# A recovered id longer than this is no id the server made: it is not echoed back.
+_MAX_SALVAGED_ID = 4096
+
+
 def _bad_frame(error: str, payload: Any) -> Frame:
     """What a frame that does not decode becomes: reported, never raised."""
-    return ("bad_frame", {"error": error, "id": wire.salvage(payload, (2, 1)) or b""})
+    salvaged = wire.salvage(payload, (2, 1)) or b""
+    return ("bad_frame", {"error": error, "id": salvaged if len(salvaged) <= _MAX_SALVAGED_ID else b""})
 
 
 class Connection:
@@ -79,8 +85,12 @@ class Connection:
         fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_ASYNC)
 
     def set_send_limit(self, limit: int) -> None:
-        """The largest frame the server takes (Setup.max_frame_bytes; 0: the default)."""
-        self.max_send_bytes = min(limit, _MAX_HEADER_SIZE) if limit > 0 else MAX_FRAME_BYTES
+        """The largest frame the server takes (Setup.max_frame_bytes; 0: the default).
+        Never under MIN_SEND_LIMIT: the server reads frames that small whatever
+        its output limit, and a Done that says why an output failed must fit."""
+        if limit <= 0:
+            limit = MAX_FRAME_BYTES
+        self.max_send_bytes = max(MIN_SEND_LIMIT, min(limit, _MAX_HEADER_SIZE))
 
     def send(self, name: str, fields: Dict[str, Any]) -> None:
         """Sends one frame whole; FrameTooLarge (nothing sent) if it is over the limit."""

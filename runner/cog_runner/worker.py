@@ -194,12 +194,22 @@ class Worker:
             elif name == "healthcheck":
                 self._healthchecks.append(fields.get("sequence", 0))
             elif name == "bad_frame":
-                self.send("bad_frame", fields)
+                self._report_bad_frame(fields)
             elif name == "shutdown":
                 break
             self._answer_healthchecks()
         self._flush_logs("")
         return 0
+
+    def _report_bad_frame(self, fields: Dict[str, Any]) -> None:
+        """Tells the server a frame it sent did not decode; the runner serves on."""
+        try:
+            self.send("bad_frame", fields)
+        except FrameTooLarge:  # a limit set too small for the report: it goes without the id
+            try:
+                self.send("bad_frame", {"error": fields["error"][:200]})
+            except FrameTooLarge:
+                pass
 
     def _answer_healthchecks(self) -> None:
         while self._healthchecks:
@@ -414,7 +424,7 @@ class Worker:
                 frames = [("shutdown", {})]
             for name, fields in frames:
                 if name == "bad_frame":
-                    self.send("bad_frame", fields)
+                    self._report_bad_frame(fields)
                 elif name == "setup":
                     # The server sends no Predict before SetupDone.
                     loop.create_task(self._setup_async(fields))
