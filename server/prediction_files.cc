@@ -28,9 +28,10 @@ std::string PercentDecode(absl::string_view text) {
   std::string decoded;
   decoded.reserve(text.size());
   for (size_t i = 0; i < text.size(); ++i) {
+    // Exactly two hex digits: SimpleHexAtoi alone would also take "-1", " 1" or "+f".
     int value = 0;
-    if (text[i] == '%' && i + 2 < text.size() &&
-        absl::SimpleHexAtoi(text.substr(i + 1, 2), &value)) {
+    if (text[i] == '%' && i + 2 < text.size() && absl::ascii_isxdigit(text[i + 1]) &&
+        absl::ascii_isxdigit(text[i + 2]) && absl::SimpleHexAtoi(text.substr(i + 1, 2), &value)) {
       decoded.push_back(static_cast<char>(value));
       i += 2;
     } else {
@@ -106,6 +107,24 @@ absl::StatusOr<std::string> FileUrlToPath(absl::string_view url) {
     return absl::InvalidArgumentError(absl::StrCat("file URL has no absolute path: file://", url));
   }
   return PercentDecode(url);
+}
+
+absl::StatusOr<std::string> DecodeDataUri(absl::string_view uri) {
+  if (!absl::ConsumePrefix(&uri, "data:")) {
+    return absl::InvalidArgumentError("not a data: URI");
+  }
+  const size_t comma = uri.find(',');
+  if (comma == absl::string_view::npos) {
+    return absl::InvalidArgumentError("the data: URI has no ',' before its data");
+  }
+  const absl::string_view meta = uri.substr(0, comma);
+  const absl::string_view data = uri.substr(comma + 1);
+  if (!absl::EndsWithIgnoreCase(meta, ";base64")) return PercentDecode(data);
+  std::string bytes;
+  if (!absl::Base64Unescape(PercentDecode(data), &bytes)) {
+    return absl::InvalidArgumentError("the data: URI's base64 cannot be decoded");
+  }
+  return bytes;
 }
 
 std::vector<std::string> ParseFilePointers(const std::string& files_json) {
@@ -184,21 +203,9 @@ absl::StatusOr<std::string> PredictionFiles::FetchOne(const std::string& url,
                                                       const std::string& dir,
                                                       const std::atomic<bool>* canceled) {
   if (absl::StartsWith(url, "data:")) {
-    absl::string_view rest = absl::string_view(url).substr(5);
-    const size_t comma = rest.find(',');
-    if (comma == absl::string_view::npos) {
-      return absl::InvalidArgumentError("the data: URI has no ',' before its data");
-    }
-    const absl::string_view meta = rest.substr(0, comma);
-    const absl::string_view data = rest.substr(comma + 1);
-    std::string bytes;
-    if (absl::EndsWithIgnoreCase(meta, ";base64")) {
-      if (!absl::Base64Unescape(PercentDecode(data), &bytes)) {
-        return absl::InvalidArgumentError("the data: URI's base64 cannot be decoded");
-      }
-    } else {
-      bytes = PercentDecode(data);
-    }
+    absl::StatusOr<std::string> decoded = DecodeDataUri(url);
+    if (!decoded.ok()) return decoded.status();
+    const std::string& bytes = *decoded;
     const std::string extension = SniffExtension(absl::string_view(bytes).substr(0, kSniffBytes));
     const std::string path = absl::StrCat(dir, "/file", extension.empty() ? "" : ".", extension);
     std::ofstream out(path, std::ios::binary);

@@ -29,6 +29,12 @@ namespace cog {
 // "/tmp/a b.txt" for "file:///tmp/a%20b.txt"; an error for anything else.
 absl::StatusOr<std::string> FileUrlToPath(absl::string_view url);
 
+// The bytes a data: URI carries ("data:[<media type>][;base64],<data>",
+// RFC 2397): the data percent-decoded, then base64-decoded when the metadata
+// ends in ";base64". An error without the ',' or for base64 that cannot be
+// decoded. The media type is not used: files are named by their content.
+absl::StatusOr<std::string> DecodeDataUri(absl::string_view uri);
+
 // The JSON pointers of a runner frame's `files_json` (where its Path values
 // are); empty for an empty or unreadable list.
 std::vector<std::string> ParseFilePointers(const std::string& files_json);

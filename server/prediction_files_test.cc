@@ -25,6 +25,20 @@ TEST(FileUrlToPathTest, DecodesPercentEscapes) {
   EXPECT_FALSE(FileUrlToPath("file://relative").ok());
 }
 
+TEST(DecodeDataUriTest, DecodesBase64AndPercentEscapes) {
+  EXPECT_EQ(*DecodeDataUri("data:text/plain;base64,aGVsbG8="), "hello");
+  EXPECT_EQ(*DecodeDataUri("data:,a%20b"), "a b");
+  EXPECT_EQ(*DecodeDataUri("data:,"), "");
+  EXPECT_FALSE(DecodeDataUri("data:no-comma").ok());
+  EXPECT_FALSE(DecodeDataUri("data:;base64,!!!").ok());
+  EXPECT_FALSE(DecodeDataUri("http://x/y").ok());
+}
+
+TEST(DecodeDataUriTest, APercentNotFollowedByTwoHexDigitsStaysAsItIs) {
+  EXPECT_EQ(*DecodeDataUri("data:,%-1% 1%+f%1 %"), "%-1% 1%+f%1 %");
+  EXPECT_EQ(*DecodeDataUri("data:,%41%4a%4A"), "AJJ");
+}
+
 TEST(PredictionFilesTest, TextBecomesATextPlainDataUri) {
   PredictionFiles files;
   PredictionFiles::OutputTarget target;
@@ -37,7 +51,9 @@ TEST(PredictionFilesTest, TextBecomesATextPlainDataUri) {
 TEST(PredictionFilesTest, MediaTypeComesFromTheContentNotTheName) {
   PredictionFiles files;
   PredictionFiles::OutputTarget target;
-  const std::string png("\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0", 33);
+  // The signature and a 1x1 IHDR chunk (its CRC left out): 29 bytes.
+  static constexpr char kPng[] = "\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0";
+  const std::string png(kPng, sizeof(kPng) - 1);
   Json value = "file://" + WriteTemp("picture.txt", png);
   ASSERT_TRUE(files.ResolveOutputs(value, {""}, target).ok());
   EXPECT_EQ(value.get<std::string>().rfind("data:image/png;base64,", 0), 0u) << value;
