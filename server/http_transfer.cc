@@ -2,6 +2,7 @@
 
 #include <curl/curl.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -29,15 +30,16 @@ struct FileCloser {
 using CurlHandle = std::unique_ptr<CURL, CurlDeleter>;
 using FileHandle = std::unique_ptr<FILE, FileCloser>;
 
-CurlHandle NewHandle(const std::string& url, const TransferOptions& options) {
+// A handle for `url`, configured by `guard` (which must outlive it) like
+// every outbound handle, with the options' user agent and timeouts.
+CurlHandle NewHandle(const std::string& url, const TransferOptions& options, OutboundGuard* guard) {
   InitCurlOnce();
   CurlHandle curl(curl_easy_init());
   if (curl == nullptr) return curl;
   CURL* c = curl.get();
+  guard->ApplyTo(c);
   curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(c, CURLOPT_USERAGENT, options.user_agent.c_str());
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
                    static_cast<long>(absl::ToInt64Milliseconds(options.connect_timeout)));
   // Less than one byte a second for the whole window counts as stalled.
@@ -72,7 +74,9 @@ size_t KeepLocation(char* data, size_t size, size_t count, void* location) {
   return size * count;
 }
 
-std::string TransferError(CURLcode code, const char* detail, const TransferOptions& options) {
+std::string TransferError(CURLcode code, const char* detail, const TransferOptions& options,
+                          const OutboundGuard& guard) {
+  if (code == CURLE_COULDNT_CONNECT && !guard.refusal().empty()) return guard.refusal();
   if (code == CURLE_OPERATION_TIMEDOUT) {
     return absl::StrCat("no data moved for ", absl::FormatDuration(options.stall_timeout),
                         " (timed out)");
@@ -93,14 +97,14 @@ absl::Status DownloadToFile(const std::string& url, const std::string& path,
   if (file == nullptr) {
     return absl::InternalError(absl::StrCat("cannot create ", path, ": ", std::strerror(errno)));
   }
-  CurlHandle curl = NewHandle(url, options);
+  OutboundGuard guard(&options.outbound);
+  CurlHandle curl = NewHandle(url, options, &guard);
   if (curl == nullptr) return absl::InternalError("libcurl could not make a handle");
   CURL* c = curl.get();
   char detail[CURL_ERROR_SIZE] = "";
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, detail);
   curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
   curl_easy_setopt(c, CURLOPT_MAXREDIRS, static_cast<long>(options.max_redirects));
-  curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, WriteToFile);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, file.get());
   if (canceled != nullptr) {
@@ -112,7 +116,7 @@ absl::Status DownloadToFile(const std::string& url, const std::string& path,
   if (canceled != nullptr && canceled->load()) return absl::CancelledError("canceled");
   if (code != CURLE_OK) {
     return absl::UnavailableError(
-        absl::StrCat("could not download ", url, ": ", TransferError(code, detail, options)));
+        absl::StrCat("could not download ", url, ": ", TransferError(code, detail, options, guard)));
   }
   long status = 0;
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
@@ -129,6 +133,12 @@ absl::Status DownloadToFile(const std::string& url, const std::string& path,
 absl::StatusOr<std::string> UploadFile(const std::string& url, const std::string& path,
                                        const std::vector<std::string>& headers,
                                        const TransferOptions& options) {
+  for (const std::string& header : headers) {
+    if (absl::Status safe = CheckHeaderLine(header); !safe.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("could not upload ", path, " to ", url, ": ", safe.message()));
+    }
+  }
   std::string last_error;
   absl::Duration backoff = options.upload_backoff;
   for (int attempt = 1; attempt <= std::max(1, options.upload_attempts); ++attempt) {
@@ -144,7 +154,8 @@ absl::StatusOr<std::string> UploadFile(const std::string& url, const std::string
     std::fseek(file.get(), 0, SEEK_END);
     const long size = std::ftell(file.get());
     std::fseek(file.get(), 0, SEEK_SET);
-    CurlHandle curl = NewHandle(url, options);
+    OutboundGuard guard(&options.outbound);
+    CurlHandle curl = NewHandle(url, options, &guard);
     if (curl == nullptr) return absl::InternalError("libcurl could not make a handle");
     CURL* c = curl.get();
     std::unique_ptr<curl_slist, SlistDeleter> list;
@@ -174,7 +185,12 @@ absl::StatusOr<std::string> UploadFile(const std::string& url, const std::string
       return where;
     }
     if (code != CURLE_OK) {
-      last_error = TransferError(code, detail, options);
+      last_error = TransferError(code, detail, options, guard);
+      // Neither a refused address nor a refused protocol changes on a retry.
+      if ((code == CURLE_COULDNT_CONNECT && !guard.refusal().empty()) ||
+          code == CURLE_UNSUPPORTED_PROTOCOL) {
+        break;
+      }
     } else {
       last_error = absl::StrCat("the server answered HTTP ", status);
       if (status != 429 && status < 500) break;  // the request itself is wrong: no retry

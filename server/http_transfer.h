@@ -3,6 +3,8 @@
 //
 // Free functions; each call uses its own curl handle, so they are safe to call
 // from any number of threads at once. They block until the transfer ends.
+// Every handle speaks http and https only, also after redirects, and connects
+// only where TransferOptions::outbound allows (see outbound_policy.h).
 #ifndef COG_SERVER_HTTP_TRANSFER_H_
 #define COG_SERVER_HTTP_TRANSFER_H_
 
@@ -13,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "server/outbound_policy.h"
 
 namespace cog {
 
@@ -25,6 +28,9 @@ struct TransferOptions {
   // Uploads only: tries on connection errors, 429 and 5xx.
   int upload_attempts = 3;
   absl::Duration upload_backoff = absl::Milliseconds(250);
+  // Where connections may go (--outbound-deny-cidrs); by default not to
+  // link-local and metadata addresses.
+  OutboundPolicy outbound;
 };
 
 // Calls curl_global_init once per process.
@@ -39,6 +45,8 @@ absl::Status DownloadToFile(const std::string& url, const std::string& path,
 // PUTs the bytes of `path` to `url` with the given extra headers
 // ("Name: value"), retrying connection errors, 429 and 5xx. Returns the
 // response's Location header if it has one, else `url`, without its query.
+// A header carrying CR, LF or NUL is refused (InvalidArgument) and nothing is
+// sent: a caller's text must not become headers of its own.
 absl::StatusOr<std::string> UploadFile(const std::string& url, const std::string& path,
                                        const std::vector<std::string>& headers,
                                        const TransferOptions& options);
