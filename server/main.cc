@@ -17,6 +17,7 @@
 #include <string>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -33,6 +34,7 @@
 #include "server/grpc_service.h"
 #include "server/logging.h"
 #include "server/metrics.h"
+#include "server/outbound_policy.h"
 #include "server/prediction_service.h"
 #include "server/runner_supervisor.h"
 #include "server/version.h"
@@ -67,6 +69,10 @@ ABSL_FLAG(double, healthcheck_timeout, 5.0,
 ABSL_FLAG(std::string, ready_file, "/var/run/cog/ready",
           "Under Kubernetes ($KUBERNETES_SERVICE_HOST set), created once setup succeeds and "
           "removed when shutting down");
+ABSL_FLAG(std::string, outbound_deny_cidrs, cog::OutboundPolicy::kDefaultDenyCidrs,
+          "Comma-separated IPv4/IPv6 CIDRs that webhooks, downloads and uploads may not "
+          "connect to (checked on the resolved address, also after redirects); empty allows "
+          "every address");
 ABSL_FLAG(std::string, port_file, "",
           "Write the bound HTTP and gRPC ports here as JSON once serving (for tests and tools)");
 
@@ -172,7 +178,15 @@ int Run() {
     health->SetServingStatus("", ready);
     health->SetServingStatus("cog.v1.Predictor", ready);
   };
+  absl::StatusOr<OutboundPolicy> outbound =
+      OutboundPolicy::Parse(absl::GetFlag(FLAGS_outbound_deny_cidrs));
+  if (!outbound.ok()) {
+    spdlog::critical("{}", std::string(outbound.status().message()));
+    return 2;
+  }
+  core_options.files.transfer.outbound = *outbound;
   WebhookSender::Options webhook_options;
+  webhook_options.outbound = *outbound;
   webhook_options.user_agent = absl::StrCat("cog-server/", kServerVersion);
   if (const char* token = std::getenv("WEBHOOK_AUTH_TOKEN"); token != nullptr) {
     webhook_options.auth_token = token;
@@ -184,8 +198,14 @@ int Run() {
     }
   }
   WebhookSender webhooks(webhook_options);
-  core_options.make_webhook_observer = [&webhooks](const PredictionRequest& request) {
-    return WebhookSender::ObserverFor(&webhooks, request);
+  // Logs webhooks are rendered when sent, from the prediction as it is then.
+  // The core is made below, before any request can start a prediction; the
+  // sender stops before the core goes (stop_webhooks).
+  PredictionService* core_for_webhooks = nullptr;
+  core_options.make_webhook_observer = [&webhooks, &core_for_webhooks](const PredictionRequest& request) {
+    return WebhookSender::ObserverFor(&webhooks, request, [&core_for_webhooks](const std::string& id) {
+      return core_for_webhooks->Get(id);
+    });
   };
   const std::string upload_url = absl::GetFlag(FLAGS_upload_url);
   if (!upload_url.empty() && !absl::StartsWith(upload_url, "http://") &&
@@ -206,6 +226,9 @@ int Run() {
     metrics.Observe(prediction);
   };
   PredictionService core(core_options);
+  core_for_webhooks = &core;
+  // On every way out, nothing asks the core for a snapshot once it is gone.
+  absl::Cleanup stop_webhooks = [&webhooks] { webhooks.Stop(); };
 
   RunnerSupervisor::Options runner_options;
   runner_options.socket_path = absl::GetFlag(FLAGS_runner_socket);

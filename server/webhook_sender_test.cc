@@ -1,0 +1,212 @@
+#include "server/webhook_sender.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "gtest/gtest.h"
+
+namespace cog {
+namespace {
+
+// A local HTTP/1.1 server on a port of its own: records each request's body
+// and answers 200, or (hang) reads requests and never answers.
+class TestReceiver {
+ public:
+  explicit TestReceiver(bool hang) : hang_(hang) {
+    listener_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t size = sizeof(address);
+    if (bind(listener_, reinterpret_cast<sockaddr*>(&address), size) != 0 || listen(listener_, 16) != 0 ||
+        getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &size) != 0) {
+      std::abort();
+    }
+    port_ = ntohs(address.sin_port);
+    accepter_ = std::thread([this] { Accept(); });
+  }
+
+  ~TestReceiver() {
+    shutdown(listener_, SHUT_RDWR);
+    accepter_.join();
+    close(listener_);
+    absl::MutexLock lock(&mu_);
+    for (int fd : connections_) shutdown(fd, SHUT_RDWR);
+    // Readers end once their sockets are shut down.
+    mu_.Await(absl::Condition(+[](int* n) { return *n == 0; }, &readers_));
+    for (int fd : connections_) close(fd);
+  }
+
+  std::string url(absl::string_view path = "/hook") const {
+    return absl::StrCat("http://127.0.0.1:", port_, path);
+  }
+
+  // Waits (at most a minute) until `count` requests have arrived; their bodies.
+  std::vector<std::string> WaitFor(size_t count) {
+    absl::MutexLock lock(&mu_);
+    auto enough = [this, count]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return bodies_.size() >= count; };
+    mu_.AwaitWithTimeout(absl::Condition(&enough), absl::Minutes(1));
+    return bodies_;
+  }
+
+  std::vector<std::string> bodies() {
+    absl::MutexLock lock(&mu_);
+    return bodies_;
+  }
+
+ private:
+  void Accept() {
+    while (true) {
+      const int fd = accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) return;
+      absl::MutexLock lock(&mu_);
+      connections_.push_back(fd);
+      ++readers_;
+      std::thread([this, fd] { Serve(fd); }).detach();
+    }
+  }
+
+  void Serve(int fd) {
+    std::string buffer;
+    char chunk[4096];
+    while (true) {
+      const size_t head_end = buffer.find("\r\n\r\n");
+      size_t length = 0;
+      if (head_end != std::string::npos) {
+        const size_t at = buffer.find("Content-Length: ");
+        if (at != std::string::npos && at < head_end) {
+          absl::SimpleAtoi(buffer.substr(at + 16, buffer.find("\r\n", at) - at - 16), &length);
+        }
+        if (buffer.size() >= head_end + 4 + length) {
+          {
+            absl::MutexLock lock(&mu_);
+            bodies_.push_back(buffer.substr(head_end + 4, length));
+          }
+          buffer.erase(0, head_end + 4 + length);
+          if (!hang_) {
+            static constexpr char kOk[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+            if (send(fd, kOk, sizeof(kOk) - 1, MSG_NOSIGNAL) < 0) break;
+          }
+          continue;
+        }
+      }
+      const ssize_t n = recv(fd, chunk, sizeof(chunk), 0);
+      if (n <= 0) break;
+      buffer.append(chunk, static_cast<size_t>(n));
+    }
+    absl::MutexLock lock(&mu_);
+    --readers_;
+  }
+
+  const bool hang_;
+  int listener_ = -1;
+  int port_ = 0;
+  std::thread accepter_;
+  absl::Mutex mu_;
+  std::vector<std::string> bodies_ ABSL_GUARDED_BY(mu_);
+  std::vector<int> connections_ ABSL_GUARDED_BY(mu_);
+  int readers_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+WebhookSender::Webhook Hook(const std::string& url, WebhookEvent event, std::string body) {
+  return {url, event, std::move(body), nullptr, {}};
+}
+
+TEST(WebhookSenderTest, HungDestinationsHoldOnlyTheirOwnPredictionsWebhooks) {
+  std::vector<std::unique_ptr<TestReceiver>> hung;
+  for (int i = 0; i < 8; ++i) hung.push_back(std::make_unique<TestReceiver>(/*hang=*/true));
+  TestReceiver good(/*hang=*/false);
+  WebhookSender::Options options;
+  options.request_timeout = absl::Hours(1);  // the hung ones never give up during the test
+  WebhookSender sender(options);
+  for (size_t i = 0; i < hung.size(); ++i) {
+    const std::string id = absl::StrCat("hung-", i);
+    sender.Send(id, Hook(hung[i]->url(), WebhookEvent::kStart, "start " + id));
+    sender.Send(id, Hook(hung[i]->url(), WebhookEvent::kCompleted, "completed " + id));
+  }
+  for (auto& receiver : hung) receiver->WaitFor(1);
+
+  sender.Send("good", Hook(good.url(), WebhookEvent::kStart, "start"));
+  sender.Send("good", Hook(good.url(), WebhookEvent::kOutput, "output"));
+  sender.Send("good", Hook(good.url(), WebhookEvent::kCompleted, "completed"));
+  EXPECT_EQ(good.WaitFor(3), (std::vector<std::string>{"start", "output", "completed"}));
+  EXPECT_FALSE(sender.Drain(absl::ZeroDuration())) << "the hung ones are still out";
+  for (size_t i = 0; i < hung.size(); ++i) {
+    // Each hung prediction's completed waits behind its unanswered start.
+    EXPECT_EQ(hung[i]->bodies(), std::vector<std::string>{absl::StrCat("start hung-", i)});
+  }
+  sender.Stop();  // abandons them
+}
+
+TEST(WebhookSenderTest, LogsAreRenderedOnlyWhenSentAndTheCompletedSupersedesTheRest) {
+  TestReceiver receiver(/*hang=*/false);
+  WebhookSender::Options options;
+  options.logs_interval = absl::Hours(1);  // one logs webhook, then only the completed
+  WebhookSender sender(options);
+  std::atomic<int> renders{0};
+  auto logs = [&] {
+    WebhookSender::Webhook hook = Hook(receiver.url(), WebhookEvent::kLogs, "");
+    hook.render = [&renders]() -> absl::StatusOr<std::string> {
+      return absl::StrCat("logs ", ++renders);
+    };
+    sender.Send("p", std::move(hook));
+  };
+  logs();
+  receiver.WaitFor(1);
+  // A burst within the interval: one queued update, replaced 10000 times.
+  for (int i = 0; i < 10000; ++i) logs();
+  sender.Send("p", Hook(receiver.url(), WebhookEvent::kCompleted, "completed"));
+  ASSERT_TRUE(sender.Drain(absl::Minutes(1)));
+  EXPECT_EQ(renders.load(), 1);
+  EXPECT_EQ(receiver.bodies(), (std::vector<std::string>{"logs 1", "completed"}));
+}
+
+TEST(WebhookSenderTest, ALogsUpdateWithNothingLeftToRenderIsDropped) {
+  TestReceiver receiver(/*hang=*/false);
+  WebhookSender sender(WebhookSender::Options{});
+  WebhookSender::Webhook logs = Hook(receiver.url(), WebhookEvent::kLogs, "");
+  logs.render = []() -> absl::StatusOr<std::string> { return absl::NotFoundError("ended"); };
+  sender.Send("p", std::move(logs));
+  ASSERT_TRUE(sender.Drain(absl::Minutes(1)));
+  sender.Send("p", Hook(receiver.url(), WebhookEvent::kCompleted, "completed"));
+  ASSERT_TRUE(sender.Drain(absl::Minutes(1)));
+  EXPECT_EQ(receiver.bodies(), std::vector<std::string>{"completed"});
+}
+
+TEST(WebhookSenderTest, ADestinationThePolicyRefusesIsNotRetried) {
+  TestReceiver receiver(/*hang=*/false);
+  WebhookSender::Options options;
+  options.outbound = *OutboundPolicy::Parse("127.0.0.0/8");
+  options.first_backoff = absl::Hours(1);  // a retry would hold Drain past its deadline
+  WebhookSender sender(options);
+  sender.Send("p", Hook(receiver.url(), WebhookEvent::kCompleted, "completed"));
+  EXPECT_TRUE(sender.Drain(absl::Minutes(1)));
+  EXPECT_TRUE(receiver.bodies().empty());
+}
+
+TEST(WebhookSenderTest, OnlyHttpAndHttpsAreSpoken) {
+  TestReceiver receiver(/*hang=*/false);
+  WebhookSender::Options options;
+  options.first_backoff = absl::Hours(1);
+  WebhookSender sender(options);
+  const std::string port = receiver.url().substr(receiver.url().rfind(':'));
+  for (const std::string& url : {"gopher://127.0.0.1" + port + "/_x", "dict://127.0.0.1" + port + "/i",
+                                 "telnet://127.0.0.1" + port}) {
+    sender.Send(url, Hook(url, WebhookEvent::kCompleted, "completed"));
+  }
+  EXPECT_TRUE(sender.Drain(absl::Minutes(1)));
+  EXPECT_TRUE(receiver.bodies().empty());
+}
+
+}  // namespace
+}  // namespace cog
