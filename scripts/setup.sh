@@ -8,6 +8,9 @@ PACKAGES=(
   bazel-bootstrap bazel-rules-java bazel-platforms
   # C++ toolchain and system libraries (wrapped as Bazel targets via pkg-config).
   g++ pkg-config
+  # --config=asan and fuzz: clang with libFuzzer and its sanitizer runtimes, and
+  # llvm-symbolizer for readable stacks, lld to link them.
+  clang-14 libclang-rt-14-dev llvm lld
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libcurl4-openssl-dev libspdlog-dev libfmt-dev libcpp-httplib-dev nlohmann-json3-dev
   libmagic-dev libyaml-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
