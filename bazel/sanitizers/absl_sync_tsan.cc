@@ -73,6 +73,9 @@ struct Wrapped {
 // it without our seeing: the evaluation acquires and releases as a critical
 // section of its own would.
 bool EvalWrapped(void* arg) {
+  // The waiter made `arg` (and the condition) before it entered the library;
+  // the thread evaluating may be another one.
+  Acquire(arg);
   const Wrapped* wrapped = static_cast<const Wrapped*>(arg);
   Acquire(wrapped->mu);
   const bool result = wrapped->original->Eval();
@@ -143,6 +146,7 @@ void Mutex::ReaderUnlock() {
 void Mutex::LockWhen(const Condition& cond) {
   REAL("_ZN", "5Mutex8LockWhenERKNS0_9ConditionE", void (*)(Mutex*, const Condition&));
   Wrapped wrapped{&cond, this};
+  Release(&wrapped);
   real(this, Condition(&EvalWrapped, &wrapped));
   Acquire(this);
 }
@@ -150,6 +154,7 @@ void Mutex::LockWhen(const Condition& cond) {
 void Mutex::ReaderLockWhen(const Condition& cond) {
   REAL("_ZN", "5Mutex14ReaderLockWhenERKNS0_9ConditionE", void (*)(Mutex*, const Condition&));
   Wrapped wrapped{&cond, this};
+  Release(&wrapped);
   real(this, Condition(&EvalWrapped, &wrapped));
   Acquire(this);
 }
@@ -158,6 +163,7 @@ bool Mutex::LockWhenWithTimeout(const Condition& cond, absl::Duration timeout) {
   REAL("_ZN", "5Mutex19LockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE",
        bool (*)(Mutex*, const Condition&, absl::Duration));
   Wrapped wrapped{&cond, this};
+  Release(&wrapped);
   const bool result = real(this, Condition(&EvalWrapped, &wrapped), timeout);
   Acquire(this);  // held either way
   return result;
@@ -167,6 +173,7 @@ bool Mutex::ReaderLockWhenWithTimeout(const Condition& cond, absl::Duration time
   REAL("_ZN", "5Mutex25ReaderLockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE",
        bool (*)(Mutex*, const Condition&, absl::Duration));
   Wrapped wrapped{&cond, this};
+  Release(&wrapped);
   const bool result = real(this, Condition(&EvalWrapped, &wrapped), timeout);
   Acquire(this);
   return result;
@@ -176,6 +183,7 @@ bool Mutex::LockWhenWithDeadline(const Condition& cond, absl::Time deadline) {
   REAL("_ZN", "5Mutex20LockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE",
        bool (*)(Mutex*, const Condition&, absl::Time));
   Wrapped wrapped{&cond, this};
+  Release(&wrapped);
   const bool result = real(this, Condition(&EvalWrapped, &wrapped), deadline);
   Acquire(this);
   return result;
@@ -185,6 +193,7 @@ bool Mutex::ReaderLockWhenWithDeadline(const Condition& cond, absl::Time deadlin
   REAL("_ZN", "5Mutex26ReaderLockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE",
        bool (*)(Mutex*, const Condition&, absl::Time));
   Wrapped wrapped{&cond, this};
+  Release(&wrapped);
   const bool result = real(this, Condition(&EvalWrapped, &wrapped), deadline);
   Acquire(this);
   return result;
@@ -195,6 +204,7 @@ bool Mutex::ReaderLockWhenWithDeadline(const Condition& cond, absl::Time deadlin
 void Mutex::Await(const Condition& cond) {
   REAL("_ZN", "5Mutex5AwaitERKNS0_9ConditionE", void (*)(Mutex*, const Condition&));
   Wrapped wrapped{&cond, this};
+  Release(&wrapped);
   Release(this);
   real(this, Condition(&EvalWrapped, &wrapped));
   Acquire(this);
@@ -204,6 +214,7 @@ bool Mutex::AwaitWithTimeout(const Condition& cond, absl::Duration timeout) {
   REAL("_ZN", "5Mutex16AwaitWithTimeoutERKNS0_9ConditionENS0_8DurationE",
        bool (*)(Mutex*, const Condition&, absl::Duration));
   Wrapped wrapped{&cond, this};
+  Release(&wrapped);
   Release(this);
   const bool result = real(this, Condition(&EvalWrapped, &wrapped), timeout);
   Acquire(this);
@@ -214,6 +225,7 @@ bool Mutex::AwaitWithDeadline(const Condition& cond, absl::Time deadline) {
   REAL("_ZN", "5Mutex17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE",
        bool (*)(Mutex*, const Condition&, absl::Time));
   Wrapped wrapped{&cond, this};
+  Release(&wrapped);
   Release(this);
   const bool result = real(this, Condition(&EvalWrapped, &wrapped), deadline);
   Acquire(this);
