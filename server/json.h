@@ -1,13 +1,46 @@
-// The JSON value type of the core: nlohmann::ordered_json, so that objects keep
-// the order a client or the predictor gave them (Cog's responses do too).
+// The JSON of the core: the value type, and the only ways text becomes a
+// value and a value becomes text.
+//
+// The value type is nlohmann::ordered_json, so that objects keep the order a
+// client or the predictor gave them (Cog's responses do too). Text is never
+// parsed or written with nlohmann's own parse()/dump(): those recurse as deep
+// as the input nests and throw on invalid UTF-8. ParseJson refuses input
+// nested deeper than a limit, numbers JSON cannot carry and invalid UTF-8 with
+// a status a person can act on; DumpJson never throws.
+//
+// Thread-safe (no shared state).
 #ifndef COG_SERVER_JSON_H_
 #define COG_SERVER_JSON_H_
 
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "nlohmann/json.hpp"
 
 namespace cog {
 
 using Json = nlohmann::ordered_json;
+
+// Deep enough for any real input or output, shallow enough that nothing that
+// walks a value recursively comes near the end of a thread's stack.
+inline constexpr int kDefaultMaxJsonDepth = 128;
+
+// Parses `text` (one JSON value, surrounding whitespace allowed). Errors, all
+// InvalidArgument, with the byte offset where it helps: not JSON, nested
+// deeper than `max_depth` arrays and objects, an integer outside int64 /
+// uint64 or a number outside double's range (1e400), invalid UTF-8.
+absl::StatusOr<Json> ParseJson(absl::string_view text, int max_depth = kDefaultMaxJsonDepth);
+
+// The text of `value`, compact, as Python's json.dumps(separators=(",", ":"),
+// ensure_ascii=False) would write it. Never throws: bytes that are not UTF-8 are
+// written as U+FFFD, non-finite numbers (which JSON cannot carry) as null.
+std::string DumpJson(const Json& value);
+void AppendJson(const Json& value, std::string* out);
+
+// Where in `value` the first non-finite number is, as a JSON pointer ("/0/x");
+// empty if there is none.
+std::string FindNonFinite(const Json& value);
 
 }  // namespace cog
 

@@ -1,0 +1,361 @@
+#include "server/json.h"
+
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "simdjson.h"
+
+namespace cog {
+namespace {
+
+// Parsers keep their buffers between documents; one per thread, reused for
+// ordinary bodies. A body larger than this gets a parser of its own, freed
+// after, so that one huge request does not pin its memory in a thread for ever.
+constexpr size_t kReusedParserCapacity = 4 << 20;
+
+std::string ParseErrorMessage(simdjson::error_code code, int max_depth) {
+  switch (code) {
+    case simdjson::DEPTH_ERROR:
+      return absl::StrCat("JSON nested deeper than ", max_depth,
+                          " levels of arrays and objects: flatten it (the server's limit is "
+                          "--max-json-depth)");
+    case simdjson::UTF8_ERROR:
+      return "JSON text is not valid UTF-8";
+    case simdjson::NUMBER_OUT_OF_RANGE:
+      return "JSON number out of range: integers must fit in 64 bits and numbers in a double";
+    case simdjson::NUMBER_ERROR:
+      return "JSON number is malformed or out of range (e.g. 1e400)";
+    case simdjson::STRING_ERROR:
+    case simdjson::UNCLOSED_STRING:
+    case simdjson::UNESCAPED_CHARS:
+      return "JSON string is malformed (an unclosed string, a bad escape or a raw control "
+             "character)";
+    case simdjson::EMPTY:
+      return "Expecting value: the body is empty";
+    case simdjson::CAPACITY:
+      return "JSON document is too large to parse";
+    default:
+      return absl::StrCat("JSON decode error: ", simdjson::error_message(code));
+  }
+}
+
+class Converter {
+ public:
+  // Bounded recursion: the parser has already refused anything deeper than
+  // the depth limit.
+  static void Convert(simdjson::dom::element element, Json* out) {
+    switch (element.type()) {
+      case simdjson::dom::element_type::ARRAY: {
+        *out = Json::array();
+        auto& array = out->get_ref<Json::array_t&>();
+        simdjson::dom::array items = element.get_array().value_unsafe();
+        array.reserve(items.size());
+        for (simdjson::dom::element item : items) {
+          array.emplace_back();
+          Convert(item, &array.back());
+        }
+        return;
+      }
+      case simdjson::dom::element_type::OBJECT: {
+        *out = Json::object();
+        // ordered_json's operator[] searches linearly: building a large object
+        // key by key would cost the square of its size. Append instead, and
+        // find duplicate keys (the last one wins, as in Python) with a hash.
+        auto& object = out->get_ref<Json::object_t&>();
+        auto& entries = static_cast<std::vector<std::pair<const std::string, Json>>&>(object);
+        simdjson::dom::object fields = element.get_object().value_unsafe();
+        std::unique_ptr<absl::flat_hash_map<std::string_view, size_t>> seen;
+        const size_t count = fields.size();
+        if (count > 8) seen = std::make_unique<absl::flat_hash_map<std::string_view, size_t>>();
+        entries.reserve(count);
+        for (simdjson::dom::key_value_pair field : fields) {
+          std::optional<size_t> duplicate;
+          if (seen != nullptr) {
+            auto [it, inserted] = seen->try_emplace(field.key, entries.size());
+            if (!inserted) duplicate = it->second;
+          } else {
+            for (size_t i = 0; i < entries.size(); ++i) {
+              if (entries[i].first == field.key) duplicate = i;
+            }
+          }
+          if (duplicate.has_value()) {
+            Convert(field.value, &entries[*duplicate].second);
+            continue;
+          }
+          entries.emplace_back(std::string(field.key), Json());
+          Convert(field.value, &entries.back().second);
+        }
+        return;
+      }
+      case simdjson::dom::element_type::INT64:
+        *out = element.get_int64().value_unsafe();
+        return;
+      case simdjson::dom::element_type::UINT64:
+        *out = element.get_uint64().value_unsafe();
+        return;
+      case simdjson::dom::element_type::DOUBLE:
+        *out = element.get_double().value_unsafe();
+        return;
+      case simdjson::dom::element_type::STRING: {
+        std::string_view text = element.get_string().value_unsafe();
+        *out = std::string(text);
+        return;
+      }
+      case simdjson::dom::element_type::BOOL:
+        *out = element.get_bool().value_unsafe();
+        return;
+      case simdjson::dom::element_type::NULL_VALUE:
+        *out = nullptr;
+        return;
+    }
+  }
+};
+
+// ---- writing ----
+
+constexpr char kHex[] = "0123456789abcdef";
+
+// Bytes that cannot be copied as they are: quote, backslash, controls, and
+// anything non-ASCII (checked as UTF-8).
+inline bool Plain(unsigned char c) { return c >= 0x20 && c != '"' && c != '\\' && c < 0x80; }
+
+// Length of the valid UTF-8 sequence at `p` (at most `n` bytes), 0 if invalid.
+size_t Utf8Sequence(const unsigned char* p, size_t n) {
+  const unsigned char c = p[0];
+  if (c < 0xC2) return 0;
+  if (c < 0xE0) return n >= 2 && (p[1] & 0xC0) == 0x80 ? 2 : 0;
+  if (c < 0xF0) {
+    if (n < 3 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80) return 0;
+    if (c == 0xE0 && p[1] < 0xA0) return 0;   // overlong
+    if (c == 0xED && p[1] >= 0xA0) return 0;  // surrogates
+    return 3;
+  }
+  if (c < 0xF5) {
+    if (n < 4 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80 || (p[3] & 0xC0) != 0x80) return 0;
+    if (c == 0xF0 && p[1] < 0x90) return 0;  // overlong
+    if (c == 0xF4 && p[1] >= 0x90) return 0;  // past U+10FFFF
+    return 4;
+  }
+  return 0;
+}
+
+void AppendString(absl::string_view text, std::string* out) {
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t n = text.size();
+  out->reserve(out->size() + n + 2);
+  out->push_back('"');
+  size_t i = 0;
+  while (i < n) {
+    // Copy the longest plain run in one go; eight bytes at a time while the
+    // bytes are printable ASCII with no quote or backslash.
+    size_t j = i;
+    while (j + 8 <= n) {
+      uint64_t word;
+      std::memcpy(&word, p + j, 8);
+      constexpr uint64_t kOnes = 0x0101010101010101ULL;
+      constexpr uint64_t kHigh = 0x8080808080808080ULL;
+      const uint64_t controls = (word - kOnes * 0x20) & ~word;  // bytes < 0x20
+      const uint64_t quotes = ((word ^ (kOnes * '"')) - kOnes) & ~(word ^ (kOnes * '"'));
+      const uint64_t slashes = ((word ^ (kOnes * '\\')) - kOnes) & ~(word ^ (kOnes * '\\'));
+      if (((controls | quotes | slashes) & kHigh) != 0 || (word & kHigh) != 0) break;
+      j += 8;
+    }
+    while (j < n && Plain(p[j])) ++j;
+    out->append(reinterpret_cast<const char*>(p + i), j - i);
+    i = j;
+    if (i >= n) break;
+    const unsigned char c = p[i];
+    if (c >= 0x80) {
+      const size_t length = Utf8Sequence(p + i, n - i);
+      if (length == 0) {
+        out->append("\xEF\xBF\xBD");  // U+FFFD for a byte that is not UTF-8
+        ++i;
+      } else {
+        out->append(reinterpret_cast<const char*>(p + i), length);
+        i += length;
+      }
+      continue;
+    }
+    switch (c) {
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
+      case '\b':
+        out->append("\\b");
+        break;
+      case '\f':
+        out->append("\\f");
+        break;
+      default: {
+        const char escape[6] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 0xF]};
+        out->append(escape, 6);
+      }
+    }
+    ++i;
+  }
+  out->push_back('"');
+}
+
+void AppendDouble(double value, std::string* out) {
+  if (!std::isfinite(value)) {
+    out->append("null");
+    return;
+  }
+  // nlohmann's shortest round-trip digits, formatted as Python's repr
+  // (1.0, 1e+16, 1.5e-07), which is what Cog's responses carry.
+  char buffer[64];
+  char* end = nlohmann::detail::to_chars(buffer, buffer + sizeof(buffer), value);
+  out->append(buffer, end);
+}
+
+template <typename Integer>
+void AppendInteger(Integer value, std::string* out) {
+  char buffer[24];
+  auto [end, ec] = std::to_chars(buffer, buffer + sizeof(buffer), value);
+  out->append(buffer, end);
+}
+
+void Append(const Json& value, std::string* out) {
+  switch (value.type()) {
+    case Json::value_t::null:
+    case Json::value_t::discarded:
+      out->append("null");
+      return;
+    case Json::value_t::boolean:
+      out->append(value.get<bool>() ? "true" : "false");
+      return;
+    case Json::value_t::number_integer:
+      AppendInteger(value.get<int64_t>(), out);
+      return;
+    case Json::value_t::number_unsigned:
+      AppendInteger(value.get<uint64_t>(), out);
+      return;
+    case Json::value_t::number_float:
+      AppendDouble(value.get<double>(), out);
+      return;
+    case Json::value_t::string:
+      AppendString(value.get_ref<const std::string&>(), out);
+      return;
+    case Json::value_t::binary:
+      out->append("null");
+      return;
+    case Json::value_t::array: {
+      out->push_back('[');
+      bool first = true;
+      for (const Json& item : value.get_ref<const Json::array_t&>()) {
+        if (!first) out->push_back(',');
+        first = false;
+        Append(item, out);
+      }
+      out->push_back(']');
+      return;
+    }
+    case Json::value_t::object: {
+      out->push_back('{');
+      bool first = true;
+      for (const auto& [key, item] : value.get_ref<const Json::object_t&>()) {
+        if (!first) out->push_back(',');
+        first = false;
+        AppendString(key, out);
+        out->push_back(':');
+        Append(item, out);
+      }
+      out->push_back('}');
+      return;
+    }
+  }
+}
+
+bool FindNonFiniteAt(const Json& value, std::string* pointer) {
+  switch (value.type()) {
+    case Json::value_t::number_float:
+      return !std::isfinite(value.get<double>());
+    case Json::value_t::array: {
+      const auto& items = value.get_ref<const Json::array_t&>();
+      for (size_t i = 0; i < items.size(); ++i) {
+        if (FindNonFiniteAt(items[i], pointer)) {
+          *pointer = absl::StrCat("/", i, *pointer);
+          return true;
+        }
+      }
+      return false;
+    }
+    case Json::value_t::object:
+      for (const auto& [key, item] : value.get_ref<const Json::object_t&>()) {
+        if (FindNonFiniteAt(item, pointer)) {
+          *pointer = absl::StrCat("/", key, *pointer);
+          return true;
+        }
+      }
+      return false;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<Json> ParseJson(absl::string_view text, int max_depth) {
+  if (max_depth < 1) max_depth = 1;
+  const size_t depth = static_cast<size_t>(max_depth);
+  thread_local std::unique_ptr<simdjson::dom::parser> reused;
+  std::unique_ptr<simdjson::dom::parser> own;
+  simdjson::dom::parser* parser;
+  if (text.size() <= kReusedParserCapacity) {
+    if (reused == nullptr) reused = std::make_unique<simdjson::dom::parser>();
+    parser = reused.get();
+  } else {
+    own = std::make_unique<simdjson::dom::parser>(text.size());
+    parser = own.get();
+  }
+  if (parser->max_depth() != depth) {
+    if (simdjson::error_code e = parser->allocate(std::max<size_t>(parser->capacity(), 1024), depth);
+        e != simdjson::SUCCESS) {
+      return absl::ResourceExhaustedError(ParseErrorMessage(e, max_depth));
+    }
+  }
+  simdjson::dom::element root;
+  if (simdjson::error_code e = parser->parse(text.data(), text.size(), /*realloc_if_needed=*/true)
+                                   .get(root);
+      e != simdjson::SUCCESS) {
+    return absl::InvalidArgumentError(ParseErrorMessage(e, max_depth));
+  }
+  Json value;
+  Converter::Convert(root, &value);
+  return value;
+}
+
+std::string DumpJson(const Json& value) {
+  std::string out;
+  Append(value, &out);
+  return out;
+}
+
+void AppendJson(const Json& value, std::string* out) { Append(value, out); }
+
+std::string FindNonFinite(const Json& value) {
+  std::string pointer;
+  if (!FindNonFiniteAt(value, &pointer)) return "";
+  return pointer.empty() ? "/" : pointer;
+}
+
+}  // namespace cog

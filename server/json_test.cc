@@ -1,0 +1,89 @@
+#include "server/json.h"
+
+#include <string>
+
+#include "gtest/gtest.h"
+
+namespace cog {
+namespace {
+
+TEST(ParseJsonTest, KeepsObjectOrderAndExactIntegers) {
+  absl::StatusOr<Json> value = ParseJson(R"({"b":1,"a":[9223372036854775807,18446744073709551615,1.5]})");
+  ASSERT_TRUE(value.ok()) << value.status();
+  EXPECT_EQ(DumpJson(*value), R"({"b":1,"a":[9223372036854775807,18446744073709551615,1.5]})");
+}
+
+TEST(ParseJsonTest, LastDuplicateKeyWinsInPlace) {
+  std::string text = "{";
+  for (int i = 0; i < 20; ++i) text += "\"k" + std::to_string(i) + "\":" + std::to_string(i) + ",";
+  text += "\"k3\":\"again\",\"x\":{\"a\":1,\"a\":2}}";
+  absl::StatusOr<Json> value = ParseJson(text);
+  ASSERT_TRUE(value.ok()) << value.status();
+  EXPECT_EQ((*value)["k3"], "again");
+  EXPECT_EQ(value->size(), 21u);
+  EXPECT_EQ(DumpJson((*value)["x"]), R"({"a":2})");
+}
+
+TEST(ParseJsonTest, RefusesDeepNestingWithTheLimitInTheMessage) {
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  absl::StatusOr<Json> value = ParseJson(deep, 128);
+  ASSERT_FALSE(value.ok());
+  EXPECT_EQ(value.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(value.status().message().find("deeper than 128"), std::string::npos);
+  // At the limit it parses.
+  EXPECT_TRUE(ParseJson(std::string(128, '[') + std::string(128, ']'), 128).ok());
+  EXPECT_FALSE(ParseJson(std::string(129, '[') + std::string(129, ']'), 128).ok());
+}
+
+TEST(ParseJsonTest, RefusesNumbersJsonCannotCarry) {
+  EXPECT_FALSE(ParseJson("1e400").ok());
+  EXPECT_FALSE(ParseJson("[NaN]").ok());
+  EXPECT_FALSE(ParseJson("[Infinity]").ok());
+  EXPECT_FALSE(ParseJson("123456789012345678901234567890").ok());
+  absl::StatusOr<Json> big = ParseJson("1e30");
+  ASSERT_TRUE(big.ok());
+  EXPECT_TRUE(big->is_number_float());
+}
+
+TEST(ParseJsonTest, RefusesInvalidUtf8AndGarbage) {
+  EXPECT_FALSE(ParseJson("\"\xff\"").ok());
+  EXPECT_FALSE(ParseJson("{\"a\":").ok());
+  EXPECT_FALSE(ParseJson("").ok());
+  EXPECT_FALSE(ParseJson("{} x").ok());
+  EXPECT_TRUE(ParseJson(" {} \n").ok());
+}
+
+TEST(DumpJsonTest, EscapesAsPythonJsonDumps) {
+  Json value = std::string("a\"b\\c\nd\re\tf\x01g\x7f\xc3\xa9");
+  EXPECT_EQ(DumpJson(value), "\"a\\\"b\\\\c\\nd\\re\\tf\\u0001g\x7f\xc3\xa9\"");
+}
+
+TEST(DumpJsonTest, LongStringsTakeTheFastPathAndStayExact) {
+  std::string text(100003, 'x');
+  text[50000] = '"';
+  text[99999] = '\n';
+  const std::string dumped = DumpJson(Json(text));
+  EXPECT_EQ(dumped.size(), text.size() + 2 + 2);
+  absl::StatusOr<Json> back = ParseJson(dumped);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->get<std::string>(), text);
+}
+
+TEST(DumpJsonTest, NeverThrowsOnInvalidUtf8) {
+  EXPECT_EQ(DumpJson(Json(std::string("a\xff" "b\xe0\x80"))), "\"a\xEF\xBF\xBD" "b\xEF\xBF\xBD\xEF\xBF\xBD\"");
+}
+
+TEST(DumpJsonTest, FloatsAsPythonReprAndNonFiniteAsNull) {
+  EXPECT_EQ(DumpJson(Json::array({1.0, 0.1, 1e16, 1.5e-7, -0.0})), "[1.0,0.1,1e+16,1.5e-07,-0.0]");
+  EXPECT_EQ(DumpJson(Json(std::nan(""))), "null");
+}
+
+TEST(FindNonFiniteTest, NamesWhereItIs) {
+  Json value = {{"a", Json::array({1.0, std::numeric_limits<double>::infinity()})}};
+  EXPECT_EQ(FindNonFinite(value), "/a/1");
+  EXPECT_EQ(FindNonFinite(Json(std::nan(""))), "/");
+  EXPECT_EQ(FindNonFinite(Json::array({1, "x"})), "");
+}
+
+}  // namespace
+}  // namespace cog
