@@ -17,6 +17,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "gateway/front_door.h"
+#include "gateway/http_framing.h"
 #include "gateway/http_status.h"
 #include "httplib.h"
 #include "server/input_schema.h"
@@ -311,8 +313,25 @@ class StreamObserver final : public PredictionObserver {
 
 }  // namespace
 
+namespace {
+
+FrontDoorOptions FrontDoorOptionsFor(const RestGateway::Options& options) {
+  FrontDoorOptions front_door;
+  front_door.limits.max_body_bytes = options.max_body_bytes;
+  front_door.limits.max_header_bytes = options.max_header_bytes;
+  front_door.limits.max_headers = options.max_headers;
+  front_door.max_connections = options.max_connections;
+  front_door.header_timeout = options.header_timeout;
+  front_door.keep_alive_timeout = options.keep_alive_timeout;
+  return front_door;
+}
+
+}  // namespace
+
 RestGateway::RestGateway(PredictionService* core, Options options)
-    : core_(core), options_(std::move(options)), server_(std::make_unique<httplib::Server>()) {
+    : core_(core),
+      options_(std::move(options)),
+      server_(std::make_unique<FrontDoorServer>(FrontDoorOptionsFor(options_))) {
   RegisterRoutes();
 }
 
@@ -408,15 +427,16 @@ void RestGateway::RegisterRoutes() {
           Reply(response, 200, Json::object());
           if (options_.request_shutdown) options_.request_shutdown();
         }}});
+  // Errors httplib answers itself (no route, a request line it cannot parse,
+  // a bad Range, ...) get a JSON body like every other answer. Limits are the
+  // front door's (front_door.h), which answers before httplib reads on.
   const size_t limit = options_.max_body_bytes;
   server_->set_error_handler([limit](const httplib::Request&, httplib::Response& response) {
-    if (!response.body.empty()) return;
-    if (response.status == 404) Reply(response, 404, Json{{"detail", "Not Found"}});
-    if (response.status == 413) {
-      Reply(response, 413,
-            Json{{"detail", absl::StrCat("Request body is larger than ", limit,
-                                         " bytes; raise --max-body-bytes to accept it")}});
-    }
+    if (!response.body.empty() || response.has_header("Content-Type")) return;  // a route's answer
+    const std::string detail = response.status == 413
+                                   ? BodyTooLargeDetail(limit)
+                                   : std::string(ReasonPhrase(response.status));
+    Reply(response, response.status, Json{{"detail", detail}});
   });
   server_->set_exception_handler(
       [](const httplib::Request&, httplib::Response& response, std::exception_ptr error) {
@@ -527,27 +547,18 @@ void RestGateway::HandleCancel(const std::string& id, httplib::Response& respons
 }
 
 absl::StatusOr<int> RestGateway::Start() {
-  const int threads = options_.threads;
-  server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  server_->set_keep_alive_max_count(100000);
-  server_->set_payload_max_length(options_.max_body_bytes);
   // Responses go out as headers and body; without this, Nagle and delayed ACKs
   // hold every keep-alive response back by ~40 ms.
   server_->set_tcp_nodelay(true);
-  int port = options_.port;
-  if (port == 0) {
-    port = server_->bind_to_any_port(options_.host);
-    if (port < 0) return absl::UnavailableError(absl::StrCat("cannot bind ", options_.host));
-  } else if (!server_->bind_to_port(options_.host, port)) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", options_.host, ":", port, " (is it in use?)"));
-  }
+  absl::StatusOr<int> port = server_->Listen(options_.host, options_.port);
+  if (!port.ok()) return port.status();
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   return port;
 }
 
 void RestGateway::Stop() {
-  server_->stop();
+  // Requests being served finish; idle connections close now.
+  server_->Shutdown();
   if (thread_.joinable()) thread_.join();
 }
 

@@ -11,10 +11,12 @@
 //   POST /shutdown                  200 {}, then the server drains and exits
 // Any other path: 404 {"detail":"Not Found"}; a known path with another
 // method: 405 {"detail":"Method Not Allowed"} with Allow; a body over
-// --max-body-bytes: 413 with the limit.
+// --max-body-bytes: 413 with the limit; a head over the header limits: 431;
+// too many connections: 503 (front_door.h).
 //
 // `core` is not owned and must outlive this object. Start/Stop from one
-// thread; requests are served on the gateway's own thread pool.
+// thread; requests are served on the gateway's own threads, one per
+// connection being served.
 #ifndef COG_GATEWAY_REST_GATEWAY_H_
 #define COG_GATEWAY_REST_GATEWAY_H_
 
@@ -24,6 +26,7 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "server/metrics.h"
 #include "server/prediction_service.h"
 
@@ -35,13 +38,20 @@ class Response;
 
 namespace cog {
 
+class FrontDoorServer;
+
 class RestGateway {
  public:
   struct Options {
     std::string host = "0.0.0.0";
     int port = 5000;  // 0: pick a free one
-    int threads = 16;
-    size_t max_body_bytes = 100 << 20;  // larger requests get 413
+    // The front door (front_door.h): what a request and a connection may be.
+    size_t max_body_bytes = 100 << 20;   // larger bodies (also chunked) get 413
+    size_t max_header_bytes = 64 << 10;  // a larger request head gets 431
+    size_t max_headers = 100;            // more header fields get 431
+    int max_connections = 256;           // further connections get 503
+    absl::Duration header_timeout = absl::Seconds(10);      // first byte to end of head; then 408
+    absl::Duration keep_alive_timeout = absl::Seconds(60);  // idle between requests; then closed
     std::function<void()> request_shutdown;
     // GET /metrics renders these; null: no /metrics route.
     const PredictionMetrics* metrics = nullptr;
@@ -63,7 +73,7 @@ class RestGateway {
 
   PredictionService* const core_;
   const Options options_;
-  std::unique_ptr<httplib::Server> server_;
+  std::unique_ptr<FrontDoorServer> server_;
   std::thread thread_;
 };
 

@@ -61,6 +61,15 @@ ABSL_FLAG(double, runner_shutdown_grace_period, 10.0,
           "Seconds running predictions get to finish when the server shuts down");
 ABSL_FLAG(int64_t, max_body_bytes, 100 << 20,
           "Largest request body the HTTP API accepts; larger ones get 413");
+ABSL_FLAG(int64_t, max_header_bytes, 64 << 10,
+          "Largest HTTP request head (request line and header fields) accepted; larger get 431");
+ABSL_FLAG(int64_t, max_headers, 100, "Most header fields an HTTP request may have; more get 431");
+ABSL_FLAG(int, max_connections, 256,
+          "Most HTTP connections open at once; further ones are answered 503 and closed");
+ABSL_FLAG(double, header_timeout, 10.0,
+          "Seconds an HTTP request has from its first byte to the end of its headers; then 408");
+ABSL_FLAG(double, keep_alive_timeout, 60.0,
+          "Seconds an idle HTTP keep-alive connection is kept open waiting for its next request");
 ABSL_FLAG(double, healthcheck_interval, 10.0,
           "Seconds between calls of the predictor's healthcheck(), when it has one and the "
           "server is idle (0: never)");
@@ -279,10 +288,15 @@ int Run() {
   RestGateway::Options rest_options;
   rest_options.host = host;
   rest_options.port = ResolvePort();
-  rest_options.threads = std::max(16, 2 * config->max_concurrency + 8);
   rest_options.request_shutdown = request_shutdown;
   rest_options.metrics = &metrics;
   rest_options.max_body_bytes = static_cast<size_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_max_body_bytes)));
+  rest_options.max_header_bytes =
+      static_cast<size_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_max_header_bytes)));
+  rest_options.max_headers = static_cast<size_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_max_headers)));
+  rest_options.max_connections = absl::GetFlag(FLAGS_max_connections);
+  rest_options.header_timeout = absl::Seconds(absl::GetFlag(FLAGS_header_timeout));
+  rest_options.keep_alive_timeout = absl::Seconds(absl::GetFlag(FLAGS_keep_alive_timeout));
   RestGateway gateway(&core, rest_options);
   absl::StatusOr<int> http_port = gateway.Start();
   if (!http_port.ok()) {

@@ -1,0 +1,243 @@
+#include "gateway/front_door.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "gtest/gtest.h"
+
+namespace cog {
+namespace {
+
+// A front door serving POST /echo (the body back) and GET /ok, on a free port.
+class Served {
+ public:
+  explicit Served(FrontDoorOptions options) : server_(std::move(options)) {
+    server_.Post("/echo", [](const httplib::Request& request, httplib::Response& response) {
+      response.set_content(request.body, "text/plain");
+    });
+    server_.Get("/ok", [](const httplib::Request&, httplib::Response& response) {
+      response.set_content("ok", "text/plain");
+    });
+    absl::StatusOr<int> port = server_.Listen("127.0.0.1", 0);
+    EXPECT_TRUE(port.ok()) << port.status();
+    port_ = port.value_or(0);
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+  }
+  ~Served() {
+    server_.Shutdown();
+    thread_.join();
+  }
+  int port() const { return port_; }
+  FrontDoorServer& server() { return server_; }
+
+ private:
+  FrontDoorServer server_;
+  int port_ = 0;
+  std::thread thread_;
+};
+
+// A raw client socket.
+class Client {
+ public:
+  explicit Client(int port) : fd_(socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<uint16_t>(port));
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  }
+  ~Client() { close(fd_); }
+
+  bool Send(absl::string_view bytes) {
+    while (!bytes.empty()) {
+      const ssize_t n = send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      bytes.remove_prefix(static_cast<size_t>(n));
+    }
+    return true;
+  }
+
+  // One response: "<status> <body>", or "" if the connection ended first.
+  std::string Response(absl::Duration timeout = absl::Seconds(10)) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (true) {
+      const size_t end = input_.find("\r\n\r\n");
+      if (end != std::string::npos) {
+        size_t length = 0;
+        const size_t at = input_.find("Content-Length: ");
+        if (at != std::string::npos && at < end) {
+          const size_t eol = input_.find("\r\n", at);
+          EXPECT_TRUE(absl::SimpleAtoi(input_.substr(at + 16, eol - at - 16), &length));
+        }
+        if (input_.size() >= end + 4 + length) {
+          std::string response =
+              absl::StrCat(input_.substr(9, 3), " ", input_.substr(end + 4, length));
+          input_.erase(0, end + 4 + length);
+          return response;
+        }
+      }
+      if (!Receive(deadline)) return "";
+    }
+  }
+
+  // Whether the server closed the connection within `timeout`.
+  bool Closed(absl::Duration timeout) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (Receive(deadline)) {
+    }
+    return absl::Now() < deadline;
+  }
+
+ private:
+  bool Receive(absl::Time deadline) {
+    pollfd in{fd_, POLLIN, 0};
+    const int wait_ms = static_cast<int>(std::max<int64_t>(0, absl::ToInt64Milliseconds(deadline - absl::Now())));
+    if (poll(&in, 1, wait_ms) <= 0) return false;
+    char buffer[65536];
+    const ssize_t n = recv(fd_, buffer, sizeof(buffer), 0);
+    if (n <= 0) return false;
+    input_.append(buffer, static_cast<size_t>(n));
+    return true;
+  }
+
+  int fd_;
+  std::string input_;
+};
+
+FrontDoorOptions SmallLimits() {
+  FrontDoorOptions options;
+  options.limits.max_body_bytes = 1000;
+  options.limits.max_header_bytes = 4096;
+  options.limits.max_headers = 10;
+  options.max_connections = 8;
+  options.header_timeout = absl::Milliseconds(300);
+  options.keep_alive_timeout = absl::Seconds(30);
+  return options;
+}
+
+TEST(FrontDoorTest, ServesKeepAliveAndPipelinedRequests) {
+  Served served(SmallLimits());
+  Client client(served.port());
+  ASSERT_TRUE(client.Send("GET /ok HTTP/1.1\r\nHost: x\r\n\r\n"));
+  EXPECT_EQ(client.Response(), "200 ok");
+  ASSERT_TRUE(client.Send(
+      "POST /echo HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"
+      "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+      "POST /echo HTTP/1.1\r\n\r\n"
+      "GET /ok HTTP/1.1\r\n\r\n"));
+  EXPECT_EQ(client.Response(), "200 hello");
+  EXPECT_EQ(client.Response(), "200 abcde");
+  EXPECT_EQ(client.Response(), "200 ");  // no framing: no body
+  EXPECT_EQ(client.Response(), "200 ok");
+}
+
+TEST(FrontDoorTest, AChunkedBodyOverTheLimitIs413BeforeItIsSent) {
+  Served served(SmallLimits());
+  Client client(served.port());
+  ASSERT_TRUE(client.Send("POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          "200\r\n" + std::string(512, 'a') + "\r\n"
+                          "200\r\n"));  // the second chunk's data never comes
+  const std::string response = client.Response();
+  EXPECT_TRUE(absl::StartsWith(response, "413 ")) << response;
+  EXPECT_TRUE(absl::StrContains(response, "larger than 1000 bytes")) << response;
+}
+
+TEST(FrontDoorTest, HeadLimitsAre431WithTheirReason) {
+  Served served(SmallLimits());
+  std::string many = "GET /ok HTTP/1.1\r\n";
+  for (int i = 0; i < 11; ++i) absl::StrAppend(&many, "X-", i, ": y\r\n");
+  Client client(served.port());
+  ASSERT_TRUE(client.Send(many + "\r\n"));
+  std::string response = client.Response();
+  EXPECT_TRUE(absl::StartsWith(response, "431 ")) << response;
+  EXPECT_TRUE(absl::StrContains(response, "--max-headers")) << response;
+  EXPECT_TRUE(client.Closed(absl::Seconds(5)));
+
+  Client big(served.port());
+  big.Send("GET /ok HTTP/1.1\r\nX-Big: " + std::string(20000, 'v'));
+  response = big.Response();
+  EXPECT_TRUE(absl::StartsWith(response, "431 ")) << response;
+}
+
+TEST(FrontDoorTest, AHeadNotCompleteInTimeIs408AndClosed) {
+  Served served(SmallLimits());
+  Client client(served.port());
+  ASSERT_TRUE(client.Send("GET /ok HTT"));
+  const std::string response = client.Response();
+  EXPECT_TRUE(absl::StartsWith(response, "408 ")) << response;
+  EXPECT_TRUE(client.Closed(absl::Seconds(5)));
+}
+
+TEST(FrontDoorTest, AHeadTrickledByteByByteStillHasOneDeadline) {
+  Served served(SmallLimits());  // header_timeout 300 ms
+  Client client(served.port());
+  const absl::Time start = absl::Now();
+  const std::string head = "GET /ok HTTP/1.1\r\nX-Slow: " + std::string(100, 'v');
+  for (char byte : head) {  // each read comes well within any per-read timeout
+    if (!client.Send(std::string(1, byte))) break;
+    absl::SleepFor(absl::Milliseconds(20));
+    if (absl::Now() - start > absl::Seconds(5)) break;
+  }
+  const std::string response = client.Response();
+  EXPECT_TRUE(absl::StartsWith(response, "408 ")) << response;
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+}
+
+TEST(FrontDoorTest, ConnectionsOverTheLimitAre503AndTheOthersServed) {
+  Served served(SmallLimits());
+  std::vector<std::unique_ptr<Client>> idle;
+  for (int i = 0; i < 8; ++i) {
+    idle.push_back(std::make_unique<Client>(served.port()));
+    ASSERT_TRUE(idle.back()->Send("GET /ok HTTP/1.1\r\n\r\n"));
+    ASSERT_EQ(idle.back()->Response(), "200 ok");
+  }
+  Client refused(served.port());
+  refused.Send("GET /ok HTTP/1.1\r\n\r\n");
+  const std::string response = refused.Response();
+  EXPECT_TRUE(absl::StartsWith(response, "503 ")) << response;
+  EXPECT_TRUE(absl::StrContains(response, "--max-connections")) << response;
+  idle.pop_back();  // one leaves: a new one is served
+  absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (served.server().open_connections() > 7 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  Client admitted(served.port());
+  admitted.Send("GET /ok HTTP/1.1\r\n\r\n");
+  EXPECT_EQ(admitted.Response(), "200 ok");
+}
+
+TEST(FrontDoorTest, ShutdownClosesIdleConnectionsAtOnce) {
+  auto served = std::make_unique<Served>(SmallLimits());
+  Client client(served->port());
+  ASSERT_TRUE(client.Send("GET /ok HTTP/1.1\r\n\r\n"));
+  ASSERT_EQ(client.Response(), "200 ok");
+  const absl::Time start = absl::Now();
+  served.reset();  // Shutdown() and join
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5)) << "not the 30 s keep-alive timeout";
+  EXPECT_TRUE(client.Closed(absl::Seconds(5)));
+}
+
+TEST(FrontDoorTest, APortInUseIsAnErrorNotAShare) {
+  Served first(SmallLimits());
+  FrontDoorServer second(SmallLimits());
+  absl::StatusOr<int> port = second.Listen("127.0.0.1", first.port());
+  ASSERT_FALSE(port.ok());
+  EXPECT_TRUE(absl::StrContains(port.status().message(), absl::StrCat(":", first.port())))
+      << port.status();
+  EXPECT_TRUE(absl::StrContains(port.status().message(), "in use")) << port.status();
+}
+
+}  // namespace
+}  // namespace cog

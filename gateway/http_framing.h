@@ -1,0 +1,146 @@
+// HTTP/1.1 request framing, as the front door (front_door.h) checks it before
+// cpp-httplib sees a byte: where a request's head ends, whether the head keeps
+// to the limits, how its body is delimited, and an incremental decoder of
+// chunked bodies.
+//
+// Why here and not in cpp-httplib: Debian builds cpp-httplib 0.11.4 as a
+// shared library, so its CPPHTTPLIB_* limits are compiled in, and it reads a
+// head line of any length into memory before it looks at the length, counts no
+// header fields, and applies no size limit to a chunked body.
+//
+// Pure functions and small value types over bytes: no I/O, no shared state;
+// each object is used by one thread at a time.
+#ifndef COG_GATEWAY_HTTP_FRAMING_H_
+#define COG_GATEWAY_HTTP_FRAMING_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "absl/strings/string_view.h"
+
+namespace cog {
+
+// The longest request line, and the longest header field line, cpp-httplib
+// 0.11 accepts (its compiled CPPHTTPLIB_REQUEST_URI_MAX_LENGTH and
+// CPPHTTPLIB_HEADER_MAX_LENGTH, CRLF included). The front door refuses longer
+// ones itself, with a status that says why instead of httplib's bare 400.
+inline constexpr size_t kMaxRequestLineBytes = 8192;
+inline constexpr size_t kMaxHeaderLineBytes = 8192;
+
+struct RequestLimits {
+  // The whole head: request line, header fields and the blank line.
+  size_t max_header_bytes = 64 << 10;
+  size_t max_headers = 100;
+  uint64_t max_body_bytes = 100 << 20;
+};
+
+// An answer the front door gives itself instead of serving the request.
+struct Refusal {
+  int status = 0;
+  std::string detail;  // the {"detail": ...} the client gets
+};
+
+// The 413 detail, one wording for every way a body can be too large.
+std::string BodyTooLargeDetail(uint64_t max_body_bytes);
+
+// The reason phrase of an error status the server sends ("Bad Request");
+// "Error" for one it does not know.
+absl::string_view ReasonPhrase(int status);
+
+// How a request's body is delimited (RFC 9112 section 6).
+struct BodyFraming {
+  enum class Kind {
+    kNone,     // neither Content-Length nor Transfer-Encoding: no body
+    kLength,   // Content-Length: `length` bytes
+    kChunked,  // Transfer-Encoding: chunked
+  };
+  Kind kind = Kind::kNone;
+  uint64_t length = 0;
+};
+
+// Finds the end of a request head in bytes that arrive piece by piece, and
+// refuses one that breaks a limit as soon as it does, so that no more than
+// about `max_header_bytes` is ever held for a head.
+//
+// Scan() is given the same buffer again each time more has arrived (a longer
+// view of the same bytes); it resumes where it stopped, so the cost of a head
+// is linear in its size however it is split.
+class RequestHeadScanner {
+ public:
+  enum class Result { kIncomplete, kComplete, kRefused };
+
+  explicit RequestHeadScanner(const RequestLimits& limits) : limits_(limits) {}
+
+  Result Scan(absl::string_view buffer);
+
+  // After kComplete: the head's size (request line to blank line inclusive),
+  // its body framing, and where its Transfer-Encoding field line is (offset and
+  // size within the head, 0/0 if none) so that it can be removed: the front
+  // door decodes chunked bodies itself and hands httplib the decoded bytes.
+  size_t head_size() const { return head_size_; }
+  const BodyFraming& body() const { return body_; }
+  size_t transfer_encoding_offset() const { return te_offset_; }
+  size_t transfer_encoding_size() const { return te_size_; }
+  // After kRefused.
+  const Refusal& refusal() const { return refusal_; }
+
+ private:
+  Result Refuse(int status, std::string detail);
+  Result RefuseTooLarge();
+  // Checks one complete line [start, end) (CRLF excluded); false if refused.
+  bool CheckLine(absl::string_view head, size_t start, size_t end);
+  bool CheckFieldLine(absl::string_view line, size_t offset, size_t size_with_crlf);
+
+  const RequestLimits limits_;
+  size_t scanned_ = 0;     // bytes looked at
+  size_t line_start_ = 0;  // where the line being scanned starts
+  size_t fields_ = 0;
+  size_t head_size_ = 0;
+  BodyFraming body_;
+  bool has_length_ = false;
+  bool has_transfer_encoding_ = false;
+  size_t te_offset_ = 0;
+  size_t te_size_ = 0;
+  Refusal refusal_;
+};
+
+// Decodes a chunked body (RFC 9112 section 7.1) incrementally, without
+// copying: it walks the framing (size lines, the CRLF after each chunk's data,
+// the trailer section) and says how many data bytes follow; the caller takes
+// them from its buffer as they arrive.
+class ChunkedBodyDecoder {
+ public:
+  enum class State {
+    kData,       // data_remaining() bytes of chunk data come next in the input
+    kNeedMore,   // the input ends inside framing: append more and call again
+    kEnd,        // the last chunk and the trailer section are through
+    kMalformed,  // not a chunked body; error() says what is wrong
+  };
+
+  // Consumes framing from the front of `input` (adding to *consumed) until
+  // chunk data, the end, the end of `input`, or an error.
+  State Advance(absl::string_view input, size_t* consumed);
+  // In kData: the bytes of the current chunk not yet taken.
+  uint64_t data_remaining() const { return remaining_; }
+  // Takes `n` <= data_remaining() data bytes.
+  void TakeData(size_t n);
+  // Data bytes in all the chunk sizes seen so far (the current chunk's whole
+  // size included, taken or not): what the body will be at least.
+  uint64_t announced() const { return announced_; }
+  const std::string& error() const { return error_; }
+
+ private:
+  enum class Phase { kSizeLine, kData, kDataEnd, kTrailer, kEnd, kMalformed };
+  State Malformed(std::string error);
+
+  Phase phase_ = Phase::kSizeLine;
+  uint64_t remaining_ = 0;
+  uint64_t announced_ = 0;
+  size_t trailer_bytes_ = 0;
+  std::string error_;
+};
+
+}  // namespace cog
+
+#endif  // COG_GATEWAY_HTTP_FRAMING_H_
