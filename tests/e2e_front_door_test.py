@@ -1,0 +1,308 @@
+"""The HTTP front door through the real binary, with raw sockets: bodies and
+heads over their limits are refused early with a status that names the limit
+and cost the server no memory; slow, idle and half-open clients cannot starve
+/health-check or predictions; too many connections get 503; a busy port is a
+clear error."""
+
+import http.client
+import json
+import os
+import select
+import socket
+import statistics
+import subprocess
+import tempfile
+import shutil
+import time
+import unittest
+
+from server_harness import SERVER_BINARY, CogServer, wait_until
+
+
+def rss_kib(pid: int) -> int:
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for %d" % pid)
+
+
+def threads_of(pid: int) -> int:
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    return -1
+
+
+def connect(server: CogServer, timeout: float = 10) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", server.http_port), timeout=timeout)
+
+
+def read_response(sock: socket.socket):
+    """(status, parsed JSON body) of one response read off `sock`."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError("connection closed before a response: %r" % data)
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    length = 0
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value)
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return status, json.loads(body[:length]) if length else None
+
+
+def send_ignoring_close(sock: socket.socket, data: bytes):
+    """Sends what the server still reads; a server that has answered and closed
+    may reset the rest, which is not the point of these tests."""
+    try:
+        sock.sendall(data)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+
+
+def timed_health(server: CogServer, timeout: float = 2.0):
+    """(seconds, status) of one GET /health-check on a new connection."""
+    start = time.monotonic()
+    connection = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=timeout)
+    try:
+        connection.request("GET", "/health-check")
+        response = connection.getresponse()
+        body = json.loads(response.read())
+        return time.monotonic() - start, response.status, body
+    finally:
+        connection.close()
+
+
+class LimitsTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = CogServer("echo", args=["--max-body-bytes", "1000"])
+        cls.server.wait_for_status("READY")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+
+    def assert_still_serving(self):
+        self.assertEqual(self.server.health()["status"], "READY")
+        status, _, body = self.server.request("POST", "/predictions", {"input": {"s": "still here"}})
+        self.assertEqual((status, body["output"]), (200, "still here"))
+
+    def test_a_chunked_body_over_the_limit_is_413_before_it_is_sent_and_costs_no_memory(self):
+        pid = self.server.process.pid
+        before = rss_kib(pid)
+        sock = connect(self.server)
+        sock.sendall(b"POST /predictions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n")
+        chunk = b"10000\r\n" + b"x" * 0x10000 + b"\r\n"
+        sent, total = 0, 300 << 20
+        while sent < total:
+            if select.select([sock], [], [], 0)[0]:
+                break  # the answer came: stop sending, as curl does
+            try:
+                sock.sendall(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += 0x10000
+        status, body = read_response(sock)
+        sock.close()
+        after = rss_kib(pid)
+        print("chunked body over a 1000-byte limit: answered after %d KiB of %d MiB sent; "
+              "server RSS %d -> %d KiB" % (sent >> 10, total >> 20, before, after))
+        self.assertEqual(status, 413)
+        self.assertEqual(body["detail"],
+                         "Request body is larger than 1000 bytes; raise --max-body-bytes to accept it")
+        self.assertLess(sent, total, "the answer came before the whole body was sent")
+        self.assertLess(after - before, 32 << 10, "the body was not kept")
+        self.assert_still_serving()
+
+    def test_a_chunked_body_within_the_limit_is_served(self):
+        sock = connect(self.server)
+        body = json.dumps({"input": {"s": "in chunks"}}).encode()
+        sock.sendall(b"POST /predictions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n" +
+                     b"%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n" % (5, body[:5], len(body) - 5, body[5:]))
+        status, answer = read_response(sock)
+        sock.close()
+        self.assertEqual((status, answer["output"]), (200, "in chunks"))
+
+    def test_a_content_length_over_the_limit_is_413_without_reading_the_body(self):
+        sock = connect(self.server)
+        sock.sendall(b"POST /predictions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 1000000000000\r\n\r\n")
+        status, body = read_response(sock)
+        sock.close()
+        self.assertEqual(status, 413)
+        self.assertIn("larger than 1000 bytes", body["detail"])
+
+    def test_200_headers_is_431_naming_the_limit(self):
+        sock = connect(self.server)
+        headers = b"".join(b"X-Header-%d: value\r\n" % i for i in range(200))
+        send_ignoring_close(sock, b"GET /health-check HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
+        status, body = read_response(sock)
+        sock.close()
+        self.assertEqual(status, 431)
+        self.assertIn("more than 100 header fields", body["detail"])
+        self.assertIn("--max-headers", body["detail"])
+        self.assert_still_serving()
+
+    def test_megabyte_header_lines_are_431_and_their_memory_is_not_kept(self):
+        pid = self.server.process.pid
+        before = rss_kib(pid)
+        for _ in range(16):
+            sock = connect(self.server)
+            send_ignoring_close(sock, b"GET /health-check HTTP/1.1\r\nX-Big: " + b"v" * (1 << 20) + b"\r\n\r\n")
+            status, body = read_response(sock)
+            sock.close()
+            self.assertEqual(status, 431)
+            self.assertIn("header field is longer than", body["detail"])
+        after = rss_kib(pid)
+        print("16 requests with a 1 MiB header line: server RSS %d -> %d KiB" % (before, after))
+        self.assertLess(after - before, 16 << 10)
+        self.assert_still_serving()
+
+    def test_a_head_over_max_header_bytes_is_431_naming_the_flag(self):
+        sock = connect(self.server)
+        headers = b"".join(b"X-Header-%d: %s\r\n" % (i, b"v" * 4000) for i in range(20))
+        send_ignoring_close(sock, b"GET /health-check HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
+        status, body = read_response(sock)
+        sock.close()
+        self.assertEqual(status, 431)
+        self.assertIn("raise --max-header-bytes", body["detail"])
+
+    def test_a_long_request_line_is_414(self):
+        sock = connect(self.server)
+        send_ignoring_close(sock, b"GET /" + b"a" * 100000 + b" HTTP/1.1\r\n\r\n")
+        status, body = read_response(sock)
+        sock.close()
+        self.assertEqual(status, 414)
+        self.assertIn("Request line is longer than", body["detail"])
+
+    def test_a_second_server_on_the_same_port_exits_non_zero_naming_the_port(self):
+        tmp = tempfile.mkdtemp(prefix="cog-e2e-second-")
+        try:
+            second = subprocess.run(
+                [SERVER_BINARY, "--working-directory", self.server.workdir, "--host", "127.0.0.1",
+                 "--port", str(self.server.http_port), "--grpc-port", "0"],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60,
+                env=dict(os.environ, TMPDIR=tmp))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        output = second.stdout.decode(errors="replace")
+        self.assertNotEqual(second.returncode, 0, output)
+        self.assertIn("127.0.0.1:%d" % self.server.http_port, output)
+        self.assertIn("in use", output)
+        self.assert_still_serving()
+
+
+class SlowClientsTest(unittest.TestCase):
+    def test_64_half_open_and_64_idle_connections_leave_health_and_predictions_answering(self):
+        server = CogServer("echo")
+        half_open, idle = [], []
+        try:
+            server.wait_for_status("READY")
+            unloaded = sorted(timed_health(server)[0] for _ in range(20))
+            rss_before = rss_kib(server.process.pid)
+            for _ in range(64):
+                sock = connect(server)
+                sock.sendall(b"GET /health-che")  # half a request line, then nothing
+                half_open.append(sock)
+            for _ in range(64):
+                connection = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=10)
+                connection.request("GET", "/health-check")  # one request, then idle, kept alive
+                response = connection.getresponse()
+                response.read()
+                self.assertEqual(response.status, 200)
+                idle.append(connection)
+            loaded = []
+            for _ in range(20):
+                seconds, status, body = timed_health(server, timeout=2.0)
+                self.assertEqual((status, body["status"]), (200, "READY"))
+                loaded.append(seconds)
+            loaded.sort()
+            print("/health-check on a new connection: unloaded p50 %.2f ms max %.2f ms; with 64 "
+                  "half-open + 64 idle keep-alive connections p50 %.2f ms max %.2f ms; server "
+                  "threads %d, RSS %d -> %d KiB" % (
+                      statistics.median(unloaded) * 1e3, unloaded[-1] * 1e3,
+                      statistics.median(loaded) * 1e3, loaded[-1] * 1e3,
+                      threads_of(server.process.pid), rss_before, rss_kib(server.process.pid)))
+            status, _, body = server.request("POST", "/predictions", {"input": {"s": "through"}},
+                                             timeout=10)
+            self.assertEqual((status, body["output"]), (200, "through"))
+            for connection in idle:  # the idle ones were kept open and still serve
+                connection.request("GET", "/health-check")
+                response = connection.getresponse()
+                response.read()
+                self.assertEqual(response.status, 200)
+        finally:
+            for sock in half_open:
+                sock.close()
+            for connection in idle:
+                connection.close()
+            server.stop()
+
+    def test_a_half_open_client_is_answered_408_and_closed_after_the_header_timeout(self):
+        server = CogServer("echo", args=["--header-timeout", "1"])
+        try:
+            server.wait_for_status("READY")
+            sock = connect(server, timeout=30)
+            start = time.monotonic()
+            sock.sendall(b"POST /predictions HTTP/1.1\r\nContent-Le")
+            received = b""
+            while True:
+                chunk = sock.recv(65536)  # the socket timeout (30 s) fails the test
+                if not chunk:
+                    break
+                received += chunk
+            waited = time.monotonic() - start
+            sock.close()
+            print("a half-open client with --header-timeout 1 was closed after %.2f s" % waited)
+            self.assertTrue(received.startswith(b"HTTP/1.1 408 "), received)
+            self.assertIn(b"Request headers were not complete within 1s", received)
+            self.assertEqual(server.health()["status"], "READY")
+        finally:
+            server.stop()
+
+    def test_connections_over_max_connections_are_503_until_one_closes(self):
+        server = CogServer("echo", args=["--max-connections", "4"])
+        idle = []
+        try:
+            server.wait_for_status("READY")
+            for _ in range(4):
+                connection = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=10)
+                connection.request("GET", "/health-check")
+                response = connection.getresponse()
+                response.read()
+                idle.append(connection)
+            status, headers, body = server.request("GET", "/health-check", timeout=10)
+            self.assertEqual(status, 503)
+            self.assertIn("--max-connections", body["detail"])
+            self.assertEqual(headers.get("retry-after"), "1")
+            idle.pop().close()
+
+            def served():
+                try:
+                    return server.request("GET", "/health-check", timeout=10)[0] == 200
+                except OSError:
+                    return False
+            wait_until(served, timeout=10, what="a free connection to be served")
+        finally:
+            for connection in idle:
+                connection.close()
+            server.stop()
+
+
+if __name__ == "__main__":
+    unittest.main()
