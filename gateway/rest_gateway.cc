@@ -48,7 +48,7 @@ void ReplyText(httplib::Response& response, int status, std::string body) {
 }
 
 void Reply(httplib::Response& response, int status, const Json& body) {
-  ReplyText(response, status, body.dump());
+  ReplyText(response, status, DumpJson(body));
 }
 
 void ReplyError(httplib::Response& response, const absl::Status& status) {
@@ -81,7 +81,7 @@ Json HealthJson(const HealthReport& report) {
 }
 
 // A JSON body, or the 415 / 422 a Cog client expects instead.
-absl::StatusOr<Json> ParseBody(const httplib::Request& request) {
+absl::StatusOr<Json> ParseBody(const httplib::Request& request, int max_depth) {
   if (request.has_header("Content-Type")) {
     const std::string type = absl::AsciiStrToLower(request.get_header_value("Content-Type"));
     const std::string media = std::string(absl::StripAsciiWhitespace(type.substr(0, type.find(';'))));
@@ -92,23 +92,17 @@ absl::StatusOr<Json> ParseBody(const httplib::Request& request) {
     }
   }
   if (absl::StripAsciiWhitespace(request.body).empty()) return Json::object();
-  Json body;
-  try {
-    body = Json::parse(request.body);
-  } catch (const Json::parse_error& e) {
+  absl::StatusOr<Json> parsed = ParseJson(request.body, max_depth);
+  if (!parsed.ok()) {
     Json error = Json::object();
     error["type"] = "json_invalid";
-    error["loc"] = Json::array({"body", e.byte > 0 ? e.byte - 1 : 0});
+    error["loc"] = Json::array({"body", JsonErrorOffset(parsed.status()).value_or(0)});
     error["msg"] = "JSON decode error";
     error["input"] = Json::object();
-    // nlohmann's text without its "[json.exception.parse_error.101] " tag.
-    absl::string_view what = e.what();
-    if (absl::StartsWith(what, "[") && what.find("] ") != absl::string_view::npos) {
-      what.remove_prefix(what.find("] ") + 2);
-    }
-    error["ctx"] = Json{{"error", std::string(what)}};
+    error["ctx"] = Json{{"error", std::string(parsed.status().message())}};
     return InvalidInputError(Json::array({error}));
   }
+  Json body = *std::move(parsed);
   if (!body.is_object()) {
     Json error = Json::object();
     error["type"] = "model_attributes_type";
@@ -120,7 +114,7 @@ absl::StatusOr<Json> ParseBody(const httplib::Request& request) {
   return body;
 }
 
-absl::StatusOr<PredictionRequest> ToRequest(const Json& body, PredictionKind kind,
+absl::StatusOr<PredictionRequest> ToRequest(Json& body, PredictionKind kind,
                                             const std::string& path_id) {
   PredictionRequest request;
   request.kind = kind;
@@ -132,7 +126,7 @@ absl::StatusOr<PredictionRequest> ToRequest(const Json& body, PredictionKind kin
                             {"msg", "Input should be a valid dictionary or object to extract fields from"},
                             {"input", body["input"]}});
     } else {
-      request.input = body["input"];
+      request.input = std::move(body["input"]);  // a large input is not copied
     }
   }
   if (body.contains("id") && !body["id"].is_null()) {
@@ -255,7 +249,7 @@ class SyncObserver final : public PredictionObserver {
   };
   explicit SyncObserver(std::shared_ptr<Result> result) : result_(std::move(result)) {}
   void OnCompleted(const Prediction& prediction) override {
-    result_->body = PredictionToJson(prediction).dump();
+    result_->body = DumpJson(PredictionToJson(prediction));
     result_->done.Notify();
   }
 
@@ -269,7 +263,9 @@ class EventStream {
  public:
   void Push(absl::string_view event, const Json& data, bool last = false) {
     absl::MutexLock lock(&mu_);
-    absl::StrAppend(&pending_, "event: ", event, "\ndata: ", data.dump(), "\n\n");
+    absl::StrAppend(&pending_, "event: ", event, "\ndata: ");
+    AppendJson(data, &pending_);
+    pending_.append("\n\n");
     ended_ = ended_ || last;
   }
   // Waits up to `timeout` for events; returns what is pending and whether the
@@ -455,7 +451,7 @@ void RestGateway::RegisterRoutes() {
 void RestGateway::HandlePrediction(const httplib::Request& http_request,
                                    httplib::Response& response, PredictionKind kind,
                                    const std::string& path_id) {
-  absl::StatusOr<Json> body = ParseBody(http_request);
+  absl::StatusOr<Json> body = ParseBody(http_request, options_.max_json_depth);
   if (!body.ok()) {
     if (body.status().code() == absl::StatusCode::kFailedPrecondition) {
       return Reply(response, 415, Json{{"detail", std::string(body.status().message())}});

@@ -49,6 +49,7 @@ class RestGateway {
     size_t max_body_bytes = 100 << 20;   // larger bodies (also chunked) get 413
     size_t max_header_bytes = 64 << 10;  // a larger request head gets 431
     size_t max_headers = 100;            // more header fields get 431
+    int max_json_depth = kDefaultMaxJsonDepth;  // deeper nesting in a body gets 422
     int max_connections = 256;           // further connections get 503
     absl::Duration header_timeout = absl::Seconds(10);      // first byte to end of head; then 408
     absl::Duration keep_alive_timeout = absl::Seconds(60);  // idle between requests; then closed

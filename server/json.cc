@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/cord.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "simdjson.h"
 
@@ -312,7 +314,50 @@ bool FindNonFiniteAt(const Json& value, std::string* pointer) {
   }
 }
 
+// Finds where a text that failed to parse goes wrong, for the error's offset:
+// nlohmann's SAX parser (iterative, so safe on any nesting), keeping nothing.
+class ErrorOffsetFinder final : public nlohmann::json_sax<Json> {
+ public:
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t&) override { return true; }
+  bool string(string_t&) override { return true; }
+  bool binary(binary_t&) override { return true; }
+  bool start_object(std::size_t) override { return true; }
+  bool key(string_t&) override { return true; }
+  bool end_object() override { return true; }
+  bool start_array(std::size_t) override { return true; }
+  bool end_array() override { return true; }
+  bool parse_error(std::size_t position, const std::string&, const nlohmann::detail::exception&) override {
+    offset = position > 0 ? position - 1 : 0;
+    return false;
+  }
+  std::optional<size_t> offset;
+};
+
+constexpr char kOffsetPayload[] = "type.cog/json_error_offset";
+
+absl::Status ParseError(simdjson::error_code code, int max_depth, absl::string_view text) {
+  absl::Status status = absl::InvalidArgumentError(ParseErrorMessage(code, max_depth));
+  if (code != simdjson::DEPTH_ERROR && code != simdjson::CAPACITY) {
+    ErrorOffsetFinder finder;
+    Json::sax_parse(text.begin(), text.end(), &finder, nlohmann::detail::input_format_t::json,
+                    /*strict=*/true);
+    if (finder.offset.has_value()) status.SetPayload(kOffsetPayload, absl::Cord(absl::StrCat(*finder.offset)));
+  }
+  return status;
+}
+
 }  // namespace
+
+std::optional<size_t> JsonErrorOffset(const absl::Status& status) {
+  absl::optional<absl::Cord> payload = status.GetPayload(kOffsetPayload);
+  size_t offset;
+  if (!payload.has_value() || !absl::SimpleAtoi(std::string(*payload), &offset)) return std::nullopt;
+  return offset;
+}
 
 absl::StatusOr<Json> ParseJson(absl::string_view text, int max_depth) {
   if (max_depth < 1) max_depth = 1;
@@ -337,7 +382,7 @@ absl::StatusOr<Json> ParseJson(absl::string_view text, int max_depth) {
   if (simdjson::error_code e = parser->parse(text.data(), text.size(), /*realloc_if_needed=*/true)
                                    .get(root);
       e != simdjson::SUCCESS) {
-    return absl::InvalidArgumentError(ParseErrorMessage(e, max_depth));
+    return ParseError(e, max_depth, text);
   }
   Json value;
   Converter::Convert(root, &value);
@@ -357,5 +402,7 @@ std::string FindNonFinite(const Json& value) {
   if (!FindNonFiniteAt(value, &pointer)) return "";
   return pointer.empty() ? "/" : pointer;
 }
+
+bool IsUtf8(absl::string_view text) { return simdjson::validate_utf8(text.data(), text.size()); }
 
 }  // namespace cog

@@ -12,6 +12,7 @@
 #ifndef COG_SERVER_JSON_H_
 #define COG_SERVER_JSON_H_
 
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -31,6 +32,9 @@ inline constexpr int kDefaultMaxJsonDepth = 128;
 // deeper than `max_depth` arrays and objects, an integer outside int64 /
 // uint64 or a number outside double's range (1e400), invalid UTF-8.
 absl::StatusOr<Json> ParseJson(absl::string_view text, int max_depth = kDefaultMaxJsonDepth);
+// Where in the text a ParseJson error was found (a byte offset, as Python's
+// json reports it), when it could be told.
+std::optional<size_t> JsonErrorOffset(const absl::Status& status);
 
 // The text of `value`, compact, as Python's json.dumps(separators=(",", ":"),
 // ensure_ascii=False) would write it. Never throws: bytes that are not UTF-8 are
@@ -41,6 +45,9 @@ void AppendJson(const Json& value, std::string* out);
 // Where in `value` the first non-finite number is, as a JSON pointer ("/0/x");
 // empty if there is none.
 std::string FindNonFinite(const Json& value);
+
+// Whether `text` is valid UTF-8.
+bool IsUtf8(absl::string_view text);
 
 }  // namespace cog
 

@@ -53,6 +53,25 @@ TEST(ParseJsonTest, RefusesInvalidUtf8AndGarbage) {
   EXPECT_TRUE(ParseJson(" {} \n").ok());
 }
 
+TEST(ParseJsonTest, ErrorsSayWhereTheTextGoesWrong) {
+  absl::StatusOr<Json> parsed = ParseJson(R"({"input": })");
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_EQ(JsonErrorOffset(parsed.status()), 10u);
+  parsed = ParseJson("{\"s\": \"\xff\"}");
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_TRUE(JsonErrorOffset(parsed.status()).has_value());
+  // Too deep: the limit is the message; no offset is looked for.
+  parsed = ParseJson(std::string(100000, '[') + std::string(100000, ']'), 128);
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_FALSE(JsonErrorOffset(parsed.status()).has_value());
+}
+
+TEST(IsUtf8Test, TellsValidFromInvalid) {
+  EXPECT_TRUE(IsUtf8("caf\xc3\xa9"));
+  EXPECT_FALSE(IsUtf8("\xff"));
+  EXPECT_FALSE(IsUtf8("\xed\xa0\x80"));  // a lone surrogate
+}
+
 TEST(DumpJsonTest, EscapesAsPythonJsonDumps) {
   Json value = std::string("a\"b\\c\nd\re\tf\x01g\x7f\xc3\xa9");
   EXPECT_EQ(DumpJson(value), "\"a\\\"b\\\\c\\nd\\re\\tf\\u0001g\x7f\xc3\xa9\"");

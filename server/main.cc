@@ -61,6 +61,12 @@ ABSL_FLAG(double, runner_shutdown_grace_period, 10.0,
           "Seconds running predictions get to finish when the server shuts down");
 ABSL_FLAG(int64_t, max_body_bytes, 100 << 20,
           "Largest request body the HTTP API accepts; larger ones get 413");
+ABSL_FLAG(int64_t, max_output_bytes, 256 << 20,
+          "Largest output (its JSON) a prediction may return; a larger one fails that prediction");
+ABSL_FLAG(int64_t, max_log_bytes, 16 << 20,
+          "Most log bytes a prediction keeps; past it the oldest go and the logs say so (0: no limit)");
+ABSL_FLAG(int, max_json_depth, 128,
+          "Deepest nesting of arrays and objects a request body may have; deeper gets 422");
 ABSL_FLAG(int64_t, max_header_bytes, 64 << 10,
           "Largest HTTP request head (request line and header fields) accepted; larger get 431");
 ABSL_FLAG(int64_t, max_headers, 100, "Most header fields an HTTP request may have; more get 431");
@@ -230,6 +236,14 @@ int Run() {
   core_options.files.transfer.user_agent = absl::StrCat("cog-server/", kServerVersion);
   core_options.files.transfer.stall_timeout =
       absl::Seconds(std::max(1.0, absl::GetFlag(FLAGS_file_stall_timeout)));
+  const int64_t max_output_bytes = absl::GetFlag(FLAGS_max_output_bytes);
+  if (max_output_bytes <= 0 || max_output_bytes > (int64_t{4} << 30) - kFrameOverheadBytes) {
+    spdlog::critical("--max-output-bytes must be between 1 and {} (a frame's length is 32 bits)",
+                     (int64_t{4} << 30) - kFrameOverheadBytes);
+    return 2;
+  }
+  core_options.max_output_bytes = static_cast<uint64_t>(max_output_bytes);
+  core_options.max_log_bytes = static_cast<size_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_max_log_bytes)));
   PredictionMetrics metrics;
   core_options.on_completed = [&metrics](const Prediction& prediction) {
     metrics.Observe(prediction);
@@ -240,6 +254,7 @@ int Run() {
   absl::Cleanup stop_webhooks = [&webhooks] { webhooks.Stop(); };
 
   RunnerSupervisor::Options runner_options;
+  runner_options.max_output_bytes = core_options.max_output_bytes;
   runner_options.socket_path = absl::GetFlag(FLAGS_runner_socket);
   if (absl::GetFlag(FLAGS_spawn_runner)) {
     std::string runner_path = absl::GetFlag(FLAGS_runner_path);
@@ -291,6 +306,7 @@ int Run() {
   rest_options.request_shutdown = request_shutdown;
   rest_options.metrics = &metrics;
   rest_options.max_body_bytes = static_cast<size_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_max_body_bytes)));
+  rest_options.max_json_depth = std::max(1, absl::GetFlag(FLAGS_max_json_depth));
   rest_options.max_header_bytes =
       static_cast<size_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_max_header_bytes)));
   rest_options.max_headers = static_cast<size_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_max_headers)));

@@ -130,9 +130,9 @@ absl::StatusOr<std::string> DecodeDataUri(absl::string_view uri) {
 std::vector<std::string> ParseFilePointers(const std::string& files_json) {
   std::vector<std::string> pointers;
   if (files_json.empty()) return pointers;
-  const Json list = Json::parse(files_json, nullptr, /*allow_exceptions=*/false);
-  if (!list.is_array()) return pointers;
-  for (const Json& pointer : list) {
+  absl::StatusOr<Json> list = ParseJson(files_json);
+  if (!list.ok() || !list->is_array()) return pointers;
+  for (const Json& pointer : *list) {
     if (pointer.is_string()) pointers.push_back(pointer.get<std::string>());
   }
   return pointers;

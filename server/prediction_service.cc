@@ -4,8 +4,11 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/escaping.h"
 #include "absl/time/clock.h"
+#include "server/outbound_policy.h"
 #include "spdlog/spdlog.h"
 
 namespace cog {
@@ -32,9 +35,64 @@ absl::string_view HealthStatusName(HealthStatus status) {
 
 namespace {
 
-Json ParseJsonOr(const std::string& text, Json fallback) {
-  Json value = Json::parse(text, nullptr, /*allow_exceptions=*/false);
-  return value.is_discarded() ? fallback : value;
+// What the runner sent as JSON: its writer (Python's json with
+// allow_nan=False) only writes what ParseJson reads, so an error here means a
+// broken runner or a limit, and says so.
+absl::StatusOr<Json> ParseRunnerJson(const std::string& text, absl::string_view what) {
+  absl::StatusOr<Json> value = ParseJson(text);
+  if (!value.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cog-server could not read ", what, " from the runner: ", value.status().message()));
+  }
+  return value;
+}
+
+// The longest id a caller may choose (Cog's own are 26 characters; UUIDs 36).
+constexpr size_t kMaxIdBytes = 128;
+
+// A caller's prediction id travels into headers (X-Prediction-ID), log lines,
+// URLs and the runner's frames: it must be printable UTF-8 of sane length.
+std::optional<Json> CheckId(const std::string& id) {
+  auto error = [&](absl::string_view type, std::string msg, Json ctx = Json()) {
+    Json e{{"type", type}, {"loc", Json::array({"body", "id"})}, {"msg", std::move(msg)}};
+    // Not echoed when it is not UTF-8: it could not be written as JSON.
+    e["input"] = IsUtf8(id) ? Json(id) : Json(absl::CHexEscape(id));
+    if (!ctx.is_null()) e["ctx"] = std::move(ctx);
+    return Json::array({std::move(e)});
+  };
+  if (!IsUtf8(id)) {
+    return error("string_unicode", "Input should be a valid string, unable to parse raw data as a unicode string");
+  }
+  if (id.size() > kMaxIdBytes) {
+    return error("string_too_long",
+                 absl::StrCat("String should have at most ", kMaxIdBytes, " characters"),
+                 Json{{"max_length", kMaxIdBytes}});
+  }
+  for (size_t i = 0; i < id.size(); ++i) {
+    const unsigned char c = id[i];
+    // C0 controls, DEL, and C1 controls (U+0080..U+009F: 0xC2 0x80..0x9F).
+    const bool c1 = c == 0xc2 && i + 1 < id.size() &&
+                    static_cast<unsigned char>(id[i + 1]) >= 0x80 &&
+                    static_cast<unsigned char>(id[i + 1]) <= 0x9f;
+    if (c < 0x20 || c == 0x7f || c1) {
+      const unsigned code = c1 ? static_cast<unsigned char>(id[i + 1]) : c;
+      return error("string_pattern_mismatch",
+                   absl::StrFormat("A prediction id must not contain control characters "
+                                   "(U+%04X at byte %d)",
+                                   code, i));
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<Json> CheckUrlField(const std::string& url, absl::string_view field) {
+  if (url.empty()) return std::nullopt;
+  std::optional<UrlProblem> problem = CheckHttpUrl(url);
+  if (!problem.has_value()) return std::nullopt;
+  return Json::array({Json{{"type", problem->type},
+                           {"loc", Json::array({"body", field})},
+                           {"msg", problem->msg},
+                           {"input", IsUtf8(url) ? Json(url) : Json(absl::CHexEscape(url))}}});
 }
 
 double Seconds(absl::Duration duration) {
@@ -147,14 +205,14 @@ absl::Status PredictionService::NotReadyError() const {
 
 absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
                                                     std::unique_ptr<PredictionObserver> observer) {
-  if (!request.output_file_prefix.empty() &&
-      !absl::StartsWith(request.output_file_prefix, "http://") &&
-      !absl::StartsWith(request.output_file_prefix, "https://")) {
-    return InvalidInputError(Json::array({Json{
-        {"type", "url_scheme"},
-        {"loc", Json::array({"body", "output_file_prefix"})},
-        {"msg", "URL scheme should be 'http' or 'https'"},
-        {"input", request.output_file_prefix}}}));
+  if (!request.id.empty()) {
+    if (std::optional<Json> detail = CheckId(request.id)) return InvalidInputError(*std::move(detail));
+  }
+  if (std::optional<Json> detail = CheckUrlField(request.webhook, "webhook")) {
+    return InvalidInputError(*std::move(detail));
+  }
+  if (std::optional<Json> detail = CheckUrlField(request.output_file_prefix, "output_file_prefix")) {
+    return InvalidInputError(*std::move(detail));
   }
   Prediction prediction;
   RunnerChannel* channel = nullptr;
@@ -214,9 +272,9 @@ absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
   predict->set_id(prediction.id);
   predict->set_kind(request.kind == PredictionKind::kTrain ? runner::KIND_TRAIN
                                                            : runner::KIND_PREDICT);
-  predict->set_context_json(request.context.dump());
+  predict->set_context_json(DumpJson(request.context));
   if (file_inputs.empty()) {
-    predict->set_input_json(runner_input.dump());
+    AppendJson(runner_input, predict->mutable_input_json());
     SendPredict(channel, message);
   } else {
     // Downloads take their time: on file_work_, never on a request thread.
@@ -273,7 +331,7 @@ void PredictionService::FetchInputsThenSend(const std::string& id, runner::Serve
                           canceled ? "" : std::string(fetched.message()));
     return;
   }
-  message.mutable_predict()->set_input_json(input.dump());
+  AppendJson(input, message.mutable_predict()->mutable_input_json());
   SendPredict(channel, message);
 }
 
@@ -476,7 +534,7 @@ void PredictionService::Dispatch(const runner::RunnerMessage& message) {
     case runner::RunnerMessage::kHealthcheckResult:
       HandleHealthcheckResult(message.healthcheck_result());
       break;
-    case runner::RunnerMessage::MESSAGE_NOT_SET:
+    default:  // a BadFrame never gets here (RunnerConnection handles it)
       break;
   }
 }
@@ -513,12 +571,18 @@ void PredictionService::HandleHello(const runner::Hello& hello) {
   }
   runner::ServerMessage message;
   message.mutable_setup()->set_weights(options_.weights);
+  message.mutable_setup()->set_max_frame_bytes(options_.max_output_bytes);
   absl::Status sent = channel->Send(message);
   if (!sent.ok()) spdlog::error("sending setup to the runner: {}", std::string(sent.message()));
 }
 
 RunnerChannel* PredictionService::AcceptSchema(const runner::Hello& hello) {
-  const Json document = ParseJsonOr(hello.openapi_json(), Json());
+  absl::StatusOr<Json> parsed = ParseRunnerJson(hello.openapi_json(), "the OpenAPI schema");
+  if (!parsed.ok()) {
+    FailSetup(std::string(parsed.status().message()));
+    return nullptr;
+  }
+  const Json& document = *parsed;
   if (document.contains("components") && document["components"].contains("schemas") &&
       document["components"]["schemas"].contains("Input")) {
     absl::StatusOr<InputSchema> predict = InputSchema::FromOpenApi(document, "Input");
@@ -569,26 +633,67 @@ void PredictionService::HandleLog(const runner::Log& log) {
     absl::StrAppend(&setup_.logs, log.text());
     return;
   }
-  std::vector<PredictionObserver*> observers;
-  Prediction snapshot;
+  Active* active;
   {
     absl::MutexLock lock(&mu_);
-    auto it = active_.find(log.id());
-    if (it == active_.end()) return;
-    absl::StrAppend(&it->second->prediction.logs, log.text());
-    observers = ObserversOf(*it->second);
-    if (!observers.empty()) snapshot = it->second->prediction;
+    active = FindActive(log.id());
+    if (active == nullptr) return;
+    AppendLogs(*active, log.text());
   }
   // Safe without the lock: a prediction's events are handled one at a time,
   // on the reader thread or (once it has file work) on file_work_, and only
-  // they complete it and destroy its observers.
-  for (PredictionObserver* o : observers) o->OnLog(snapshot, log.text());
+  // they change it, complete it and destroy its observers. Others (Get) only
+  // read it, under the lock.
+  for (const auto& o : active->observers) o->OnLog(active->prediction, log.text());
+}
+
+PredictionService::Active* PredictionService::FindActive(const std::string& id) {
+  auto it = active_.find(id);
+  return it == active_.end() ? nullptr : it->second.get();
+}
+
+void PredictionService::AppendLogs(Active& active, absl::string_view text) {
+  std::string& logs = active.prediction.logs;
+  const size_t limit = options_.max_log_bytes;
+  if (limit == 0 || logs.size() + text.size() <= limit) {
+    logs.append(text.data(), text.size());
+    return;
+  }
+  // Over the limit: keep the newest three quarters of it (so that the next cut
+  // comes after a quarter of the limit more, not at every line: appending stays
+  // linear), from a line's start, after a line saying what went.
+  const size_t keep = limit - limit / 4;
+  std::string kept;
+  if (text.size() >= keep) {
+    absl::string_view tail = text.substr(text.size() - keep);
+    active.logs_dropped += logs.size() + (text.size() - keep);
+    kept.assign(tail.data(), tail.size());
+  } else {
+    absl::string_view old = logs;
+    // Skip the notice of an earlier cut: it is rewritten below.
+    if (active.logs_dropped > 0) old.remove_prefix(std::min(old.size(), old.find('\n') + 1));
+    const size_t from_old = keep - text.size();
+    const size_t cut = old.size() > from_old ? old.size() - from_old : 0;
+    active.logs_dropped += cut;
+    kept.reserve(keep);
+    absl::StrAppend(&kept, old.substr(cut), text);
+  }
+  // Start at a line's start (and so on a UTF-8 boundary) when there is one.
+  const size_t newline = kept.find('\n');
+  if (newline != std::string::npos && newline + 1 < kept.size()) {
+    active.logs_dropped += newline + 1;
+    kept.erase(0, newline + 1);
+  }
+  logs = absl::StrCat("[cog-server: ", active.logs_dropped,
+                      " bytes of earlier logs dropped; --max-log-bytes keeps the last ", limit,
+                      "]\n", kept);
 }
 
 void PredictionService::HandleOutput(const runner::Output& output) {
-  Json item = ParseJsonOr(output.value_json(), Json());
-  absl::Status files;
-  if (!output.files_json().empty()) {
+  absl::StatusOr<Json> parsed = ParseRunnerJson(output.value_json(), "an output");
+  Json item = parsed.ok() ? *std::move(parsed) : Json();
+  absl::Status files = parsed.status();
+  if (files.ok() && !output.files_json().empty()) {
     // Only on file_work_, where nothing else touches this prediction: the
     // transfer runs without the lock.
     PredictionFiles::OutputTarget* target;
@@ -600,34 +705,38 @@ void PredictionService::HandleOutput(const runner::Output& output) {
     }
     files = files_.ResolveOutputs(item, ParseFilePointers(output.files_json()), *target);
   }
-  std::vector<PredictionObserver*> observers;
-  Prediction snapshot;
+  Active* active;
+  const Json* added;
   {
     absl::MutexLock lock(&mu_);
-    auto it = active_.find(output.id());
-    if (it == active_.end()) return;
+    active = FindActive(output.id());
+    if (active == nullptr) return;
     if (!files.ok()) {
-      if (it->second->file_error.empty()) it->second->file_error = std::string(files.message());
+      if (active->file_error.empty()) active->file_error = std::string(files.message());
       return;
     }
-    Json& list = it->second->prediction.output;
+    Json& list = active->prediction.output;
     if (!list.is_array()) list = Json::array();
-    list.push_back(item);
-    observers = ObserversOf(*it->second);
-    if (!observers.empty()) snapshot = it->second->prediction;
+    list.push_back(std::move(item));
+    added = &list.back();
   }
-  for (PredictionObserver* o : observers) o->OnOutput(snapshot, item);
+  for (const auto& o : active->observers) o->OnOutput(active->prediction, *added);
 }
 
 void PredictionService::HandleMetric(const runner::Metric& metric) {
-  Json value = ParseJsonOr(metric.value_json(), Json());
-  std::vector<PredictionObserver*> observers;
-  Prediction snapshot;
+  absl::StatusOr<Json> parsed = ParseRunnerJson(metric.value_json(), "a metric");
+  if (!parsed.ok()) {
+    spdlog::warn("metric {} of prediction {} dropped: {}", absl::CHexEscape(metric.name()),
+                 absl::CHexEscape(metric.id()), std::string(parsed.status().message()));
+    return;
+  }
+  const Json& value = *parsed;
+  Active* active;
   {
     absl::MutexLock lock(&mu_);
-    auto it = active_.find(metric.id());
-    if (it == active_.end()) return;
-    Json& metrics = it->second->prediction.metrics;
+    active = FindActive(metric.id());
+    if (active == nullptr) return;
+    Json& metrics = active->prediction.metrics;
     if (!metrics.is_object()) metrics = Json::object();
     Json& slot = metrics[metric.name()];
     switch (metric.mode()) {
@@ -647,10 +756,8 @@ void PredictionService::HandleMetric(const runner::Metric& metric) {
       default:
         slot = value;
     }
-    observers = ObserversOf(*it->second);
-    if (!observers.empty()) snapshot = it->second->prediction;
   }
-  for (PredictionObserver* o : observers) o->OnMetric(snapshot, metric.name(), value);
+  for (const auto& o : active->observers) o->OnMetric(active->prediction, metric.name(), value);
 }
 
 void PredictionService::HandleDone(const runner::Done& done) {
@@ -669,8 +776,13 @@ void PredictionService::HandleDone(const runner::Done& done) {
   }
   if (!done.error().empty()) prediction.error = done.error();
   if (!done.output_json().empty()) {
-    prediction.output = ParseJsonOr(done.output_json(), Json());
-    if (!done.files_json().empty()) {
+    absl::StatusOr<Json> output = ParseRunnerJson(done.output_json(), "the output");
+    if (!output.ok()) {
+      if (active->file_error.empty()) active->file_error = std::string(output.status().message());
+    } else {
+      prediction.output = *std::move(output);
+    }
+    if (output.ok() && !done.files_json().empty()) {
       if (absl::Status files = files_.ResolveOutputs(
               prediction.output, ParseFilePointers(done.files_json()), active->outputs);
           !files.ok()) {

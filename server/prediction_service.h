@@ -5,7 +5,10 @@
 // Health / Schema. The runner side (RunnerSupervisor) reports the connection
 // and every frame the runner sends. A prediction's events reach the observer
 // given to Start, in order, then the observer is destroyed; observers are
-// called without the service's lock held and must not block.
+// called without the service's lock held and must not block. The Prediction an
+// observer is given is the live one, valid only during the call: an observer
+// that needs it later copies what it needs (each event costs the observer what
+// it reads, never a copy of the whole prediction with all its logs).
 //
 // Thread-safe. The RunnerChannel is not owned and must outlive its use here.
 #ifndef COG_SERVER_PREDICTION_SERVICE_H_
@@ -93,6 +96,12 @@ class PredictionService {
     // as UNHEALTHY.
     absl::Duration healthcheck_interval = absl::Seconds(10);
     absl::Duration healthcheck_timeout = absl::Seconds(5);
+    // The largest output the runner may send (Setup.max_frame_bytes); a larger
+    // one fails its prediction.
+    uint64_t max_output_bytes = 256u << 20;
+    // A prediction keeps at most this much of its logs: the newest part, after
+    // a line saying how much was dropped. Zero: no limit.
+    size_t max_log_bytes = 16u << 20;
   };
 
   explicit PredictionService(Options options);
@@ -138,7 +147,10 @@ class PredictionService {
     std::optional<Slot> slot;  // reset before OnCompleted
     // The caller's, and the webhook's when the request named one.
     std::vector<std::unique_ptr<PredictionObserver>> observers;
-    std::string file_error;  // an output file that could not be read fails the prediction
+    // An output file that could not be read, or an output the runner sent that
+    // could not be read, fails the prediction with this.
+    std::string file_error;
+    size_t logs_dropped = 0;  // bytes of its logs dropped under max_log_bytes
     // False while its Path inputs are being fetched: a cancel then stops the
     // download instead of going to the runner.
     bool at_runner = true;
@@ -179,8 +191,15 @@ class PredictionService {
   // Calls on_health_change when the status (or shutting down) changed since the
   // last call; calls are serialised so that they arrive in order.
   void NotifyHealth() ABSL_LOCKS_EXCLUDED(mu_, notify_mu_);
-  // The observers of a running prediction, and a snapshot of it for them.
+  // The observers of a running prediction.
   std::vector<PredictionObserver*> ObserversOf(const Active& active) const;
+  // The running prediction `id` with its observers, under the lock; null if it
+  // is not running. The pointer stays valid (and only this prediction's event
+  // handling writes it) until it is taken out of active_, which only its own
+  // event handling does: see Active::serial.
+  Active* FindActive(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Appends to a prediction's logs, keeping at most max_log_bytes.
+  void AppendLogs(Active& active, absl::string_view text) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends a prediction that never reached the runner or lost it.
   void CompleteWithoutRunner(std::unique_ptr<Active> active, PredictionStatus status,
                              const std::string& error);

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
 
@@ -66,9 +67,10 @@ class RecordingObserver : public PredictionObserver {
 
 class PredictionServiceTest : public ::testing::Test {
  protected:
-  void Connect(int max_concurrency = 1) {
+  void Connect(int max_concurrency = 1, size_t max_log_bytes = 16u << 20) {
     PredictionService::Options options;
     options.max_concurrency = max_concurrency;
+    options.max_log_bytes = max_log_bytes;
     options.server_version = "test";
     service_ = std::make_unique<PredictionService>(options);
     service_->OnRunnerConnected(&channel_);
@@ -369,6 +371,93 @@ TEST_F(PredictionServiceTest, GeneratedIdsAreUniqueAndUrlSafe) {
   EXPECT_NE(a->id, b->id);
   EXPECT_EQ(a->id.size(), 26u);
   EXPECT_EQ(a->id.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789"), std::string::npos);
+}
+
+TEST_F(PredictionServiceTest, LogsPastTheLimitKeepTheNewestLinesAndSaySoOnce) {
+  Connect(1, /*max_log_bytes=*/1000);
+  Hello();
+  SetupDone(true);
+  Events events;
+  ASSERT_TRUE(service_->Start(Request("p"), std::make_unique<RecordingObserver>(&events)).ok());
+  for (int i = 0; i < 500; ++i) Log("p", "line " + std::to_string(i) + "\n");
+  const std::string logs = service_->Get("p")->logs;
+  EXPECT_LE(logs.size(), 1100u);
+  EXPECT_EQ(logs.rfind("[cog-server: ", 0), 0u) << logs.substr(0, 200);
+  EXPECT_NE(logs.find("--max-log-bytes keeps the last 1000]\n"), std::string::npos);
+  // Exactly one notice, then whole lines up to the newest.
+  EXPECT_EQ(logs.find("[cog-server:", 1), std::string::npos);
+  const std::string after_notice = logs.substr(logs.find('\n') + 1);
+  EXPECT_EQ(after_notice.rfind("line ", 0), 0u) << after_notice.substr(0, 40);
+  EXPECT_TRUE(absl::EndsWith(logs, "line 499\n"));
+  // The count is what went: everything written minus the lines kept.
+  size_t written = 0;
+  for (int i = 0; i < 500; ++i) written += ("line " + std::to_string(i) + "\n").size();
+  const size_t dropped = std::stoul(logs.substr(std::string("[cog-server: ").size()));
+  EXPECT_EQ(dropped + after_notice.size(), written);
+  // Observers still hear every line.
+  EXPECT_EQ(events.seen.size(), 501u);
+}
+
+TEST_F(PredictionServiceTest, OneLogLargerThanTheLimitKeepsItsTail) {
+  Connect(1, /*max_log_bytes=*/100);
+  Hello();
+  SetupDone(true);
+  ASSERT_TRUE(service_->Start(Request("p"), nullptr).ok());
+  Log("p", std::string(1000, 'x') + "END");
+  const std::string logs = service_->Get("p")->logs;
+  EXPECT_TRUE(absl::EndsWith(logs, "xxxEND")) << logs;
+  EXPECT_LE(logs.size(), 200u);
+}
+
+TEST_F(PredictionServiceTest, IdsWithControlCharactersInvalidUtf8OrTooLongAreRefused) {
+  Connect();
+  Hello();
+  SetupDone(true);
+  for (const std::string& id : {std::string("a\r\nX-Evil: 1"), std::string("\xff"),
+                                std::string(129, 'a'), std::string("a\x7f"),
+                                std::string("a\xc2\x85")}) {
+    absl::StatusOr<Prediction> started = service_->Start(Request(id), nullptr);
+    ASSERT_FALSE(started.ok()) << id;
+    std::optional<Json> detail = ValidationDetail(started.status());
+    ASSERT_TRUE(detail.has_value());
+    EXPECT_EQ((*detail)[0]["loc"], Json::array({"body", "id"}));
+  }
+  // Nothing was started: the slot is free.
+  EXPECT_TRUE(service_->Start(Request(std::string(128, 'a') ), nullptr).ok());
+  Done(std::string(128, 'a'), runner::DONE_STATUS_SUCCEEDED, "null");
+  EXPECT_TRUE(service_->Start(Request("\xc3\xa9t\xc3\xa9 2026-11-28"), nullptr).ok());
+}
+
+TEST_F(PredictionServiceTest, WebhooksAndOutputPrefixesMustBeHttpUrls) {
+  Connect();
+  Hello();
+  SetupDone(true);
+  for (const char* url : {"gopher://127.0.0.1:6379/_x", "file:///etc/passwd", "not a url"}) {
+    PredictionRequest request = Request("");
+    request.webhook = url;
+    absl::StatusOr<Prediction> started = service_->Start(request, nullptr);
+    ASSERT_FALSE(started.ok()) << url;
+    EXPECT_EQ((*ValidationDetail(started.status()))[0]["loc"], Json::array({"body", "webhook"}));
+    request = Request("");
+    request.output_file_prefix = url;
+    started = service_->Start(request, nullptr);
+    ASSERT_FALSE(started.ok()) << url;
+    EXPECT_EQ((*ValidationDetail(started.status()))[0]["loc"],
+              Json::array({"body", "output_file_prefix"}));
+  }
+}
+
+TEST_F(PredictionServiceTest, AnOutputTheCoreCannotReadFailsThePredictionSayingWhy) {
+  Connect();
+  Hello();
+  SetupDone(true);
+  Events events;
+  ASSERT_TRUE(service_->Start(Request("p"), std::make_unique<RecordingObserver>(&events)).ok());
+  Done("p", runner::DONE_STATUS_SUCCEEDED, "[[[[");
+  ASSERT_TRUE(events.completed.has_value());
+  EXPECT_EQ(events.completed->status, PredictionStatus::kFailed);
+  const std::string error = events.completed->error.value_or("");
+  EXPECT_NE(error.find("could not read the output"), std::string::npos) << error;
 }
 
 }  // namespace

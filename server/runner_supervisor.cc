@@ -24,11 +24,7 @@ absl::Status RunnerSupervisor::Start() {
     command.argv.push_back("--socket");
     command.argv.push_back(socket_->path());
     absl::StatusOr<std::unique_ptr<RunnerProcess>> process =
-        RunnerProcess::Spawn(command, [this](int wait_status) {
-          // Unblocks a runner that died before connecting.
-          if (socket_ != nullptr) socket_->Abort();
-          ReportGone(absl::StrCat("The runner process ", DescribeWaitStatus(wait_status)));
-        });
+        RunnerProcess::Spawn(command, [this](int wait_status) { OnProcessExit(wait_status); });
     if (!process.ok()) return process.status();
     process_ = std::move(*process);
     spdlog::info("runner started (pid {}) on {}", process_->pid(), socket_->path());
@@ -50,7 +46,7 @@ void RunnerSupervisor::AwaitConnection() {
     ::close(*fd);
     return;
   }
-  connection_ = std::make_unique<RunnerConnection>(*fd, this);
+  connection_ = std::make_unique<RunnerConnection>(*fd, this, RunnerFrameLimit(options_.max_output_bytes));
   service_->OnRunnerConnected(connection_.get());
   connection_->Start();
 }
@@ -63,12 +59,32 @@ void RunnerSupervisor::OnRunnerMessage(v1::runner::RunnerMessage message) {
   service_->OnRunnerMessage(message);
 }
 
+void RunnerSupervisor::OnProcessExit(int wait_status) {
+  {
+    absl::MutexLock lock(&mu_);
+    // Connected: the reader thread reports it, once it has read the frames
+    // the runner sent before it died (its end of the socket closed with it,
+    // and the socket is not inherited by its children), so that the service
+    // hears a prediction's events and the runner's end from one thread.
+    if (connection_ != nullptr) return;
+  }
+  // Unblocks a runner that died before connecting.
+  if (socket_ != nullptr) socket_->Abort();
+  ReportGone(absl::StrCat("The runner process ", DescribeWaitStatus(wait_status)));
+}
+
 void RunnerSupervisor::OnRunnerDisconnected(absl::Status why) {
   // When the process is ours, its exit status says more than a closed socket:
   // give it a moment to be reaped, then report whichever is known.
-  if (process_ != nullptr && process_->WaitForExit(absl::Seconds(2))) return;
-  ReportGone(why.ok() ? "The runner closed its connection"
-                      : absl::StrCat("The runner connection broke: ", why.message()));
+  std::string reason;
+  if (process_ != nullptr && process_->WaitForExit(absl::Seconds(2))) {
+    reason = absl::StrCat("The runner process ", DescribeWaitStatus(*process_->exit_status()));
+  }
+  if (reason.empty()) {
+    reason = why.ok() ? "The runner closed its connection"
+                      : absl::StrCat("The runner connection broke: ", why.message());
+  }
+  ReportGone(reason);
 }
 
 void RunnerSupervisor::ReportGone(const std::string& reason) {

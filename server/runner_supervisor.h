@@ -35,6 +35,9 @@ class RunnerSupervisor : public RunnerConnection::Listener {
     // Empty: a private directory; else where to listen (a shared volume).
     std::string socket_path;
     absl::Duration connect_timeout = absl::Minutes(5);
+    // The largest output the runner may send; frames are read up to
+    // RunnerFrameLimit of it.
+    uint64_t max_output_bytes = kMaxFrameBytes;
   };
 
   RunnerSupervisor(Options options, PredictionService* service);
@@ -55,6 +58,8 @@ class RunnerSupervisor : public RunnerConnection::Listener {
 
  private:
   void AwaitConnection();
+  // The spawned runner exited (on the process's waiter thread).
+  void OnProcessExit(int wait_status);
   void ReportGone(const std::string& reason);
 
   const Options options_;

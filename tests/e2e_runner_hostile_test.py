@@ -27,13 +27,6 @@ RUNNER = _runfile("runner")
 NOT_JSON = "JSON cannot carry NaN or Infinity; return None or a string instead"
 
 
-def server_knows_flag(flag: str) -> bool:
-    from server_harness import SERVER_BINARY
-    result = subprocess.run([SERVER_BINARY, "--helpfull"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, timeout=60)
-    return flag.replace("-", "_") in result.stdout
-
-
 class Framed:
     """One end of the runner protocol over a stream socket."""
 
@@ -142,8 +135,6 @@ class OutputLimitFlagTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        if not server_knows_flag("--max-output-bytes"):
-            raise unittest.SkipTest("cog-server has no --max-output-bytes flag yet (issue 8)")
         cls.server = CogServer("hostile_outputs", args=["--max-output-bytes", str(cls.LIMIT)])
         cls.server.wait_for_status("READY")
 

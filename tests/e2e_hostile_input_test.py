@@ -1,0 +1,224 @@
+"""Hostile request bodies against the real cog-server: each gets a clear 4xx
+(never a 500, a crash or a wedge), and the server is READY for the next one."""
+import json
+import os
+import socket
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from server_harness import CogServer  # noqa: E402
+
+import grpc  # noqa: E402
+from google.protobuf import struct_pb2  # noqa: E402
+from cogapi.v1 import predictor_pb2, predictor_pb2_grpc  # noqa: E402
+
+PREDICT = '''
+from typing import Any, Optional
+from cog import BasePredictor, Input, Secret
+
+
+class Predictor(BasePredictor):
+    def predict(self, s: str, n: int = Input(default=1, le=100), f: float = 0.5,
+                key: Optional[Secret] = Input(default=None), anything: Optional[Any] = None,
+                lines: int = 0) -> Any:
+        for i in range(lines):
+            print("line %d" % i)
+        if anything is not None:
+            return anything
+        return "%s|%d" % (s, n)
+'''
+
+FILES = {"cog.yaml": 'predict: "predict.py:Predictor"\n', "predict.py": PREDICT}
+SECRET = "sk-this-must-never-come-back-0123456789"
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+class HostileInputTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = CogServer(files=FILES, args=["--max-log-bytes", "20000"])
+        cls.server.wait_for_status("READY")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.close()
+
+    def tearDown(self):
+        # Whatever the request did, the server serves the next one.
+        self.assertEqual(self.server.process.poll(), None, self.server.logs()[-3000:])
+        self.assertEqual(self.server.wait_for_status("READY", timeout=30)["status"], "READY")
+        status, _, body = self.server.request("POST", "/predictions", body={"input": {"s": "ok"}})
+        self.assertEqual((status, body["output"]), (200, "ok|1"))
+
+    def post_raw(self, raw: bytes, path: str = "/predictions", method: str = "POST"):
+        return self.server.request(method, path, raw=raw, headers={"Content-Type": "application/json"})
+
+    def assert_json_invalid(self, status, body, says: str):
+        self.assertEqual(status, 422, body)
+        self.assertEqual(body["detail"][0]["type"], "json_invalid", body)
+        self.assertIn(says, body["detail"][0]["ctx"]["error"])
+
+    # ---- nesting ----
+
+    def test_100k_deep_nesting_anywhere_is_a_422_naming_the_limit(self):
+        deep = nested(100_000)
+        for raw in ('{"input": {"anything": %s}}' % deep, '{"input": {"s": "x"}, "id": %s}' % deep,
+                    '{"input": {"s": "x"}, "unknown": %s}' % deep, deep,
+                    '{"input": {"anything": %s1%s}}' % ('{"a":' * 50_000, "}" * 50_000)):
+            status, _, body = self.post_raw(raw.encode())
+            self.assert_json_invalid(status, body, "--max-json-depth")
+
+    def test_nesting_within_the_limit_reaches_the_predictor_and_comes_back(self):
+        value = json.loads(nested(100))
+        status, _, body = self.server.request("POST", "/predictions", body={"input": {"s": "", "anything": value}})
+        self.assertEqual((status, body["status"]), (200, "succeeded"), body)
+        self.assertEqual(body["output"], value)
+
+    def test_the_depth_limit_is_a_flag(self):
+        server = CogServer(files=FILES, args=["--max-json-depth", "8"])
+        try:
+            server.wait_for_status("READY")
+            status, _, body = server.request("POST", "/predictions", body={"input": {"s": "", "anything": [[[[[[[[1]]]]]]]]}})
+            self.assertEqual(status, 422, body)
+            self.assertIn("deeper than 8", body["detail"][0]["ctx"]["error"])
+            status, _, body = server.request("POST", "/predictions", body={"input": {"s": "", "anything": [[1]]}})
+            self.assertEqual((status, body["output"]), (200, [[1]]))
+        finally:
+            server.close()
+
+    # ---- ids ----
+
+    def test_an_id_that_is_not_utf8_is_a_422(self):
+        status, _, body = self.server.request("PUT", "/predictions/%ff", body={"input": {"s": "x"}})
+        self.assertEqual(status, 422, body)
+        self.assertEqual(body["detail"][0]["loc"], ["body", "id"])
+        self.assertEqual(body["detail"][0]["type"], "string_unicode")
+
+    def test_ids_with_control_characters_or_too_long_are_422(self):
+        for bad_id, kind in (("a\r\nX-Injected: 1", "string_pattern_mismatch"), ("a\x00b", "string_pattern_mismatch"),
+                             ("x" * 129, "string_too_long")):
+            status, _, body = self.server.request("POST", "/predictions", body={"id": bad_id, "input": {"s": "x"}})
+            self.assertEqual(status, 422, (bad_id, body))
+            self.assertEqual(body["detail"][0]["type"], kind)
+            self.assertEqual(body["detail"][0]["loc"], ["body", "id"])
+        status, _, body = self.server.request("PUT", "/predictions/a%0d%0aX-Injected:%201", body={"input": {"s": "x"}})
+        self.assertEqual(status, 422, body)
+
+    def test_a_printable_unicode_id_is_fine(self):
+        status, _, body = self.server.request("PUT", "/predictions/%C3%A9t%C3%A9-1", body={"input": {"s": "x"}})
+        self.assertEqual((status, body["id"]), (200, "\u00e9t\u00e9-1"), body)
+
+    # ---- numbers ----
+
+    def test_1e30_for_an_int_with_le_100_is_refused_not_wrapped(self):
+        status, _, body = self.post_raw(b'{"input": {"s": "", "n": 1e30}}')
+        self.assertEqual(status, 422, body)
+        self.assertNotEqual(body["detail"][0]["type"], "json_invalid", body)
+        self.assertEqual(body["detail"][0]["loc"], ["body", "input", "n"])
+
+    def test_integers_outside_64_bits_and_1e400_are_422_not_500(self):
+        for raw in (b'{"input": {"n": 1e400}}', b'{"input": {"f": -1e400}}',
+                    b'{"input": {"n": 123456789012345678901234567890}}'):
+            status, _, body = self.post_raw(raw)
+            self.assertEqual(status, 422, (raw, body))
+            self.assertIn("out of range", json.dumps(body), raw)
+
+    # ---- bytes ----
+
+    def test_invalid_utf8_anywhere_in_a_body_is_a_422(self):
+        for raw in (b'{"input": {"s": "\xff\xfe"}}', b'{"input": {"s": "x"}, "\xc3": 1}', b'{"input": {"s": "\xed\xa0\x80"}}'):
+            status, _, body = self.post_raw(raw)
+            self.assert_json_invalid(status, body, "UTF-8")
+
+    def test_malformed_json_says_where(self):
+        status, _, body = self.post_raw(b'{"input": }')
+        self.assertEqual(status, 422, body)
+        self.assertEqual(body["detail"][0]["loc"], ["body", 10])
+
+    # ---- secrets ----
+
+    def test_a_422_never_echoes_a_secret(self):
+        # A missing/wrong field makes pydantic echo the whole input: the secret must be masked.
+        for input_ in ({"key": SECRET, "n": "not a number"}, {"s": "", "key": SECRET, "n": 1000},
+                       {"s": "", "key": SECRET, "anything": 1, "f": "x"}, {"s": 1, "key": SECRET}):
+            status, _, body = self.server.request("POST", "/predictions", body={"input": input_})
+            self.assertEqual(status, 422, body)
+            self.assertNotIn(SECRET, json.dumps(body))
+        status, _, body = self.server.request("POST", "/predictions", body={"input": {"s": "", "key": SECRET}})
+        self.assertEqual(status, 200, body)
+        self.assertNotIn(SECRET, json.dumps(body))
+        self.assertEqual(body["input"]["key"], "**********")
+
+    # ---- logs ----
+
+    def test_logs_over_the_limit_keep_the_newest_lines_and_say_so(self):
+        status, _, body = self.server.request("POST", "/predictions", body={"input": {"s": "", "lines": 20_000}})
+        self.assertEqual((status, body["status"]), (200, "succeeded"), str(body)[:500])
+        logs = body["logs"]
+        self.assertLessEqual(len(logs), 20_000 + 200)
+        self.assertTrue(logs.startswith("[cog-server: "), logs[:200])
+        self.assertIn("--max-log-bytes", logs.splitlines()[0])
+        self.assertTrue(logs.endswith("line 19999\n"), logs[-100:])
+
+    # ---- transport ----
+
+    def test_a_client_that_sends_half_a_body_and_leaves_costs_nothing(self):
+        with socket.create_connection(("127.0.0.1", self.server.http_port), timeout=10) as sock:
+            sock.sendall(b"POST /predictions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 1000000\r\n\r\n" + b'{"input": {"s": "' + b"a" * 1000)
+
+
+class HostileGrpcInputTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = CogServer(files=FILES)
+        cls.server.wait_for_status("READY")
+        cls.channel = grpc.insecure_channel("127.0.0.1:%d" % cls.server.grpc_port)
+        cls.stub = predictor_pb2_grpc.PredictorStub(cls.channel)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.channel.close()
+        cls.server.close()
+
+    def tearDown(self):
+        prediction = self.stub.Predict(predictor_pb2.PredictionRequest(input=self.struct(s="ok")), timeout=30)
+        self.assertEqual(prediction.output.string_value, "ok|1")
+
+    @staticmethod
+    def struct(**fields):
+        value = struct_pb2.Struct()
+        value.update(fields)
+        return value
+
+    def invalid(self, request):
+        with self.assertRaises(grpc.RpcError) as raised:
+            self.stub.Predict(request, timeout=30)
+        self.assertEqual(raised.exception.code(), grpc.StatusCode.INVALID_ARGUMENT, raised.exception.details())
+        return raised.exception.details()
+
+    def test_1e30_and_non_finite_numbers_for_an_int_are_invalid_argument(self):
+        for value in (1e30, -1e30, float("inf"), float("nan")):
+            details = self.invalid(predictor_pb2.PredictionRequest(input=self.struct(s="", n=value)))
+            self.assertIn('"n"', details)
+
+    def test_non_finite_numbers_anywhere_are_invalid_argument(self):
+        details = self.invalid(predictor_pb2.PredictionRequest(input=self.struct(s="", anything={"a": [1, float("nan")]})))
+        self.assertIn("finite", details)
+
+    def test_bad_ids_are_invalid_argument(self):
+        for bad_id in ("a\r\nb", "x" * 129):
+            details = self.invalid(predictor_pb2.PredictionRequest(id=bad_id, input=self.struct(s="x")))
+            self.assertIn("id", details)
+
+    def test_a_secret_is_not_in_the_error(self):
+        details = self.invalid(predictor_pb2.PredictionRequest(input=self.struct(key=SECRET, n=1000)))
+        self.assertNotIn(SECRET, details)
+
+
+if __name__ == "__main__":
+    unittest.main()
