@@ -12,7 +12,7 @@ PACKAGES=(
   # llvm-symbolizer for readable stacks, lld to link them.
   clang-14 libclang-rt-14-dev llvm lld
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
-  libcurl4-openssl-dev libspdlog-dev libfmt-dev libcpp-httplib-dev nlohmann-json3-dev libsimdjson-dev
+  libcurl4-openssl-dev libspdlog-dev libfmt-dev libcpp-httplib-dev nlohmann-json3-dev libsimdjson-dev libre2-dev
   libmagic-dev libyaml-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
   # Proto imports: grpc.health.v1 and google/api/annotations.proto.
   grpc-proto golang-github-grpc-ecosystem-grpc-gateway-dev

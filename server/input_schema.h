@@ -7,16 +7,21 @@
 #ifndef COG_SERVER_INPUT_SCHEMA_H_
 #define COG_SERVER_INPUT_SCHEMA_H_
 
+#include <cstdint>
 #include <memory>
 #include <optional>
-#include <regex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "server/json.h"
+
+namespace re2 {
+class RE2;
+}  // namespace re2
 
 namespace cog {
 
@@ -27,7 +32,10 @@ std::optional<Json> ValidationDetail(const absl::Status& status);
 
 class InputSchema {
  public:
-  // Reads components.schemas.<component> of an OpenAPI document.
+  // Reads components.schemas.<component> of an OpenAPI document. Fails,
+  // InvalidArgument, when the component is missing or an input's `pattern`
+  // is no regular expression pydantic 2 would accept (Rust regex syntax: no
+  // look-around, no backreferences).
   static absl::StatusOr<InputSchema> FromOpenApi(const Json& document,
                                                  absl::string_view component);
 
@@ -39,7 +47,10 @@ class InputSchema {
     // inside lists and objects, in input order.
     std::vector<std::string> file_inputs;
   };
-  // On failure: InvalidInputError with one entry per problem.
+  // On failure: InvalidInputError with one entry per problem. No entry's
+  // `input` ever shows a Secret, not even the whole input that a `missing`
+  // entry echoes. Numbers must be finite anywhere in the input (JSON cannot
+  // carry NaN or infinity; they can only come from a gRPC Struct).
   absl::StatusOr<Validated> Validate(const Json& input) const;
 
  private:
@@ -51,23 +62,25 @@ class InputSchema {
     std::optional<double> maximum;
     std::optional<int64_t> min_length;
     std::optional<int64_t> max_length;
-    std::optional<std::string> pattern;
-    // Compiled once, when the schema is read; null when the server cannot read
-    // the pattern (the predictor then checks it).
-    std::shared_ptr<const std::regex> compiled_pattern;
+    std::optional<std::string> pattern;  // as the schema spells it, for messages
+    std::shared_ptr<const re2::RE2> compiled_pattern;  // set whenever `pattern` is
     std::vector<Json> choices;
-    bool secret = false;  // format: password (cog.Secret)
   };
-  // Where Path values (`format: uri`) sit inside one input's value.
-  struct UriNode {
+  // What the schema says sits where inside one input's value: Path values
+  // (`format: uri`), to fetch, and Secrets (`format: password` or
+  // `x-cog-secret`), never to show.
+  struct ValueNode {
     bool uri = false;
-    std::shared_ptr<const UriNode> items;       // array elements
-    std::shared_ptr<const UriNode> additional;  // dict values
-    std::vector<std::pair<std::string, std::shared_ptr<const UriNode>>> properties;
+    bool secret = false;
+    bool has_uri = false;     // this node or one below it is a Path
+    bool has_secret = false;  // this node or one below it is a Secret
+    std::shared_ptr<const ValueNode> items;       // array elements
+    std::shared_ptr<const ValueNode> additional;  // dict values
+    std::vector<std::pair<std::string, std::shared_ptr<const ValueNode>>> properties;
   };
   struct Field {
     std::string name;
-    std::shared_ptr<const UriNode> uris;  // null: no Path inside
+    std::shared_ptr<const ValueNode> node;  // null: no Path or Secret inside
     Constraints value;
     std::optional<Constraints> items;  // for arrays
     bool nullable = false;
@@ -75,18 +88,25 @@ class InputSchema {
     std::optional<Json> default_value;
   };
 
-  static Constraints ReadConstraints(const Json& document, const Json& property);
-  // Null when no Path value can sit under `property`.
-  static std::shared_ptr<const UriNode> ReadUris(const Json& document, const Json& property,
-                                                 int depth);
+  static absl::StatusOr<Constraints> ReadConstraints(const Json& document, const Json& property,
+                                                     const std::string& field);
+  // Null when no Path or Secret can sit under `property`.
+  static std::shared_ptr<const ValueNode> ReadNode(const Json& document, const Json& property,
+                                                   int depth);
   // Appends the pointers of the Path values under `value`; a value that is no
   // URL we can fetch is an error at `loc`.
-  static void CollectUris(const UriNode& node, const Json& value, const std::string& pointer,
+  static void CollectUris(const ValueNode& node, const Json& value, const std::string& pointer,
                           const Json& loc, std::vector<std::string>& out, Json& errors);
+  // Replaces every Secret in `value` (not null) with "**********".
+  static void HideSecrets(const ValueNode& node, Json& value);
   // Coerces `value` in place; appends errors located at `loc`.
   static bool CheckValue(const Constraints& c, Json& value, const Json& loc, Json& errors);
+  // Hides the Secrets in what each of `errors` echoes, found by its `loc`.
+  void HideSecretsInErrors(Json& errors) const;
 
   std::vector<Field> fields_;
+  // The whole input: one property per field that has a node.
+  std::shared_ptr<const ValueNode> root_;
 };
 
 }  // namespace cog
