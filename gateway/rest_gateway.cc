@@ -249,7 +249,7 @@ class SyncObserver final : public PredictionObserver {
   };
   explicit SyncObserver(std::shared_ptr<Result> result) : result_(std::move(result)) {}
   void OnCompleted(const Prediction& prediction) override {
-    result_->body = DumpJson(PredictionToJson(prediction));
+    result_->body = PredictionJsonText(prediction);
     result_->done.Notify();
   }
 
@@ -486,11 +486,11 @@ void RestGateway::HandlePrediction(const httplib::Request& http_request,
     if (absl::IsAlreadyExists(started.status())) {
       // Idempotent PUT: the same id is running; answer with its state.
       absl::StatusOr<Prediction> current = core_->Get(id);
-      if (current.ok()) return Reply(response, 202, PredictionToJson(*current));
+      if (current.ok()) return ReplyText(response, 202, PredictionJsonText(*current));
     }
     return ReplyError(response, started.status());
   }
-  if (respond_async) return Reply(response, 202, PredictionToJson(*started));
+  if (respond_async) return ReplyText(response, 202, PredictionJsonText(*started));
   // A client that goes away cancels its prediction: nobody would read the
   // answer, and the slot is better used by the next request.
   constexpr absl::Duration kCheckEvery = absl::Milliseconds(100);

@@ -124,10 +124,6 @@ class Converter {
 
 constexpr char kHex[] = "0123456789abcdef";
 
-// Bytes that cannot be copied as they are: quote, backslash, controls, and
-// anything non-ASCII (checked as UTF-8).
-inline bool Plain(unsigned char c) { return c >= 0x20 && c != '"' && c != '\\' && c < 0x80; }
-
 // Length of the valid UTF-8 sequence at `p` (at most `n` bytes), 0 if invalid.
 size_t Utf8Sequence(const unsigned char* p, size_t n) {
   const unsigned char c = p[0];
@@ -153,6 +149,15 @@ void AppendString(absl::string_view text, std::string* out) {
   const size_t n = text.size();
   out->reserve(out->size() + n + 2);
   out->push_back('"');
+  // Valid UTF-8 as a whole (all that ParseJson makes is; checking it costs a
+  // fraction of the copy): its bytes >= 0x80 are copied as they are, and only
+  // quotes, backslashes and controls stop a run. Otherwise every sequence is
+  // checked, and what is not UTF-8 becomes U+FFFD.
+  const bool utf8 = simdjson::validate_utf8(text.data(), n);
+  const uint64_t stop_high = utf8 ? 0 : 0x8080808080808080ULL;
+  auto plain = [utf8](unsigned char c) {
+    return c >= 0x20 && c != '"' && c != '\\' && (utf8 || c < 0x80);
+  };
   size_t i = 0;
   while (i < n) {
     // Copy the longest plain run in one go; eight bytes at a time while the
@@ -166,15 +171,15 @@ void AppendString(absl::string_view text, std::string* out) {
       const uint64_t controls = (word - kOnes * 0x20) & ~word;  // bytes < 0x20
       const uint64_t quotes = ((word ^ (kOnes * '"')) - kOnes) & ~(word ^ (kOnes * '"'));
       const uint64_t slashes = ((word ^ (kOnes * '\\')) - kOnes) & ~(word ^ (kOnes * '\\'));
-      if (((controls | quotes | slashes) & kHigh) != 0 || (word & kHigh) != 0) break;
+      if (((controls | quotes | slashes) & kHigh) != 0 || (word & stop_high) != 0) break;
       j += 8;
     }
-    while (j < n && Plain(p[j])) ++j;
+    while (j < n && plain(p[j])) ++j;
     out->append(reinterpret_cast<const char*>(p + i), j - i);
     i = j;
     if (i >= n) break;
     const unsigned char c = p[i];
-    if (c >= 0x80) {
+    if (c >= 0x80) {  // only when the text is not all valid UTF-8
       const size_t length = Utf8Sequence(p + i, n - i);
       if (length == 0) {
         out->append("\xEF\xBF\xBD");  // U+FFFD for a byte that is not UTF-8
@@ -402,6 +407,8 @@ std::string FindNonFinite(const Json& value) {
   if (!FindNonFiniteAt(value, &pointer)) return "";
   return pointer.empty() ? "/" : pointer;
 }
+
+void AppendJsonString(absl::string_view text, std::string* out) { AppendString(text, out); }
 
 bool IsUtf8(absl::string_view text) { return simdjson::validate_utf8(text.data(), text.size()); }
 

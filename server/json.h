@@ -41,6 +41,8 @@ std::optional<size_t> JsonErrorOffset(const absl::Status& status);
 // written as U+FFFD, non-finite numbers (which JSON cannot carry) as null.
 std::string DumpJson(const Json& value);
 void AppendJson(const Json& value, std::string* out);
+// Appends `text` as a JSON string (quoted, escaped as DumpJson does).
+void AppendJsonString(absl::string_view text, std::string* out);
 
 // Where in `value` the first non-finite number is, as a JSON pointer ("/0/x");
 // empty if there is none.

@@ -78,4 +78,41 @@ Json PredictionToJson(const Prediction& prediction) {
   return body;
 }
 
+std::string PredictionJsonText(const Prediction& prediction) {
+  std::string out;
+  auto time = [&out](const std::optional<absl::Time>& value) {
+    if (value.has_value()) {
+      AppendJsonString(FormatTimestamp(*value), &out);
+    } else {
+      out += "null";
+    }
+  };
+  out += "{\"input\":";
+  AppendJson(prediction.input, &out);
+  out += ",\"output\":";
+  AppendJson(prediction.output, &out);
+  out += ",\"id\":";
+  AppendJsonString(prediction.id, &out);
+  out += ",\"version\":null,\"created_at\":";
+  time(prediction.created_at);
+  out += ",\"started_at\":";
+  time(prediction.started_at);
+  out += ",\"completed_at\":";
+  time(prediction.completed_at);
+  out += ",\"logs\":";
+  AppendJsonString(prediction.logs, &out);
+  out += ",\"error\":";
+  if (prediction.error.has_value()) {
+    AppendJsonString(*prediction.error, &out);
+  } else {
+    out += "null";
+  }
+  out += ",\"status\":";
+  AppendJsonString(StatusName(prediction.status), &out);
+  out += ",\"metrics\":";
+  AppendJson(prediction.metrics, &out);
+  out += "}";
+  return out;
+}
+
 }  // namespace cog

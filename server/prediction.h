@@ -59,6 +59,9 @@ struct Prediction {
 
 // The Cog response body, every key present, in legacy Cog's order.
 Json PredictionToJson(const Prediction& prediction);
+// DumpJson(PredictionToJson(prediction)), written straight from the
+// prediction: its input, output and logs are not copied on the way.
+std::string PredictionJsonText(const Prediction& prediction);
 
 }  // namespace cog
 

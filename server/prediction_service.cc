@@ -95,6 +95,42 @@ std::optional<Json> CheckUrlField(const std::string& url, absl::string_view fiel
                            {"input", IsUtf8(url) ? Json(url) : Json(absl::CHexEscape(url))}}});
 }
 
+// Strings at least this long travel raw in Predict.input_text (the largest
+// top-level one) rather than escaped inside input_json.
+constexpr size_t kRawInputTextBytes = 64 << 10;
+
+// Writes a prediction's input into its Predict frame: the largest long
+// top-level string raw, the rest as JSON. `input` loses that string.
+void SetPredictInput(Json& input, runner::Predict* predict) {
+  Json* largest = nullptr;
+  const std::string* name = nullptr;
+  if (input.is_object()) {
+    for (auto& [key, value] : input.items()) {
+      if (value.is_string() && value.get_ref<const std::string&>().size() >= kRawInputTextBytes &&
+          (largest == nullptr || value.get_ref<const std::string&>().size() >
+                                     largest->get_ref<const std::string&>().size())) {
+        largest = &value;
+        name = &key;
+      }
+    }
+  }
+  if (largest != nullptr) {
+    predict->set_input_text_name(*name);
+    predict->set_input_text(std::move(largest->get_ref<std::string&>()));
+    *largest = nullptr;
+  }
+  AppendJson(input, predict->mutable_input_json());
+}
+
+// A runner's value sent as text (value_text / output_text) rather than JSON.
+absl::StatusOr<Json> RunnerText(const std::string& text, absl::string_view what) {
+  if (!IsUtf8(text)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cog-server could not read ", what, " from the runner: it is not valid UTF-8"));
+  }
+  return Json(text);
+}
+
 double Seconds(absl::Duration duration) {
   // Cog reports predict_time with microsecond resolution.
   return static_cast<double>(absl::ToInt64Microseconds(duration)) / 1e6;
@@ -274,7 +310,7 @@ absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
                                                            : runner::KIND_PREDICT);
   predict->set_context_json(DumpJson(request.context));
   if (file_inputs.empty()) {
-    AppendJson(runner_input, predict->mutable_input_json());
+    SetPredictInput(runner_input, predict);
     SendPredict(channel, message);
   } else {
     // Downloads take their time: on file_work_, never on a request thread.
@@ -331,7 +367,7 @@ void PredictionService::FetchInputsThenSend(const std::string& id, runner::Serve
                           canceled ? "" : std::string(fetched.message()));
     return;
   }
-  AppendJson(input, message.mutable_predict()->mutable_input_json());
+  SetPredictInput(input, message.mutable_predict());
   SendPredict(channel, message);
 }
 
@@ -690,7 +726,9 @@ void PredictionService::AppendLogs(Active& active, absl::string_view text) {
 }
 
 void PredictionService::HandleOutput(const runner::Output& output) {
-  absl::StatusOr<Json> parsed = ParseRunnerJson(output.value_json(), "an output");
+  absl::StatusOr<Json> parsed = output.value_text().empty()
+                                    ? ParseRunnerJson(output.value_json(), "an output")
+                                    : RunnerText(output.value_text(), "an output");
   Json item = parsed.ok() ? *std::move(parsed) : Json();
   absl::Status files = parsed.status();
   if (files.ok() && !output.files_json().empty()) {
@@ -775,7 +813,14 @@ void PredictionService::HandleDone(const runner::Done& done) {
       prediction.status = PredictionStatus::kFailed;
   }
   if (!done.error().empty()) prediction.error = done.error();
-  if (!done.output_json().empty()) {
+  if (!done.output_text().empty()) {
+    absl::StatusOr<Json> output = RunnerText(done.output_text(), "the output");
+    if (output.ok()) {
+      prediction.output = *std::move(output);
+    } else if (active->file_error.empty()) {
+      active->file_error = std::string(output.status().message());
+    }
+  } else if (!done.output_json().empty()) {
     absl::StatusOr<Json> output = ParseRunnerJson(done.output_json(), "the output");
     if (!output.ok()) {
       if (active->file_error.empty()) active->file_error = std::string(output.status().message());

@@ -47,7 +47,7 @@ class WebhookObserver final : public PredictionObserver {
     webhook.render = [snapshot = snapshot_, id = prediction.id]() -> absl::StatusOr<std::string> {
       absl::StatusOr<Prediction> now = snapshot(id);
       if (!now.ok()) return now.status();
-      return DumpJson(PredictionToJson(*now));
+      return PredictionJsonText(*now);
     };
     sender_->Send(prediction.id, std::move(webhook));
   }
@@ -60,7 +60,7 @@ class WebhookObserver final : public PredictionObserver {
   void EmitNow(WebhookEvent event, const Prediction& prediction) {
     if (!wanted_[static_cast<int>(event)]) return;
     sender_->Send(prediction.id,
-                  {url_, event, DumpJson(PredictionToJson(prediction)), nullptr, headers_});
+                  {url_, event, PredictionJsonText(prediction), nullptr, headers_});
   }
 
   void AddHeader(absl::string_view name, const std::string& value) {

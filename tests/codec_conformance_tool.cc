@@ -30,6 +30,12 @@ using ::cog::v1::runner::ServerMessage;
 const std::vector<std::string> kServerMessages = {
     R"pb(setup { weights: "/src/weights" })pb",
     R"pb(predict { id: "p-1" kind: KIND_TRAIN input_json: "{\"s\": \"h\303\251\"}" context_json: "{\"a\": \"b\"}" })pb",
+    R"pb(predict {
+           id: "p-2"
+           input_json: "{\"prompt\": null}"
+           input_text_name: "prompt"
+           input_text: "long \342\234\223 text\n"
+         })pb",
     R"pb(cancel { id: "p-1" })pb",
     R"pb(healthcheck { sequence: 18446744073709551615 })pb",
     R"pb(shutdown {})pb",
@@ -57,6 +63,8 @@ const std::vector<std::string> kRunnerMessages = {
     R"pb(metric { id: "p-1" name: "tokens" value_json: "12" mode: METRIC_MODE_APPEND })pb",
     R"pb(done { id: "p-1" status: DONE_STATUS_CANCELED error: "canceled" output_json: "[1, 2]"
             files_json: "[\"/1\"]" })pb",
+    R"pb(output { id: "p-1" value_text: "text \342\234\223" })pb",
+    R"pb(done { id: "p-3" status: DONE_STATUS_SUCCEEDED output_text: "plain\n" })pb",
     R"pb(healthcheck_result { sequence: 300 healthy: true error: "disk full" })pb",
     R"pb(done { id: "p-2" status: DONE_STATUS_SUCCEEDED })pb",
     R"pb(bad_frame { error: "field 1 (id) is not valid UTF-8" id: "\377p" })pb",

@@ -153,6 +153,30 @@ class HostileInputTest(unittest.TestCase):
         self.assertNotIn(SECRET, json.dumps(body))
         self.assertEqual(body["input"]["key"], "**********")
 
+    # ---- large strings (carried raw between server and runner) ----
+
+    def test_large_strings_arrive_exactly_both_ways(self):
+        s = "quote \" backslash \\ newline \n tab \t caf\u00e9 \u65e5\u672c \U0001f600 \x01 \u2028 " * 20_000
+        status, _, body = self.server.request("POST", "/predictions", body={"input": {"s": s, "n": 7}})
+        self.assertEqual((status, body["status"]), (200, "succeeded"), str(body)[:300])
+        self.assertEqual(body["input"]["s"], s)
+        self.assertEqual(body["output"], s + "|7")
+
+    def test_a_large_string_next_to_other_inputs_keeps_them(self):
+        s = "x" * 200_000
+        status, _, body = self.server.request(
+            "POST", "/predictions", body={"input": {"s": "short", "n": 2, "anything": {"big": s, "list": [s[:70_000]]}}})
+        self.assertEqual((status, body["status"]), (200, "succeeded"), str(body)[:300])
+        self.assertEqual(body["output"], {"big": s, "list": [s[:70_000]]})
+
+    def test_two_large_string_inputs_both_arrive(self):
+        # The largest travels raw, the other inside the JSON.
+        status, _, body = self.server.request(
+            "POST", "/predictions", body={"input": {"s": "x\n" * 50_000, "anything": "y\u00e9" * 100_000}})
+        self.assertEqual((status, body["status"]), (200, "succeeded"), str(body)[:300])
+        self.assertEqual(body["output"], "y\u00e9" * 100_000)
+        self.assertEqual(body["input"]["s"], "x\n" * 50_000)
+
     # ---- logs ----
 
     def test_logs_over_the_limit_keep_the_newest_lines_and_say_so(self):

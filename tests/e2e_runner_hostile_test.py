@@ -105,7 +105,7 @@ class OutputsThroughTheServerTest(unittest.TestCase):
     def test_an_output_over_the_default_frame_limit_fails_only_its_prediction(self):
         body = self.predict("big", 300_000_000)  # the size that made the server DEFUNCT
         self.assertEqual(body["status"], "failed")
-        self.assertRegex(body["error"], r"^output is 300000002 bytes as JSON, over the limit of \d+ bytes")
+        self.assertRegex(body["error"], r"^output is 300000000 bytes as UTF-8, over the limit of \d+ bytes")
         self.assertIn("--max-output-bytes", body["error"])
         self.assertIsNone(body["output"])
         self.assert_serving()
@@ -153,7 +153,7 @@ class OutputLimitFlagTest(unittest.TestCase):
                 body = self.predict(kind, 2 * self.LIMIT)
                 self.assertEqual(body["status"], "failed")
                 self.assertTrue(body["error"].startswith(
-                    "%s is %d bytes as JSON, over the limit of %d bytes" % (where, 2 * self.LIMIT + 2, self.LIMIT)),
+                    "%s is %d bytes as UTF-8, over the limit of %d bytes" % (where, 2 * self.LIMIT, self.LIMIT)),
                     body["error"])
                 self.assertIn("--max-output-bytes", body["error"])
                 self.assertEqual(self.server.health()["status"], "READY")
@@ -235,18 +235,18 @@ class RunnerFacingAHostileServerTest(unittest.TestCase):
             self.assertTrue(report["error"], payload.hex())
         done, _ = self.predict("p-ok", "fine")
         self.assertEqual(done["status"], messages.DONE_SUCCEEDED)
-        self.assertEqual(done["output_json"], b'"fine"')
+        self.assertEqual(done["output_text"], b"fine")  # a str travels as its UTF-8 bytes
 
     def test_outputs_over_the_servers_limit_fail_their_prediction(self):
         done, _ = self.predict("p-big", "big", 2 * self.LIMIT)
         self.assertEqual(done["status"], messages.DONE_FAILED)
         self.assertIn("over the limit of %d bytes" % self.LIMIT, done["error"])
-        self.assertEqual(done["output_json"], b"")
+        self.assertEqual((done["output_json"], done["output_text"]), (b"", b""))
 
         done, before = self.predict("p-item", "big_item", 2 * self.LIMIT)
         self.assertEqual(done["status"], messages.DONE_FAILED)
-        self.assertTrue(done["error"].startswith("output[1] is %d bytes" % (2 * self.LIMIT + 2)), done["error"])
-        self.assertEqual([f["value_json"] for name, f in before if name == "output"], [b'"small"'])
+        self.assertTrue(done["error"].startswith("output[1] is %d bytes as UTF-8" % (2 * self.LIMIT)), done["error"])
+        self.assertEqual([f["value_text"] for name, f in before if name == "output"], [b"small"])
 
         done, before = self.predict("p-log", "big_log", 3 * self.LIMIT)
         self.assertEqual(done["status"], messages.DONE_SUCCEEDED)

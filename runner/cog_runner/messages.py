@@ -28,6 +28,8 @@ PREDICT = {
     2: ("kind", "enum", None),
     3: ("input_json", "bytes", None),
     4: ("context_json", "bytes", None),
+    5: ("input_text_name", "string", None),
+    6: ("input_text", "bytes", None),
 }
 CANCEL = {1: ("id", "string", None)}
 HEALTHCHECK = {1: ("sequence", "uint64", None)}
@@ -57,7 +59,12 @@ HELLO = {
 }
 SETUP_DONE = {1: ("succeeded", "bool", None), 2: ("error", "string", None)}
 LOG = {1: ("id", "string", None), 2: ("source", "enum", None), 3: ("text", "string", None)}
-OUTPUT = {1: ("id", "string", None), 2: ("value_json", "bytes", None), 3: ("files_json", "bytes", None)}
+OUTPUT = {
+    1: ("id", "string", None),
+    2: ("value_json", "bytes", None),
+    3: ("files_json", "bytes", None),
+    4: ("value_text", "bytes", None),
+}
 METRIC = {
     1: ("id", "string", None),
     2: ("name", "string", None),
@@ -70,6 +77,7 @@ DONE = {
     3: ("error", "string", None),
     4: ("output_json", "bytes", None),
     5: ("files_json", "bytes", None),
+    6: ("output_text", "bytes", None),
 }
 HEALTHCHECK_RESULT = {
     1: ("sequence", "uint64", None),

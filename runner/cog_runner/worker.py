@@ -335,6 +335,8 @@ class Worker:
         if loaded is None:
             raise RuntimeError("this model has no %s() configured" % kind)
         payload = json.loads(fields["input_json"] or b"{}")
+        if fields.get("input_text_name"):
+            payload[fields["input_text_name"]] = str(fields["input_text"], "utf-8")
         for name, convert in self._converters.get(kind, {}).items():
             payload[name] = convert(payload.get(name))
         return loaded, payload
