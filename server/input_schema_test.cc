@@ -107,6 +107,18 @@ TEST(InputSchemaTest, ChoicesLengthsAndPattern) {
             "String should match pattern '^[a-z]+$'");
 }
 
+TEST(InputSchemaTest, LengthsCountCodePointsAsPythonDoes) {
+  // maxLength 5: five characters of 1 to 4 bytes each fit, six do not.
+  for (const std::string& five : {std::string("abcde"), std::string("\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"),
+                                  std::string("\xe6\x97\xa5a\xf0\x9f\x98\x80b\xc3\xa9")}) {
+    EXPECT_TRUE(Schema().Validate(Json{{"prompt", five}}).ok()) << five;
+    EXPECT_EQ(Errors(Json{{"prompt", five + "\xf0\x9f\x98\x80"}})[0]["type"], "string_too_long") << five;
+  }
+  // Past the 8-byte steps of the count, and at their edges.
+  EXPECT_TRUE(Schema().Validate(Json{{"prompt", "\xe6\x97\xa5\xe6\x97\xa5\xe6\x97\xa5\xe6\x97\xa5\xe6\x97\xa5"}}).ok());
+  EXPECT_EQ(Errors(Json{{"prompt", std::string(6, 'a')}})[0]["type"], "string_too_long");
+}
+
 TEST(InputSchemaTest, BooleanSpellings) {
   EXPECT_EQ(Errors(Json::parse(R"({"prompt": "p", "flag": "maybe"})"))[0]["type"], "bool_parsing");
   for (const char* yes : {R"("true")", R"("1")", R"("on")", "1"}) {
