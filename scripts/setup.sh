@@ -13,13 +13,13 @@ PACKAGES=(
   clang-14 libclang-rt-14-dev llvm lld
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libcurl4-openssl-dev libspdlog-dev libfmt-dev libcpp-httplib-dev nlohmann-json3-dev libsimdjson-dev libre2-dev
-  libmagic-dev libyaml-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libmagic-dev libyaml-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev rapidjson-dev
   # Proto imports: grpc.health.v1 and google/api/annotations.proto.
   grpc-proto golang-github-grpc-ecosystem-grpc-gateway-dev
   # Python: the runner's interpreter, and the real gRPC client the tests use.
   python3 python3-grpcio python3-protobuf
   # Tools the scripts and tests call.
-  curl procps
+  curl procps wrk
 )
 
 missing=()
