@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "absl/strings/internal/resize_uninitialized.h"
 #include "absl/strings/str_cat.h"
 
 namespace cog {
@@ -73,6 +74,8 @@ absl::StatusOr<size_t> FrameReader::ReadUpTo(char* out, size_t size) {
 
 absl::Status FrameReader::ReadBody(uint32_t size, std::string* out, size_t keep) {
   constexpr size_t kChunk = 1 << 16;
+  // Frames up to this size (nearly all) are read into one allocation.
+  constexpr size_t kFirstGrowth = 4 << 20;
   char scratch[kChunk];
   keep = std::min<size_t>(keep, size);
   out->clear();
@@ -81,10 +84,11 @@ absl::Status FrameReader::ReadBody(uint32_t size, std::string* out, size_t keep)
     size_t want;
     char* into;
     if (got < keep) {
-      // `out` grows as the bytes come, doubling: a size the peer announces but
-      // never sends costs no memory.
-      want = std::min(keep - got, std::max(got, kChunk));
-      out->resize(got + want);
+      // `out` grows as the bytes come, doubling from kFirstGrowth: a size the
+      // peer announces but never sends costs at most that much memory. Not
+      // zero-filled: the read fills it.
+      want = std::min(keep - got, std::max(got, kFirstGrowth));
+      absl::strings_internal::STLStringResizeUninitialized(out, got + want);
       into = out->data() + got;
     } else {
       want = std::min<size_t>(size - got, kChunk);
@@ -132,8 +136,9 @@ absl::StatusOr<FrameReader::Result> FrameReader::Next(google::protobuf::MessageL
     skipped_reason_ =
         absl::StrCat("a frame of ", size, " bytes that is not a valid ", message->GetTypeName());
   }
-  // A large frame's buffer is not kept for the small ones that follow.
-  if (payload_.capacity() > (1u << 20)) std::string().swap(payload_);
+  // The buffer is kept for the next frame (a new allocation of a large one
+  // costs page faults each time), unless it is larger than most frames are.
+  if (payload_.capacity() > (8u << 20)) std::string().swap(payload_);
   return parsed ? Result::kMessage : Result::kSkipped;
 }
 
