@@ -78,8 +78,39 @@ Json PredictionToJson(const Prediction& prediction) {
   return body;
 }
 
+namespace {
+
+// About how many bytes DumpJson writes for `value`, from its strings' sizes:
+// enough to reserve the response once instead of growing it by copies.
+size_t SizeHint(const Json& value) {
+  switch (value.type()) {
+    case Json::value_t::string:
+      return value.get_ref<const std::string&>().size() + 2;
+    case Json::value_t::array: {
+      size_t size = 2;
+      for (const Json& item : value.get_ref<const Json::array_t&>()) size += SizeHint(item) + 1;
+      return size;
+    }
+    case Json::value_t::object: {
+      size_t size = 2;
+      for (const auto& [key, item] : value.get_ref<const Json::object_t&>()) {
+        size += key.size() + 4 + SizeHint(item);
+      }
+      return size;
+    }
+    default:
+      return 24;
+  }
+}
+
+}  // namespace
+
 std::string PredictionJsonText(const Prediction& prediction) {
   std::string out;
+  // Values are bounded in depth (ParseJson's limit, protobuf's for gRPC), so
+  // the walk is too; it reads no more than the writing does.
+  out.reserve(SizeHint(prediction.input) + SizeHint(prediction.output) + prediction.logs.size() +
+              prediction.error.value_or("").size() + 512);
   auto time = [&out](const std::optional<absl::Time>& value) {
     if (value.has_value()) {
       AppendJsonString(FormatTimestamp(*value), &out);
