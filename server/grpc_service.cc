@@ -1,7 +1,9 @@
 #include "server/grpc_service.h"
 
+#include <atomic>
 #include <deque>
 #include <memory>
+#include <optional>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
@@ -35,43 +37,66 @@ grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context,
   return reactor;
 }
 
+// A reactor that the core's observer may outlive. Every call finishes exactly
+// once and at once when its client goes away (cancel, deadline, or the server
+// shutting down cancels it), while its prediction may run on until the core
+// ends it (one that ignores cancel runs until the runner is stopped). So the
+// reactor is counted: gRPC holds one reference until OnDone, the observer one
+// until the core destroys it, and the last to let go deletes the reactor.
+// After Finish nothing touches the call or its messages.
+template <typename Reactor>
+class CountedReactor : public Reactor {
+ public:
+  void OnDone() override { Unref(); }
+
+ protected:
+  void Ref() { refs_.fetch_add(1, std::memory_order_relaxed); }
+  void Unref() {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  // Holds a reference to the reactor for as long as the core holds it.
+  class ObserverBase : public PredictionObserver {
+   public:
+    explicit ObserverBase(CountedReactor* reactor) : reactor_(reactor) { reactor_->Ref(); }
+    ~ObserverBase() override { reactor_->Unref(); }
+
+   private:
+    CountedReactor* const reactor_;
+  };
+
+ private:
+  std::atomic<int> refs_{1};  // gRPC's
+};
+
+const grpc::Status& ClientGone() {
+  static const grpc::Status* const status =
+      new grpc::Status(grpc::StatusCode::CANCELLED, "the call was canceled");
+  return *status;
+}
+
 // A unary Predict/Train: finishes when the core completes the prediction, and
 // cancels it when the client goes away first.
-class PredictReactor final : public grpc::ServerUnaryReactor {
+class PredictReactor final : public CountedReactor<grpc::ServerUnaryReactor> {
  public:
   PredictReactor(PredictionService* core, v1::Prediction* response)
       : core_(core), response_(response) {}
 
+  // Runs in the method handler, before gRPC has the reactor: OnCancel and
+  // OnDone cannot come before it returns.
   void Begin(PredictionRequest request, bool respond_async) {
-    class Observer final : public PredictionObserver {
-     public:
-      explicit Observer(PredictReactor* reactor) : reactor_(reactor) {}
-      void OnCompleted(const Prediction& prediction) override {
-        ToProto(prediction, reactor_->response_);
-        reactor_->Finish(grpc::Status::OK);
-      }
-
-     private:
-      PredictReactor* reactor_;
-    };
     std::unique_ptr<PredictionObserver> observer;
     if (!respond_async) observer = std::make_unique<Observer>(this);
-    {
-      absl::MutexLock lock(&mu_);
-      id_ = request.id;
-    }
     absl::StatusOr<Prediction> started = core_->Start(std::move(request), std::move(observer));
-    if (started.ok() && respond_async) ToProto(*started, response_);
-    {
-      // The observer may already have finished the call; OnDone waits for begun_.
-      absl::MutexLock lock(&mu_);
-      begun_ = true;
-      if (started.ok()) id_ = started->id;
-    }
+    absl::MutexLock lock(&mu_);
     if (!started.ok()) {
-      Finish(ToGrpcStatus(started.status()));
-    } else if (respond_async) {
-      Finish(grpc::Status::OK);
+      FinishLocked(ToGrpcStatus(started.status()));
+      return;
+    }
+    id_ = started->id;
+    if (respond_async) {
+      ToProto(*started, response_);
+      FinishLocked(grpc::Status::OK);
     }
   }
 
@@ -79,83 +104,59 @@ class PredictReactor final : public grpc::ServerUnaryReactor {
     std::string id;
     {
       absl::MutexLock lock(&mu_);
+      if (finished_) return;
       id = id_;
+      FinishLocked(ClientGone());
     }
     if (!id.empty()) core_->Cancel(id).IgnoreError();
   }
 
-  void OnDone() override {
-    {
-      absl::MutexLock lock(&mu_);
-      auto begun = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return begun_; };
-      mu_.Await(absl::Condition(&begun));
+ private:
+  class Observer final : public ObserverBase {
+   public:
+    explicit Observer(PredictReactor* reactor) : ObserverBase(reactor), reactor_(reactor) {}
+    void OnCompleted(const Prediction& prediction) override {
+      absl::MutexLock lock(&reactor_->mu_);
+      if (reactor_->finished_) return;  // the client went away first
+      ToProto(prediction, reactor_->response_);
+      reactor_->FinishLocked(grpc::Status::OK);
     }
-    delete this;
+
+   private:
+    PredictReactor* const reactor_;
+  };
+
+  void FinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return;
+    finished_ = true;
+    Finish(status);
   }
 
- private:
   PredictionService* const core_;
-  v1::Prediction* const response_;
+  v1::Prediction* const response_;  // gRPC's; written only before Finish
   absl::Mutex mu_;
   std::string id_ ABSL_GUARDED_BY(mu_);
-  bool begun_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-// PredictStream: queues the core's events and writes them one at a time.
-class StreamReactor final : public grpc::ServerWriteReactor<v1::PredictionEvent> {
+// PredictStream: queues the core's events and writes them one at a time;
+// finishes after the completed event, or at once when the client goes away.
+class StreamReactor final : public CountedReactor<grpc::ServerWriteReactor<v1::PredictionEvent>> {
  public:
   explicit StreamReactor(PredictionService* core) : core_(core) {}
 
+  // Runs in the method handler, before gRPC has the reactor.
   void Begin(absl::StatusOr<PredictionRequest> request) {
     if (!request.ok()) {
       absl::MutexLock lock(&mu_);
-      begun_ = completed_ = finished_ = true;
-      Finish(ToGrpcStatus(request.status()));
+      FinishLocked(ToGrpcStatus(request.status()));
       return;
     }
-    class Observer final : public PredictionObserver {
-     public:
-      explicit Observer(StreamReactor* reactor) : reactor_(reactor) {}
-      void OnStarted(const Prediction& prediction) override {
-        v1::PredictionEvent event;
-        ToProto(prediction, event.mutable_start());
-        reactor_->Push(std::move(event), false);
-      }
-      void OnOutput(const Prediction& prediction, const Json& item) override {
-        v1::PredictionEvent event;
-        event.mutable_output()->set_index(
-            prediction.output.is_array() ? prediction.output.size() - 1 : 0);
-        JsonToValue(item, event.mutable_output()->mutable_value());
-        reactor_->Push(std::move(event), false);
-      }
-      void OnLog(const Prediction&, absl::string_view text) override {
-        v1::PredictionEvent event;
-        event.mutable_log()->set_text(std::string(text));
-        reactor_->Push(std::move(event), false);
-      }
-      void OnMetric(const Prediction&, absl::string_view name, const Json& value) override {
-        v1::PredictionEvent event;
-        event.mutable_metric()->set_name(std::string(name));
-        JsonToValue(value, event.mutable_metric()->mutable_value());
-        reactor_->Push(std::move(event), false);
-      }
-      void OnCompleted(const Prediction& prediction) override {
-        v1::PredictionEvent event;
-        ToProto(prediction, event.mutable_completed());
-        reactor_->Push(std::move(event), true);
-      }
-
-     private:
-      StreamReactor* reactor_;
-    };
     absl::StatusOr<Prediction> started =
         core_->Start(std::move(*request), std::make_unique<Observer>(this));
     absl::MutexLock lock(&mu_);
-    begun_ = true;
     if (!started.ok()) {
-      // The observer was destroyed unheard.
-      completed_ = finished_ = true;
-      Finish(ToGrpcStatus(started.status()));
+      FinishLocked(ToGrpcStatus(started.status()));  // the observer was destroyed unheard
     } else {
       id_ = started->id;
     }
@@ -164,7 +165,16 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::PredictionEvent>
   void OnWriteDone(bool ok) override {
     absl::MutexLock lock(&mu_);
     writing_ = false;
-    if (!ok) return;  // the client is gone; OnCancel handles it
+    if (pending_finish_.has_value()) {  // finished while this write was in flight
+      Finish(*pending_finish_);
+      pending_finish_.reset();
+      return;
+    }
+    if (!ok) {
+      // The stream broke; OnCancel may follow, or may not (the client half-closed).
+      FinishLocked(ClientGone());
+      return;
+    }
     WriteNextLocked();
   }
 
@@ -172,28 +182,53 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::PredictionEvent>
     std::string id;
     {
       absl::MutexLock lock(&mu_);
-      id = id_;
-      cancelled_ = true;
+      if (!completed_) id = id_;  // else only its last events were still to be written
+      FinishLocked(ClientGone());
     }
     if (!id.empty()) core_->Cancel(id).IgnoreError();
   }
 
-  void OnDone() override {
-    // The core may still hold the observer, which points here: wait for its
-    // OnCompleted before going away.
-    {
-      absl::MutexLock lock(&mu_);
-      auto settled = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return begun_ && completed_; };
-      mu_.Await(absl::Condition(&settled));
-    }
-    delete this;
-  }
-
  private:
+  class Observer final : public ObserverBase {
+   public:
+    explicit Observer(StreamReactor* reactor) : ObserverBase(reactor), reactor_(reactor) {}
+    void OnStarted(const Prediction& prediction) override {
+      v1::PredictionEvent event;
+      ToProto(prediction, event.mutable_start());
+      reactor_->Push(std::move(event), false);
+    }
+    void OnOutput(const Prediction& prediction, const Json& item) override {
+      v1::PredictionEvent event;
+      event.mutable_output()->set_index(
+          prediction.output.is_array() ? prediction.output.size() - 1 : 0);
+      JsonToValue(item, event.mutable_output()->mutable_value());
+      reactor_->Push(std::move(event), false);
+    }
+    void OnLog(const Prediction&, absl::string_view text) override {
+      v1::PredictionEvent event;
+      event.mutable_log()->set_text(std::string(text));
+      reactor_->Push(std::move(event), false);
+    }
+    void OnMetric(const Prediction&, absl::string_view name, const Json& value) override {
+      v1::PredictionEvent event;
+      event.mutable_metric()->set_name(std::string(name));
+      JsonToValue(value, event.mutable_metric()->mutable_value());
+      reactor_->Push(std::move(event), false);
+    }
+    void OnCompleted(const Prediction& prediction) override {
+      v1::PredictionEvent event;
+      ToProto(prediction, event.mutable_completed());
+      reactor_->Push(std::move(event), true);
+    }
+
+   private:
+    StreamReactor* const reactor_;
+  };
+
   void Push(v1::PredictionEvent event, bool last) {
     absl::MutexLock lock(&mu_);
     if (last) completed_ = true;
-    if (cancelled_ || finished_) return;
+    if (finished_) return;  // the client is gone: the rest goes nowhere
     queue_.push_back(std::move(event));
     WriteNextLocked();
   }
@@ -201,10 +236,7 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::PredictionEvent>
   void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (writing_ || finished_) return;
     if (queue_.empty()) {
-      if (completed_) {
-        finished_ = true;
-        Finish(grpc::Status::OK);
-      }
+      if (completed_) FinishLocked(grpc::Status::OK);
       return;
     }
     current_ = std::move(queue_.front());
@@ -213,16 +245,27 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::PredictionEvent>
     StartWrite(&current_);
   }
 
+  // The one way to finish. A write in flight is left to complete first.
+  void FinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return;
+    finished_ = true;
+    queue_.clear();
+    if (writing_) {
+      pending_finish_ = status;
+    } else {
+      Finish(status);
+    }
+  }
+
   PredictionService* const core_;
   absl::Mutex mu_;
   std::string id_ ABSL_GUARDED_BY(mu_);
   std::deque<v1::PredictionEvent> queue_ ABSL_GUARDED_BY(mu_);
-  v1::PredictionEvent current_ ABSL_GUARDED_BY(mu_);
+  v1::PredictionEvent current_ ABSL_GUARDED_BY(mu_);  // the write in flight
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool completed_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
-  bool begun_ ABSL_GUARDED_BY(mu_) = false;
+  bool completed_ ABSL_GUARDED_BY(mu_) = false;  // the core sent OnCompleted
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;   // Finish called, or due after the write
+  std::optional<grpc::Status> pending_finish_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace

@@ -5,6 +5,12 @@
 // cancels or passes its deadline cancels the prediction. PredictStream writes
 // the core's events in order, one write in flight at a time.
 //
+// Every call finishes exactly once: when its prediction ends, or at once when
+// the client goes away (cancel, deadline, or grpc::Server::Shutdown's deadline
+// canceling it), even if the prediction runs on. The core's observer of such a
+// prediction keeps the call's reactor (not the call) alive until the core lets
+// go of it, so grpc::Server::Shutdown(deadline) always returns.
+//
 // `core` is not owned and must outlive this object. Thread-safe.
 #ifndef COG_SERVER_GRPC_SERVICE_H_
 #define COG_SERVER_GRPC_SERVICE_H_
