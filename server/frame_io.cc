@@ -7,8 +7,10 @@
 #include <algorithm>
 #include <cstring>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/internal/resize_uninitialized.h"
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/io/coded_stream.h"
 
 namespace cog {
 namespace {
@@ -72,7 +74,7 @@ absl::StatusOr<size_t> FrameReader::ReadUpTo(char* out, size_t size) {
   return got;
 }
 
-absl::Status FrameReader::ReadBody(uint32_t size, std::string* out, size_t keep) {
+absl::Status FrameReader::ReadBody(uint32_t size, std::string* out, size_t keep, uint32_t before) {
   constexpr size_t kChunk = 1 << 16;
   // Frames up to this size (nearly all) are read into one allocation.
   constexpr size_t kFirstGrowth = 4 << 20;
@@ -100,8 +102,8 @@ absl::Status FrameReader::ReadBody(uint32_t size, std::string* out, size_t keep)
     if (*n < want) {
       out->resize(std::min(got, keep));
       return absl::DataLossError(absl::StrCat(
-          "runner closed the connection in the middle of a frame of ", size, " bytes (", got,
-          " read)"));
+          "runner closed the connection in the middle of a frame of ", uint64_t{size} + before,
+          " bytes (", got + before, " read)"));
     }
   }
   return absl::OkStatus();
@@ -118,11 +120,22 @@ absl::StatusOr<FrameReader::Result> FrameReader::Next(google::protobuf::MessageL
   }
   const uint32_t size = GetBigEndian32(header);
   if (size > max_frame_bytes_) {
+    // Its first bytes say whether it is a frame at all.
+    std::string head;
+    if (one_field_frames_) {
+      const uint32_t head_size = std::min<uint32_t>(size, kOneFieldHeadBytes);
+      if (absl::Status read = ReadBody(head_size, &head, head_size, 0); !read.ok()) return read;
+      if (absl::Status in_step = CheckOneField(head, size); !in_step.ok()) return in_step;
+    }
     // The length says where the next frame starts: skip this one as it comes,
     // keeping only its beginning, rather than give up the whole connection.
-    if (absl::Status read = ReadBody(size, &skipped_prefix_, kSkippedPrefixBytes); !read.ok()) {
+    if (absl::Status read = ReadBody(size - static_cast<uint32_t>(head.size()), &skipped_prefix_,
+                                     kSkippedPrefixBytes - head.size(),
+                                     static_cast<uint32_t>(head.size()));
+        !read.ok()) {
       return read;
     }
+    skipped_prefix_.insert(0, head);
     skipped_size_ = size;
     skipped_reason_ =
         absl::StrCat("a frame of ", size, " bytes, over the limit of ", max_frame_bytes_);
@@ -130,6 +143,12 @@ absl::StatusOr<FrameReader::Result> FrameReader::Next(google::protobuf::MessageL
   }
   if (absl::Status read = ReadBody(size, &payload_, size); !read.ok()) return read;
   const bool parsed = message->ParseFromString(payload_);
+  if (!parsed && one_field_frames_) {
+    if (absl::Status in_step = CheckOneField(payload_.substr(0, kOneFieldHeadBytes), size);
+        !in_step.ok()) {
+      return in_step;
+    }
+  }
   if (!parsed) {
     skipped_size_ = size;
     skipped_prefix_ = payload_.substr(0, kSkippedPrefixBytes);
@@ -140,6 +159,21 @@ absl::StatusOr<FrameReader::Result> FrameReader::Next(google::protobuf::MessageL
   // costs page faults each time), unless it is larger than most frames are.
   if (payload_.capacity() > (8u << 20)) std::string().swap(payload_);
   return parsed ? Result::kMessage : Result::kSkipped;
+}
+
+absl::Status FrameReader::CheckOneField(const std::string& head, uint32_t size) const {
+  google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(head.data()),
+                                            static_cast<int>(head.size()));
+  const uint32_t tag = in.ReadTag();
+  uint32_t length = 0;
+  if ((tag >> 3) != 0 && (tag & 7) == 2 && in.ReadVarint32(&length) &&
+      static_cast<uint64_t>(in.CurrentPosition()) + length == size) {
+    return absl::OkStatus();
+  }
+  return absl::DataLossError(absl::StrCat(
+      "the stream from the runner is out of step: a frame of ", size,
+      " bytes that is no runner message begins with \"",
+      absl::CHexEscape(head.substr(0, 8)), "\" (bytes that are no frame were written to the runner's socket)"));
 }
 
 uint32_t RunnerFrameLimit(uint64_t max_output_bytes) {

@@ -52,9 +52,20 @@ class FrameReader {
 
   // How much of a skipped frame skipped_prefix() keeps.
   static constexpr size_t kSkippedPrefixBytes = 4096;
+  // How much of a frame RequireOneFieldFrames() looks at: a tag and a length.
+  static constexpr uint32_t kOneFieldHeadBytes = 16;
 
   explicit FrameReader(int fd, uint32_t max_frame_bytes = kMaxFrameBytes)
       : fd_(fd), max_frame_bytes_(max_frame_bytes) {}
+
+  // Every frame of the runner protocol holds exactly one length-delimited
+  // field (the member of a RunnerMessage's oneof) spanning the frame. Once
+  // this is called, a frame that does not parse or is over the limit, and
+  // whose first bytes are not such a field, means the stream is out of step
+  // (bytes that are no frame were written to the socket): Next() returns
+  // DataLoss rather than skip it (which could swallow gigabytes of what
+  // follows). Judged before an oversized frame is skipped.
+  void RequireOneFieldFrames() { one_field_frames_ = true; }
 
   // Reads the next frame into `message`. An error (the stream cannot go on)
   // for a frame cut short by the end of the stream, or a read error.
@@ -70,11 +81,14 @@ class FrameReader {
   // Reads `size` bytes, fewer only at the end of the stream.
   absl::StatusOr<size_t> ReadUpTo(char* out, size_t size);
   // Reads a frame body of `size` bytes, keeping the first `keep` in `out`; an
-  // error if the stream ends first.
-  absl::Status ReadBody(uint32_t size, std::string* out, size_t keep);
+  // error if the stream ends first (`before`: bytes of the frame read earlier).
+  absl::Status ReadBody(uint32_t size, std::string* out, size_t keep, uint32_t before = 0);
+  // DataLoss unless a frame of `size` bytes starting with `head` holds one field.
+  absl::Status CheckOneField(const std::string& head, uint32_t size) const;
 
   int fd_;
   uint32_t max_frame_bytes_;
+  bool one_field_frames_ = false;
   std::string payload_;
   uint32_t skipped_size_ = 0;
   std::string skipped_prefix_;

@@ -194,6 +194,43 @@ TEST(FrameIoTest, FramesThatDoNotParseAreSkippedAndTheNextOneRead) {
   EXPECT_EQ(message.log().id(), "next");
 }
 
+TEST(FrameIoTest, BytesThatAreNoFrameEndAStreamOfOneFieldFrames) {
+  // What a predictor writing to the runner's socket looks like: a "length" of
+  // 3.7 GB over the limit, and junk within it. Neither is skipped (which would
+  // swallow what follows): the stream is out of step.
+  for (const std::string& junk : {std::string(64, '\xde'), std::string("\x00\x00\x00\x08" "\xff\xff\xff\xff\xff\xff\xff\xff", 12)}) {
+    SocketPair pair;
+    pair.WriteRaw(junk);
+    ASSERT_TRUE(WriteFrame(pair.writer(), LogOf("next", "swallowed\n")).ok());
+    FrameReader reader(pair.reader(), /*max_frame_bytes=*/1024);
+    reader.RequireOneFieldFrames();
+    RunnerMessage message;
+    absl::StatusOr<Result> result = reader.Next(&message);
+    EXPECT_EQ(result.status().code(), absl::StatusCode::kDataLoss) << junk.size();
+    EXPECT_NE(result.status().message().find("out of step"), std::string::npos) << result.status();
+  }
+  // Frames that are one field but do not parse, or are over the limit, are
+  // still skipped one by one.
+  SocketPair pair;
+  pair.WriteRaw(std::string("\x00\x00\x00\x07\x1a\x05\x1a\x03\xff\xfe\xfd", 11));
+  std::thread writer([&pair] {
+    EXPECT_TRUE(WriteFrame(pair.writer(), LogOf("big", std::string(1 << 20, 'x'))).ok());
+    EXPECT_TRUE(WriteFrame(pair.writer(), LogOf("next", "fine\n")).ok());
+  });
+  FrameReader reader(pair.reader(), /*max_frame_bytes=*/1024);
+  reader.RequireOneFieldFrames();
+  RunnerMessage message;
+  EXPECT_EQ(*reader.Next(&message), Result::kSkipped);
+  EXPECT_EQ(*reader.Next(&message), Result::kSkipped);
+  EXPECT_EQ(reader.skipped_prefix().size(), FrameReader::kSkippedPrefixBytes);
+  EXPECT_NE(reader.skipped_prefix().find("big"), std::string::npos);
+  absl::StatusOr<Result> result = reader.Next(&message);
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(*result, Result::kMessage);
+  EXPECT_EQ(message.log().id(), "next");
+  writer.join();
+}
+
 TEST(FrameIoTest, RunnerFrameLimitLeavesRoomAndAFloor) {
   EXPECT_EQ(RunnerFrameLimit(0), kMinFrameLimit);
   EXPECT_EQ(RunnerFrameLimit(1000), kMinFrameLimit);

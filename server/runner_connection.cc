@@ -98,6 +98,7 @@ void RunnerConnection::Close() {
 
 void RunnerConnection::ReadLoop() {
   FrameReader reader(fd_, max_frame_bytes_);
+  reader.RequireOneFieldFrames();  // bytes that are no frame end the connection
   while (true) {
     runner::RunnerMessage message;
     absl::StatusOr<FrameReader::Result> result = reader.Next(&message);

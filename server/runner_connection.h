@@ -5,7 +5,9 @@
 // hears it once. Send() is thread-safe; frames from concurrent senders are never
 // interleaved. The Listener is not owned and must outlive this object.
 //
-// A bad frame costs one prediction at most, never the connection. A frame from
+// A bad frame costs one prediction at most, never the connection; bytes that
+// are no frame at all (see FrameReader::RequireOneFieldFrames) end it, as the
+// stream can no longer be followed. A frame from
 // the runner over the limit (skipped as it is read, never held whole) or that
 // does not parse is logged, and the Listener hears what it stood for, as far as
 // its first bytes tell: a Done(failed) for an Output or Done of a prediction, a
