@@ -88,6 +88,14 @@ ABSL_FLAG(std::string, outbound_deny_cidrs, cog::OutboundPolicy::kDefaultDenyCid
           "Comma-separated IPv4/IPv6 CIDRs that webhooks, downloads and uploads may not "
           "connect to (checked on the resolved address, also after redirects); empty allows "
           "every address");
+ABSL_FLAG(int, runner_restart_limit, 5,
+          "Times a runner that dies after a successful setup is restarted within "
+          "--runner-restart-window; one more death and the server is DEFUNCT (0: never restarted)");
+ABSL_FLAG(double, runner_restart_window, 300.0,
+          "Seconds over which --runner-restart-limit counts restarts");
+ABSL_FLAG(double, cancel_timeout, 5.0,
+          "Seconds a canceled prediction has to stop before the runner is killed and restarted "
+          "(0: never)");
 ABSL_FLAG(std::string, port_file, "",
           "Write the bound HTTP and gRPC ports here as JSON once serving (for tests and tools)");
 
@@ -244,6 +252,7 @@ int Run() {
   }
   core_options.max_output_bytes = static_cast<uint64_t>(max_output_bytes);
   core_options.max_log_bytes = static_cast<size_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_max_log_bytes)));
+  core_options.cancel_timeout = absl::Seconds(std::max(0.0, absl::GetFlag(FLAGS_cancel_timeout)));
   PredictionMetrics metrics;
   core_options.on_completed = [&metrics](const Prediction& prediction) {
     metrics.Observe(prediction);
@@ -256,6 +265,9 @@ int Run() {
   RunnerSupervisor::Options runner_options;
   runner_options.max_output_bytes = core_options.max_output_bytes;
   runner_options.socket_path = absl::GetFlag(FLAGS_runner_socket);
+  runner_options.restart_limit = std::max(0, absl::GetFlag(FLAGS_runner_restart_limit));
+  runner_options.restart_window =
+      absl::Seconds(std::max(0.0, absl::GetFlag(FLAGS_runner_restart_window)));
   if (absl::GetFlag(FLAGS_spawn_runner)) {
     std::string runner_path = absl::GetFlag(FLAGS_runner_path);
     if (runner_path.empty()) runner_path = FindRunnerPath();

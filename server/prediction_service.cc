@@ -148,6 +148,9 @@ PredictionService::PredictionService(Options options)
   if (options_.healthcheck_interval > absl::ZeroDuration()) {
     healthcheck_thread_ = std::thread([this] { PollHealthchecks(); });
   }
+  if (options_.cancel_timeout > absl::ZeroDuration()) {
+    cancel_watch_thread_ = std::thread([this] { WatchCancels(); });
+  }
 }
 
 PredictionService::~PredictionService() {
@@ -156,11 +159,30 @@ PredictionService::~PredictionService() {
     stopping_ = true;
   }
   if (healthcheck_thread_.joinable()) healthcheck_thread_.join();
+  if (cancel_watch_thread_.joinable()) cancel_watch_thread_.join();
+}
+
+PredictionService::RunnerUse::RunnerUse(PredictionService* service)
+    : service_(service), channel_(service->channel_), control_(service->control_) {
+  ++service->runner_uses_;
+}
+
+PredictionService::RunnerUse::~RunnerUse() {
+  absl::MutexLock lock(&service_->mu_);
+  --service_->runner_uses_;
+}
+
+absl::Status PredictionService::SendTo(const std::optional<RunnerUse>& use,
+                                       const runner::ServerMessage& message) {
+  if (!use.has_value() || use->channel() == nullptr) {
+    return absl::UnavailableError("no runner is connected");
+  }
+  return use->channel()->Send(message);
 }
 
 void PredictionService::PollHealthchecks() {
   while (true) {
-    RunnerChannel* channel = nullptr;
+    std::optional<RunnerUse> use;
     runner::ServerMessage message;
     bool changed = false;
     {
@@ -186,12 +208,12 @@ void PredictionService::PollHealthchecks() {
       } else {
         healthcheck_sent_at_ = absl::Now();
         message.mutable_healthcheck()->set_sequence(++healthcheck_sequence_);
-        channel = channel_;
+        use.emplace(this);
       }
     }
     if (changed) NotifyHealth();
-    if (channel != nullptr) {
-      if (absl::Status sent = channel->Send(message); !sent.ok()) {
+    if (use.has_value()) {
+      if (absl::Status sent = SendTo(use, message); !sent.ok()) {
         spdlog::warn("sending a healthcheck to the runner: {}", std::string(sent.message()));
       }
     }
@@ -229,6 +251,10 @@ absl::Status PredictionService::NotReadyError() const {
   if (shutting_down_) return absl::UnavailableError("Server is shutting down");
   switch (state_) {
     case HealthStatus::kStarting:
+      if (restarting_) {
+        return absl::UnavailableError(
+            "The runner stopped and is being restarted; retry when /health-check says READY");
+      }
       return absl::UnavailableError("Setup has not finished yet; retry when /health-check says READY");
     case HealthStatus::kSetupFailed:
       return absl::UnavailableError("Setup failed; see setup.logs in /health-check");
@@ -251,7 +277,7 @@ absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
     return InvalidInputError(*std::move(detail));
   }
   Prediction prediction;
-  RunnerChannel* channel = nullptr;
+  std::optional<RunnerUse> use;
   std::vector<PredictionObserver*> started_observers;
   Json runner_input;
   std::vector<std::string> file_inputs;
@@ -295,9 +321,10 @@ absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
     active->serial = !file_inputs.empty();
     active->outputs.prediction_id = prediction.id;
     active->outputs.upload_prefix = request.output_file_prefix;
+    active->generation = runner_generation_;
     started_observers = ObserversOf(*active);
     active_[prediction.id] = std::move(active);
-    channel = channel_;
+    if (file_inputs.empty()) use.emplace(this);
   }
   // Nothing else can reach this prediction's observers before the runner has
   // the Predict frame, so they hear OnStarted first, and without the lock.
@@ -311,7 +338,7 @@ absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
   predict->set_context_json(DumpJson(request.context));
   if (file_inputs.empty()) {
     SetPredictInput(runner_input, predict);
-    SendPredict(channel, message);
+    SendPredict(use, message);
   } else {
     // Downloads take their time: on file_work_, never on a request thread.
     file_work_.Run(prediction.id, [this, id = prediction.id, message = std::move(message),
@@ -324,16 +351,14 @@ absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
   return prediction;
 }
 
-void PredictionService::SendPredict(RunnerChannel* channel, const runner::ServerMessage& message) {
-  absl::Status sent = channel != nullptr ? channel->Send(message)
-                                         : absl::UnavailableError("no runner is connected");
+void PredictionService::SendPredict(const std::optional<RunnerUse>& use,
+                                    const runner::ServerMessage& message) {
+  absl::Status sent = SendTo(use, message);
   if (sent.ok()) return;
   // Accepted but undeliverable: it ends here, failed, and the observers hear
-  // it like any other end.
-  if (std::unique_ptr<Active> active = TakeActive(message.predict().id())) {
-    CompleteWithoutRunner(std::move(active), PredictionStatus::kFailed,
-                          absl::StrCat("could not reach the runner: ", sent.message()));
-  }
+  // it like any other end (unless the runner's end already ended it).
+  CompleteWithoutRunner(ClaimEnd(message.predict().id()), PredictionStatus::kFailed,
+                        absl::StrCat("could not reach the runner: ", sent.message()));
 }
 
 void PredictionService::FetchInputsThenSend(const std::string& id, runner::ServerMessage message,
@@ -341,9 +366,8 @@ void PredictionService::FetchInputsThenSend(const std::string& id, runner::Serve
   Active* active;  // stays in active_ while this task runs (see Active::serial)
   {
     absl::MutexLock lock(&mu_);
-    auto it = active_.find(id);
-    if (it == active_.end()) return;
-    active = it->second.get();
+    active = FindActive(id);
+    if (active == nullptr) return;
   }
   absl::StatusOr<std::string> dir = files_.MakeWorkDir();
   absl::Status fetched = dir.status();
@@ -351,32 +375,43 @@ void PredictionService::FetchInputsThenSend(const std::string& id, runner::Serve
     active->workdir = *dir;
     fetched = files_.FetchInputs(input, pointers, *dir, &active->cancel_requested);
   }
-  RunnerChannel* channel = nullptr;
+  std::optional<RunnerUse> use;
   bool canceled;
+  std::string runner_gone;
   {
     absl::MutexLock lock(&mu_);
     canceled = active->cancel_requested.load();
     if (!canceled && fetched.ok()) {
-      active->at_runner = true;  // from now on a cancel goes to the runner
-      channel = channel_;
+      if (active->generation != runner_generation_) {
+        // The runner it was accepted for is gone; a new one (if any) is not
+        // set up for it.
+        runner_gone = runner_gone_reason_;
+      } else {
+        active->at_runner = true;  // from now on a cancel goes to the runner
+        use.emplace(this);
+      }
     }
   }
-  if (canceled || !fetched.ok()) {
-    CompleteWithoutRunner(TakeActive(id),
+  if (canceled || !fetched.ok() || !runner_gone.empty()) {
+    CompleteWithoutRunner(ClaimEnd(id),
                           canceled ? PredictionStatus::kCanceled : PredictionStatus::kFailed,
-                          canceled ? "" : std::string(fetched.message()));
+                          canceled       ? ""
+                          : fetched.ok() ? runner_gone
+                                         : std::string(fetched.message()));
     return;
   }
   SetPredictInput(input, message.mutable_predict());
-  SendPredict(channel, message);
+  SendPredict(use, message);
 }
 
-std::unique_ptr<PredictionService::Active> PredictionService::TakeActive(const std::string& id) {
+PredictionService::Active* PredictionService::ClaimEnd(const std::string& id) {
   absl::MutexLock lock(&mu_);
-  auto it = active_.find(id);
-  if (it == active_.end()) return nullptr;
-  std::unique_ptr<Active> active = std::move(it->second);
-  active_.erase(it);
+  return ClaimEndLocked(id);
+}
+
+PredictionService::Active* PredictionService::ClaimEndLocked(const std::string& id) {
+  Active* active = FindActive(id);
+  if (active != nullptr) active->ending = true;
   return active;
 }
 
@@ -386,23 +421,104 @@ std::vector<PredictionObserver*> PredictionService::ObserversOf(const Active& ac
   return observers;
 }
 
-void PredictionService::CompleteWithoutRunner(std::unique_ptr<Active> active,
-                                              PredictionStatus status, const std::string& error) {
-  active->prediction.status = status;
-  if (!error.empty()) active->prediction.error = error;
-  active->prediction.completed_at = absl::Now();
-  Finish(std::move(active));
+void PredictionService::CompleteWithoutRunner(Active* active, PredictionStatus status,
+                                              const std::string& error) {
+  if (active == nullptr) return;
+  Finish(active, [&](Active& ended) {
+    ended.prediction.status = status;
+    if (!error.empty()) ended.prediction.error = error;
+    ended.prediction.completed_at = absl::Now();
+  });
 }
 
-void PredictionService::Finish(std::unique_ptr<Active> active) {
+void PredictionService::CompleteOrphan(Active* active, const std::string& reason,
+                                       bool restarting) {
+  if (active == nullptr) return;
+  if (!active->cancel_requested.load()) {
+    CompleteWithoutRunner(active, PredictionStatus::kFailed, reason);
+    return;
+  }
+  Finish(active, [&](Active& ended) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const std::string message =
+        ended.escalated
+            ? absl::StrCat("The prediction did not stop within ",
+                           absl::FormatDuration(options_.cancel_timeout),
+                           " of being canceled; the runner was ",
+                           restarting ? "restarted" : "stopped")
+            : absl::StrCat("The prediction was canceled; the runner ended before it stopped: ",
+                           reason);
+    AppendLogs(ended, absl::StrCat("[cog-server] ", message, "\n"));
+    ended.prediction.status = PredictionStatus::kCanceled;
+    ended.prediction.error = message;
+    ended.prediction.completed_at = absl::Now();
+  });
+}
+
+void PredictionService::Finish(Active* active, const std::function<void(Active&)>& complete) {
+  // Its directory goes while it still counts as running, so that nothing of
+  // it is left once health says it is done.
   if (!active->workdir.empty()) PredictionFiles::RemoveWorkDir(active->workdir);
-  // The slot goes back before the caller hears of the end, so that a client
-  // that sends its next request at once finds it free.
-  active->slot.reset();
-  if (options_.on_completed) options_.on_completed(active->prediction);
-  for (const auto& observer : active->observers) observer->OnCompleted(active->prediction);
-  active.reset();
+  std::unique_ptr<Active> ended;
+  {
+    absl::MutexLock lock(&mu_);
+    complete(*active);
+    auto it = active_.find(active->prediction.id);
+    ended = std::move(it->second);
+    active_.erase(it);
+    // In the same step as it leaves active_ (one meaning of "running"), and
+    // before the caller hears of the end, so that a client that sends its
+    // next request at once finds the slot free.
+    ended->slot.reset();
+  }
+  if (options_.on_completed) options_.on_completed(ended->prediction);
+  for (const auto& observer : ended->observers) observer->OnCompleted(ended->prediction);
+  ended.reset();
   NotifyHealth();
+}
+
+void PredictionService::WatchCancels() {
+  while (true) {
+    std::optional<RunnerUse> use;
+    std::string reason;
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+      const absl::Time now = absl::Now();
+      absl::Time next = absl::InfiniteFuture();
+      std::vector<std::string> late;
+      for (auto& [id, active] : active_) {
+        if (!active->cancel_sent_at.has_value() || active->escalated || active->ending ||
+            active->generation != runner_generation_) {
+          continue;
+        }
+        const absl::Time due = *active->cancel_sent_at + options_.cancel_timeout;
+        if (due <= now) {
+          active->escalated = true;
+          late.push_back(id);
+        } else {
+          next = std::min(next, due);
+        }
+      }
+      if (late.empty()) {
+        const uint64_t epoch = cancel_epoch_;
+        auto woken = [this, epoch]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+          return stopping_ || cancel_epoch_ != epoch;
+        };
+        mu_.AwaitWithDeadline(absl::Condition(&woken), next);
+        continue;
+      }
+      reason = absl::StrCat(late.size() == 1 ? "prediction " : "predictions ",
+                            absl::StrJoin(late, ", "), " did not stop within ",
+                            absl::FormatDuration(options_.cancel_timeout), " of being canceled");
+      use.emplace(this);
+    }
+    if (use->control() == nullptr) {
+      spdlog::error("{}, and nothing can restart the runner", reason);
+      continue;
+    }
+    spdlog::error("{}: restarting the runner", reason);
+    use->control()->RestartRunner(reason);
+  }
 }
 
 void PredictionService::NotifyHealth() {
@@ -423,23 +539,26 @@ void PredictionService::NotifyHealth() {
 }
 
 absl::Status PredictionService::Cancel(absl::string_view id) {
-  RunnerChannel* channel;
+  std::optional<RunnerUse> use;
   {
     absl::MutexLock lock(&mu_);
     auto it = active_.find(id);
     if (it == active_.end()) {
       return absl::NotFoundError(absl::StrCat("no running prediction has id '", id, "'"));
     }
-    if (!it->second->at_runner) {
-      it->second->cancel_requested = true;  // stops its downloads
-      return absl::OkStatus();
+    Active& active = *it->second;
+    if (active.ending) return absl::OkStatus();  // too late: it is being completed
+    active.cancel_requested = true;
+    if (!active.at_runner) return absl::OkStatus();  // stops its downloads
+    if (!active.cancel_sent_at.has_value()) {
+      active.cancel_sent_at = absl::Now();
+      ++cancel_epoch_;  // WatchCancels times it
     }
-    channel = channel_;
+    use.emplace(this);
   }
   runner::ServerMessage message;
   message.mutable_cancel()->set_id(std::string(id));
-  if (channel == nullptr) return absl::UnavailableError("no runner is connected");
-  return channel->Send(message);
+  return SendTo(use, message);
 }
 
 void PredictionService::CancelAll() {
@@ -503,9 +622,10 @@ bool PredictionService::WaitUntilIdle(absl::Duration timeout) {
   return mu_.AwaitWithTimeout(absl::Condition(&idle), timeout);
 }
 
-void PredictionService::OnRunnerConnected(RunnerChannel* channel) {
+void PredictionService::OnRunnerConnected(RunnerChannel* channel, RunnerControl* control) {
   absl::MutexLock lock(&mu_);
   channel_ = channel;
+  control_ = control;
 }
 
 void PredictionService::OnRunnerMessage(const runner::RunnerMessage& message) {
@@ -585,7 +705,7 @@ void PredictionService::FailSetup(const std::string& logs) {
 }
 
 void PredictionService::HandleHello(const runner::Hello& hello) {
-  RunnerChannel* channel = nullptr;
+  std::optional<RunnerUse> use;
   {
     absl::MutexLock lock(&mu_);
     versions_["runner"] = hello.runner_version();
@@ -597,26 +717,30 @@ void PredictionService::HandleHello(const runner::Hello& hello) {
                              ": install matching versions of cog-server and its runner."));
     } else if (!hello.load_error().empty()) {
       FailSetup(hello.load_error());
-    } else {
-      channel = AcceptSchema(hello);
+    } else if (AcceptSchema(hello)) {
+      use.emplace(this);
     }
   }
-  if (channel == nullptr) {
+  if (!use.has_value()) {
     NotifyHealth();
     return;
   }
   runner::ServerMessage message;
   message.mutable_setup()->set_weights(options_.weights);
   message.mutable_setup()->set_max_frame_bytes(options_.max_output_bytes);
-  absl::Status sent = channel->Send(message);
+  absl::Status sent = SendTo(use, message);
   if (!sent.ok()) spdlog::error("sending setup to the runner: {}", std::string(sent.message()));
 }
 
-RunnerChannel* PredictionService::AcceptSchema(const runner::Hello& hello) {
+bool PredictionService::AcceptSchema(const runner::Hello& hello) {
+  // A restarted runner's schema replaces the last one's (the model may have
+  // changed under it).
+  predict_schema_.reset();
+  train_schema_.reset();
   absl::StatusOr<Json> parsed = ParseRunnerJson(hello.openapi_json(), "the OpenAPI schema");
   if (!parsed.ok()) {
     FailSetup(std::string(parsed.status().message()));
-    return nullptr;
+    return false;
   }
   const Json& document = *parsed;
   if (document.contains("components") && document["components"].contains("schemas") &&
@@ -625,7 +749,7 @@ RunnerChannel* PredictionService::AcceptSchema(const runner::Hello& hello) {
     if (!predict.ok()) {
       FailSetup(absl::StrCat("The runner sent an unusable OpenAPI schema: ",
                              predict.status().message()));
-      return nullptr;
+      return false;
     }
     predict_schema_ = std::move(*predict);
   }
@@ -637,11 +761,11 @@ RunnerChannel* PredictionService::AcceptSchema(const runner::Hello& hello) {
   }
   if (!predict_schema_.has_value() && !train_schema_.has_value()) {
     FailSetup("The runner sent an OpenAPI schema with neither Input nor TrainingInput");
-    return nullptr;
+    return false;
   }
   schema_text_ = hello.openapi_json();
   setup_.started_at = absl::Now();
-  return channel_;
+  return true;
 }
 
 void PredictionService::HandleSetupDone(const runner::SetupDone& done) {
@@ -655,9 +779,10 @@ void PredictionService::HandleSetupDone(const runner::SetupDone& done) {
       state_ = HealthStatus::kReady;
       setup_.status = "succeeded";
       setup_.completed_at = absl::Now();
-      spdlog::info("setup succeeded in {}",
+      spdlog::info("{}setup succeeded in {}", restarting_ ? "restarted runner: " : "",
                    absl::FormatDuration(*setup_.completed_at -
                                         setup_.started_at.value_or(*setup_.completed_at)));
+      restarting_ = false;
     }
   }
   NotifyHealth();
@@ -685,7 +810,7 @@ void PredictionService::HandleLog(const runner::Log& log) {
 
 PredictionService::Active* PredictionService::FindActive(const std::string& id) {
   auto it = active_.find(id);
-  return it == active_.end() ? nullptr : it->second.get();
+  return it == active_.end() || it->second->ending ? nullptr : it->second.get();
 }
 
 void PredictionService::AppendLogs(Active& active, absl::string_view text) {
@@ -737,9 +862,9 @@ void PredictionService::HandleOutput(const runner::Output& output) {
     PredictionFiles::OutputTarget* target;
     {
       absl::MutexLock lock(&mu_);
-      auto it = active_.find(output.id());
-      if (it == active_.end()) return;
-      target = &it->second->outputs;
+      Active* active = FindActive(output.id());
+      if (active == nullptr) return;
+      target = &active->outputs;
     }
     files = files_.ResolveOutputs(item, ParseFilePointers(output.files_json()), *target);
   }
@@ -799,95 +924,127 @@ void PredictionService::HandleMetric(const runner::Metric& metric) {
 }
 
 void PredictionService::HandleDone(const runner::Done& done) {
-  std::unique_ptr<Active> active = TakeActive(done.id());
+  // Claimed, it stays in active_ (running, holding its slot) while its output
+  // files are uploaded; its final state is set as it leaves (Finish).
+  Active* active = ClaimEnd(done.id());
   if (active == nullptr) return;
-  Prediction& prediction = active->prediction;
+  PredictionStatus status;
   switch (done.status()) {
     case runner::DONE_STATUS_SUCCEEDED:
-      prediction.status = PredictionStatus::kSucceeded;
+      status = PredictionStatus::kSucceeded;
       break;
     case runner::DONE_STATUS_CANCELED:
-      prediction.status = PredictionStatus::kCanceled;
+      status = PredictionStatus::kCanceled;
       break;
     default:
-      prediction.status = PredictionStatus::kFailed;
+      status = PredictionStatus::kFailed;
   }
-  if (!done.error().empty()) prediction.error = done.error();
+  // Written only by this prediction's own event handling, which this is.
+  std::string file_error = active->file_error;
+  std::optional<Json> output;  // replaces the prediction's output when set
+  bool has_output = false;
   if (!done.output_text().empty()) {
-    absl::StatusOr<Json> output = RunnerText(done.output_text(), "the output");
-    if (output.ok()) {
-      prediction.output = *std::move(output);
-    } else if (active->file_error.empty()) {
-      active->file_error = std::string(output.status().message());
+    has_output = true;
+    absl::StatusOr<Json> text = RunnerText(done.output_text(), "the output");
+    if (text.ok()) {
+      output = *std::move(text);
+    } else if (file_error.empty()) {
+      file_error = std::string(text.status().message());
     }
   } else if (!done.output_json().empty()) {
-    absl::StatusOr<Json> output = ParseRunnerJson(done.output_json(), "the output");
-    if (!output.ok()) {
-      if (active->file_error.empty()) active->file_error = std::string(output.status().message());
+    has_output = true;
+    absl::StatusOr<Json> parsed = ParseRunnerJson(done.output_json(), "the output");
+    if (!parsed.ok()) {
+      if (file_error.empty()) file_error = std::string(parsed.status().message());
     } else {
-      prediction.output = *std::move(output);
-    }
-    if (output.ok() && !done.files_json().empty()) {
-      if (absl::Status files = files_.ResolveOutputs(
-              prediction.output, ParseFilePointers(done.files_json()), active->outputs);
-          !files.ok()) {
-        active->file_error = std::string(files.message());
+      output = *std::move(parsed);
+      if (!done.files_json().empty()) {
+        if (absl::Status files = files_.ResolveOutputs(
+                *output, ParseFilePointers(done.files_json()), active->outputs);
+            !files.ok()) {
+          file_error = std::string(files.message());
+        }
       }
     }
-  } else if (prediction.status == PredictionStatus::kSucceeded && !prediction.output.is_array()) {
-    prediction.output = Json::array();  // an iterator that yielded nothing
   }
-  if (!active->file_error.empty() && prediction.status == PredictionStatus::kSucceeded) {
-    prediction.status = PredictionStatus::kFailed;
-    prediction.error = active->file_error;
-    prediction.output = nullptr;
-  }
-  prediction.completed_at = absl::Now();
-  if (prediction.status == PredictionStatus::kSucceeded) {
-    Json metrics = Json::object();
-    metrics["predict_time"] = Seconds(*prediction.completed_at - *prediction.started_at);
-    if (prediction.metrics.is_object()) {
-      for (auto& [name, value] : prediction.metrics.items()) metrics[name] = value;
+  Finish(active, [&](Active& ended) {
+    Prediction& prediction = ended.prediction;
+    prediction.status = status;
+    if (!done.error().empty()) prediction.error = done.error();
+    if (output.has_value()) {
+      prediction.output = *std::move(output);
+    } else if (!has_output && status == PredictionStatus::kSucceeded &&
+               !prediction.output.is_array()) {
+      prediction.output = Json::array();  // an iterator that yielded nothing
     }
-    prediction.metrics = std::move(metrics);
-  } else {
-    prediction.metrics = nullptr;  // as legacy Cog: metrics only for a success
-  }
-  Finish(std::move(active));
+    if (!file_error.empty() && prediction.status == PredictionStatus::kSucceeded) {
+      prediction.status = PredictionStatus::kFailed;
+      prediction.error = file_error;
+      prediction.output = nullptr;
+    }
+    prediction.completed_at = absl::Now();
+    if (prediction.status == PredictionStatus::kSucceeded) {
+      Json metrics = Json::object();
+      metrics["predict_time"] = Seconds(*prediction.completed_at - *prediction.started_at);
+      if (prediction.metrics.is_object()) {
+        for (auto& [name, value] : prediction.metrics.items()) metrics[name] = value;
+      }
+      prediction.metrics = std::move(metrics);
+    } else {
+      prediction.metrics = nullptr;  // as legacy Cog: metrics only for a success
+    }
+  });
 }
 
-void PredictionService::OnRunnerGone(const std::string& reason) {
-  std::vector<std::unique_ptr<Active>> orphans;
+bool PredictionService::OnRunnerGone(const std::string& reason, bool may_restart) {
+  std::vector<Active*> orphans;
   std::vector<std::string> serial;
+  bool restart = false;
   {
     absl::MutexLock lock(&mu_);
-    channel_ = nullptr;
     if (state_ == HealthStatus::kStarting) {
       FailSetup(reason);  // died before or during setup: that is why setup failed
-    } else if (state_ != HealthStatus::kSetupFailed) {
+    } else if (state_ == HealthStatus::kSetupFailed || state_ == HealthStatus::kDefunct ||
+               shutting_down_) {
+      // Stays as it is: nothing more will run.
+    } else if (may_restart) {
+      state_ = HealthStatus::kStarting;
+      restarting_ = true;
+      setup_ = SetupReport();  // the new runner's setup, with its own logs
+      restart = true;
+    } else {
       state_ = HealthStatus::kDefunct;
     }
+    has_healthcheck_ = false;
+    healthcheck_sent_at_.reset();
+    user_healthcheck_error_.clear();
+    // Ended here, under the same lock as the state changed: nothing new starts
+    // on this runner, and a Cancel from now on finds them ending.
     for (auto& [id, active] : active_) {
+      if (active->ending) continue;
       if (active->serial) {
         serial.push_back(id);
       } else {
-        orphans.push_back(std::move(active));
+        active->ending = true;
+        orphans.push_back(active.get());
       }
     }
-    for (const auto& active : orphans) active_.erase(active->prediction.id);
+    ++runner_generation_;
+    runner_gone_reason_ = reason;
+    channel_ = nullptr;
+    control_ = nullptr;
+    // Whoever took the channel before this point is done with it before the
+    // caller may destroy it. Their sends fail fast: the runner is gone.
+    auto unused = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return runner_uses_ == 0; };
+    mu_.Await(absl::Condition(&unused));
   }
-  for (auto& active : orphans) {
-    CompleteWithoutRunner(std::move(active), PredictionStatus::kFailed, reason);
-  }
+  for (Active* active : orphans) CompleteOrphan(active, reason, restart);
   // After what is queued for them: a Done already received still counts.
   for (const std::string& id : serial) {
-    file_work_.Run(id, [this, id, reason] {
-      if (std::unique_ptr<Active> active = TakeActive(id)) {
-        CompleteWithoutRunner(std::move(active), PredictionStatus::kFailed, reason);
-      }
-    });
+    file_work_.Run(id, [this, id, reason, restart] { CompleteOrphan(ClaimEnd(id), reason, restart); });
   }
   NotifyHealth();
+  return restart;
 }
 
 }  // namespace cog

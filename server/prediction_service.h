@@ -2,8 +2,15 @@
 // runner's health and setup, the model's schema, and every running prediction.
 //
 // Front ends (the REST gateway, the gRPC service) call Start / Cancel / Get /
-// Health / Schema. The runner side (RunnerSupervisor) reports the connection
-// and every frame the runner sends. A prediction's events reach the observer
+// Health / Schema. The runner side (RunnerSupervisor) reports the connection,
+// every frame the runner sends and the runner's end; after an end it may
+// connect another runner, which is set up again (STARTING, then READY).
+//
+// "Running" has one meaning everywhere: a prediction is in active_ and holds
+// its slot from Start until its end has been fully handled (files uploaded,
+// its directory removed); it leaves active_ and returns its slot in one step
+// under the lock. So Health (BUSY), Start (409), Get, Cancel and
+// WaitUntilIdle always agree. A prediction's events reach the observer
 // given to Start, in order, then the observer is destroyed; observers are
 // called without the service's lock held and must not block. The Prediction an
 // observer is given is the live one, valid only during the call: an observer
@@ -50,6 +57,15 @@ class PredictionObserver {
   virtual void OnMetric(const Prediction& prediction, absl::string_view name,
                         const Json& value) {}
   virtual void OnCompleted(const Prediction& prediction) = 0;
+};
+
+// What the core may ask of whoever supervises the runner (RunnerSupervisor).
+class RunnerControl {
+ public:
+  virtual ~RunnerControl() = default;
+  // Kills the runner and starts another. Returns at once; the end is reported
+  // later, as any other, through OnRunnerGone (with `reason`).
+  virtual void RestartRunner(const std::string& reason) = 0;
 };
 
 enum class HealthStatus { kStarting, kReady, kBusy, kSetupFailed, kDefunct, kUnhealthy };
@@ -102,6 +118,10 @@ class PredictionService {
     // A prediction keeps at most this much of its logs: the newest part, after
     // a line saying how much was dropped. Zero: no limit.
     size_t max_log_bytes = 16u << 20;
+    // A prediction that has not ended this long after its cancel went to the
+    // runner gets the runner restarted (RunnerControl) and ends canceled,
+    // saying so. Zero: never.
+    absl::Duration cancel_timeout = absl::Seconds(5);
   };
 
   explicit PredictionService(Options options);
@@ -119,7 +139,8 @@ class PredictionService {
   // prediction with this id is running; Get() has its state).
   absl::StatusOr<Prediction> Start(PredictionRequest request,
                                    std::unique_ptr<PredictionObserver> observer);
-  // Asks the runner to cancel. NotFound unless the prediction is running.
+  // Asks the runner to cancel (see Options::cancel_timeout). NotFound unless
+  // the prediction is running.
   absl::Status Cancel(absl::string_view id);
   // A running prediction's current state. NotFound otherwise.
   absl::StatusOr<Prediction> Get(absl::string_view id) const;
@@ -136,15 +157,56 @@ class PredictionService {
 
   // ---- runner side ----
 
-  void OnRunnerConnected(RunnerChannel* channel);
+  // A runner connected: frames go to `channel`; `control` (may be null)
+  // restarts it when a cancel is not obeyed. Both must stay valid until
+  // OnRunnerGone returns.
+  void OnRunnerConnected(RunnerChannel* channel, RunnerControl* control = nullptr);
   void OnRunnerMessage(const v1::runner::RunnerMessage& message);
-  // The runner is gone for good: running predictions fail with `reason`.
-  void OnRunnerGone(const std::string& reason);
+  // The runner is gone (call once per connected runner, after its last frame
+  // was handed over; also without one, for a runner that never connected).
+  // Running predictions end: failed with `reason`, or canceled when a cancel
+  // was asked for. Returns once nothing uses the channel any more.
+  //
+  // `may_restart`: the caller would start another runner. Returns whether the
+  // service wants one: only when setup had succeeded and the server is not
+  // shutting down; health is then STARTING until the new runner's setup ends.
+  // Otherwise health becomes SETUP_FAILED when setup had not finished (the
+  // runner died of it), DEFUNCT when it had.
+  bool OnRunnerGone(const std::string& reason, bool may_restart = false);
 
  private:
+  // A hold on the runner's channel and control for one use without the lock:
+  // OnRunnerGone waits until none is held, so that neither is used after it.
+  class RunnerUse {
+   public:
+    explicit RunnerUse(PredictionService* service) ABSL_EXCLUSIVE_LOCKS_REQUIRED(service->mu_);
+    ~RunnerUse();  // takes the lock: release it first
+    RunnerUse(const RunnerUse&) = delete;
+    RunnerUse& operator=(const RunnerUse&) = delete;
+    RunnerChannel* channel() const { return channel_; }
+    RunnerControl* control() const { return control_; }
+
+   private:
+    PredictionService* service_;
+    RunnerChannel* channel_;
+    RunnerControl* control_;
+  };
+  // Sends on a held channel; Unavailable when there is none.
+  static absl::Status SendTo(const std::optional<RunnerUse>& use,
+                             const v1::runner::ServerMessage& message);
+
   struct Active {
     Prediction prediction;
-    std::optional<Slot> slot;  // reset before OnCompleted
+    std::optional<Slot> slot;  // returned as it leaves active_, before OnCompleted
+    // Its end is being handled (ClaimEnd): events and other ends are ignored,
+    // Get still shows it running and Cancel has nothing to do.
+    bool ending = false;
+    // Which runner it was started for (runner_generation_).
+    uint64_t generation = 0;
+    // When its cancel went to the runner; `escalated` once that took longer
+    // than cancel_timeout and the runner was restarted for it.
+    std::optional<absl::Time> cancel_sent_at;
+    bool escalated = false;
     // The caller's, and the webhook's when the request named one.
     std::vector<std::unique_ptr<PredictionObserver>> observers;
     // An output file that could not be read, or an output the runner sent that
@@ -154,11 +216,13 @@ class PredictionService {
     // False while its Path inputs are being fetched: a cancel then stops the
     // download instead of going to the runner.
     bool at_runner = true;
+    // Asked to cancel: if the runner goes before it ends, it ends canceled.
     std::atomic<bool> cancel_requested{false};
     // Once it has file work, every later event of this prediction is handled
     // on file_work_ (keyed by its id), so that they stay in order and one
     // thread at a time touches its observers, `outputs` and `workdir`. Only
     // those tasks end it, so while one runs the prediction stays in active_.
+    // Either way its `prediction` changes only under the lock (Get reads it).
     bool serial = false;
     std::string workdir;  // its fetched inputs; removed when it ends
     PredictionFiles::OutputTarget outputs;
@@ -171,12 +235,14 @@ class PredictionService {
   void FetchInputsThenSend(const std::string& id, v1::runner::ServerMessage message, Json input,
                            const std::vector<std::string>& pointers);
   // Sends a Predict frame; a prediction that cannot be sent ends failed.
-  void SendPredict(RunnerChannel* channel, const v1::runner::ServerMessage& message);
-  // Removes a prediction from active_; null if it is not there.
-  std::unique_ptr<Active> TakeActive(const std::string& id) ABSL_LOCKS_EXCLUDED(mu_);
+  void SendPredict(const std::optional<RunnerUse>& use, const v1::runner::ServerMessage& message);
+  // Marks a running prediction as ending and returns it (still in active_);
+  // null if it is not running or already ending. Whoever gets it calls Finish.
+  Active* ClaimEnd(const std::string& id) ABSL_LOCKS_EXCLUDED(mu_);
+  Active* ClaimEndLocked(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void HandleHello(const v1::runner::Hello& hello);
-  // Reads the schema; returns the channel to send Setup on, or null after FailSetup.
-  RunnerChannel* AcceptSchema(const v1::runner::Hello& hello) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Reads the schema; false after FailSetup.
+  bool AcceptSchema(const v1::runner::Hello& hello) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void HandleSetupDone(const v1::runner::SetupDone& done);
   void HandleLog(const v1::runner::Log& log);
   void HandleOutput(const v1::runner::Output& output);
@@ -200,12 +266,19 @@ class PredictionService {
   Active* FindActive(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Appends to a prediction's logs, keeping at most max_log_bytes.
   void AppendLogs(Active& active, absl::string_view text) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Ends a prediction that never reached the runner or lost it.
-  void CompleteWithoutRunner(std::unique_ptr<Active> active, PredictionStatus status,
-                             const std::string& error);
-  // The end of every prediction: its files go, its slot returns, its
-  // observers hear OnCompleted and are destroyed.
-  void Finish(std::unique_ptr<Active> active);
+  // Ends a claimed prediction that never reached the runner or lost it.
+  void CompleteWithoutRunner(Active* active, PredictionStatus status, const std::string& error);
+  // Ends a prediction the runner went away from: canceled if a cancel was
+  // asked for (saying why when it was not obeyed), else failed with `reason`.
+  void CompleteOrphan(Active* active, const std::string& reason, bool restarting);
+  // The end of every claimed prediction: its directory goes; then, under the
+  // lock, `complete` sets its final state, it leaves active_ and its slot
+  // returns; then its observers hear OnCompleted and are destroyed.
+  void Finish(Active* active, const std::function<void(Active&)>& complete);
+  // Restarts the runner when a canceled prediction outlives cancel_timeout
+  // (a thread of its own).
+  void WatchCancels();
+
 
   const Options options_;
   SlotPool slots_;
@@ -213,6 +286,13 @@ class PredictionService {
 
   mutable absl::Mutex mu_;
   RunnerChannel* channel_ ABSL_GUARDED_BY(mu_) = nullptr;
+  RunnerControl* control_ ABSL_GUARDED_BY(mu_) = nullptr;
+  int runner_uses_ ABSL_GUARDED_BY(mu_) = 0;  // RunnerUse objects alive
+  // Counts runners gone: a prediction of an earlier runner is never sent to a later one.
+  uint64_t runner_generation_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string runner_gone_reason_ ABSL_GUARDED_BY(mu_);  // why the last one went
+  bool restarting_ ABSL_GUARDED_BY(mu_) = false;  // STARTING again after a runner died
+  uint64_t cancel_epoch_ ABSL_GUARDED_BY(mu_) = 0;  // bumped when a cancel goes out
   HealthStatus state_ ABSL_GUARDED_BY(mu_) = HealthStatus::kStarting;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   SetupReport setup_ ABSL_GUARDED_BY(mu_);
@@ -229,6 +309,7 @@ class PredictionService {
   std::string user_healthcheck_error_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread healthcheck_thread_;
+  std::thread cancel_watch_thread_;
 
   absl::Mutex notify_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   std::optional<std::pair<HealthStatus, bool>> notified_ ABSL_GUARDED_BY(notify_mu_);

@@ -41,6 +41,30 @@ class FakeChannel : public RunnerChannel {
   bool broken_ = false;
 };
 
+// Stands in for the supervisor: records restart requests.
+class FakeControl : public RunnerControl {
+ public:
+  void RestartRunner(const std::string& reason) override {
+    absl::MutexLock lock(&mu_);
+    reasons_.push_back(reason);
+  }
+  // Waits (for a condition, not a time) until a restart was asked for.
+  std::string AwaitRestart() {
+    absl::MutexLock lock(&mu_);
+    auto asked = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return !reasons_.empty(); };
+    mu_.Await(absl::Condition(&asked));
+    return reasons_.front();
+  }
+  size_t restarts() {
+    absl::MutexLock lock(&mu_);
+    return reasons_.size();
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<std::string> reasons_ ABSL_GUARDED_BY(mu_);
+};
+
 struct Events {
   std::vector<std::string> seen;
   std::optional<Prediction> completed;
@@ -67,13 +91,15 @@ class RecordingObserver : public PredictionObserver {
 
 class PredictionServiceTest : public ::testing::Test {
  protected:
-  void Connect(int max_concurrency = 1, size_t max_log_bytes = 16u << 20) {
+  void Connect(int max_concurrency = 1, size_t max_log_bytes = 16u << 20,
+               absl::Duration cancel_timeout = absl::Seconds(5)) {
     PredictionService::Options options;
     options.max_concurrency = max_concurrency;
     options.max_log_bytes = max_log_bytes;
+    options.cancel_timeout = cancel_timeout;
     options.server_version = "test";
     service_ = std::make_unique<PredictionService>(options);
-    service_->OnRunnerConnected(&channel_);
+    service_->OnRunnerConnected(&channel_, &control_);
   }
 
   void Hello() {
@@ -114,6 +140,7 @@ class PredictionServiceTest : public ::testing::Test {
   }
 
   FakeChannel channel_;
+  FakeControl control_;
   std::unique_ptr<PredictionService> service_;
 };
 
@@ -458,6 +485,139 @@ TEST_F(PredictionServiceTest, AnOutputTheCoreCannotReadFailsThePredictionSayingW
   EXPECT_EQ(events.completed->status, PredictionStatus::kFailed);
   const std::string error = events.completed->error.value_or("");
   EXPECT_NE(error.find("could not read the output"), std::string::npos) << error;
+}
+
+TEST_F(PredictionServiceTest, ARunnerThatDiesIsReplacedAndSetUpAgain) {
+  Connect();
+  Hello();
+  Log("", "first setup\n");
+  SetupDone(true);
+  Events events;
+  ASSERT_TRUE(service_->Start(Request("p"), std::make_unique<RecordingObserver>(&events)).ok());
+  EXPECT_TRUE(service_->OnRunnerGone("The runner process was killed by signal 9 (Killed)",
+                                     /*may_restart=*/true));
+  ASSERT_TRUE(events.completed.has_value());
+  EXPECT_EQ(events.completed->status, PredictionStatus::kFailed);
+  EXPECT_EQ(events.completed->error, "The runner process was killed by signal 9 (Killed)");
+  HealthReport health = service_->Health();
+  EXPECT_EQ(health.status, HealthStatus::kStarting);
+  EXPECT_EQ(health.setup.logs, "");
+  absl::Status refused = service_->Start(Request("q"), nullptr).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(refused.message().find("being restarted"), std::string::npos) << refused;
+
+  FakeChannel second;
+  service_->OnRunnerConnected(&second, &control_);
+  Hello();
+  ASSERT_EQ(second.sent().size(), 1u);
+  EXPECT_TRUE(second.sent()[0].has_setup());
+  Log("", "second setup\n");
+  SetupDone(true);
+  health = service_->Health();
+  EXPECT_EQ(health.status, HealthStatus::kReady);
+  EXPECT_EQ(health.setup.logs, "second setup\n");
+  ASSERT_TRUE(service_->Start(Request("q"), nullptr).ok());
+  EXPECT_TRUE(second.sent().back().has_predict());
+}
+
+TEST_F(PredictionServiceTest, NoRestartPastTheLimitDuringSetupOrWhenShuttingDown) {
+  Connect();
+  Hello();
+  SetupDone(true);
+  EXPECT_FALSE(service_->OnRunnerGone("gone", /*may_restart=*/false));
+  EXPECT_EQ(service_->Health().status, HealthStatus::kDefunct);
+
+  Connect();
+  Hello();
+  EXPECT_FALSE(service_->OnRunnerGone("The runner process exited with code 1", true));
+  EXPECT_EQ(service_->Health().status, HealthStatus::kSetupFailed);
+
+  Connect();
+  Hello();
+  SetupDone(true);
+  Events events;
+  ASSERT_TRUE(service_->Start(Request("p"), std::make_unique<RecordingObserver>(&events)).ok());
+  service_->BeginShutdown();
+  EXPECT_FALSE(service_->OnRunnerGone("The runner was stopped: the server is shutting down", true));
+  ASSERT_TRUE(events.completed.has_value()) << "its client gets an answer";
+  EXPECT_EQ(events.completed->status, PredictionStatus::kFailed);
+}
+
+TEST_F(PredictionServiceTest, AtTheEndHealthAdmissionGetAndCancelAgreeItIsOver) {
+  Connect();
+  Hello();
+  SetupDone(true);
+  // What a client sees the moment it hears of the end: free to go on.
+  struct Seen {
+    HealthStatus status;
+    int current;
+    absl::StatusCode get, cancel, next;
+  };
+  std::optional<Seen> seen;
+  class Probe : public PredictionObserver {
+   public:
+    Probe(PredictionService* service, std::optional<Seen>* seen) : service_(service), seen_(seen) {}
+    void OnCompleted(const Prediction& prediction) override {
+      PredictionRequest next;
+      next.id = "next";
+      next.input = Json{{"s", "x"}};
+      *seen_ = Seen{service_->Health().status, service_->Health().concurrency_current,
+                    service_->Get(prediction.id).status().code(),
+                    service_->Cancel(prediction.id).code(),
+                    service_->Start(next, nullptr).status().code()};
+    }
+
+   private:
+    PredictionService* service_;
+    std::optional<Seen>* seen_;
+  };
+  ASSERT_TRUE(service_->Start(Request("p"), std::make_unique<Probe>(service_.get(), &seen)).ok());
+  EXPECT_EQ(service_->Health().status, HealthStatus::kBusy);
+  EXPECT_TRUE(service_->Get("p").ok());
+  EXPECT_EQ(service_->Start(Request("x"), nullptr).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  Done("p", runner::DONE_STATUS_SUCCEEDED, "\"ok\"");
+  ASSERT_TRUE(seen.has_value());
+  EXPECT_EQ(seen->status, HealthStatus::kReady);
+  EXPECT_EQ(seen->current, 0);
+  EXPECT_EQ(seen->get, absl::StatusCode::kNotFound);
+  EXPECT_EQ(seen->cancel, absl::StatusCode::kNotFound);
+  EXPECT_EQ(seen->next, absl::StatusCode::kOk);
+}
+
+TEST_F(PredictionServiceTest, ACancelNotObeyedRestartsTheRunnerAndEndsCanceledSayingWhy) {
+  Connect(1, 16u << 20, absl::Milliseconds(10));
+  Hello();
+  SetupDone(true);
+  Events events;
+  ASSERT_TRUE(service_->Start(Request("p"), std::make_unique<RecordingObserver>(&events)).ok());
+  ASSERT_TRUE(service_->Cancel("p").ok());
+  EXPECT_TRUE(channel_.sent().back().has_cancel());
+  const std::string reason = control_.AwaitRestart();
+  EXPECT_EQ(reason, "prediction p did not stop within 10ms of being canceled");
+  EXPECT_FALSE(events.completed.has_value()) << "it ends when the runner is gone";
+  EXPECT_TRUE(service_->OnRunnerGone(reason + "; the runner was killed", true));
+  ASSERT_TRUE(events.completed.has_value());
+  EXPECT_EQ(events.completed->status, PredictionStatus::kCanceled);
+  const std::string message =
+      "The prediction did not stop within 10ms of being canceled; the runner was restarted";
+  EXPECT_EQ(events.completed->error, message);
+  EXPECT_NE(events.completed->logs.find("[cog-server] " + message + "\n"), std::string::npos);
+  EXPECT_EQ(control_.restarts(), 1u);
+}
+
+TEST_F(PredictionServiceTest, ACanceledPredictionWhoseRunnerDiesEndsCanceled) {
+  Connect();
+  Hello();
+  SetupDone(true);
+  Events events;
+  ASSERT_TRUE(service_->Start(Request("p"), std::make_unique<RecordingObserver>(&events)).ok());
+  ASSERT_TRUE(service_->Cancel("p").ok());
+  service_->OnRunnerGone("The runner process was killed by signal 11 (Segmentation fault)", true);
+  ASSERT_TRUE(events.completed.has_value());
+  EXPECT_EQ(events.completed->status, PredictionStatus::kCanceled);
+  EXPECT_NE(events.completed->error->find("signal 11"), std::string::npos);
+  EXPECT_EQ(control_.restarts(), 0u);
 }
 
 }  // namespace

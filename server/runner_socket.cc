@@ -66,7 +66,7 @@ absl::StatusOr<std::unique_ptr<RunnerListenSocket>> RunnerListenSocket::CreateAt
 
 RunnerListenSocket::RunnerListenSocket(int listen_fd, std::string path, std::string private_dir)
     : listen_fd_(listen_fd), path_(std::move(path)), private_dir_(std::move(private_dir)) {
-  if (::pipe2(abort_pipe_, O_CLOEXEC) != 0) abort_pipe_[0] = abort_pipe_[1] = -1;
+  if (::pipe2(abort_pipe_, O_CLOEXEC | O_NONBLOCK) != 0) abort_pipe_[0] = abort_pipe_[1] = -1;
 }
 
 RunnerListenSocket::~RunnerListenSocket() {
@@ -81,6 +81,7 @@ RunnerListenSocket::~RunnerListenSocket() {
 absl::StatusOr<int> RunnerListenSocket::Accept(absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
   while (true) {
+    if (aborted_.load()) return absl::CancelledError("stopped waiting for the runner");
     pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {abort_pipe_[0], POLLIN, 0}};
     const int wait_ms =
         static_cast<int>(std::max<int64_t>(0, absl::ToInt64Milliseconds(deadline - absl::Now())));
@@ -89,7 +90,12 @@ absl::StatusOr<int> RunnerListenSocket::Accept(absl::Duration timeout) {
       if (errno == EINTR) continue;
       return ErrnoError("waiting for the runner on", path_);
     }
-    if (fds[1].revents != 0) return absl::CancelledError("stopped waiting for the runner");
+    if (fds[1].revents != 0) {
+      char bytes[64];  // drained: the Wake()s so far count once
+      while (::read(abort_pipe_[0], bytes, sizeof(bytes)) > 0) {
+      }
+      return absl::CancelledError("stopped waiting for the runner");
+    }
     if (ready == 0) {
       return absl::DeadlineExceededError(absl::StrCat(
           "the runner did not connect to ", path_, " within ", absl::FormatDuration(timeout)));
@@ -101,6 +107,11 @@ absl::StatusOr<int> RunnerListenSocket::Accept(absl::Duration timeout) {
 }
 
 void RunnerListenSocket::Abort() {
+  aborted_ = true;
+  Wake();
+}
+
+void RunnerListenSocket::Wake() {
   if (abort_pipe_[1] >= 0) {
     const char byte = 1;
     (void)!::write(abort_pipe_[1], &byte, 1);

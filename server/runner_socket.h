@@ -6,11 +6,13 @@
 // directory (mode 0700) that is removed with this object; with an explicit path
 // the socket file is removed but its directory is left alone.
 //
-// Accept() and Abort() may be called from different threads; nothing else is
-// thread-safe.
+// Accept() and Abort() / Wake() may be called from different threads; nothing
+// else is thread-safe. The socket outlives the runners that connect to it: a
+// supervisor accepts again after one dies.
 #ifndef COG_SERVER_RUNNER_SOCKET_H_
 #define COG_SERVER_RUNNER_SOCKET_H_
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -36,14 +38,20 @@ class RunnerListenSocket {
   // DeadlineExceeded after `timeout`, Cancelled after Abort().
   absl::StatusOr<int> Accept(absl::Duration timeout);
 
-  // Makes a pending or future Accept() return Cancelled.
+  // Makes a pending Accept() and every later one return Cancelled.
   void Abort();
+
+  // Makes a pending Accept() (or, if none is pending, the next one) return
+  // Cancelled once; later ones wait as usual. For a runner that died before
+  // it connected.
+  void Wake();
 
  private:
   RunnerListenSocket(int listen_fd, std::string path, std::string private_dir);
 
   int listen_fd_;
-  int abort_pipe_[2] = {-1, -1};
+  int abort_pipe_[2] = {-1, -1};  // a byte in it interrupts Accept()
+  std::atomic<bool> aborted_{false};
   std::string path_;
   std::string private_dir_;  // empty when the path was given
 };

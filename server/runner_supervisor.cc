@@ -1,11 +1,32 @@
 #include "server/runner_supervisor.h"
 
+#include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <deque>
 
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
 
 namespace cog {
+namespace {
+
+// A spawned runner that closed its socket cleanly is normally exiting: this
+// long to do so before it is killed.
+constexpr absl::Duration kExitAfterCloseWait = absl::Seconds(1);
+// After the runner exited, its reader normally sees the end of the stream at
+// once (after the frames still buffered); a descendant that kept the socket
+// open gets this long before the socket is shut down under it.
+constexpr absl::Duration kCloseAfterExitWait = absl::Seconds(2);
+// SIGTERM, then SIGKILL after this long.
+constexpr absl::Duration kKillGrace = absl::Seconds(1);
+// What Stop() allows the supervision thread beyond the grace period before it
+// kills the runner itself.
+constexpr absl::Duration kStopMargin = absl::Seconds(5);
+
+}  // namespace
 
 RunnerSupervisor::RunnerSupervisor(Options options, PredictionService* service)
     : options_(std::move(options)), service_(service) {}
@@ -19,36 +40,226 @@ absl::Status RunnerSupervisor::Start() {
   if (!socket.ok()) return socket.status();
   socket_ = std::move(*socket);
 
-  if (!options_.command.argv.empty()) {
-    RunnerCommand command = options_.command;
-    command.argv.push_back("--socket");
-    command.argv.push_back(socket_->path());
-    absl::StatusOr<std::unique_ptr<RunnerProcess>> process =
-        RunnerProcess::Spawn(command, [this](int wait_status) { OnProcessExit(wait_status); });
-    if (!process.ok()) return process.status();
-    process_ = std::move(*process);
-    spdlog::info("runner started (pid {}) on {}", process_->pid(), socket_->path());
+  if (spawning()) {
+    command_ = options_.command;
+    command_.argv.push_back("--socket");
+    command_.argv.push_back(socket_->path());
+    if (absl::Status spawned = Spawn(); !spawned.ok()) return spawned;
   } else {
     spdlog::info("waiting for a runner to connect to {}", socket_->path());
   }
-  acceptor_ = std::thread([this] { AwaitConnection(); });
+  supervisor_ = std::thread([this] { Supervise(); });
   return absl::OkStatus();
 }
 
-void RunnerSupervisor::AwaitConnection() {
-  absl::StatusOr<int> fd = socket_->Accept(options_.connect_timeout);
-  if (!fd.ok()) {
-    if (!absl::IsCancelled(fd.status())) ReportGone(std::string(fd.status().message()));
-    return;
+absl::Status RunnerSupervisor::Spawn() {
+  {
+    absl::MutexLock lock(&mu_);
+    process_exited_ = false;  // the last runner's watcher is done: TearDown joined it
+  }
+  absl::StatusOr<std::unique_ptr<RunnerProcess>> process =
+      RunnerProcess::Spawn(command_, [this](int wait_status) { OnProcessExit(wait_status); });
+  if (!process.ok()) return process.status();
+  absl::MutexLock lock(&mu_);
+  process_ = std::move(*process);
+  spdlog::info("runner started (pid {}) on {}", process_->pid(), socket_->path());
+  return absl::OkStatus();
+}
+
+void RunnerSupervisor::Supervise() {
+  std::deque<absl::Time> restarts;  // those within the window
+  bool spawned = spawning();        // Start() spawned the first runner
+  while (true) {
+    const std::optional<std::string> reason = Serve(spawned);
+    spawned = false;
+    bool stopping;
+    {
+      absl::MutexLock lock(&mu_);
+      stopping = stopping_;
+    }
+    bool restart = false;
+    if (reason.has_value()) {
+      const absl::Time now = absl::Now();
+      while (!restarts.empty() && now - restarts.front() >= options_.restart_window) {
+        restarts.pop_front();
+      }
+      const bool within_limit = static_cast<int>(restarts.size()) < options_.restart_limit;
+      if (stopping) {
+        spdlog::info("{}", *reason);
+      } else {
+        spdlog::error("{}", *reason);
+      }
+      // While the connection still stands: the service lets go of it first.
+      restart = service_->OnRunnerGone(*reason, !stopping && within_limit);
+      if (!stopping && !within_limit && service_->Health().status == HealthStatus::kDefunct) {
+        spdlog::critical(
+            "the runner stopped again after {} restart(s) within {}: not restarting it "
+            "(--runner-restart-limit={}, --runner-restart-window); the server is DEFUNCT",
+            restarts.size(), absl::FormatDuration(options_.restart_window),
+            options_.restart_limit);
+      }
+    }
+    TearDown();
+    if (!restart) break;
+    restarts.push_back(absl::Now());
+    if (!spawning()) {
+      spdlog::warn("waiting for a new runner to connect to {} (restart {} of at most {} within {})",
+                   socket_->path(), restarts.size(), options_.restart_limit,
+                   absl::FormatDuration(options_.restart_window));
+      continue;
+    }
+    absl::Duration backoff = options_.restart_backoff;
+    for (size_t i = 1; i < restarts.size() && backoff < options_.max_restart_backoff; ++i) {
+      backoff *= 2;
+    }
+    backoff = std::min(backoff, options_.max_restart_backoff);
+    spdlog::warn("restarting the runner in {} (restart {} of at most {} within {})",
+                 absl::FormatDuration(backoff), restarts.size(), options_.restart_limit,
+                 absl::FormatDuration(options_.restart_window));
+    absl::MutexLock lock(&mu_);
+    auto stop = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_; };
+    if (mu_.AwaitWithTimeout(absl::Condition(&stop), backoff)) break;
   }
   absl::MutexLock lock(&mu_);
-  if (stopping_ || gone_reported_) {
-    ::close(*fd);
-    return;
+  supervision_done_ = true;
+}
+
+std::optional<std::string> RunnerSupervisor::Serve(bool spawned) {
+  if (spawning() && !spawned) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return std::nullopt;
+    }
+    if (absl::Status started = Spawn(); !started.ok()) {
+      return absl::StrCat("cannot start the runner: ", started.message());
+    }
   }
-  connection_ = std::make_unique<RunnerConnection>(*fd, this, RunnerFrameLimit(options_.max_output_bytes));
-  service_->OnRunnerConnected(connection_.get());
+
+  // Connect.
+  const absl::Time deadline = absl::Now() + options_.connect_timeout;
+  int fd = -1;
+  while (fd < 0) {
+    absl::StatusOr<int> accepted =
+        socket_->Accept(std::max(absl::ZeroDuration(), deadline - absl::Now()));
+    if (accepted.ok()) {
+      fd = *accepted;
+      break;
+    }
+    if (!absl::IsCancelled(accepted.status())) {
+      KillRunner(absl::ZeroDuration());
+      return std::string(accepted.status().message());
+    }
+    bool stopping;
+    {
+      absl::MutexLock lock(&mu_);
+      stopping = stopping_;
+      if (!stopping && process_exited_) {
+        // Died before it connected (its socket was never ours to read).
+        return absl::StrCat("The runner process ", DescribeWaitStatus(wait_status_));
+      }
+    }
+    if (stopping) {
+      KillRunner(kKillGrace);
+      return std::nullopt;
+    }
+    // Otherwise a Wake() meant for an earlier runner: wait on.
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    connection_fd_ = fd;
+    disconnected_ = false;
+    disconnect_status_ = absl::OkStatus();
+    restart_reason_.reset();
+  }
+  connection_ = std::make_unique<RunnerConnection>(fd, this, RunnerFrameLimit(options_.max_output_bytes));
+  service_->OnRunnerConnected(connection_.get(), this);
   connection_->Start();
+
+  // Serve until something ends it.
+  enum class End { kStop, kRestart, kDisconnected, kExited };
+  End end;
+  std::string restart_reason;
+  absl::Duration grace;
+  {
+    absl::MutexLock lock(&mu_);
+    auto ended = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+      return stopping_ || restart_reason_.has_value() || disconnected_ || process_exited_;
+    };
+    mu_.Await(absl::Condition(&ended));
+    grace = stop_grace_;
+    if (stopping_) {
+      end = End::kStop;
+    } else if (restart_reason_.has_value()) {
+      end = End::kRestart;
+      restart_reason = *restart_reason_;
+    } else if (disconnected_) {
+      end = End::kDisconnected;
+    } else {
+      end = End::kExited;
+    }
+  }
+
+  auto await = [this](const bool* flag, absl::Duration timeout) {
+    absl::MutexLock lock(&mu_);
+    return mu_.AwaitWithTimeout(absl::Condition(flag), timeout);
+  };
+  auto exit_reason = [this]() {
+    absl::MutexLock lock(&mu_);
+    return absl::StrCat("The runner process ", DescribeWaitStatus(wait_status_));
+  };
+  std::string reason;
+  switch (end) {
+    case End::kStop: {
+      // The runner cancels what still runs, reports it, and exits.
+      v1::runner::ServerMessage message;
+      message.mutable_shutdown();
+      connection_->Send(message).IgnoreError();
+      if (!await(spawning() ? &process_exited_ : &disconnected_, grace)) KillRunner(kKillGrace);
+      reason = "The runner was stopped: the server is shutting down";
+      break;
+    }
+    case End::kRestart:
+      KillRunner(absl::ZeroDuration());  // it did not obey a cancel: no second chance
+      reason = absl::StrCat(restart_reason, spawning() ? "; the runner was killed"
+                                                       : "; the runner's connection was closed");
+      break;
+    case End::kDisconnected: {
+      absl::Status why;
+      {
+        absl::MutexLock lock(&mu_);
+        why = disconnect_status_;
+      }
+      const std::string what = why.ok() ? "The runner closed its connection"
+                                        : absl::StrCat("The runner connection broke: ", why.message());
+      if (!spawning()) {
+        reason = what;
+      } else if (why.ok() && await(&process_exited_, kExitAfterCloseWait)) {
+        reason = exit_reason();  // says more than a closed socket
+      } else {
+        KillRunner(why.ok() ? kKillGrace : absl::ZeroDuration());
+        std::optional<int> status;
+        {
+          absl::MutexLock lock(&mu_);
+          if (process_ != nullptr) status = process_->exit_status();
+        }
+        // It may have died of its own accord in the meantime: say which.
+        reason = absl::StrCat(what, "; the runner process ",
+                              status.has_value() ? DescribeWaitStatus(*status) : "was killed");
+      }
+      break;
+    }
+    case End::kExited:
+      // Its end of the socket closed with it: the reader hands over what it
+      // sent, then sees the end of the stream. A descendant that kept the
+      // socket open has it shut down under it below.
+      await(&disconnected_, kCloseAfterExitWait);
+      reason = exit_reason();
+      break;
+  }
+  ShutDownConnection();
+  AwaitDisconnected();
+  KillRunner(absl::ZeroDuration());
+  return reason;
 }
 
 void RunnerSupervisor::OnRunnerMessage(v1::runner::RunnerMessage message) {
@@ -59,67 +270,83 @@ void RunnerSupervisor::OnRunnerMessage(v1::runner::RunnerMessage message) {
   service_->OnRunnerMessage(message);
 }
 
-void RunnerSupervisor::OnProcessExit(int wait_status) {
-  {
-    absl::MutexLock lock(&mu_);
-    // Connected: the reader thread reports it, once it has read the frames
-    // the runner sent before it died (its end of the socket closed with it,
-    // and the socket is not inherited by its children), so that the service
-    // hears a prediction's events and the runner's end from one thread.
-    if (connection_ != nullptr) return;
-  }
-  // Unblocks a runner that died before connecting.
-  if (socket_ != nullptr) socket_->Abort();
-  ReportGone(absl::StrCat("The runner process ", DescribeWaitStatus(wait_status)));
-}
-
 void RunnerSupervisor::OnRunnerDisconnected(absl::Status why) {
-  // When the process is ours, its exit status says more than a closed socket:
-  // give it a moment to be reaped, then report whichever is known.
-  std::string reason;
-  if (process_ != nullptr && process_->WaitForExit(absl::Seconds(2))) {
-    reason = absl::StrCat("The runner process ", DescribeWaitStatus(*process_->exit_status()));
-  }
-  if (reason.empty()) {
-    reason = why.ok() ? "The runner closed its connection"
-                      : absl::StrCat("The runner connection broke: ", why.message());
-  }
-  ReportGone(reason);
+  // The reader's last act: every frame before this has been handed over.
+  absl::MutexLock lock(&mu_);
+  disconnected_ = true;
+  disconnect_status_ = std::move(why);
 }
 
-void RunnerSupervisor::ReportGone(const std::string& reason) {
+void RunnerSupervisor::OnProcessExit(int wait_status) {
+  absl::MutexLock lock(&mu_);
+  process_exited_ = true;
+  wait_status_ = wait_status;
+  // Unblocks the wait for a runner that died before connecting.
+  if (connection_fd_ < 0 && socket_ != nullptr) socket_->Wake();
+}
+
+void RunnerSupervisor::RestartRunner(const std::string& reason) {
+  absl::MutexLock lock(&mu_);
+  if (connection_fd_ >= 0 && !restart_reason_.has_value()) restart_reason_ = reason;
+}
+
+void RunnerSupervisor::ShutDownConnection() {
   {
     absl::MutexLock lock(&mu_);
-    if (gone_reported_) return;
-    gone_reported_ = true;
-    if (stopping_) return;
+    // Not Close() first: it waits for a writer that may be blocked on a full
+    // socket; shutdown(2) makes that writer fail at once.
+    if (connection_fd_ >= 0) ::shutdown(connection_fd_, SHUT_RDWR);
   }
-  spdlog::error("{}", reason);
-  service_->OnRunnerGone(reason);
+  connection_->Close();  // later sends fail without touching the socket
+}
+
+void RunnerSupervisor::AwaitDisconnected() {
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(&disconnected_));
+}
+
+void RunnerSupervisor::KillRunner(absl::Duration grace) {
+  RunnerProcess* process;
+  {
+    absl::MutexLock lock(&mu_);
+    process = process_.get();  // destroyed only by this thread (TearDown)
+  }
+  if (process != nullptr) process->Terminate(grace);
+}
+
+void RunnerSupervisor::TearDown() {
+  std::unique_ptr<RunnerProcess> process;
+  {
+    absl::MutexLock lock(&mu_);
+    process = std::move(process_);
+    connection_fd_ = -1;  // before the fd is closed: Stop() may not touch it any more
+  }
+  connection_.reset();  // joins the reader and closes the socket
+  process.reset();      // joins its watcher; it was reaped already
 }
 
 void RunnerSupervisor::Stop(absl::Duration grace) {
   {
     absl::MutexLock lock(&mu_);
-    if (stopping_) return;
     stopping_ = true;
-    if (connection_ != nullptr) {
-      v1::runner::ServerMessage message;
-      message.mutable_shutdown();
-      connection_->Send(message).IgnoreError();
-    }
+    stop_grace_ = grace;
   }
-  if (process_ != nullptr && !process_->WaitForExit(grace)) process_->Terminate(absl::Seconds(1));
   if (socket_ != nullptr) socket_->Abort();
-  if (acceptor_.joinable()) acceptor_.join();
-  std::unique_ptr<RunnerConnection> connection;
-  {
-    absl::MutexLock lock(&mu_);
-    connection = std::move(connection_);
+  if (supervisor_.joinable()) {
+    {
+      absl::MutexLock lock(&mu_);
+      auto done = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return supervision_done_; };
+      if (!mu_.AwaitWithTimeout(absl::Condition(&done), grace + kStopMargin)) {
+        // Stuck (a send to a runner that reads nothing, say): cut it loose.
+        spdlog::error("the runner did not stop within {}; killing it",
+                      absl::FormatDuration(grace + kStopMargin));
+        if (process_ != nullptr) process_->Signal(SIGKILL);
+        if (connection_fd_ >= 0) ::shutdown(connection_fd_, SHUT_RDWR);
+      }
+    }
+    supervisor_.join();
   }
-  connection.reset();  // closes the socket and joins the reader
-  process_.reset();    // reaps the child
-  socket_.reset();     // removes the socket file and its private directory
+  socket_.reset();  // removes the socket file and its private directory
 }
 
 std::string RunnerSupervisor::socket_path() const {
