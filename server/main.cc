@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -34,9 +35,11 @@
 #include "server/grpc_service.h"
 #include "server/logging.h"
 #include "server/metrics.h"
+#include "server/orphan_reaper.h"
 #include "server/outbound_policy.h"
 #include "server/prediction_service.h"
 #include "server/runner_supervisor.h"
+#include "server/server_temp_dir.h"
 #include "server/version.h"
 #include "server/webhook_sender.h"
 #include "spdlog/spdlog.h"
@@ -154,6 +157,60 @@ void MarkReady(const std::string& path, const HealthReport& report) {
   }
 }
 
+// The gRPC health service as on_health_change sees it (from any thread):
+// there while the gRPC server runs, gone before it is destroyed.
+class GrpcHealth {
+ public:
+  void Attach(grpc::HealthCheckServiceInterface* service) {
+    absl::MutexLock lock(&mu_);
+    service_ = service;
+  }
+  void Detach() { Attach(nullptr); }
+  void Publish(const HealthReport& report) {
+    absl::MutexLock lock(&mu_);
+    if (service_ == nullptr) return;
+    const bool live = report.status != HealthStatus::kDefunct &&
+                      report.status != HealthStatus::kSetupFailed;
+    const bool ready = report.status == HealthStatus::kReady && !report.shutting_down;
+    service_->SetServingStatus("liveness", live);
+    service_->SetServingStatus("readiness", ready);
+    service_->SetServingStatus("", ready);
+    service_->SetServingStatus("cog.v1.Predictor", ready);
+  }
+
+ private:
+  absl::Mutex mu_;
+  grpc::HealthCheckServiceInterface* service_ ABSL_GUARDED_BY(mu_) = nullptr;
+};
+
+// Shutting down takes at most the grace period plus these: running
+// predictions are canceled at the end of the grace period and get
+// kCancelWait to stop; then the runner is stopped (SIGTERM after
+// kRunnerStopGrace, SIGKILL a second later), which ends whatever still runs,
+// and what is ending gets kEndedWait (its output files); terminal webhooks get
+// what is left of the grace period, at least kWebhookDrain; open gRPC calls
+// are canceled after kGrpcDrain. About 12 s in all, past the grace period.
+constexpr absl::Duration kCancelWait = absl::Seconds(2);
+constexpr absl::Duration kRunnerStopGrace = absl::Seconds(2);
+constexpr absl::Duration kEndedWait = absl::Seconds(2);
+constexpr absl::Duration kWebhookDrain = absl::Seconds(3);
+constexpr auto kGrpcDrain = std::chrono::seconds(1);
+// Past the grace period plus this, the process exits whatever still runs.
+constexpr absl::Duration kShutdownLimit = absl::Seconds(30);
+
+// A stuck component (a bug, a thread blocked in the kernel) must not keep the
+// process from exiting: an orchestrator waits for the exit. Kills what the
+// runner left (its guardian takes its own tree down with the server) and exits.
+void StartShutdownWatchdog(absl::Duration limit) {
+  std::thread([limit] {
+    absl::SleepFor(limit);
+    spdlog::critical("shutting down took longer than {}; exiting now", absl::FormatDuration(limit));
+    OrphanReaper::KillAll(absl::Seconds(1));
+    spdlog::shutdown();
+    std::_Exit(1);
+  }).detach();
+}
+
 int Run() {
   SetUpLogging();
   // Signals are taken by one thread with sigwait; block them everywhere else
@@ -163,6 +220,17 @@ int Run() {
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  // Nothing the predictor starts outlives the server; what a server that died
+  // (kill -9, OOM) left in $TMPDIR goes now.
+  OrphanReaper orphans;
+  if (absl::Status reaping = orphans.Start(); !reaping.ok()) {
+    spdlog::warn("{}; processes the predictor leaves behind may outlive the server",
+                 std::string(reaping.message()));
+  }
+  for (const std::string& dir : RemoveStaleServerTempDirs(TempParent(), {"cog-runner", "cog-server"})) {
+    spdlog::info("removed {}, left by a server that is gone", dir);
+  }
 
   std::string working_directory = absl::GetFlag(FLAGS_working_directory);
   if (working_directory.empty()) working_directory = std::filesystem::current_path().string();
@@ -178,7 +246,7 @@ int Run() {
     if (!shutdown_requested.HasBeenNotified()) shutdown_requested.Notify();
   };
 
-  std::unique_ptr<grpc::Server> grpc_server;
+  GrpcHealth grpc_health;
   PredictionService::Options core_options;
   core_options.max_concurrency = config->max_concurrency;
   core_options.file_threads = std::max(4, config->max_concurrency);  // a stalled download holds one
@@ -188,18 +256,9 @@ int Run() {
       kubernetes != nullptr && *kubernetes != '\0') {
     ready_file = absl::GetFlag(FLAGS_ready_file);
   }
-  core_options.on_health_change = [&grpc_server, ready_file](const HealthReport& report) {
+  core_options.on_health_change = [&grpc_health, ready_file](const HealthReport& report) {
     if (!ready_file.empty()) MarkReady(ready_file, report);
-    if (grpc_server == nullptr) return;
-    grpc::HealthCheckServiceInterface* health = grpc_server->GetHealthCheckService();
-    if (health == nullptr) return;
-    const bool live = report.status != HealthStatus::kDefunct &&
-                      report.status != HealthStatus::kSetupFailed;
-    const bool ready = report.status == HealthStatus::kReady && !report.shutting_down;
-    health->SetServingStatus("liveness", live);
-    health->SetServingStatus("readiness", ready);
-    health->SetServingStatus("", ready);
-    health->SetServingStatus("cog.v1.Predictor", ready);
+    grpc_health.Publish(report);
   };
   absl::StatusOr<OutboundPolicy> outbound =
       OutboundPolicy::Parse(absl::GetFlag(FLAGS_outbound_deny_cidrs));
@@ -296,20 +355,30 @@ int Run() {
   const std::string host = absl::GetFlag(FLAGS_host);
   int grpc_port = absl::GetFlag(FLAGS_grpc_port);
   PredictorService grpc_service(&core, request_shutdown);
+  // After the service it uses: destroyed before it, and stopped on every way out.
+  std::unique_ptr<grpc::Server> grpc_server;
+  absl::Cleanup stop_grpc = [&grpc_health, &grpc_server] {
+    grpc_health.Detach();
+    if (grpc_server) grpc_server->Shutdown(std::chrono::system_clock::now() + kGrpcDrain);
+  };
   if (grpc_port >= 0) {
     grpc::EnableDefaultHealthCheckService(true);
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
     grpc::ServerBuilder builder;
+    // gRPC sets SO_REUSEPORT by default: a second server would share the port silently.
+    builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
     builder.AddListeningPort(absl::StrCat(host, ":", grpc_port), grpc::InsecureServerCredentials(),
                              &grpc_port);
     builder.RegisterService(&grpc_service);
     grpc_server = builder.BuildAndStart();
     if (grpc_server == nullptr) {
-      spdlog::critical("cannot listen for gRPC on {}:{} (is it in use?)", host,
-                       absl::GetFlag(FLAGS_grpc_port));
+      spdlog::critical("cannot listen for gRPC on {}:{}: the port is in use (or the address is "
+                       "not this host's); choose another with --grpc-port",
+                       host, absl::GetFlag(FLAGS_grpc_port));
       return 1;
     }
-    core_options.on_health_change(core.Health());
+    grpc_health.Attach(grpc_server->GetHealthCheckService());
+    grpc_health.Publish(core.Health());
   }
 
   RestGateway::Options rest_options;
@@ -329,7 +398,6 @@ int Run() {
   absl::StatusOr<int> http_port = gateway.Start();
   if (!http_port.ok()) {
     spdlog::critical("{}", std::string(http_port.status().message()));
-    if (grpc_server) grpc_server->Shutdown();
     return 1;
   }
 
@@ -365,20 +433,28 @@ int Run() {
   signal_thread.detach();
 
   shutdown_requested.WaitForNotification();
+  const absl::Time shutdown_started = absl::Now();
   const absl::Duration grace =
-      absl::Seconds(absl::GetFlag(FLAGS_runner_shutdown_grace_period));
+      absl::Seconds(std::max(0.0, absl::GetFlag(FLAGS_runner_shutdown_grace_period)));
+  StartShutdownWatchdog(grace + kShutdownLimit);
   core.BeginShutdown();
   if (!core.WaitUntilIdle(grace)) {
     spdlog::warn("predictions still running after {}; canceling them", absl::FormatDuration(grace));
     core.CancelAll();
-    core.WaitUntilIdle(absl::Seconds(5));
+    core.WaitUntilIdle(kCancelWait);
   }
-  supervisor.Stop(absl::Seconds(5));
-  // Terminal webhooks of what just finished still go out, within the grace period.
-  if (!webhooks.Drain(grace)) spdlog::warn("some webhooks were not delivered before exiting");
+  // Whatever still runs (it ignored its cancel) ends when the runner goes, and
+  // its client gets that answer.
+  supervisor.Stop(kRunnerStopGrace);
+  if (!core.WaitUntilIdle(kEndedWait)) spdlog::warn("predictions still ending while shutting down");
+  // Terminal webhooks of what just ended still go out.
+  if (!webhooks.Drain(std::max(shutdown_started + grace - absl::Now(), kWebhookDrain))) {
+    spdlog::warn("some webhooks were not delivered before exiting");
+  }
   gateway.Stop();
-  if (grpc_server) grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
-  spdlog::info("stopped");
+  std::move(stop_grpc).Invoke();
+  OrphanReaper::KillAll(absl::Seconds(1));
+  spdlog::info("stopped in {}", absl::FormatDuration(absl::Now() - shutdown_started));
   return 0;
 }
 

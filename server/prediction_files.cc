@@ -17,6 +17,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "server/server_temp_dir.h"
 #include "spdlog/spdlog.h"
 
 namespace cog {
@@ -141,17 +142,12 @@ std::vector<std::string> ParseFilePointers(const std::string& files_json) {
 PredictionFiles::PredictionFiles(Options options) : options_(std::move(options)) {
   mime_ = OpenMagic(MAGIC_MIME_TYPE);
   extension_ = OpenMagic(MAGIC_EXTENSION);
-  std::string parent = options_.temp_parent;
-  if (parent.empty()) {
-    const char* tmpdir = std::getenv("TMPDIR");
-    parent = tmpdir != nullptr && *tmpdir != '\0' ? tmpdir : "/tmp";
-  }
-  std::string pattern = parent + "/cog-server-XXXXXX";
-  if (mkdtemp(pattern.data()) != nullptr) {
-    root_ = pattern;
+  const std::string parent = options_.temp_parent.empty() ? TempParent() : options_.temp_parent;
+  // Named with the server's pid: a later server removes it if this one dies.
+  if (absl::StatusOr<std::string> root = MakeServerTempDir(parent, "cog-server"); root.ok()) {
+    root_ = *root;
   } else {
-    spdlog::error("cannot make a temporary directory in {}: {}; Path inputs given as URLs will "
-                  "fail", parent, std::strerror(errno));
+    spdlog::error("{}; Path inputs given as URLs will fail", std::string(root.status().message()));
   }
 }
 

@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "server/server_temp_dir.h"
 
 namespace cog {
 namespace {
@@ -44,10 +45,10 @@ absl::StatusOr<int> Listen(const std::string& path) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<RunnerListenSocket>> RunnerListenSocket::CreatePrivate() {
-  const char* tmp = std::getenv("TMPDIR");
-  std::string pattern = absl::StrCat(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp", "/cog-runner-XXXXXX");
-  if (::mkdtemp(pattern.data()) == nullptr) return ErrnoError("creating directory", pattern);
-  ::chmod(pattern.c_str(), 0700);  // mkdtemp already does; make it explicit
+  // Named with the server's pid: a later server removes it if this one dies.
+  absl::StatusOr<std::string> dir = MakeServerTempDir(TempParent(), "cog-runner");
+  if (!dir.ok()) return dir.status();
+  const std::string pattern = *dir;
   const std::string path = pattern + "/runner.sock";
   absl::StatusOr<int> fd = Listen(path);
   if (!fd.ok()) {

@@ -23,7 +23,8 @@ namespace cog {
 
 class RunnerListenSocket {
  public:
-  // Listens on "runner.sock" in a new 0700 directory under $TMPDIR (or /tmp).
+  // Listens on "runner.sock" in a new 0700 directory under $TMPDIR (or /tmp),
+  // named with the server's pid (see server_temp_dir.h).
   static absl::StatusOr<std::unique_ptr<RunnerListenSocket>> CreatePrivate();
   // Listens at `path`, replacing a stale socket file left there.
   static absl::StatusOr<std::unique_ptr<RunnerListenSocket>> CreateAt(const std::string& path);

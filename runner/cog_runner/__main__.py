@@ -10,7 +10,7 @@
 import argparse
 import sys
 
-from .worker import Worker
+from . import guardian
 
 
 def main(argv=None) -> int:
@@ -30,6 +30,8 @@ def main(argv=None) -> int:
         config = cog_yaml.load(args.working_directory)
         args.predict, args.train = config.predict, config.train
         args.max_concurrency = max(args.max_concurrency, config.max_concurrency)
+    guardian.guard()  # from here on, this is the runner, with a guardian for its subprocesses
+    from .worker import Worker
     worker = Worker(args.socket, args.working_directory, args.predict, args.train,
                     args.max_concurrency)
     return worker.run()

@@ -1,0 +1,120 @@
+#include "server/orphan_reaper.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "gtest/gtest.h"
+
+namespace cog {
+namespace {
+
+std::optional<ProcessEntry> Find(pid_t pid) {
+  for (const ProcessEntry& process : ListProcesses()) {
+    if (process.pid == pid) return process;
+  }
+  return std::nullopt;
+}
+
+// Waits (bounded, generously) until `done` holds.
+template <typename F>
+bool Eventually(F done) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (!done()) {
+    if (absl::Now() > deadline) return false;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return true;
+}
+
+// Forks a child that starts a grandchild in a session of its own and exits:
+// the grandchild is orphaned. Returns the grandchild's pid (read from a pipe).
+pid_t OrphanedGrandchild() {
+  int report[2];
+  if (::pipe(report) != 0) return -1;
+  const pid_t child = ::fork();
+  if (child == 0) {
+    const pid_t grandchild = ::fork();
+    if (grandchild == 0) {
+      ::setsid();
+      while (true) ::pause();
+    }
+    (void)!::write(report[1], &grandchild, sizeof(grandchild));
+    ::_exit(0);
+  }
+  ::close(report[1]);
+  pid_t grandchild = -1;
+  (void)!::read(report[0], &grandchild, sizeof(grandchild));
+  ::close(report[0]);
+  ::waitpid(child, nullptr, 0);
+  return grandchild;
+}
+
+TEST(ListProcessesTest, SeesThisProcessAndItsParent) {
+  std::optional<ProcessEntry> self = Find(::getpid());
+  ASSERT_TRUE(self.has_value());
+  EXPECT_EQ(self->ppid, ::getppid());
+  EXPECT_NE(self->state, 'Z');
+}
+
+TEST(DescendantsOfTest, WalksTheTreeParentsFirst) {
+  const std::vector<ProcessEntry> processes = {
+      {10, 1, 'S'}, {11, 10, 'S'}, {12, 11, 'Z'}, {13, 10, 'S'}, {20, 1, 'S'}, {21, 20, 'S'}};
+  std::vector<pid_t> found;
+  for (const ProcessEntry& process : DescendantsOf(10, processes)) found.push_back(process.pid);
+  EXPECT_EQ(found, (std::vector<pid_t>{11, 13, 12}));
+  EXPECT_TRUE(DescendantsOf(12, processes).empty());
+}
+
+class OrphanReaperTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(reaper_.Start().ok()); }
+  void TearDown() override { reaper_.KillAll(absl::Seconds(10)); }
+
+  OrphanReaper reaper_{absl::Milliseconds(20)};
+};
+
+TEST_F(OrphanReaperTest, AnOrphanComesHereAndIsReapedWhenItExits) {
+  const pid_t orphan = OrphanedGrandchild();
+  ASSERT_GT(orphan, 0);
+  std::optional<ProcessEntry> entry = Find(orphan);
+  ASSERT_TRUE(entry.has_value());
+  EXPECT_EQ(entry->ppid, ::getpid()) << "re-parented to the subreaper, not to init";
+  ::kill(orphan, SIGTERM);
+  EXPECT_TRUE(Eventually([&] { return !Find(orphan).has_value(); })) << "left a zombie";
+}
+
+TEST_F(OrphanReaperTest, AChildWithAWaiterOfItsOwnIsLeftToIt) {
+  for (int i = 0; i < 20; ++i) {
+    const pid_t child = ::fork();
+    if (child == 0) ::_exit(7);
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child) << "the reaper took it";
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 7);
+  }
+}
+
+TEST_F(OrphanReaperTest, KillAllLeavesNoDescendant) {
+  const pid_t orphan = OrphanedGrandchild();
+  const pid_t child = ::fork();
+  if (child == 0) {
+    if (::fork() == 0) {
+      ::setsid();
+      while (true) ::pause();
+    }
+    while (true) ::pause();
+  }
+  ASSERT_TRUE(Eventually([] { return DescendantsOf(::getpid(), ListProcesses()).size() >= 3; }));
+  EXPECT_GE(reaper_.KillAll(absl::Seconds(10)), 3);
+  EXPECT_TRUE(DescendantsOf(::getpid(), ListProcesses()).empty());
+  EXPECT_FALSE(Find(orphan).has_value());
+  EXPECT_FALSE(Find(child).has_value());
+}
+
+}  // namespace
+}  // namespace cog
