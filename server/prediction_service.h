@@ -17,7 +17,8 @@
 // that needs it later copies what it needs (each event costs the observer what
 // it reads, never a copy of the whole prediction with all its logs).
 //
-// Thread-safe. The RunnerChannel is not owned and must outlive its use here.
+// Thread-safe. The RunnerChannel and RunnerControl are not owned; each must
+// stay valid until OnRunnerGone for its runner returns.
 #ifndef COG_SERVER_PREDICTION_SERVICE_H_
 #define COG_SERVER_PREDICTION_SERVICE_H_
 
@@ -171,7 +172,8 @@ class PredictionService {
   // service wants one: only when setup had succeeded and the server is not
   // shutting down; health is then STARTING until the new runner's setup ends.
   // Otherwise health becomes SETUP_FAILED when setup had not finished (the
-  // runner died of it), DEFUNCT when it had.
+  // runner died of it), DEFUNCT when it had; while shutting down it stays as
+  // it is.
   bool OnRunnerGone(const std::string& reason, bool may_restart = false);
 
  private:
