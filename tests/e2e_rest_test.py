@@ -307,7 +307,7 @@ class ShutdownTest(unittest.TestCase):
         server.close()
         for pid in runners:
             self.assertFalse(process_alive(pid), "runner %d survived" % pid)
-        self.assertRegex(log, r"cog-runner-\w+/runner.sock")  # where the runner connected
+        self.assertRegex(log, r"cog-runner-\d+-\w+/runner.sock")  # where the runner connected
         self.assertEqual(left, [], "the socket's directory and the files' root are removed")
 
     def test_sigterm_exits_zero(self):
