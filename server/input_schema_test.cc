@@ -110,7 +110,7 @@ TEST(InputSchemaTest, ChoicesLengthsAndPattern) {
 TEST(InputSchemaTest, LengthsCountCodePointsAsPythonDoes) {
   // maxLength 5: five characters of 1 to 4 bytes each fit, six do not.
   for (const std::string& five : {std::string("abcde"), std::string("\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"),
-                                  std::string("\xe6\x97\xa5a\xf0\x9f\x98\x80b\xc3\xa9")}) {
+                                  std::string("\xe6\x97\xa5" "a" "\xf0\x9f\x98\x80" "b" "\xc3\xa9")}) {
     EXPECT_TRUE(Schema().Validate(Json{{"prompt", five}}).ok()) << five;
     EXPECT_EQ(Errors(Json{{"prompt", five + "\xf0\x9f\x98\x80"}})[0]["type"], "string_too_long") << five;
   }
