@@ -1,5 +1,5 @@
 // JSON benchmark: how fast each candidate library reads and writes the bodies
-// a Cog server sees, in MB/s (bytes of JSON text per second), so that the
+// a Cog server sees, in MiB/s of JSON text, so that the
 // server's JSON is chosen by measurement (issue 8).
 //
 // Bodies, each at ~1 MiB and ~10 MiB:
@@ -15,13 +15,20 @@
 //          RapidJSON Document::Parse (validating UTF-8, full-precision numbers,
 //          as Python and simdjson do);
 //   dump:  nlohmann::ordered_json::dump, cog::DumpJson (what the server runs),
-//          RapidJSON Writer, simdjson::minify of a parsed DOM.
+//          RapidJSON Writer (which, unlike DumpJson, does not check UTF-8),
+//          simdjson::minify of a parsed DOM.
 //
-//   bazel run -c opt //bench:json_bench -- --benchmark_filter=prompt
+// After the usual report, a table of MiB/s per body and candidate (the median
+// when --benchmark_repetitions is over 1), ready for bench/README.md:
+//
+//   bazel run -c opt //bench:json_bench -- --benchmark_min_time=0.2
+//       --benchmark_repetitions=5 --benchmark_enable_random_interleaving=true
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <map>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -222,6 +229,55 @@ void DumpSimdjsonMinify(benchmark::State& state, const std::string& text) {
 
 using Candidate = void (*)(benchmark::State&, const std::string&);
 
+// The console report, plus each benchmark's MiB/s (its median over
+// repetitions, if any) kept for the summary table.
+class SummaryReporter : public benchmark::ConsoleReporter {
+ public:
+  SummaryReporter() : ConsoleReporter(OO_Tabular) {}
+
+  void ReportRuns(const std::vector<Run>& runs) override {
+    ConsoleReporter::ReportRuns(runs);
+    for (const Run& run : runs) {
+      const auto rate = run.counters.find("bytes_per_second");
+      if (run.error_occurred || rate == run.counters.end()) continue;
+      const std::string& name = run.run_name.function_name;
+      if (run.run_type == Run::RT_Aggregate) {
+        if (run.aggregate_name != "median") continue;
+        medians_.insert(name);
+      } else if (medians_.count(name) > 0) {
+        continue;
+      }
+      mib_per_second_[name] = rate->second.value / (1024.0 * 1024.0);
+    }
+  }
+
+  // One row per operation and body, one column per candidate.
+  void PrintTable(const std::vector<std::string>& rows, const std::vector<std::string>& columns,
+                  const char* operation) const {
+    std::printf("\n%s, MiB/s of JSON text (higher is better)\n\n| body |", operation);
+    for (const std::string& column : columns) std::printf(" %s |", column.c_str());
+    std::printf("\n|---|");
+    for (size_t i = 0; i < columns.size(); ++i) std::printf("---|");
+    std::printf("\n");
+    for (const std::string& row : rows) {
+      std::printf("| %s |", row.c_str());
+      for (const std::string& column : columns) {
+        const auto it = mib_per_second_.find(std::string(operation) + "/" + row + "/" + column);
+        if (it == mib_per_second_.end()) {
+          std::printf(" - |");
+        } else {
+          std::printf(" %.0f |", it->second);
+        }
+      }
+      std::printf("\n");
+    }
+  }
+
+ private:
+  std::map<std::string, double> mib_per_second_;
+  std::set<std::string> medians_;
+};
+
 // Same bytes, same output (modulo number formatting): checked once, before
 // any timing, so a candidate that silently writes something else is caught.
 void CheckRoundTrips(const Body& body) {
@@ -248,14 +304,14 @@ int main(int argc, char** argv) {
   }
   for (const Body& body : bodies) CheckRoundTrips(body);
 
-  const std::pair<const char*, Candidate> parsers[] = {
+  const std::vector<std::pair<std::string, Candidate>> parsers = {
       {"nlohmann::json", ParseNlohmann},
       {"nlohmann::ordered_json", ParseNlohmannOrdered},
       {"cog::ParseJson", ParseCog},
       {"simdjson_dom_only", ParseSimdjsonDom},
       {"rapidjson", ParseRapidJson},
   };
-  const std::pair<const char*, Candidate> dumpers[] = {
+  const std::vector<std::pair<std::string, Candidate>> dumpers = {
       {"nlohmann::ordered_json", DumpNlohmann},
       {"cog::DumpJson", DumpCog},
       {"rapidjson_writer", DumpRapidJson},
@@ -281,7 +337,14 @@ int main(int argc, char** argv) {
           ->Unit(benchmark::kMillisecond);
     }
   }
-  benchmark::RunSpecifiedBenchmarks();
+  SummaryReporter reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  std::vector<std::string> rows, parse_columns, dump_columns;
+  for (const Body& body : bodies) rows.push_back(body.name);
+  for (const auto& [name, parse] : parsers) parse_columns.push_back(name);
+  for (const auto& [name, dump] : dumpers) dump_columns.push_back(name);
+  reporter.PrintTable(rows, parse_columns, "parse");
+  reporter.PrintTable(rows, dump_columns, "dump");
   benchmark::Shutdown();
   return 0;
 }
