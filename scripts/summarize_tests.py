@@ -29,12 +29,19 @@ def main(root: str, targets) -> int:
     total_passed = total_failed = 0
     rows = []
     for target in targets:
-        path = os.path.join(root, target.lstrip("/").replace(":", "/"), "test.log")
-        try:
-            with open(path, errors="replace") as f:
-                log = f.read()
-        except OSError:
-            log = ""
+        directory = os.path.join(root, target.lstrip("/").replace(":", "/"))
+        # One test.log, or one per run or shard (run_1_of_5/, shard_1_of_2/).
+        paths = [os.path.join(directory, "test.log")]
+        if not os.path.exists(paths[0]) and os.path.isdir(directory):
+            paths = sorted(os.path.join(directory, d, "test.log") for d in os.listdir(directory)
+                           if os.path.isfile(os.path.join(directory, d, "test.log")))
+        log = ""
+        for path in paths:
+            try:
+                with open(path, errors="replace") as f:
+                    log += f.read() + "\n"
+            except OSError:
+                pass
         passed, failed = count(log)
         if passed == failed == 0:
             failed = 1  # a target that ran nothing, or crashed before reporting

@@ -10,6 +10,9 @@ cd "$(dirname "$0")/.."
 bazel test --color=no --curses=no --test_output=errors //... "$@"
 status=$?
 targets=$(bazel query --color=no --curses=no 'tests(//...)' 2>/dev/null)
+# The logs of this run, by path: the bazel-testlogs link in the tree follows the
+# last Bazel command, and the ASan one below uses another output base.
+default_logs=$(bazel info --color=no bazel-testlogs 2>/dev/null)
 
 # The core's unit tests and the fuzz corpora again under ASan + UBSan, in an
 # output base of their own (other flags: the default build's cache stays).
@@ -28,7 +31,7 @@ fi
 
 # One summary: the ASan runs count as targets of their own, //asan/server:...
 logs=$(mktemp -d)
-for entry in bazel-testlogs/*; do ln -s "$(readlink -f "$entry")" "$logs/"; done
+for entry in "$default_logs"/*; do ln -s "$(readlink -f "$entry")" "$logs/"; done
 ln -s "$asan_logs" "$logs/asan"
 python3 scripts/summarize_tests.py "$logs" $targets ${asan_targets//\/\//\/\/asan\/} || status=1
 rm -rf "$logs"

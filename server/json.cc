@@ -153,7 +153,9 @@ void AppendString(absl::string_view text, std::string* out) {
   // fraction of the copy): its bytes >= 0x80 are copied as they are, and only
   // quotes, backslashes and controls stop a run. Otherwise every sequence is
   // checked, and what is not UTF-8 becomes U+FFFD.
-  const bool utf8 = simdjson::validate_utf8(text.data(), n);
+  // Short strings (most keys and values) are checked sequence by sequence:
+  // the call costs more than it saves there.
+  const bool utf8 = n >= 64 && simdjson::validate_utf8(text.data(), n);
   const uint64_t stop_high = utf8 ? 0 : 0x8080808080808080ULL;
   auto plain = [utf8](unsigned char c) {
     return c >= 0x20 && c != '"' && c != '\\' && (utf8 || c < 0x80);
