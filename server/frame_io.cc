@@ -87,8 +87,9 @@ absl::Status FrameReader::ReadBody(uint32_t size, std::string* out, size_t keep,
     char* into;
     if (got < keep) {
       // `out` grows as the bytes come, doubling from kFirstGrowth: a size the
-      // peer announces but never sends costs at most that much memory. Not
-      // zero-filled: the read fills it.
+      // peer announces but never sends costs at most that much memory. (With
+      // libstdc++ the resize still zero-fills: it has no uninitialised resize
+      // before C++23.)
       want = std::min(keep - got, std::max(got, kFirstGrowth));
       absl::strings_internal::STLStringResizeUninitialized(out, got + want);
       into = out->data() + got;

@@ -144,11 +144,46 @@ size_t Utf8Sequence(const unsigned char* p, size_t n) {
   return 0;
 }
 
+// Gathers what AppendString writes in a buffer on the stack and appends it to
+// the string a block at a time: text with an escape every few dozen bytes
+// (prose with quotes and line breaks) would otherwise cost two appends per
+// escape. Runs longer than the buffer go straight to the string.
+class BlockWriter {
+ public:
+  explicit BlockWriter(std::string* out) : out_(out) {}
+  ~BlockWriter() { Flush(); }
+  BlockWriter(const BlockWriter&) = delete;
+  BlockWriter& operator=(const BlockWriter&) = delete;
+
+  void Write(const void* data, size_t size) {
+    if (size > sizeof(buffer_) - used_) {
+      Flush();
+      if (size >= sizeof(buffer_)) {
+        out_->append(static_cast<const char*>(data), size);
+        return;
+      }
+    }
+    std::memcpy(buffer_ + used_, data, size);
+    used_ += size;
+  }
+
+ private:
+  void Flush() {
+    out_->append(buffer_, used_);
+    used_ = 0;
+  }
+
+  std::string* out_;
+  char buffer_[8192];
+  size_t used_ = 0;
+};
+
 void AppendString(absl::string_view text, std::string* out) {
   const auto* p = reinterpret_cast<const unsigned char*>(text.data());
   const size_t n = text.size();
   out->reserve(out->size() + n + 2);
-  out->push_back('"');
+  BlockWriter writer(out);
+  writer.Write("\"", 1);
   // Valid UTF-8 as a whole (all that ParseJson makes is; checking it costs a
   // fraction of the copy): its bytes >= 0x80 are copied as they are, and only
   // quotes, backslashes and controls stop a run. Otherwise every sequence is
@@ -177,51 +212,51 @@ void AppendString(absl::string_view text, std::string* out) {
       j += 8;
     }
     while (j < n && plain(p[j])) ++j;
-    out->append(reinterpret_cast<const char*>(p + i), j - i);
+    writer.Write(p + i, j - i);
     i = j;
     if (i >= n) break;
     const unsigned char c = p[i];
     if (c >= 0x80) {  // only when the text is not all valid UTF-8
       const size_t length = Utf8Sequence(p + i, n - i);
       if (length == 0) {
-        out->append("\xEF\xBF\xBD");  // U+FFFD for a byte that is not UTF-8
+        writer.Write("\xEF\xBF\xBD", 3);  // U+FFFD for a byte that is not UTF-8
         ++i;
       } else {
-        out->append(reinterpret_cast<const char*>(p + i), length);
+        writer.Write(p + i, length);
         i += length;
       }
       continue;
     }
     switch (c) {
       case '"':
-        out->append("\\\"");
+        writer.Write("\\\"", 2);
         break;
       case '\\':
-        out->append("\\\\");
+        writer.Write("\\\\", 2);
         break;
       case '\n':
-        out->append("\\n");
+        writer.Write("\\n", 2);
         break;
       case '\r':
-        out->append("\\r");
+        writer.Write("\\r", 2);
         break;
       case '\t':
-        out->append("\\t");
+        writer.Write("\\t", 2);
         break;
       case '\b':
-        out->append("\\b");
+        writer.Write("\\b", 2);
         break;
       case '\f':
-        out->append("\\f");
+        writer.Write("\\f", 2);
         break;
       default: {
         const char escape[6] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 0xF]};
-        out->append(escape, 6);
+        writer.Write(escape, 6);
       }
     }
     ++i;
   }
-  out->push_back('"');
+  writer.Write("\"", 1);
 }
 
 void AppendDouble(double value, std::string* out) {

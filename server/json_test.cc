@@ -88,6 +88,23 @@ TEST(DumpJsonTest, LongStringsTakeTheFastPathAndStayExact) {
   EXPECT_EQ(back->get<std::string>(), text);
 }
 
+TEST(DumpJsonTest, EscapeHeavyTextAcrossBlocksIsWrittenAsNlohmannWouldWriteIt) {
+  // Runs of every length between escapes and non-ASCII, long enough to cross
+  // the writer's 8 KiB blocks many times, and one run longer than a block.
+  std::string text;
+  for (int i = 0; text.size() < 200000; ++i) {
+    text.append(static_cast<size_t>(i % 37), 'a');
+    text += "\"\\\n\t\x01\x1f\x7f caf\xc3\xa9 \xe6\x97\xa5 \xf0\x9f\x98\x80";
+    if (i == 100) text.append(20000, 'b');
+  }
+  EXPECT_EQ(DumpJson(Json(text)), Json(text).dump());
+  // The same with a byte that is not UTF-8: each sequence is checked.
+  text[100000] = '\xff';
+  std::string expected = text;
+  expected.replace(100000, 1, "\xEF\xBF\xBD");
+  EXPECT_EQ(DumpJson(Json(text)), Json(expected).dump());
+}
+
 TEST(DumpJsonTest, NeverThrowsOnInvalidUtf8) {
   EXPECT_EQ(DumpJson(Json(std::string("a\xff" "b\xe0\x80"))), "\"a\xEF\xBF\xBD" "b\xEF\xBF\xBD\xEF\xBF\xBD\"");
 }
