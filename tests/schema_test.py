@@ -108,7 +108,6 @@ class Point(TypedDict):
                                                  "x-cog-array-type": "iterator",
                                                  "x-cog-array-display": "concatenate"},
             "-> List[Path]": {"type": "array", "items": {"type": "string", "format": "uri"}, "title": "Output"},
-            "-> Optional[str]": {"type": "string", "title": "Output"},
         }
         for annotation, expected in cases.items():
             output = self.schemas("def predict(self) %s:" % annotation)["Output"]
@@ -132,10 +131,13 @@ class Result(BaseModel):
         self.assertEqual(output["properties"]["items"]["items"]["title"], "Inner")
         self.assertTrue(output["properties"]["note"]["nullable"])
 
-    def test_default_factory_is_optional_in_the_schema(self):
-        props = self.schemas("def predict(self, xs: List[int] = Input(default_factory=list)) -> str:")["Input"]
+    def test_default_factory_is_optional_and_published_as_the_default(self):
+        props = self.schemas("def predict(self, xs: List[int] = Input(default_factory=list),\n"
+                             "        f3: List[float] = Input(default_factory=lambda: [3, 4])) -> str:")["Input"]
         self.assertNotIn("required", props)
-        self.assertNotIn("default", props["properties"]["xs"])
+        self.assertEqual(props["properties"]["xs"]["default"], [])
+        self.assertEqual(props["properties"]["f3"], {"type": "array", "items": {"type": "number"},
+                                                     "title": "F3", "x-order": 1, "default": [3, 4]})
 
     def test_deprecated_is_shown(self):
         props = self.schemas("def predict(self, x: int = Input(default=1, deprecated=True)) -> str:")["Input"]
@@ -144,6 +146,59 @@ class Result(BaseModel):
     def test_plain_function_predictor(self):
         doc = document("def predict(text: str) -> str:\n    return text\n", "predict.py:predict")
         self.assertEqual(doc["components"]["schemas"]["Input"]["required"], ["text"])
+
+
+DECORATORS = """
+import functools
+
+def plain(f):
+    def wrapper(*args, **kwargs):
+        return f(*args, **kwargs)
+    return wrapper
+
+def wrapped(f):
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        return f(*args, **kwargs)
+    return wrapper
+
+def timed(label):
+    def decorate(f):
+        def inner(self, *args, **kwargs):
+            return f(self, *args, **kwargs)
+        return inner
+    return decorate
+"""
+
+
+class DecoratorsTest(unittest.TestCase):
+    """A decorated setup/predict is seen through its wrappers, as upstream runtimes do."""
+
+    def test_wrappers_are_seen_through(self):
+        for decorators in ("@plain", "@wrapped", "@timed('x')", "@plain\n    @wrapped", "@wrapped\n    @timed('y')"):
+            source = DECORATORS + (
+                "class Predictor(BasePredictor):\n"
+                "    %s\n    def setup(self) -> None:\n        self.k = 2\n"
+                "    %s\n    def predict(self, n: int = Input(ge=0, default=1), s: str = 'a') -> List[str]:\n"
+                "        return [s] * n * self.k\n") % (decorators, decorators)
+            doc = document(source)
+            schemas = doc["components"]["schemas"]
+            self.assertEqual(list(schemas["Input"]["properties"]), ["n", "s"], decorators)
+            self.assertEqual(schemas["Input"]["properties"]["n"]["minimum"], 0.0, decorators)
+            self.assertEqual(schemas["Output"]["items"], {"type": "string"}, decorators)
+
+    def test_a_decorated_function_predictor(self):
+        doc = document(DECORATORS + "@plain\ndef predict(x: float) -> float:\n    return x\n",
+                       ref="predict.py:predict")
+        self.assertEqual(doc["components"]["schemas"]["Input"]["required"], ["x"])
+
+    def test_a_wrapper_without_a_closure_is_still_refused(self):
+        source = ("def predict_impl(self, x: int) -> int:\n    return x\n\n"
+                  "class Predictor(BasePredictor):\n"
+                  "    def predict(self, *args, **kwargs) -> int:\n        return predict_impl(self, *args, **kwargs)\n")
+        with self.assertRaises(SchemaError) as raised:
+            document(source)
+        self.assertIn("*args and **kwargs are not supported", str(raised.exception))
 
 
 class DefinitionErrorsTest(unittest.TestCase):
@@ -201,6 +256,78 @@ class DefinitionErrorsTest(unittest.TestCase):
         self.assertRefused("def predict(self, x: str = Input(default='A', regex='^[a-z]+$')) -> str:", "regex")
         self.assertRefused("def predict(self, x: str = Input(default='c', choices=['a', 'b'])) -> str:",
                            "not one of the choices")
+
+    def test_list_defaults_meet_their_constraints_item_by_item(self):
+        self.assertRefused("def predict(self, xs: List[int] = Input(default=[10, 0, 100], ge=10)) -> str:",
+                           "input 'xs'", "item [1]", "0", "ge=10")
+        self.assertRefused("def predict(self, xs: List[float] = Input(default=[0, 100], le=50)) -> str:",
+                           "item [1]", "le=50")
+        self.assertRefused("def predict(self, xs: List[str] = Input(default=['abc', 'a'], min_length=2)) -> str:",
+                           "item [1]", "'a'", "min_length=2")
+        self.assertRefused("def predict(self, xs: List[str] = Input(default=['abcd'], max_length=3)) -> str:",
+                           "item [0]", "max_length=3")
+        self.assertRefused("def predict(self, xs: List[int] = Input(default_factory=lambda: [1, 50], le=10)) -> str:",
+                           "item [1]", "le=10")
+        # Items that meet them load.
+        document(predictor("def predict(self, xs: List[int] = Input(default=[10, 20], ge=10)) -> str:"))
+
+    def test_default_factory_that_raises_or_makes_no_json(self):
+        self.assertRefused("def predict(self, x: List[int] = Input(default_factory=lambda: 1 / 0)) -> str:",
+                           "input 'x'", "default_factory raised ZeroDivisionError")
+        self.assertRefused("def predict(self, x: Any = Input(default_factory=object)) -> str:",
+                           "input 'x'", "no JSON value")
+
+    def test_iterators_without_a_type_argument(self):
+        for annotation in ("Iterator", "AsyncIterator", "ConcatenateIterator"):
+            self.assertRefused("def predict(self) -> %s:" % annotation, "output: %s needs the type" % annotation,
+                               "-> %s[str]" % annotation)
+        import_abc = "import collections.abc\n"
+        self.assertRefused("def predict(self) -> collections.abc.Iterator:", "Iterator needs the type",
+                           extra=import_abc)
+
+    def test_optional_output(self):
+        for annotation in ("Optional[str]", "str | None", "Optional[List[int]]"):
+            self.assertRefused("def predict(self) -> %s:" % annotation, "an output cannot be Optional")
+
+    def test_predict_without_self_on_a_class(self):
+        with self.assertRaises(SchemaError) as raised:
+            document(predictor("def predict(text: str) -> str:"))
+        message = str(raised.exception)
+        self.assertIn("Predictor.predict() does not take self first", message)
+        self.assertIn("input 'text'", message)
+        self.assertIn("def predict(text: str) -> str:", message)
+        self.assertIn("def predict(self, text: str) -> str:", message)
+        self.assertIn("predict.py:", message)
+        self.assertRefused("def predict() -> str:", "does not take self first", "def predict(self) -> str:")
+        # A staticmethod takes no instance: its first parameter is an input.
+        doc = document("class Predictor(BasePredictor):\n    @staticmethod\n"
+                       "    def predict(text: str) -> str:\n        return text\n")
+        self.assertEqual(list(doc["components"]["schemas"]["Input"]["properties"]), ["text"])
+        # The instance may have another name than self.
+        doc = document(predictor("def predict(this, text: str) -> str:"))
+        self.assertEqual(list(doc["components"]["schemas"]["Input"]["properties"]), ["text"])
+
+    def setup_refused(self, setup, *fragments):
+        source = ("class Predictor(BasePredictor):\n    %s\n        pass\n"
+                  "    def predict(self) -> str:\n        return ''\n" % setup)
+        with self.assertRaises(SchemaError) as raised:
+            document(source)
+        for fragment in fragments:
+            self.assertIn(fragment, str(raised.exception))
+
+    def test_setup_mistakes(self):
+        self.setup_refused("def setup(self, *args):", "Predictor.setup(): *args and **kwargs",
+                           "def setup(self):")
+        self.setup_refused("def setup(self, **kwargs) -> None:", "*args and **kwargs")
+        self.setup_refused("def setup(self) -> str:", "Predictor.setup() is annotated to return str",
+                           "def setup(self) -> None:")
+        self.setup_refused("def setup(self) -> bool:", "return bool")
+        self.setup_refused("def setup() -> None:", "Predictor.setup() does not take self first")
+        self.setup_refused("def setup(self, model_name) -> None:", "'model_name'", "give it a default")
+        for fine in ("def setup(self) -> None:", "def setup(self):", "def setup(self, weights=None):",
+                     "def setup(self, weights: Optional[Path] = None) -> None:", "async def setup(self) -> None:"):
+            document("class Predictor(BasePredictor):\n    %s\n        pass\n"
+                     "    def predict(self) -> str:\n        return ''\n" % fine)
 
     def test_cog_file_is_gone(self):
         with self.assertRaises(ImportError) as raised:

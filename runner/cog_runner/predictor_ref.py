@@ -7,6 +7,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from .schema import check_setup, check_takes_self
+
 
 @dataclass
 class LoadedPredictor:
@@ -41,17 +43,65 @@ def import_object(ref: str, working_directory: str) -> Any:
 def load(ref: str, working_directory: str, method: str = "predict") -> LoadedPredictor:
     obj = import_object(ref, working_directory)
     if inspect.isclass(obj):
-        instance = obj()
-        if not hasattr(instance, method):
+        if not hasattr(obj, method):
             raise AttributeError("%s has no %s() method" % (ref, method))
+        # A staticmethod takes no instance; anything else defined on the class does.
+        is_method = not isinstance(inspect.getattr_static(obj, method), (staticmethod, classmethod))
+        signature_source = unwrap(getattr(obj, method))
+        if is_method:
+            check_takes_self(signature_source, obj.__name__, method)
+        setup = getattr(obj, "setup", None)
+        if setup is not None:
+            check_setup(unwrap(setup), obj.__name__)
+        instance = obj()
         return LoadedPredictor(
             predict=getattr(instance, method),
             setup=getattr(instance, "setup", None),
             healthcheck=getattr(instance, "healthcheck", None),
-            signature_source=getattr(obj, method),
-            is_method=True,
+            signature_source=signature_source,
+            is_method=is_method,
         )
     if callable(obj):
-        return LoadedPredictor(predict=obj, setup=None, healthcheck=None, signature_source=obj,
+        return LoadedPredictor(predict=obj, setup=None, healthcheck=None, signature_source=unwrap(obj),
                                is_method=False)
     raise TypeError("%s is neither a class nor a function" % ref)
+
+
+def unwrap(fn: Any) -> Any:
+    """The function a decorator wraps, through any number of decorators: the
+    `__wrapped__` functools.wraps leaves, else, for a wrapper that takes only
+    *args/**kwargs, the one function its closure holds (as upstream Cog
+    runtimes look through `def wrapper(*args, **kwargs)`)."""
+    seen = set()
+    while id(fn) not in seen:
+        seen.add(id(fn))
+        inner = getattr(fn, "__wrapped__", None)
+        if inner is None:
+            inner = _closure_function(fn)
+        if inner is None or not callable(inner):
+            break
+        fn = inner
+    return fn
+
+
+def _closure_function(fn: Any) -> Optional[Callable[..., Any]]:
+    function = getattr(fn, "__func__", fn)
+    closure = getattr(function, "__closure__", None)
+    if not closure or not inspect.isfunction(function):
+        return None
+    parameters = inspect.signature(function, follow_wrapped=False).parameters.values()
+    if any(p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name not in ("self", "cls")
+           for p in parameters):
+        return None  # a wrapper with a signature of its own: that is the signature
+    candidates = []
+    for cell in closure:
+        try:
+            value = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+        if inspect.isfunction(value) or inspect.ismethod(value):
+            candidates.append(value)
+    named = [c for c in candidates if c.__name__ == function.__name__]
+    if len(named) == 1:
+        return named[0]
+    return candidates[0] if len(candidates) == 1 else None

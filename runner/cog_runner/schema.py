@@ -119,6 +119,80 @@ def _source_line(fn: Callable[..., Any], name: str) -> Tuple[str, str]:
     return "", ""
 
 
+def _def_line(fn: Callable[..., Any]) -> Tuple[str, str]:
+    """("predict.py:12", "def predict(text: str) -> str:") for fn."""
+    try:
+        lines, first = inspect.getsourcelines(fn)
+        filename = os.path.basename(inspect.getsourcefile(fn) or "")
+    except (OSError, TypeError):
+        return "", ""
+    for offset, line in enumerate(lines):
+        if re.match(r"\s*(async\s+)?def\s", line):
+            return "%s:%d" % (filename, first + offset), line.strip()
+    return "", ""
+
+
+def _quoted(fn: Callable[..., Any], fixed: Callable[[str], str], fallback: str) -> str:
+    """The def line of fn, and what to write instead, for a message."""
+    location, line = _def_line(fn)
+    if not line:
+        return "Write:\n  %s" % fallback
+    return "  %s\n  (%s)\nWrite:\n  %s" % (line, location, fixed(line))
+
+
+def check_takes_self(fn: Callable[..., Any], class_name: str, method: str) -> None:
+    """A method defined on a class gets the instance first: it must have a
+    parameter for it (self), else the first input would receive the predictor."""
+    parameters = list(inspect.signature(fn).parameters.values())
+    first = parameters[0] if parameters else None
+    if first is not None and first.kind == first.VAR_POSITIONAL:
+        return  # *args: refused with its own message
+    if first is not None and first.kind in (first.POSITIONAL_ONLY, first.POSITIONAL_OR_KEYWORD) \
+            and first.annotation is inspect.Parameter.empty and first.default is inspect.Parameter.empty:
+        return
+    raise SchemaError(
+        "%s.%s() does not take self first: Python passes the predictor itself as the first "
+        "argument of a method, so %s.\n%s"
+        % (class_name, method,
+           "it would take the place of input '%s'" % first.name if first is not None
+           else "the call would fail",
+           _quoted(fn, lambda line: re.sub(r"\(\s*", "(self, " if parameters else "(self", line, count=1),
+                   "def %s(self, ...)" % method)))
+
+
+def check_setup(fn: Callable[..., Any], class_name: str) -> None:
+    """setup() takes self and at most `weights`, and returns nothing."""
+    is_static = isinstance(getattr(fn, "__self__", None), type)
+    if not is_static:
+        check_takes_self(fn, class_name, "setup")
+    parameters = list(inspect.signature(fn).parameters.values())[0 if is_static else 1:]
+    if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in parameters):
+        raise SchemaError(
+            "%s.setup(): *args and **kwargs are not supported: setup() is called with no "
+            "argument, or with weights only.\n%s"
+            % (class_name, _quoted(fn, lambda line: re.sub(r"\(.*\)", "(self)", line, count=1),
+                                   "def setup(self) -> None:")))
+    extra = [p.name for p in parameters if p.name != "weights" and p.default is inspect.Parameter.empty]
+    if extra:
+        raise SchemaError(
+            "%s.setup() takes %s, which nothing can give: setup() is called with no argument, or "
+            "with weights (the weights URL or path, from COG_WEIGHTS or ./weights); give %s a "
+            "default or remove it" % (class_name, ", ".join(repr(n) for n in extra),
+                                      "it" if len(extra) == 1 else "them"))
+    try:
+        returns = typing.get_type_hints(fn).get("return", inspect.Parameter.empty)
+    except Exception:
+        returns = inspect.signature(fn).return_annotation
+    if returns in (inspect.Parameter.empty, None, type(None), "None"):
+        return
+    raise SchemaError(
+        "%s.setup() is annotated to return %s, but setup() returns nothing: what it returns is "
+        "thrown away; keep models and state on self.\n%s"
+        % (class_name, _type_name(returns),
+           _quoted(fn, lambda line: re.sub(r"\)\s*->.*:", ") -> None:", line, count=1),
+                   "def setup(self) -> None:")))
+
+
 def _check_constraints(name: str, base: Any, info: FieldInfo, default: Any, has_default: bool) -> None:
     where = "input '%s'" % name
     numeric = base in (int, float)
@@ -151,22 +225,36 @@ def _check_constraints(name: str, base: Any, info: FieldInfo, default: Any, has_
                               % where)
     if not has_default or default is None:
         return
-    value = default.get_secret_value() if isinstance(default, Secret) else default
-    problem = ""
-    if info.ge is not None and isinstance(value, (int, float)) and value < info.ge:
-        problem = "is less than ge=%r" % info.ge
-    elif info.le is not None and isinstance(value, (int, float)) and value > info.le:
-        problem = "is greater than le=%r" % info.le
-    elif info.min_length is not None and isinstance(value, str) and len(value) < info.min_length:
-        problem = "is shorter than min_length=%r" % info.min_length
-    elif info.max_length is not None and isinstance(value, str) and len(value) > info.max_length:
-        problem = "is longer than max_length=%r" % info.max_length
-    elif info.regex is not None and isinstance(value, str) and not re.search(info.regex, value):
-        problem = "does not match regex %r" % info.regex
-    elif info.choices is not None and value not in info.choices:
-        problem = "is not one of the choices %r" % (list(info.choices),)
+    if isinstance(default, (list, tuple)):  # a list input: its constraints hold for each item
+        for index, item in enumerate(default):
+            problem = _default_problem(info, item)
+            if problem:
+                raise SchemaError("%s: item [%d] of the default, %r, %s; every item of a list input "
+                                  "must meet its constraints" % (where, index, item, problem))
+        return
+    problem = _default_problem(info, default)
     if problem:
         raise SchemaError("%s: the default %r %s" % (where, default, problem))
+
+
+def _default_problem(info: FieldInfo, default: Any) -> str:
+    """How one default value breaks its input's constraints ("" if it does not)."""
+    value = default.get_secret_value() if isinstance(default, Secret) else default
+    if isinstance(value, bool):
+        return ""
+    if info.ge is not None and isinstance(value, (int, float)) and value < info.ge:
+        return "is less than ge=%r" % info.ge
+    if info.le is not None and isinstance(value, (int, float)) and value > info.le:
+        return "is greater than le=%r" % info.le
+    if info.min_length is not None and isinstance(value, str) and len(value) < info.min_length:
+        return "is shorter than min_length=%r" % info.min_length
+    if info.max_length is not None and isinstance(value, str) and len(value) > info.max_length:
+        return "is longer than max_length=%r" % info.max_length
+    if info.regex is not None and isinstance(value, str) and not re.search(info.regex, value):
+        return "does not match regex %r" % info.regex
+    if info.choices is not None and value not in info.choices:
+        return "is not one of the choices %r" % (list(info.choices),)
+    return ""
 
 
 def input_component(fn: Callable[..., Any], skip_self: bool,
@@ -181,8 +269,9 @@ def input_component(fn: Callable[..., Any], skip_self: bool,
     required: List[str] = []
     extra: Dict[str, Any] = {}
     parameters = list(signature.parameters.values())
-    if skip_self and parameters and parameters[0].name == "self":
-        parameters = parameters[1:]
+    if skip_self and parameters and parameters[0].kind in (inspect.Parameter.POSITIONAL_ONLY,
+                                                           inspect.Parameter.POSITIONAL_OR_KEYWORD):
+        parameters = parameters[1:]  # the instance, whatever its name (load() checked it is one)
     for order, parameter in enumerate(parameters):
         name = parameter.name
         where = "input '%s'" % name
@@ -197,6 +286,8 @@ def input_component(fn: Callable[..., Any], skip_self: bool,
             default = info.default
         else:
             default = MISSING if parameter.default is inspect.Parameter.empty else parameter.default
+        if default is MISSING and info.default_factory is not None:
+            default = _factory_default(name, info.default_factory)
         has_default = default is not MISSING
         if has_default and default is None and not optional:
             location, line = _source_line(fn, name)
@@ -210,8 +301,7 @@ def input_component(fn: Callable[..., Any], skip_self: bool,
         base_for_checks = annotation
         if typing.get_origin(annotation) is list and typing.get_args(annotation):
             base_for_checks = strip_optional(typing.get_args(annotation)[0], where)[0]
-        _check_constraints(name, base_for_checks, info,
-                           default if not isinstance(default, list) else None, has_default)
+        _check_constraints(name, base_for_checks, info, default, has_default)
         schema = type_schema(annotation, where)
         prop: Dict[str, Any] = {}
         if info.choices is not None:
@@ -247,6 +337,22 @@ def input_component(fn: Callable[..., Any], skip_self: bool,
     if required:
         component["required"] = required
     return component, extra
+
+
+def _factory_default(name: str, factory: Callable[[], Any]) -> Any:
+    """What default_factory makes, published as the input's default (as upstream
+    Cog's schema does); the server fills it in, so every prediction decodes a
+    fresh copy."""
+    try:
+        value = factory()
+    except Exception as e:
+        raise SchemaError("input '%s': its default_factory raised %s: %s" % (name, type(e).__name__, e))
+    try:
+        json.dumps(_json_default(value), allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise SchemaError("input '%s': its default_factory made %r, which is no JSON value (%s); "
+                          "return a str, number, bool, list or dict" % (name, value, e))
+    return value
 
 
 def _json_default(value: Any) -> Any:
@@ -297,9 +403,16 @@ def output_component(fn: Callable[..., Any], title: str = "Output") -> Dict[str,
     annotation = hints["return"]
     origin = typing.get_origin(annotation)
     concatenate = inspect.isclass(origin) and issubclass(origin, (ConcatenateIterator, AsyncConcatenateIterator))
+    if origin is None and annotation in _ITERATORS + (ConcatenateIterator, AsyncConcatenateIterator):
+        origin = annotation  # collections.abc.Iterator and the like, not subscripted
+        concatenate = issubclass(origin, (ConcatenateIterator, AsyncConcatenateIterator))
     if origin in _ITERATORS or concatenate:
         args = typing.get_args(annotation)
-        item = strip_optional(args[0], "output")[0] if args else Any
+        if not args:
+            raise SchemaError(
+                "output: %s needs the type of what it yields, e.g. -> %s[str]; the schema and the "
+                "checks of every item come from it" % (origin.__name__, origin.__name__))
+        item = strip_optional(args[0], "output")[0]
         if concatenate and item is not str:
             raise SchemaError("output: %s must yield str, not %s" % (origin.__name__, _type_name(item)))
         schema: Dict[str, Any] = {"items": type_schema(item, "output"), "type": "array", "title": title,
@@ -307,7 +420,12 @@ def output_component(fn: Callable[..., Any], title: str = "Output") -> Dict[str,
         if concatenate:
             schema["x-cog-array-display"] = "concatenate"
         return schema
-    inner, _ = strip_optional(annotation, "output")
+    inner, optional = strip_optional(annotation, "output")
+    if optional:
+        raise SchemaError(
+            "%s() returns %s: an output cannot be Optional. Return %s (a prediction that has "
+            "nothing to return should raise an exception, which fails it with its message)"
+            % (fn.__name__, _type_name(annotation), _type_name(inner)))
     if inspect.isclass(inner) and (dataclasses.is_dataclass(inner) or _is_typed_dict(inner)):
         return _object_schema(inner, title)
     schema = dict(type_schema(inner, "output"))

@@ -31,7 +31,7 @@ from .coerce import input_converters
 from .connection import MAX_FRAME_BYTES, Connection, ConnectionClosed, Frame, FrameTooLarge
 from .log_capture import LogStream
 from .outputs import OutputError, encode_output_fields, encode_output_json, too_large
-from .predictor_ref import LoadedPredictor, load
+from .predictor_ref import LoadedPredictor, load, unwrap
 from .schema import predictor_document
 
 RUNNER_VERSION = "0.1.0"
@@ -246,9 +246,9 @@ class Worker:
                 "".join(traceback.format_exception(type(e), e, e.__traceback__)).rstrip("\n"),
                 "Failed to load the predictor (%s): %s" % (self.predict_ref or self.train_ref, e))
             return hello
-        is_async = bool(self.predictor and (
-            inspect.iscoroutinefunction(self.predictor.predict)
-            or inspect.isasyncgenfunction(self.predictor.predict)))
+        is_async = bool(self.predictor and any(
+            inspect.iscoroutinefunction(f) or inspect.isasyncgenfunction(f)
+            for f in (self.predictor.predict, self.predictor.signature_source)))
         if self.max_concurrency > 1 and not is_async:
             hello["load_error"] = (
                 "cog.yaml sets concurrency.max to %d, but predict() is not async: predictions of a "
@@ -281,7 +281,7 @@ class Worker:
             if loaded is None or loaded.setup is None:
                 continue
             kwargs = {}
-            if "weights" in inspect.signature(loaded.setup).parameters:
+            if "weights" in inspect.signature(unwrap(loaded.setup)).parameters:
                 kwargs["weights"] = self._weights(fields.get("weights", ""))
             yield lambda setup=loaded.setup, kwargs=kwargs: setup(**kwargs)
 
