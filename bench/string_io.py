@@ -66,8 +66,9 @@ def run(command: List[str], cwd: str) -> None:
     subprocess.run(command, cwd=cwd, check=True)
 
 
-def source_tree(rev: Optional[str], cache: str) -> Tuple[str, str]:
-    """The tree to build and a label of what it is (commit, dirty or not)."""
+def source_tree(rev: Optional[str], cache: str, folder: str = "tree") -> Tuple[str, str]:
+    """The tree to build and a label of what it is (commit, dirty or not);
+    a commit is exported into `cache`/`folder`."""
     if rev is None:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, check=True,
                               capture_output=True, text=True).stdout.strip()
@@ -78,7 +79,7 @@ def source_tree(rev: Optional[str], cache: str) -> Tuple[str, str]:
                             check=True, capture_output=True, text=True).stdout.strip()
     # Always the same folder, so that Bazel's output base (keyed by the
     # workspace path) stays warm between runs.
-    tree = os.path.join(cache, "tree")
+    tree = os.path.join(cache, folder)
     shutil.rmtree(tree, ignore_errors=True)
     os.makedirs(tree)
     archive = subprocess.Popen(["git", "archive", commit], cwd=REPO, stdout=subprocess.PIPE)

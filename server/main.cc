@@ -69,6 +69,9 @@ ABSL_FLAG(int64_t, max_output_bytes, 256 << 20,
           "Largest output (its JSON) a prediction may return; a larger one fails that prediction");
 ABSL_FLAG(int64_t, max_log_bytes, 16 << 20,
           "Most log bytes a prediction keeps; past it the oldest go and the logs say so (0: no limit)");
+ABSL_FLAG(int64_t, stray_output_rate, 1 << 20,
+          "Bytes a second of predictor output outside setup and any prediction written to the "
+          "server's log (one record a line); the rest is counted and dropped (0: none)");
 ABSL_FLAG(int, max_json_depth, 128,
           "Deepest nesting of arrays and objects a request body may have; deeper gets 422");
 ABSL_FLAG(int64_t, max_header_bytes, 64 << 10,
@@ -112,19 +115,21 @@ bool IsRunnerDirectory(const std::filesystem::path& path) {
 }
 
 // The runner ships beside the binary: in Bazel's runfiles when built, or in
-// ../share/cog-server/runner when installed.
+// ../share/cog-server/runner when installed. Runfiles named by the environment
+// come first: a test's own are current, the binary's are only as new as the
+// last build of the binary itself.
 std::string FindRunnerPath() {
-  std::error_code error;
-  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", error);
   std::vector<std::filesystem::path> candidates;
-  if (!error) {
-    candidates.push_back(exe.string() + ".runfiles/cog_runtime/runner");
-    candidates.push_back(exe.parent_path() / "../share/cog-server/runner");
-  }
   for (const char* variable : {"RUNFILES_DIR", "TEST_SRCDIR"}) {
     if (const char* dir = std::getenv(variable); dir != nullptr) {
       candidates.push_back(std::filesystem::path(dir) / "cog_runtime/runner");
     }
+  }
+  std::error_code error;
+  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", error);
+  if (!error) {
+    candidates.push_back(exe.string() + ".runfiles/cog_runtime/runner");
+    candidates.push_back(exe.parent_path() / "../share/cog-server/runner");
   }
   for (const auto& candidate : candidates) {
     if (IsRunnerDirectory(candidate)) return std::filesystem::canonical(candidate, error).string();
@@ -313,6 +318,8 @@ int Run() {
   core_options.max_output_bytes = static_cast<uint64_t>(max_output_bytes);
   core_options.max_log_bytes = static_cast<size_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_max_log_bytes)));
   core_options.cancel_timeout = absl::Seconds(std::max(0.0, absl::GetFlag(FLAGS_cancel_timeout)));
+  core_options.stray_output_bytes_per_second =
+      static_cast<size_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_stray_output_rate)));
   PredictionMetrics metrics;
   core_options.on_completed = [&metrics](const Prediction& prediction) {
     metrics.Observe(prediction);

@@ -143,6 +143,7 @@ PredictionService::PredictionService(Options options)
       slots_(options_.max_concurrency),
       files_(options_.files),
       id_random_(std::random_device{}()),
+      stray_output_(options_.stray_output_bytes_per_second),
       file_work_(options_.file_threads) {
   versions_["server"] = options_.server_version;
   if (options_.healthcheck_interval > absl::ZeroDuration()) {
@@ -789,17 +790,23 @@ void PredictionService::HandleSetupDone(const runner::SetupDone& done) {
 }
 
 void PredictionService::HandleLog(const runner::Log& log) {
-  if (log.id().empty()) {
-    absl::MutexLock lock(&mu_);
-    absl::StrAppend(&setup_.logs, log.text());
-    return;
-  }
-  Active* active;
+  Active* active = nullptr;
   {
     absl::MutexLock lock(&mu_);
-    active = FindActive(log.id());
-    if (active == nullptr) return;
-    AppendLogs(*active, log.text());
+    if (log.id().empty() && setup_.status.empty()) {  // loading or setting up
+      absl::StrAppend(&setup_.logs, log.text());
+      return;
+    }
+    if (!log.id().empty()) active = FindActive(log.id());
+    if (active != nullptr) AppendLogs(*active, log.text());
+  }
+  if (active == nullptr) {
+    // Outside setup and outside any running prediction: the server's own log.
+    const char* source = log.source() == runner::LOG_SOURCE_STDERR   ? "stderr"
+                         : log.source() == runner::LOG_SOURCE_RUNNER ? "runner"
+                                                                     : "stdout";
+    stray_output_.Write(source, log.id(), log.text());
+    return;
   }
   // Safe without the lock: a prediction's events are handled one at a time,
   // on the reader thread or (once it has file work) on file_work_, and only

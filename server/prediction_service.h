@@ -42,6 +42,7 @@
 #include "server/keyed_executor.h"
 #include "server/prediction.h"
 #include "server/prediction_files.h"
+#include "server/predictor_output_log.h"
 #include "server/runner_connection.h"
 #include "server/slot_pool.h"
 
@@ -123,6 +124,9 @@ class PredictionService {
     // runner gets the runner restarted (RunnerControl) and ends canceled,
     // saying so. Zero: never.
     absl::Duration cancel_timeout = absl::Seconds(5);
+    // Predictor output that belongs to no prediction (outside setup) goes to
+    // the server's log, at most this many bytes a second (PredictorOutputLog).
+    size_t stray_output_bytes_per_second = 1u << 20;
   };
 
   explicit PredictionService(Options options);
@@ -315,6 +319,8 @@ class PredictionService {
 
   absl::Mutex notify_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   std::optional<std::pair<HealthStatus, bool>> notified_ ABSL_GUARDED_BY(notify_mu_);
+
+  PredictorOutputLog stray_output_;
 
   // Last: destroyed first, running what is queued while the rest still stands.
   KeyedExecutor file_work_;

@@ -12,10 +12,11 @@ of pieces, joined once when its line ends; a line that never ends is sent in
 pieces of `_MAX_PENDING` characters, so it holds no unbounded memory.
 """
 
+import codecs
 import io
 import re
 import threading
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 # Past this many characters of one unfinished line, what there is goes out as it is.
 _MAX_PENDING = 1 << 20
@@ -47,6 +48,7 @@ class LogStream(io.TextIOBase):
         # Held while a line is cut and sent, so that the lines of one stream go
         # out in the order they were written, also from several threads.
         self._lock = threading.Lock()
+        self._buffer: Optional["_BinaryLogStream"] = None
 
     def writable(self) -> bool:
         return True
@@ -85,6 +87,38 @@ class LogStream(io.TextIOBase):
 
     def isatty(self) -> bool:
         return False
+
+    @property
+    def buffer(self) -> "_BinaryLogStream":
+        """sys.stdout.buffer: bytes, decoded as UTF-8 into this stream."""
+        if self._buffer is None:
+            self._buffer = _BinaryLogStream(self)
+        return self._buffer
+
+    @property
+    def line_buffering(self) -> bool:
+        return True
+
+
+class _BinaryLogStream(io.RawIOBase):
+    def __init__(self, text: LogStream) -> None:
+        self._text = text
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._lock = threading.Lock()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        data = bytes(data)
+        with self._lock:
+            text = self._decoder.decode(data)
+        if text:
+            self._text.write(text)
+        return len(data)
+
+    def fileno(self) -> int:
+        return self._text.fileno()
 
 
 def _cut(pending: _Pending, text: str) -> str:

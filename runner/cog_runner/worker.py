@@ -29,6 +29,7 @@ from cog.server.exceptions import CancelationException
 from . import messages
 from .coerce import input_converters
 from .connection import MAX_FRAME_BYTES, Connection, ConnectionClosed, Frame, FrameTooLarge
+from .fd_capture import FdCapture
 from .log_capture import LogStream
 from .outputs import OutputError, encode_output_fields, encode_output_json, too_large
 from .predictor_ref import LoadedPredictor, load, unwrap
@@ -61,6 +62,7 @@ class Worker:
         self._healthchecks: List[int] = []
         self._stdout: Optional[LogStream] = None
         self._stderr: Optional[LogStream] = None
+        self._fds: Optional[FdCapture] = None
 
     # ---- frames out ----
 
@@ -106,10 +108,29 @@ class Worker:
             self.send("log", {"id": owner, "source": source, "text": data[start:end]})
             start = end
 
-    def _flush_logs(self, owner: str) -> None:
+    def _flush_logs(self, owner: str, fds: bool = True) -> None:
+        """`owner` (a prediction, or "" for setup) is done: its logs go out now,
+        those written to sys.stdout/sys.stderr and, with `fds` (it was the only
+        thing running), those written to fds 1 and 2."""
         for stream in (self._stdout, self._stderr):
             if stream is not None:
                 stream.flush_owner(owner)
+        if fds and self._fds is not None:
+            self._fds.settle(owner)
+
+    def _say(self, message: str) -> None:
+        """The runner's own last words, when the server cannot be told: onto the
+        server's stderr, as a record of its log format."""
+        fd = self._fds.original_stderr if self._fds is not None else 2
+        if os.environ.get("COG_LOG_FORMAT") == "text":
+            line = "cog_runner: %s\n" % message
+        else:
+            line = json.dumps({"time": _utc_now(), "level": "error", "logger": "cog-runner",
+                               "msg": message}) + "\n"
+        try:
+            os.write(fd, line.encode("utf-8", "replace"))
+        except OSError:
+            pass
 
     # ---- frames in, while user code runs ----
 
@@ -164,10 +185,13 @@ class Worker:
             print("cog_runner: cannot connect to %s: %s" % (self.socket_path, e), file=sys.stderr)
             return 1
         os.chdir(self.working_directory)
+        self._fds = FdCapture(self.send_log, {1: messages.LOG_STDOUT, 2: messages.LOG_STDERR})
+        self._fds.start()
         self._stdout = LogStream(self.log_owner, self.send_log, messages.LOG_STDOUT, sys.stdout)
         self._stderr = LogStream(self.log_owner, self.send_log, messages.LOG_STDERR, sys.stderr)
         sys.stdout, sys.stderr = self._stdout, self._stderr
         hello = self._hello()
+        self._flush_logs("")  # what importing the predictor printed: setup's logs
         self.send("hello", hello)
         if hello.get("predict_is_async"):
             asyncio.run(self._serve_async())
@@ -182,7 +206,7 @@ class Worker:
                 try:
                     received = self.conn.receive()
                 except Exception as e:  # a broken stream: nothing more can be done
-                    print("cog_runner: connection to the server broke: %s" % e, file=sys.__stderr__)
+                    self._say("connection to the server broke: %s" % e)
                     break
                 if received is None:
                     break
@@ -375,6 +399,8 @@ class Worker:
         done: Dict[str, Any] = {"id": prediction_id}
         self._running_id = prediction_id
         self._cancel_pending = False
+        if self._fds is not None:
+            self._fds.attribute_to(prediction_id)  # one prediction at a time: fds 1 and 2 are its
         token = self._enter_scope(fields)
         try:
             loaded, payload = self._target(fields)
@@ -422,7 +448,7 @@ class Worker:
             except ConnectionClosed:
                 frames = [("shutdown", {})]
             except Exception as e:
-                print("cog_runner: connection to the server broke: %s" % e, file=sys.__stderr__)
+                self._say("connection to the server broke: %s" % e)
                 frames = [("shutdown", {})]
             for name, fields in frames:
                 if name == "bad_frame":
@@ -489,7 +515,9 @@ class Worker:
             done["status"] = messages.DONE_CANCELED
         except Exception as e:
             self._failed(done, e)
-        self._flush_logs(prediction_id)
+        # fds 1 and 2 are shared by the predictions running at once: what is
+        # written there belongs to none of them (the server logs it as such).
+        self._flush_logs(prediction_id, fds=False)
         self._send_done(done)
 
     def _metric_recorder(self, prediction_id: str) -> Callable[[str, Any, str], None]:
@@ -555,3 +583,8 @@ class _AsyncItems:
             loop.close()
 
 
+
+
+def _utc_now() -> str:
+    import datetime
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
