@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -263,6 +264,7 @@ class Connection final : public httplib::Stream {
   // Answers with `status` and {"detail": ...} and closes: the request is not
   // served, and the connection is not used again.
   void Refuse(int status, absl::string_view detail) {
+    held_.clear();  // whatever httplib began to answer is not sent
     if (!answered_ && !write_failed_) {
       std::string body = DumpJson(Json{{"detail", std::string(detail)}});
       std::string response =
@@ -285,6 +287,8 @@ class Connection final : public httplib::Stream {
 
   bool is_writable() const override {
     if (answered_ || write_failed_) return false;
+    // A streamed body is about to wait for its first piece: the head goes now.
+    if (!held_.empty() && !const_cast<Connection*>(this)->FlushHeld()) return false;
     pollfd out{fd_, POLLOUT, 0};
     if (::poll(&out, 1, MillisecondsUntil(After(options_.write_timeout))) <= 0 ||
         (out.revents & (POLLERR | POLLHUP)) != 0) {
@@ -315,18 +319,54 @@ class Connection final : public httplib::Stream {
     // its answer already.
     if (answered_) return static_cast<ssize_t>(size);
     if (write_failed_) return -1;
+    // httplib writes a response's head, then its body: the head waits for the
+    // body so that both leave in one send (one syscall, one packet).
+    if (held_.empty() && size <= kMaxHeldHead && size >= 4 && std::memcmp(ptr + size - 4, "\r\n\r\n", 4) == 0) {
+      held_.assign(ptr, size);
+      return static_cast<ssize_t>(size);
+    }
     return WriteAll(ptr, size) ? static_cast<ssize_t>(size) : -1;
   }
 
+  // Sends a held response head (end of a request without a body, or before a
+  // streamed body waits for its first piece).
+  bool FlushHeld() {
+    if (held_.empty()) return !write_failed_;
+    std::string head = std::move(held_);
+    held_.clear();
+    return WriteAll(head.data(), head.size());
+  }
+
+  // Asked for every request; a connection's addresses never change, so the
+  // system is asked once per connection.
   void get_remote_ip_and_port(std::string& ip, int& port) const override {
-    AddressOf(fd_, /*peer=*/true, ip, port);
+    if (!remote_known_) {
+      AddressOf(fd_, /*peer=*/true, remote_ip_, remote_port_);
+      remote_known_ = true;
+    }
+    ip = remote_ip_;
+    port = remote_port_;
   }
   void get_local_ip_and_port(std::string& ip, int& port) const override {
-    AddressOf(fd_, /*peer=*/false, ip, port);
+    if (!local_known_) {
+      AddressOf(fd_, /*peer=*/false, local_ip_, local_port_);
+      local_known_ = true;
+    }
+    ip = local_ip_;
+    port = local_port_;
   }
   socket_t socket() const override { return fd_; }
 
  private:
+  static constexpr size_t kMaxHeldHead = 16 * 1024;
+  std::string held_;  // a response head waiting for its body (write())
+  mutable bool remote_known_ = false;
+  mutable bool local_known_ = false;
+  mutable std::string remote_ip_;
+  mutable std::string local_ip_;
+  mutable int remote_port_ = 0;
+  mutable int local_port_ = 0;
+
   // Copies up to `size` buffered bytes to `ptr`, counting them off `*left`.
   template <typename Count>
   ssize_t Take(char* ptr, Count size, Count* left) {
@@ -377,11 +417,26 @@ class Connection final : public httplib::Stream {
     }
   }
 
+  // Sends the held head, if any, then `data`: in one sendmsg() when the
+  // socket takes it all.
   bool WriteAll(const char* data, size_t size) {
     const Clock::time_point deadline = After(options_.write_timeout);
-    while (size > 0) {
-      const ssize_t n = ::send(fd_, data, size, MSG_NOSIGNAL | MSG_DONTWAIT);
+    std::string head = std::move(held_);
+    held_.clear();
+    size_t head_left = head.size();
+    while (head_left + size > 0) {
+      iovec parts[2];
+      int count = 0;
+      if (head_left > 0) parts[count++] = {head.data() + head.size() - head_left, head_left};
+      if (size > 0) parts[count++] = {const_cast<char*>(data), size};
+      msghdr message{};
+      message.msg_iov = parts;
+      message.msg_iovlen = static_cast<size_t>(count);
+      ssize_t n = ::sendmsg(fd_, &message, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n > 0) {
+        const size_t from_head = std::min(head_left, static_cast<size_t>(n));
+        head_left -= from_head;
+        n -= static_cast<ssize_t>(from_head);
         data += n;
         size -= static_cast<size_t>(n);
         continue;
@@ -540,7 +595,7 @@ void FrontDoorServer::Serve(int fd) {
     const bool written =
         process_request(connection, /*close_connection=*/stopping_.load(), connection_closed,
                         nullptr);
-    if (!written || connection_closed || !connection.EndRequest()) return;
+    if (!connection.FlushHeld() || !written || connection_closed || !connection.EndRequest()) return;
     first = false;
   }
 }
