@@ -355,26 +355,26 @@ void RestGateway::RegisterRoutes() {
     server_->Patch(pattern, handler_for("PATCH"));
   };
 
-  route("/", {{"GET", [this](const httplib::Request&, httplib::Response& response) {
-             Json index = Json::object();
-             index["cog_version"] = kCogApiVersion;
-             index["docs_url"] = "/docs";
-             index["openapi_url"] = "/openapi.json";
-             index["shutdown_url"] = "/shutdown";
-             index["healthcheck_url"] = "/health-check";
-             index["predictions_url"] = "/predictions";
-             index["predictions_idempotent_url"] = "/predictions/{prediction_id}";
-             index["predictions_cancel_url"] = "/predictions/{prediction_id}/cancel";
-             if (core_->has_train()) {
-               index["trainings_url"] = "/trainings";
-               index["trainings_idempotent_url"] = "/trainings/{training_id}";
-               index["trainings_cancel_url"] = "/trainings/{training_id}/cancel";
-             }
-             Reply(response, 200, index);
-           }}});
+  // httplib tries a method's routes in the order they were added, matching a
+  // std::regex for each: the most frequent first.
   route("/health-check", {{"GET", [this](const httplib::Request&, httplib::Response& response) {
           Reply(response, 200, HealthJson(core_->Health()));
         }}});
+  for (const auto& [prefix, kind] : {std::pair{std::string("/predictions"), PredictionKind::kPredict},
+                                     std::pair{std::string("/trainings"), PredictionKind::kTrain}}) {
+    const PredictionKind k = kind;
+    route(prefix, {{"POST", [this, k](const httplib::Request& request, httplib::Response& response) {
+            HandlePrediction(request, response, k, "");
+          }}});
+    route(prefix + "/([^/]+)",
+          {{"PUT", [this, k](const httplib::Request& request, httplib::Response& response) {
+             HandlePrediction(request, response, k, request.matches[1]);
+           }}});
+    route(prefix + "/([^/]+)/cancel",
+          {{"POST", [this](const httplib::Request& request, httplib::Response& response) {
+             HandleCancel(request.matches[1], response);
+           }}});
+  }
   // Ours, for load balancers and Kubernetes probes. Live: the process can serve
   // (not after a failed setup or a dead runner, so an orchestrator restarts it).
   // Ready: setup succeeded, a slot is free, and no shutdown is under way.
@@ -397,21 +397,6 @@ void RestGateway::RegisterRoutes() {
           response.status = 200;
           response.set_content(*schema, kJson);
         }}});
-  for (const auto& [prefix, kind] : {std::pair{std::string("/predictions"), PredictionKind::kPredict},
-                                     std::pair{std::string("/trainings"), PredictionKind::kTrain}}) {
-    const PredictionKind k = kind;
-    route(prefix, {{"POST", [this, k](const httplib::Request& request, httplib::Response& response) {
-            HandlePrediction(request, response, k, "");
-          }}});
-    route(prefix + "/([^/]+)",
-          {{"PUT", [this, k](const httplib::Request& request, httplib::Response& response) {
-             HandlePrediction(request, response, k, request.matches[1]);
-           }}});
-    route(prefix + "/([^/]+)/cancel",
-          {{"POST", [this](const httplib::Request& request, httplib::Response& response) {
-             HandleCancel(request.matches[1], response);
-           }}});
-  }
   if (options_.metrics != nullptr) {
     route("/metrics", {{"GET", [this](const httplib::Request&, httplib::Response& response) {
             response.status = 200;
@@ -419,6 +404,23 @@ void RestGateway::RegisterRoutes() {
                                  "text/plain; version=0.0.4; charset=utf-8");
           }}});
   }
+  route("/", {{"GET", [this](const httplib::Request&, httplib::Response& response) {
+             Json index = Json::object();
+             index["cog_version"] = kCogApiVersion;
+             index["docs_url"] = "/docs";
+             index["openapi_url"] = "/openapi.json";
+             index["shutdown_url"] = "/shutdown";
+             index["healthcheck_url"] = "/health-check";
+             index["predictions_url"] = "/predictions";
+             index["predictions_idempotent_url"] = "/predictions/{prediction_id}";
+             index["predictions_cancel_url"] = "/predictions/{prediction_id}/cancel";
+             if (core_->has_train()) {
+               index["trainings_url"] = "/trainings";
+               index["trainings_idempotent_url"] = "/trainings/{training_id}";
+               index["trainings_cancel_url"] = "/trainings/{training_id}/cancel";
+             }
+             Reply(response, 200, index);
+           }}});
   route("/shutdown", {{"POST", [this](const httplib::Request&, httplib::Response& response) {
           Reply(response, 200, Json::object());
           if (options_.request_shutdown) options_.request_shutdown();

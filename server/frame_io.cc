@@ -61,15 +61,32 @@ absl::Status WriteFrame(int fd, const google::protobuf::MessageLite& message) {
 }
 
 absl::StatusOr<size_t> FrameReader::ReadUpTo(char* out, size_t size) {
-  size_t got = 0;
+  size_t got = std::min(size, ahead_end_ - ahead_begin_);
+  if (got > 0) {
+    std::memcpy(out, ahead_.get() + ahead_begin_, got);
+    ahead_begin_ += got;
+  }
   while (got < size) {
-    ssize_t n = ::read(fd_, out + got, size - got);
+    const size_t want = size - got;
+    const bool ahead = want < kReadAhead;
+    if (ahead && ahead_ == nullptr) ahead_ = std::make_unique<char[]>(kReadAhead);
+    // read() returns what is there (at least a byte): never waits for more
+    // than this frame needs.
+    ssize_t n = ahead ? ::read(fd_, ahead_.get(), kReadAhead) : ::read(fd_, out + got, want);
     if (n < 0) {
       if (errno == EINTR) continue;
       return absl::UnavailableError(absl::StrCat("reading from runner: ", std::strerror(errno)));
     }
     if (n == 0) break;
-    got += static_cast<size_t>(n);
+    if (ahead) {
+      const size_t take = std::min(want, static_cast<size_t>(n));
+      std::memcpy(out + got, ahead_.get(), take);
+      ahead_begin_ = take;
+      ahead_end_ = static_cast<size_t>(n);
+      got += take;
+    } else {
+      got += static_cast<size_t>(n);
+    }
   }
   return got;
 }

@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "absl/status/status.h"
@@ -78,8 +79,11 @@ class FrameReader {
   const std::string& skipped_reason() const { return skipped_reason_; }
 
  private:
-  // Reads `size` bytes, fewer only at the end of the stream.
+  // Reads `size` bytes, fewer only at the end of the stream. Reads of less
+  // than kReadAhead go through a buffer that takes what the socket has (a
+  // small frame's header and body in one read() instead of two).
   absl::StatusOr<size_t> ReadUpTo(char* out, size_t size);
+  static constexpr size_t kReadAhead = 16 * 1024;
   // Reads a frame body of `size` bytes, keeping the first `keep` in `out`; an
   // error if the stream ends first (`before`: bytes of the frame read earlier).
   absl::Status ReadBody(uint32_t size, std::string* out, size_t keep, uint32_t before = 0);
@@ -90,6 +94,9 @@ class FrameReader {
   uint32_t max_frame_bytes_;
   bool one_field_frames_ = false;
   std::string payload_;
+  std::unique_ptr<char[]> ahead_;  // kReadAhead bytes, once needed
+  size_t ahead_begin_ = 0;
+  size_t ahead_end_ = 0;
   uint32_t skipped_size_ = 0;
   std::string skipped_prefix_;
   std::string skipped_reason_;

@@ -85,6 +85,48 @@ TEST(FrameIoTest, RoundTripsSeveralFramesThenCleanEof) {
   EXPECT_EQ(*end, Result::kEndOfStream);
 }
 
+TEST(FrameIoTest, ManySmallFramesInOneWriteAndOneSplitByteByByteAllArrive) {
+  // The reader takes what the socket has: frames that arrived together, a
+  // large frame after small ones, and a frame that comes a byte at a time
+  // must each come out whole and in order.
+  SocketPair pair;
+  std::string together;
+  for (int i = 0; i < 500; ++i) {
+    ServerMessage message;
+    message.mutable_cancel()->set_id("id-" + std::to_string(i));
+    together += EncodeFrame(message);
+  }
+  ServerMessage large;
+  large.mutable_cancel()->set_id(std::string(100000, 'x'));
+  together += EncodeFrame(large);
+  ServerMessage last;
+  last.mutable_cancel()->set_id("last");
+  const std::string last_frame = EncodeFrame(last);
+  std::thread writer([&] {
+    pair.WriteRaw(together);
+    for (char byte : last_frame) pair.WriteRaw(std::string(1, byte));
+    pair.CloseWriter();
+  });
+  FrameReader reader(pair.reader());
+  ServerMessage message;
+  for (int i = 0; i < 500; ++i) {
+    absl::StatusOr<Result> result = reader.Next(&message);
+    ASSERT_TRUE(result.ok()) << result.status();
+    ASSERT_EQ(*result, Result::kMessage);
+    ASSERT_EQ(message.cancel().id(), "id-" + std::to_string(i));
+  }
+  absl::StatusOr<Result> result = reader.Next(&message);
+  ASSERT_TRUE(result.ok() && *result == Result::kMessage);
+  EXPECT_EQ(message.cancel().id().size(), 100000u);
+  result = reader.Next(&message);
+  ASSERT_TRUE(result.ok() && *result == Result::kMessage);
+  EXPECT_EQ(message.cancel().id(), "last");
+  result = reader.Next(&message);
+  ASSERT_TRUE(result.ok());
+  EXPECT_EQ(*result, Result::kEndOfStream);
+  writer.join();
+}
+
 TEST(FrameIoTest, TruncatedFrameIsDataLoss) {
   SocketPair pair;
   pair.WriteRaw(std::string("\x00\x00\x00\x10" "abc", 7));
