@@ -19,7 +19,7 @@ PredictorOutputLog::PredictorOutputLog(size_t bytes_per_second, Clock clock, Sin
       })) {}
 
 void PredictorOutputLog::RollWindow(absl::Time now) {
-  if (dropped_bytes_ > 0) {
+  if (dropped_bytes_ > 0 && bytes_per_second_ > 0) {  // 0: none is logged, as asked
     sink_(true, absl::StrCat("dropped ", dropped_lines_, " lines (", dropped_bytes_,
                              " bytes) of predictor output outside any prediction: more than ",
                              bytes_per_second_, " bytes a second"));

@@ -24,7 +24,8 @@ namespace cog {
 //
 // Bounded, because a model can flood it: at most `bytes_per_second` of such
 // output is logged per second, a line at most kMaxLineBytes; what is over is
-// counted and reported in one warning when the next second begins.
+// counted and reported in one warning with the first output of a later
+// second. Zero bytes a second: none of it is logged, and nothing is reported.
 // Thread-safe.
 class PredictorOutputLog {
  public:

@@ -75,5 +75,14 @@ TEST_F(PredictorOutputLogTest, AFloodIsCutAtTheRateAndReportedOnce) {
   EXPECT_EQ(recorded_.warnings.size(), 1u) << "nothing more was dropped";
 }
 
+TEST_F(PredictorOutputLogTest, ZeroLogsNothingAndReportsNothing) {
+  PredictorOutputLog log = Make(0);
+  log.Write("stdout", "", "a\nb\n");
+  now_ += absl::Seconds(2);
+  log.Write("stderr", "", "c\n");
+  EXPECT_TRUE(recorded_.info.empty());
+  EXPECT_TRUE(recorded_.warnings.empty());
+}
+
 }  // namespace
 }  // namespace cog

@@ -7,12 +7,17 @@ what it reads is cut into lines as sys.stdout's text is (log_capture) and sent
 as Log frames of the prediction that runs (of setup while it runs; with no
 prediction id when nothing can own it, which the server writes to its own log).
 
-Attribution is exact at the edges: before a prediction's Done goes out (and
-before the next one starts), `settle()` flushes libc's buffers and waits until
-every byte written to the pipes so far has been read and sent, so no line of
-one prediction can arrive in the next. It counts bytes, not markers: the
-pipes hold FIONREAD bytes, the reader has read `_read` of them and sent
-`_sent`; when nothing is pending it costs two ioctl() calls and no wake-up.
+Attribution is exact at the end: before a prediction's Done goes out,
+`settle()` flushes libc's buffers and waits until every byte written to the
+pipes so far has been read and sent, so no line of one prediction can arrive
+in the next. It counts bytes, not markers: the pipes hold FIONREAD bytes, the
+reader has read `_read` of them and sent `_sent`; when nothing is pending it
+costs one poll() and no wake-up. (What a process that outlived the previous
+prediction writes after it ended, before the next one starts, is attributed to
+the next one: nothing tells them apart.)
+
+The reader never stops while the runner lives: if it did, a predictor writing
+more than a pipe holds (64 KiB) would block for ever.
 
 The server's own log is never written to by the predictor: it keeps fds 1 and 2
 of the runner's parent (the guardian, which never writes there).
@@ -130,7 +135,10 @@ class FdCapture:
                     if not data:  # every write end closed: the runner is ending
                         poller.unregister(read_end)
                         continue
-                    self._handle(read_end, data, owner)
+                    try:
+                        self._handle(read_end, data, owner)
+                    except Exception:  # noqa: BLE001 - lose these lines, never the reader
+                        pass
                     with self._cond:
                         self._sent[read_end] += len(data)
                         self._cond.notify_all()
