@@ -369,6 +369,9 @@ void RestGateway::RegisterRoutes() {
     route(prefix + "/([^/]+)",
           {{"PUT", [this, k](const httplib::Request& request, httplib::Response& response) {
              HandlePrediction(request, response, k, request.matches[1]);
+           }},
+           {"GET", [this, k](const httplib::Request& request, httplib::Response& response) {
+             HandleGet(request.matches[1], k, response);
            }}});
     route(prefix + "/([^/]+)/cancel",
           {{"POST", [this](const httplib::Request& request, httplib::Response& response) {
@@ -537,6 +540,16 @@ void RestGateway::HandlePrediction(const httplib::Request& http_request,
     }
   }
   ReplyText(response, 200, std::move(result->body));
+}
+
+void RestGateway::HandleGet(const std::string& id, PredictionKind kind, httplib::Response& response) {
+  absl::StatusOr<Prediction> prediction = core_->Get(id);
+  if (prediction.ok() && prediction->kind != kind) {
+    prediction = absl::NotFoundError(absl::StrCat("'", id, "' is no ",
+                                                  kind == PredictionKind::kTrain ? "training" : "prediction"));
+  }
+  if (!prediction.ok()) return ReplyError(response, prediction.status());
+  ReplyText(response, 200, PredictionJsonText(*prediction));
 }
 
 void RestGateway::HandleCancel(const std::string& id, httplib::Response& response) {

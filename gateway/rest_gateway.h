@@ -6,8 +6,9 @@
 //   GET  /openapi.json              the model's schema (503 until known)
 //   POST /predictions               sync 200; `Prefer: respond-async` 202
 //   PUT  /predictions/{id}          as POST, idempotent on a running id
+//   GET  /predictions/{id}          a running or recently ended prediction, else 404
 //   POST /predictions/{id}/cancel   200 {} if running, else 404 {}
-//   POST /trainings, PUT /trainings/{id}, POST /trainings/{id}/cancel
+//   POST /trainings, PUT /trainings/{id}, GET /trainings/{id}, POST /trainings/{id}/cancel
 //   POST /shutdown                  200 {}, then the server drains and exits
 // Any other path: 404 {"detail":"Not Found"}; a known path with another
 // method: 405 {"detail":"Method Not Allowed"} with Allow; a body over
@@ -70,6 +71,9 @@ class RestGateway {
   void RegisterRoutes();
   void HandlePrediction(const httplib::Request& request, httplib::Response& response,
                         PredictionKind kind, const std::string& path_id);
+  // GET /predictions/{id}: a running or recently ended prediction (see
+  // PredictionService::Get), 404 otherwise.
+  void HandleGet(const std::string& id, PredictionKind kind, httplib::Response& response);
   void HandleCancel(const std::string& id, httplib::Response& response);
 
   PredictionService* const core_;

@@ -103,6 +103,13 @@ ABSL_FLAG(double, runner_restart_window, 300.0,
 ABSL_FLAG(double, cancel_timeout, 5.0,
           "Seconds a canceled prediction has to stop before the runner is killed and restarted "
           "(0: never)");
+ABSL_FLAG(int64_t, finished_predictions_max, 1000,
+          "Ended predictions whose results GetPrediction and GET /predictions/{id} still answer "
+          "with (the newest; per server process, 0: none)");
+ABSL_FLAG(double, finished_predictions_ttl, 600.0,
+          "Seconds an ended prediction's result is kept for GetPrediction and GET /predictions/{id}");
+ABSL_FLAG(int64_t, finished_predictions_max_bytes, 128 << 20,
+          "Most bytes (inputs, outputs, logs) the kept results of ended predictions take together");
 ABSL_FLAG(std::string, port_file, "",
           "Write the bound HTTP and gRPC ports here as JSON once serving (for tests and tools)");
 
@@ -320,6 +327,12 @@ int Run() {
   core_options.cancel_timeout = absl::Seconds(std::max(0.0, absl::GetFlag(FLAGS_cancel_timeout)));
   core_options.stray_output_bytes_per_second =
       static_cast<size_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_stray_output_rate)));
+  core_options.finished.max_count =
+      static_cast<size_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_finished_predictions_max)));
+  core_options.finished.ttl =
+      absl::Seconds(std::max(0.0, absl::GetFlag(FLAGS_finished_predictions_ttl)));
+  core_options.finished.max_bytes = static_cast<size_t>(
+      std::max<int64_t>(0, absl::GetFlag(FLAGS_finished_predictions_max_bytes)));
   PredictionMetrics metrics;
   core_options.on_completed = [&metrics](const Prediction& prediction) {
     metrics.Observe(prediction);

@@ -142,6 +142,7 @@ PredictionService::PredictionService(Options options)
     : options_(std::move(options)),
       slots_(options_.max_concurrency),
       files_(options_.files),
+      finished_(options_.finished),
       id_random_(std::random_device{}()),
       stray_output_(options_.stray_output_bytes_per_second),
       file_work_(options_.file_threads) {
@@ -460,6 +461,7 @@ void PredictionService::Finish(Active* active, const std::function<void(Active&)
   // it is left once health says it is done.
   if (!active->workdir.empty()) PredictionFiles::RemoveWorkDir(active->workdir);
   std::unique_ptr<Active> ended;
+  std::shared_ptr<const Prediction> final_state;
   {
     absl::MutexLock lock(&mu_);
     complete(*active);
@@ -470,9 +472,12 @@ void PredictionService::Finish(Active* active, const std::function<void(Active&)
     // before the caller hears of the end, so that a client that sends its
     // next request at once finds the slot free.
     ended->slot.reset();
+    // Moved, not copied: the observers below read the same final state.
+    final_state = std::make_shared<const Prediction>(std::move(ended->prediction));
+    finished_.Add(final_state);
   }
-  if (options_.on_completed) options_.on_completed(ended->prediction);
-  for (const auto& observer : ended->observers) observer->OnCompleted(ended->prediction);
+  if (options_.on_completed) options_.on_completed(*final_state);
+  for (const auto& observer : ended->observers) observer->OnCompleted(*final_state);
   ended.reset();
   NotifyHealth();
 }
@@ -574,10 +579,10 @@ void PredictionService::CancelAll() {
 absl::StatusOr<Prediction> PredictionService::Get(absl::string_view id) const {
   absl::MutexLock lock(&mu_);
   auto it = active_.find(id);
-  if (it == active_.end()) {
-    return absl::NotFoundError(absl::StrCat("no running prediction has id '", id, "'"));
-  }
-  return it->second->prediction;
+  if (it != active_.end()) return it->second->prediction;
+  if (std::shared_ptr<const Prediction> ended = finished_.Find(id)) return *ended;
+  return absl::NotFoundError(
+      absl::StrCat("no prediction with id '", id, "' is running or ended recently on this server"));
 }
 
 HealthReport PredictionService::Health() const {

@@ -37,6 +37,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "cog/v1/runner.pb.h"
+#include "server/finished_predictions.h"
 #include "server/input_schema.h"
 #include "server/json.h"
 #include "server/keyed_executor.h"
@@ -127,6 +128,8 @@ class PredictionService {
     // Predictor output that belongs to no prediction (outside setup) goes to
     // the server's log, at most this many bytes a second (PredictorOutputLog).
     size_t stray_output_bytes_per_second = 1u << 20;
+    // How many ended predictions Get still answers for, and for how long.
+    FinishedPredictions::Options finished;
   };
 
   explicit PredictionService(Options options);
@@ -147,7 +150,8 @@ class PredictionService {
   // Asks the runner to cancel (see Options::cancel_timeout). NotFound unless
   // the prediction is running.
   absl::Status Cancel(absl::string_view id);
-  // A running prediction's current state. NotFound otherwise.
+  // A running prediction's current state, else an ended one's final state
+  // while Options::finished keeps it. NotFound otherwise.
   absl::StatusOr<Prediction> Get(absl::string_view id) const;
   HealthReport Health() const;
   // The OpenAPI document as JSON text; Unavailable until the runner sent it.
@@ -308,6 +312,9 @@ class PredictionService {
   bool has_train_ ABSL_GUARDED_BY(mu_) = false;
   std::map<std::string, std::string> versions_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::unique_ptr<Active>> active_ ABSL_GUARDED_BY(mu_);
+  // Added to in the same step as a prediction leaves active_, so that Get
+  // finds it in one or the other. Thread-safe on its own.
+  mutable FinishedPredictions finished_;
   std::mt19937_64 id_random_ ABSL_GUARDED_BY(mu_);
   bool has_healthcheck_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t healthcheck_sequence_ ABSL_GUARDED_BY(mu_) = 0;

@@ -92,8 +92,10 @@ class RecordingObserver : public PredictionObserver {
 class PredictionServiceTest : public ::testing::Test {
  protected:
   void Connect(int max_concurrency = 1, size_t max_log_bytes = 16u << 20,
-               absl::Duration cancel_timeout = absl::Seconds(5)) {
+               absl::Duration cancel_timeout = absl::Seconds(5),
+               FinishedPredictions::Options finished = {}) {
     PredictionService::Options options;
+    options.finished = finished;
     options.max_concurrency = max_concurrency;
     options.max_log_bytes = max_log_bytes;
     options.cancel_timeout = cancel_timeout;
@@ -551,7 +553,8 @@ TEST_F(PredictionServiceTest, AtTheEndHealthAdmissionGetAndCancelAgreeItIsOver) 
   struct Seen {
     HealthStatus status;
     int current;
-    absl::StatusCode get, cancel, next;
+    absl::StatusOr<Prediction> get;
+    absl::StatusCode cancel, next;
   };
   std::optional<Seen> seen;
   class Probe : public PredictionObserver {
@@ -562,7 +565,7 @@ TEST_F(PredictionServiceTest, AtTheEndHealthAdmissionGetAndCancelAgreeItIsOver) 
       next.id = "next";
       next.input = Json{{"s", "x"}};
       *seen_ = Seen{service_->Health().status, service_->Health().concurrency_current,
-                    service_->Get(prediction.id).status().code(),
+                    service_->Get(prediction.id),
                     service_->Cancel(prediction.id).code(),
                     service_->Start(next, nullptr).status().code()};
     }
@@ -580,9 +583,39 @@ TEST_F(PredictionServiceTest, AtTheEndHealthAdmissionGetAndCancelAgreeItIsOver) 
   ASSERT_TRUE(seen.has_value());
   EXPECT_EQ(seen->status, HealthStatus::kReady);
   EXPECT_EQ(seen->current, 0);
-  EXPECT_EQ(seen->get, absl::StatusCode::kNotFound);
+  ASSERT_TRUE(seen->get.ok()) << "Get shows the ended prediction: " << seen->get.status();
+  EXPECT_EQ(seen->get->status, PredictionStatus::kSucceeded);
   EXPECT_EQ(seen->cancel, absl::StatusCode::kNotFound);
   EXPECT_EQ(seen->next, absl::StatusCode::kOk);
+}
+
+TEST_F(PredictionServiceTest, GetAnswersWithTheFinalStateOfRecentlyEndedPredictions) {
+  FinishedPredictions::Options finished;
+  finished.max_count = 2;
+  Connect(1, 16u << 20, absl::Seconds(5), finished);
+  Hello();
+  SetupDone(true);
+  for (const char* id : {"a", "b", "c"}) {
+    ASSERT_TRUE(service_->Start(Request(id, id), nullptr).ok());
+    Log(id, std::string("working on ") + id + "\n");
+    Done(id, runner::DONE_STATUS_SUCCEEDED, std::string("\"") + id + "!\"");
+  }
+  EXPECT_EQ(service_->Get("a").status().code(), absl::StatusCode::kNotFound)
+      << "only the last max_count are kept";
+  absl::StatusOr<Prediction> c = service_->Get("c");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->status, PredictionStatus::kSucceeded);
+  EXPECT_EQ(c->output, "c!");
+  EXPECT_EQ(c->logs, "working on c\n");
+  EXPECT_EQ(c->input, (Json{{"s", "c"}}));
+  EXPECT_TRUE(c->completed_at.has_value());
+
+  // A failed one is kept with its error; an id that runs again shows its running state.
+  ASSERT_TRUE(service_->Start(Request("b"), nullptr).ok());
+  EXPECT_EQ(service_->Get("b")->status, PredictionStatus::kProcessing);
+  Done("b", runner::DONE_STATUS_FAILED, "", "boom");
+  EXPECT_EQ(service_->Get("b")->status, PredictionStatus::kFailed);
+  EXPECT_EQ(service_->Get("b")->error, "boom");
 }
 
 TEST_F(PredictionServiceTest, ACancelNotObeyedRestartsTheRunnerAndEndsCanceledSayingWhy) {
