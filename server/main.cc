@@ -249,6 +249,14 @@ int Run() {
   if (working_directory.empty()) working_directory = std::filesystem::current_path().string();
   working_directory = std::filesystem::absolute(working_directory).lexically_normal().string();
   absl::StatusOr<CogConfig> config = LoadCogConfig(working_directory);
+  // A sidecar's runner reads cog.yaml itself (it is in the model's container,
+  // not this one) and says in its Hello how many predictions it takes at once.
+  const bool runner_reads_config = !absl::GetFlag(FLAGS_spawn_runner) && absl::IsNotFound(config.status());
+  if (runner_reads_config) {
+    spdlog::info("no cog.yaml in {}: the runner started elsewhere reads its own (--spawn-runner=false)",
+                 working_directory);
+    config = CogConfig{};
+  }
   if (!config.ok()) {
     spdlog::critical("{}", std::string(config.status().message()));
     return 2;
@@ -262,6 +270,7 @@ int Run() {
   GrpcHealth grpc_health;
   PredictionService::Options core_options;
   core_options.max_concurrency = config->max_concurrency;
+  core_options.concurrency_from_runner = runner_reads_config;
   core_options.file_threads = std::max(4, config->max_concurrency);  // a stalled download holds one
   core_options.server_version = kServerVersion;
   std::string ready_file;

@@ -726,6 +726,9 @@ void PredictionService::HandleHello(const runner::Hello& hello) {
     } else if (AcceptSchema(hello)) {
       use.emplace(this);
     }
+    if (options_.concurrency_from_runner && hello.max_concurrency() >= 1) {
+      slots_.SetCapacity(static_cast<int>(hello.max_concurrency()));
+    }
   }
   if (!use.has_value()) {
     NotifyHealth();

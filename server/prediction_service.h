@@ -128,6 +128,9 @@ class PredictionService {
     // Predictor output that belongs to no prediction (outside setup) goes to
     // the server's log, at most this many bytes a second (PredictorOutputLog).
     size_t stray_output_bytes_per_second = 1u << 20;
+    // Take max_concurrency from each runner's Hello (a sidecar's runner reads
+    // cog.yaml itself; the server may have none).
+    bool concurrency_from_runner = false;
     // How many ended predictions Get still answers for, and for how long.
     FinishedPredictions::Options finished;
   };

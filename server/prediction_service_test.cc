@@ -589,6 +589,22 @@ TEST_F(PredictionServiceTest, AtTheEndHealthAdmissionGetAndCancelAgreeItIsOver) 
   EXPECT_EQ(seen->next, absl::StatusCode::kOk);
 }
 
+TEST(PredictionServiceSidecarTest, TakesMaxConcurrencyFromTheRunnersHelloWhenAsked) {
+  PredictionService::Options options;
+  options.concurrency_from_runner = true;
+  PredictionService service(options);
+  FakeChannel channel;
+  service.OnRunnerConnected(&channel);
+  EXPECT_EQ(service.Health().concurrency_max, 1);
+  runner::RunnerMessage message;
+  message.mutable_hello()->set_protocol_version(runner::PROTOCOL_VERSION_CURRENT);
+  message.mutable_hello()->set_openapi_json(kSchema);
+  message.mutable_hello()->set_max_concurrency(3);
+  service.OnRunnerMessage(message);
+  EXPECT_EQ(service.Health().concurrency_max, 3);
+  service.OnRunnerGone("test over");
+}
+
 TEST_F(PredictionServiceTest, GetAnswersWithTheFinalStateOfRecentlyEndedPredictions) {
   FinishedPredictions::Options finished;
   finished.max_count = 2;

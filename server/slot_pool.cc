@@ -23,6 +23,16 @@ std::optional<Slot> SlotPool::TryAcquire() {
   return Slot(this);
 }
 
+int SlotPool::capacity() const {
+  absl::MutexLock lock(&mu_);
+  return capacity_;
+}
+
+void SlotPool::SetCapacity(int capacity) {
+  absl::MutexLock lock(&mu_);
+  capacity_ = capacity < 1 ? 1 : capacity;
+}
+
 int SlotPool::in_use() const {
   absl::MutexLock lock(&mu_);
   return in_use_;

@@ -38,15 +38,17 @@ class SlotPool {
   // A slot, or nothing when all are in use.
   std::optional<Slot> TryAcquire();
 
-  int capacity() const { return capacity_; }
+  int capacity() const;
+  // A new capacity (at least 1); slots in use beyond it stay until returned.
+  void SetCapacity(int capacity);
   int in_use() const;
 
  private:
   friend class Slot;
   void Return();
 
-  const int capacity_;
   mutable absl::Mutex mu_;
+  int capacity_ ABSL_GUARDED_BY(mu_);
   int in_use_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

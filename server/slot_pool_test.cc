@@ -17,6 +17,19 @@ TEST(SlotPoolTest, HandsOutUpToCapacityThenRefuses) {
   EXPECT_EQ(pool.in_use(), 2);
 }
 
+TEST(SlotPoolTest, ANewCapacityCountsTheSlotsAlreadyInUse) {
+  SlotPool pool(1);
+  std::optional<Slot> a = pool.TryAcquire();
+  pool.SetCapacity(3);
+  EXPECT_EQ(pool.capacity(), 3);
+  std::optional<Slot> b = pool.TryAcquire();
+  std::optional<Slot> c = pool.TryAcquire();
+  EXPECT_TRUE(b.has_value() && c.has_value());
+  EXPECT_FALSE(pool.TryAcquire().has_value());
+  pool.SetCapacity(0);
+  EXPECT_EQ(pool.capacity(), 1) << "at least one";
+}
+
 TEST(SlotPoolTest, DestroyedSlotReturnsItself) {
   SlotPool pool(1);
   {

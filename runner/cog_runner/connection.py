@@ -12,7 +12,8 @@ import os
 import socket
 import struct
 import threading
-from typing import Any, Deque, Dict, List, Optional, Tuple
+import time
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from . import messages, wire
 
@@ -68,8 +69,30 @@ class Connection:
     @classmethod
     def connect(cls, path: str) -> "Connection":
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.connect(path)
+        try:
+            sock.connect(path)
+        except BaseException:
+            sock.close()
+            raise
         return cls(sock)
+
+    @classmethod
+    def connect_when_listening(cls, path: str, on_wait: Callable[[], None]) -> "Connection":
+        """Connects once a server listens on `path`: a sidecar's runner may start
+        before cog-server has made its socket (no file yet), or while a server
+        that died left its socket behind (refused). `on_wait` is called once,
+        when the first try fails that way; other errors are raised."""
+        delay = 0.02
+        waited = False
+        while True:
+            try:
+                return cls.connect(path)
+            except (FileNotFoundError, ConnectionRefusedError):
+                if not waited:
+                    waited = True
+                    on_wait()
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
     def fileno(self) -> int:
         return self._sock.fileno()

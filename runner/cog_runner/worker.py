@@ -180,7 +180,7 @@ class Worker:
 
     def run(self) -> int:
         try:
-            self.conn = Connection.connect(self.socket_path)
+            self.conn = Connection.connect_when_listening(self.socket_path, self._waiting)
         except OSError as e:
             print("cog_runner: cannot connect to %s: %s" % (self.socket_path, e), file=sys.stderr)
             return 1
@@ -224,6 +224,10 @@ class Worker:
             self._answer_healthchecks()
         self._flush_logs("")
         return 0
+
+    def _waiting(self) -> None:
+        print("cog_runner: waiting for cog-server to listen on %s" % self.socket_path,
+              file=sys.stderr, flush=True)
 
     def _report_bad_frame(self, fields: Dict[str, Any]) -> None:
         """Tells the server a frame it sent did not decode; the runner serves on."""
