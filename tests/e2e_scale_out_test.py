@@ -223,15 +223,20 @@ class NginxTest(TwoServers):
         def submit(pid, gated):
             body = {"input": {"name": pid, **({"gate": self.gate} if gated else {})},
                     "webhook": receiver.url + "/hook", "webhook_events_filter": ["completed"]}
-            for attempt in range(10):
+            # A client's backoff: 502/503 while servers come and go, 409 while
+            # every slot of the pod it reached is taken.
+            backoff = 0.005
+            for attempt in range(200):
                 try:
                     status, headers, answer = lb.request("PUT", "/predictions/" + pid, body,
                                                          headers={"Prefer": "respond-async"}, timeout=30)
                 except OSError:
-                    continue
+                    status, headers, answer = 0, {}, None
                 if status == 202:
                     return headers.get("x-upstream", "")
-                self.assertIn(status, (502, 503), answer)  # both servers refused for a moment: again
+                self.assertIn(status, (0, 409, 502, 503), answer)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 0.2)
             raise AssertionError("%s was never accepted" % pid)
 
         def terminal(pid):
