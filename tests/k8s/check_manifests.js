@@ -44,8 +44,9 @@ items.forEach((item, i) => {
 });
 const tsFile = path.join(workdir, "manifests.ts");
 fs.writeFileSync(tsFile, lines.join("\n") + "\n");
+// tsc from the same global node_modules (NODE_PATH), whatever PATH holds.
 const tsc = childProcess.spawnSync(
-  "tsc", ["--noEmit", "--strict", "--skipLibCheck", "--target", "es2019", "--moduleResolution", "node", tsFile],
+  process.execPath, [require.resolve("typescript/bin/tsc"), "--noEmit", "--strict", "--skipLibCheck", "--target", "es2019", "--moduleResolution", "node", tsFile],
   { encoding: "utf8" });
 process.stdout.write(JSON.stringify({
   validate,
