@@ -8,11 +8,11 @@ as Log frames of the prediction that runs (of setup while it runs; with no
 prediction id when nothing can own it, which the server writes to its own log).
 
 Attribution is exact at the end: before a prediction's Done goes out,
-`settle()` flushes libc's buffers and waits until every byte written to the
-pipes so far has been read and sent, so no line of one prediction can arrive
-in the next. It counts bytes, not markers: the pipes hold FIONREAD bytes, the
-reader has read `_read` of them and sent `_sent`; when nothing is pending it
-costs one poll() and no wake-up. (What a process that outlived the previous
+`settle()` flushes libc's buffers, lets the reader finish the chunk it holds,
+and reads and sends what the pipes still hold itself, so no line of one
+prediction can arrive in the next. It counts bytes, not markers: the pipes
+hold FIONREAD bytes, the reader has read `_read` and sent `_sent`; when
+nothing is pending it costs one poll() and no wake-up. (What a process that outlived the previous
 prediction writes after it ended, before the next one starts, is attributed to
 the next one: nothing tells them apart.)
 
@@ -103,10 +103,26 @@ class FdCapture:
         with self._cond:
             # Usually nothing is in flight: one poll() tells, for both pipes.
             if self._read != self._sent or self._readable_now.poll(0):
-                target = {r: self._read[r] + _buffered(r) for r in self._pipes}
-                self._cond.wait_for(
-                    lambda: not self._alive or all(self._sent[r] >= target[r] for r in self._pipes),
-                    timeout)
+                # The chunk the reader holds was written first: it goes first.
+                self._cond.wait_for(lambda: not self._alive or self._read == self._sent, timeout)
+                # Then this thread takes what the pipes hold itself (waking the
+                # reader for it would cost two thread switches): the reader
+                # cannot read meanwhile, it needs _cond for that.
+                for read_end in self._pipes:
+                    target = self._read[read_end] + _buffered(read_end)
+                    while self._read[read_end] < target:
+                        try:
+                            data = os.read(read_end, _READ_BYTES)
+                        except BlockingIOError:
+                            break
+                        if not data:
+                            break
+                        self._read[read_end] += len(data)
+                        try:
+                            self._handle(read_end, data, self._owner)
+                        except Exception:  # noqa: BLE001 - as the reader does
+                            pass
+                        self._sent[read_end] += len(data)
             self._owner = ""
         if any(owner in by_owner for by_owner in self._pending.values()):
             with self._cut_lock:
