@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import tempfile
 
 import string_io
@@ -34,12 +33,7 @@ CASES = ("none", "print", "fd")
 
 
 def build(rev, cache, folder):
-    tree, label = string_io.source_tree(rev, cache, folder)
-    run(["bazel", "build", "--color=no", "--curses=no", "-c", "opt", "//server:cog-server"], cwd=tree)
-    bin_dir = subprocess.run(["bazel", "info", "--color=no", "-c", "opt", "bazel-bin"], cwd=tree,
-                             check=True, capture_output=True, text=True).stdout.strip()
-    if tree != REPO:
-        run(["bazel", "shutdown"], cwd=tree)
+    bin_dir, label = string_io.build(rev, cache, folder)
     return os.path.join(bin_dir, "server", "cog-server"), label
 
 

@@ -89,10 +89,26 @@ def source_tree(rev: Optional[str], cache: str, folder: str = "tree") -> Tuple[s
     return tree, commit
 
 
+def build(rev: Optional[str], cache: str, folder: str = "tree",
+          targets: Tuple[str, ...] = ("//server:cog-server",)) -> Tuple[str, str]:
+    """Builds `targets` with -c opt from the working tree (rev None) or from a
+    commit exported into `cache`/`folder`; returns (bazel-bin, label)."""
+    tree, label = source_tree(rev, cache, folder)
+    run(["bazel", "build", "--color=no", "--curses=no", "-c", "opt", *targets], cwd=tree)
+    # Not the bazel-bin link: another build in the same tree may have pointed
+    # it at its own configuration meanwhile.
+    bin_dir = subprocess.run(["bazel", "info", "--color=no", "-c", "opt", "bazel-bin"], cwd=tree,
+                             check=True, capture_output=True, text=True).stdout.strip()
+    if tree != REPO:
+        # The export's own Bazel server would sit idle in memory while we measure.
+        run(["bazel", "shutdown"], cwd=tree)
+    return bin_dir, label
+
+
 class Server:
     """One cog-server process on a predictor, on an ephemeral port."""
 
-    def __init__(self, binary: str, predictor: str, workdir: str):
+    def __init__(self, binary: str, predictor: str, workdir: str, grpc: bool = False):
         self.port_file = os.path.join(workdir, f"ports-{predictor}.json")
         self.log_path = os.path.join(workdir, f"server-{predictor}.log")
         if os.path.exists(self.port_file):
@@ -100,7 +116,7 @@ class Server:
         self.log_file = open(self.log_path, "wb")
         self.process = subprocess.Popen(
             [binary, "--working-directory", os.path.join(PREDICTORS, predictor),
-             "--host", "127.0.0.1", "--port", "0", "--grpc-port", "-1",
+             "--host", "127.0.0.1", "--port", "0", "--grpc-port", "0" if grpc else "-1",
              "--port-file", self.port_file,
              "--ready-file", os.path.join(workdir, "ready")],
             stdout=self.log_file, stderr=subprocess.STDOUT,
@@ -112,7 +128,8 @@ class Server:
                 raise SystemExit(f"cog-server exited {self.process.returncode}; see {self.log_path}")
             try:
                 with open(self.port_file) as f:
-                    self.port = json.load(f)["http"]
+                    ports = json.load(f)
+                self.port, self.grpc_port = ports["http"], ports.get("grpc", -1)
             except (OSError, ValueError, KeyError):
                 time.sleep(0.02)
         self.predictor = predictor

@@ -1,0 +1,233 @@
+#!/usr/bin/env python3
+"""Every workload of issue 11 against the real cog-server, with the floors, in one run.
+
+Builds cog-server (-c opt), the floor benchmark and the gRPC client stubs, then
+measures with wrk (one thread; one keep-alive connection unless said) on the
+predictors in bench/predictors/:
+
+  floors      Unix-socket round trip to a C++ and to a Python peer (uds_floor),
+              the server's own GET /health-check (never reaches the runner)
+  null        POST /predictions, echo predictor
+  async       async echo predictor (concurrency.max 32) at 1, 8 and 32 connections
+  generator   a generator of 100 items, sync request (the whole list back)
+  first item  how long after the predictor yields an item it reaches an SSE
+              client and a gRPC PredictStream client (the item is the time it
+              was yielded; clients in Python, their own overhead included)
+  1 MiB       a 1 MiB string in (int out), and out (short input)
+  data URI    a 10 MiB Path output returned as a data: URI, and the server's
+              RSS after it
+
+Each row shows p50/p99, req/s, the p50 as a multiple of the health-check
+floor, legacy Cog's figure measured on this kind of machine (issue 11's table,
+same wrk client) and issue 11's target. Figures are printed, never asserted.
+
+  python3 bench/workloads.py [--rev REV] [--duration 5] [--only null,async,...]
+"""
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Dict, List, Optional
+
+import string_io
+from string_io import BENCH, REPO, Server, log, run, wait_for_quiet, write_body
+
+# Legacy Cog 0.16.12 (FastAPI) on this kind of 2-core machine, same wrk client
+# (issue 11), and issue 11's targets.
+LEGACY = {"null": "p50 666 µs, 1,425 req/s", "async 8": "1,755 req/s", "generator": "p50 1,790 µs",
+          "1 MiB in": "p50 4.6 ms", "1 MiB out": "p50 4.3 ms", "data URI": "p50 142 ms, RSS 162 MB"}
+TARGET = {"null": "p50 ≤ 70 µs", "generator": "p50 ≤ 400 µs", "1 MiB in": "p50 ≤ 1 ms",
+          "1 MiB out": "p50 ≤ 1 ms", "data URI": "p50 ≤ 25 ms, RSS < 60 MB",
+          "first item SSE": "≤ 100 µs", "first item gRPC": "≤ 100 µs"}
+ALL = "floors,null,async,generator,first,string,datauri"
+
+
+def wrk(port: int, body: Optional[str], seconds: float, connections: int = 1,
+        path: str = "/predictions") -> Dict[str, float]:
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "30s", "--latency"]
+    env = dict(os.environ)
+    if body is not None:
+        command += ["-s", os.path.join(BENCH, "wrk_post.lua")]
+        env["COG_BENCH_BODY"] = body
+    command.append(f"http://127.0.0.1:{port}{path}")
+    output = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
+    return string_io.parse_wrk(output)
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def sse_item_latencies(port: int, n: int, rounds: int) -> List[float]:
+    """µs from each item's yield (its value) to its arrival over SSE."""
+    latencies = []
+    body = json.dumps({"input": {"n": n}}).encode()
+    for _ in range(rounds):
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(b"POST /predictions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Accept: text/event-stream\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        buffer = b""
+        done = False
+        while not done:
+            data = sock.recv(65536)
+            arrived = time.time_ns()
+            if not data:
+                break
+            buffer += data
+            while b"\n\n" in buffer:
+                event, buffer = buffer.split(b"\n\n", 1)
+                lines = event.split(b"\n")
+                kind = next((l[7:] for l in lines if l.startswith(b"event: ")), b"")
+                payload = b"".join(l[6:] for l in lines if l.startswith(b"data: "))
+                if kind == b"output":
+                    latencies.append((arrived - int(json.loads(payload)["value"])) / 1e3)
+                elif kind == b"completed":
+                    done = True
+        sock.close()
+    return latencies
+
+
+def grpc_item_latencies(bin_dir: str, port: int, n: int, rounds: int) -> List[float]:
+    sys.path.insert(0, os.path.join(bin_dir, "tests", "pygen"))
+    import grpc
+    from cogapi.v1 import predictor_pb2, predictor_pb2_grpc
+
+    latencies = []
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = predictor_pb2_grpc.PredictorStub(channel)
+        for _ in range(rounds):
+            request = predictor_pb2.PredictionRequest()
+            request.input.update({"n": n})
+            for message in stub.PredictStream(request, timeout=60):
+                arrived = time.time_ns()
+                if message.HasField("output"):
+                    latencies.append((arrived - int(message.output.value.string_value)) / 1e3)
+    return latencies
+
+
+def percentile(values: List[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * p))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rev", help="measure this commit (exported and built apart)")
+    parser.add_argument("--duration", type=float, default=5, help="seconds of wrk per case")
+    parser.add_argument("--only", default=ALL, help="comma-separated: " + ALL)
+    parser.add_argument("--quiet-wait", type=float, default=30)
+    args = parser.parse_args()
+    only = set(args.only.split(","))
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk not found: run scripts/setup.sh")
+    cache = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "cog-bench")
+    run(["./scripts/setup.sh"], cwd=REPO)
+    bin_dir, label = string_io.build(args.rev, cache, "tree", (
+        "//server:cog-server", "//bench:uds_floor", "//tests:grpc_client_stubs_gen"))
+    binary = os.path.join(bin_dir, "server", "cog-server")
+    workdir = tempfile.mkdtemp(prefix="cog-workloads-")
+    rows = []  # (case, p50 µs, p99 µs, req/s, extra)
+    floor_rows = ""
+
+    def measure(case, server, body, connections=1, path="/predictions", extra=""):
+        wait_for_quiet(args.quiet_wait)
+        wrk(server.port, body, 1, connections, path)
+        result = wrk(server.port, body, args.duration, connections, path)
+        if result["errors"]:
+            extra = (extra + "; " if extra else "") + f"{result['errors']} non-2xx"
+        rows.append((case, result["p50"] * 1e3, result["p99"] * 1e3, result["rps"], extra))
+        log(f"{case}: p50 {result['p50'] * 1e3:.0f} µs, {result['rps']:.0f} req/s")
+
+    def body(name, payload):
+        return write_body(workdir, name, payload)[0]
+
+    try:
+        if "floors" in only:
+            wait_for_quiet(args.quiet_wait)
+            floor_rows = subprocess.run([os.path.join(bin_dir, "bench", "uds_floor"), "--round_trips", "50000"],
+                                        check=True, capture_output=True, text=True).stdout
+        server = Server(binary, "echo", workdir)
+        try:
+            measure("GET /health-check (floor)", server, None, path="/health-check")
+            if "null" in only:
+                measure("null", server, body("null", {"input": {"s": "hello"}}))
+        finally:
+            server.stop()
+        if "async" in only:
+            server = Server(binary, "async_echo", workdir)
+            try:
+                for connections in (1, 8, 32):
+                    measure(f"async {connections}", server, body("async", {"input": {"s": "hello"}}),
+                            connections)
+            finally:
+                server.stop()
+        if "generator" in only or "first" in only:
+            server = Server(binary, "gen", workdir, grpc=True)
+            try:
+                if "generator" in only:
+                    measure("generator", server, body("gen", {"input": {"n": 100}}), extra="100 items")
+                if "first" in only:
+                    wait_for_quiet(args.quiet_wait)
+                    sse = sse_item_latencies(server.port, 100, 50)
+                    rows.append(("first item SSE", percentile(sse, 0.5), percentile(sse, 0.99), 0,
+                                 f"{len(sse)} items, Python client"))
+                    try:
+                        stream = grpc_item_latencies(bin_dir, server.grpc_port, 100, 50)
+                        rows.append(("first item gRPC", percentile(stream, 0.5), percentile(stream, 0.99), 0,
+                                     f"{len(stream)} items, Python grpcio client"))
+                    except ImportError as e:  # e.g. a python3 that is not Debian's
+                        log(f"first item gRPC: skipped ({e}; run with Debian's python3)")
+            finally:
+                server.stop()
+        if "string" in only:
+            text = (string_io.UNIT * (string_io.MIB // len(string_io.UNIT) + 1))[:string_io.MIB]
+            server = Server(binary, "length", workdir)
+            try:
+                measure("1 MiB in", server, body("in", {"input": {"s": text}}))
+            finally:
+                server.stop()
+            server = Server(binary, "text_out", workdir)
+            try:
+                measure("1 MiB out", server, body("out", {"input": {"unit": string_io.UNIT, "n": string_io.MIB}}))
+            finally:
+                server.stop()
+        if "datauri" in only:
+            server = Server(binary, "file_out", workdir)
+            try:
+                measure("data URI", server, body("datauri", {"input": {"size": 10 << 20}}))
+                time.sleep(1)
+                rows[-1] = rows[-1][:4] + (f"server RSS after: {rss_kib(server.process.pid) / 1024:.0f} MiB",)
+            finally:
+                server.stop()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    print()
+    print(f"measured: {label}")
+    print(f"machine: {os.cpu_count()} CPUs; wrk -t1, {args.duration:g} s per case after 1 s warm-up, "
+          "one connection unless the case says")
+    print()
+    if floor_rows:
+        print(floor_rows)
+    floor = next((r[1] for r in rows if r[0].startswith("GET /health-check")), None)
+    print("| case | p50 µs | p99 µs | req/s | p50 / health floor | legacy Cog | target | notes |")
+    print("|---|---|---|---|---|---|---|---|")
+    for case, p50, p99, rps, extra in rows:
+        ratio = f"{p50 / floor:.1f}×" if floor else "-"
+        print(f"| {case} | {p50:,.0f} | {p99:,.0f} | {rps:,.0f} | {ratio} | {LEGACY.get(case, '-')} "
+              f"| {TARGET.get(case, '-')} | {extra} |")
+
+
+if __name__ == "__main__":
+    main()
