@@ -1,5 +1,6 @@
 #include "gateway/front_door.h"
 
+#include <malloc.h>
 #include <netdb.h>
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -325,8 +326,12 @@ class Connection final : public httplib::Stream {
       held_.assign(ptr, size);
       return static_cast<ssize_t>(size);
     }
+    written_ += size;
     return WriteAll(ptr, size) ? static_cast<ssize_t>(size) : -1;
   }
+
+  // Bytes of the response written since the last call.
+  size_t TakeWritten() { return std::exchange(written_, 0); }
 
   // Sends a held response head (end of a request without a body, or before a
   // streamed body waits for its first piece).
@@ -360,6 +365,7 @@ class Connection final : public httplib::Stream {
  private:
   static constexpr size_t kMaxHeldHead = 16 * 1024;
   std::string held_;  // a response head waiting for its body (write())
+  size_t written_ = 0;
   mutable bool remote_known_ = false;
   mutable bool local_known_ = false;
   mutable std::string remote_ip_;
@@ -493,6 +499,7 @@ FrontDoorServer::FrontDoorServer(FrontDoorOptions options)
   set_keep_alive_timeout(static_cast<time_t>(
       absl::ToInt64Seconds(absl::Ceil(options_.keep_alive_timeout, absl::Seconds(1)))));
   set_keep_alive_max_count(100000);  // advertised only: the front door closes no busy connection
+  trimmer_ = std::thread([this] { TrimWhenIdle(); });
   set_payload_max_length(options_.limits.max_body_bytes);
   // httplib's default socket options add SO_REUSEPORT, with which a second
   // server binds the same port and silently takes part of its connections.
@@ -505,6 +512,11 @@ FrontDoorServer::FrontDoorServer(FrontDoorOptions options)
 }
 
 FrontDoorServer::~FrontDoorServer() {
+  {
+    absl::MutexLock lock(&trim_mu_);
+    trim_stop_ = true;
+  }
+  if (trimmer_.joinable()) trimmer_.join();
   Shutdown();
   if (stop_event_ >= 0) ::close(stop_event_);
 }
@@ -563,6 +575,28 @@ bool FrontDoorServer::process_and_close_socket(socket_t sock) {
   return true;
 }
 
+void FrontDoorServer::TrimWhenIdle() {
+  absl::MutexLock lock(&trim_mu_);
+  while (!trim_stop_) {
+    if (!large_transfer_end_.has_value()) {
+      auto wanted = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        return trim_stop_ || large_transfer_end_.has_value();
+      };
+      trim_mu_.Await(absl::Condition(&wanted));
+      continue;
+    }
+    const absl::Time due = *large_transfer_end_ + kTrimDelay;
+    if (absl::Now() < due) {
+      trim_mu_.AwaitWithDeadline(absl::Condition(&trim_stop_), due);
+      continue;  // a later large transfer may have moved it
+    }
+    large_transfer_end_.reset();
+    trim_mu_.Unlock();
+    malloc_trim(0);
+    trim_mu_.Lock();
+  }
+}
+
 void FrontDoorServer::Serve(int fd) {
   Connection connection(fd, options_, stop_event_);
   bool first = true;
@@ -595,6 +629,10 @@ void FrontDoorServer::Serve(int fd) {
     const bool written =
         process_request(connection, /*close_connection=*/stopping_.load(), connection_closed,
                         nullptr);
+    if (connection.TakeWritten() + head.body().length >= kTrimAfterBytes) {
+      absl::MutexLock lock(&trim_mu_);
+      large_transfer_end_ = absl::Now();
+    }
     if (!connection.FlushHeld() || !written || connection_closed || !connection.EndRequest()) return;
     first = false;
   }

@@ -35,9 +35,13 @@
 
 #include <atomic>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <thread>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "gateway/http_framing.h"
 #include "httplib.h"
@@ -75,6 +79,14 @@ class FrontDoorServer final : public httplib::Server {
  private:
   bool process_and_close_socket(socket_t sock) override;
   void Serve(int fd);
+  // Hands free heap pages back to the system (malloc_trim) kTrimDelay after
+  // the last request that moved kTrimAfterBytes or more: such a request
+  // leaves its buffers free in the arenas of the threads that made them, and
+  // glibc keeps them (a 10 MiB data URI: ~300 MB of RSS kept). Not after every
+  // such request: back-to-back ones would pay page faults for each buffer.
+  void TrimWhenIdle();
+  static constexpr uint64_t kTrimAfterBytes = 8 << 20;
+  static constexpr absl::Duration kTrimDelay = absl::Seconds(1);
 
   const FrontDoorOptions options_;
   std::atomic<int> open_connections_{0};
@@ -83,6 +95,11 @@ class FrontDoorServer final : public httplib::Server {
   // Readable once Shutdown() is called: connections waiting for a request
   // poll it next to their socket.
   int stop_event_ = -1;
+
+  absl::Mutex trim_mu_;
+  bool trim_stop_ ABSL_GUARDED_BY(trim_mu_) = false;
+  std::optional<absl::Time> large_transfer_end_ ABSL_GUARDED_BY(trim_mu_);
+  std::thread trimmer_;  // runs TrimWhenIdle(); last, so it starts after the rest
 };
 
 }  // namespace cog

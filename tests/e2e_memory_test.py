@@ -1,0 +1,40 @@
+"""Memory a large transfer took goes back to the system once the server is
+idle, through the real binary: a 10 MiB file returned as a data: URI makes
+buffers of tens of MB; glibc kept them (per-thread arenas, ~200 MB after a few
+such predictions) until the server asked for them to be trimmed."""
+
+import unittest
+
+from server_harness import CogServer, wait_until
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class MemoryTest(unittest.TestCase):
+    def test_rss_after_large_data_uris_falls_back_when_idle(self):
+        # No kept results: what stays is what the allocator keeps.
+        server = CogServer("file_output", args=["--finished-predictions-max", "0"])
+        try:
+            server.wait_for_status("READY")
+            before = rss_kib(server.process.pid)
+            for _ in range(5):
+                status, _, body = server.request("POST", "/predictions",
+                                                 {"input": {"text": "x", "size": 10 << 20}})
+                self.assertEqual(status, 200, body)
+                self.assertTrue(body["output"][0].startswith("data:application/octet-stream;base64,"))
+            peak = rss_kib(server.process.pid)
+            self.assertGreater(peak, before + 30 * 1024, "the transfers should have taken memory")
+            wait_until(lambda: rss_kib(server.process.pid) < before + (peak - before) // 3, timeout=20,
+                       what="the server's RSS to fall back (before %d KiB, peak %d KiB)" % (before, peak))
+        finally:
+            self.assertEqual(server.stop(), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
