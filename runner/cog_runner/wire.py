@@ -111,6 +111,8 @@ def _layout(table: Table) -> list:
 
 
 def _encode_into(table: Table, values: Dict[str, Any], out: bytearray) -> None:
+    # The hot path of every frame the runner sends: small varints (every key
+    # of these tables, most lengths) are appended inline.
     for varint_key, length_key, name, kind, nested in _layout(table):
         value = values.get(name)
         if value is None:
@@ -134,11 +136,17 @@ def _encode_into(table: Table, values: Dict[str, Any], out: bytearray) -> None:
             payload = value
         elif kind in MESSAGE_KINDS:
             # A set message field is sent even when empty (it marks a oneof).
-            payload = encode(nested, value)
+            payload = bytearray()
+            _encode_into(nested, value, payload)
         else:
             raise ValueError("unknown kind %r" % kind)
-        _encode_varint(length_key, out)
-        _encode_varint(len(payload), out)
+        size = len(payload)
+        if length_key < 0x80 and size < 0x80:
+            out.append(length_key)
+            out.append(size)
+        else:
+            _encode_varint(length_key, out)
+            _encode_varint(size, out)
         out += payload
 
 
