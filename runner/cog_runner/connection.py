@@ -176,6 +176,10 @@ class Connection:
             self._parse()
         return self._frames.popleft()
 
+    def has_frames(self) -> bool:
+        """Whether whole frames were read and not yet taken (no syscall)."""
+        return bool(self._frames)
+
     def receive_nowait(self) -> List[Frame]:
         """Every whole frame available now, without blocking. Raises ConnectionClosed at EOF."""
         while not self._closed:

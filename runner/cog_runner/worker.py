@@ -56,7 +56,7 @@ class Worker:
         self._running_id = ""      # the prediction whose user code may run now
         self._in_user_code = False
         self._cancel_pending = False
-        self._input_waiting = False  # SIGIO came while this thread was mid-send
+        self._input_waiting = False  # SIGIO came while this thread was mid-send or outside user code
         self._stopping = False     # Shutdown received, or the server went away
         self._deferred: List[Frame] = []
         self._healthchecks: List[int] = []
@@ -136,7 +136,10 @@ class Worker:
 
     def _on_input(self, signum: int, frame: Any) -> None:
         if not self._in_user_code:
-            return  # the main loop reads it
+            # The main loop reads it, or, if a prediction is between steps of
+            # its user code, the next step's start (_user_code) does.
+            self._input_waiting = True
+            return
         if self.conn.sending_on_this_thread():
             self._input_waiting = True  # never tear a frame; send() comes back for it
             return
@@ -171,7 +174,12 @@ class Worker:
         """Marks where a cancel may interrupt: the predictor's own code."""
         self._in_user_code = True
         try:
-            self._take_control_frames()  # frames that arrived with the Predict
+            # Frames read with the Predict, or that arrived (SIGIO) while the
+            # runner was outside user code: a recv() only when there are some
+            # (a generator enters user code once per item).
+            if self._input_waiting or self.conn.has_frames():
+                self._input_waiting = False
+                self._take_control_frames()
             yield
         finally:
             self._in_user_code = False
