@@ -9,7 +9,6 @@ where predict() is. It never raises in the middle of sending a frame: then the
 cancel waits until the frame is out.
 """
 
-import asyncio
 import contextlib
 import contextvars
 import inspect
@@ -202,7 +201,7 @@ class Worker:
         self._flush_logs("")  # what importing the predictor printed: setup's logs
         self.send("hello", hello)
         if hello.get("predict_is_async"):
-            asyncio.run(self._serve_async())
+            _asyncio().run(self._serve_async())
             self._flush_logs("")
             return 0
         signal.signal(signal.SIGIO, self._on_input)
@@ -259,7 +258,7 @@ class Worker:
         try:
             result = check()
             if inspect.isawaitable(result):
-                result = asyncio.run(_await(result)) if not _in_event_loop() else True
+                result = _asyncio().run(_await(result)) if not _in_event_loop() else True
             if result is False:
                 return {"healthy": False, "error": "healthcheck() returned False"}
             return {"healthy": True}
@@ -334,7 +333,7 @@ class Worker:
                 with self._user_code():
                     result = call()
                     if inspect.isawaitable(result):
-                        asyncio.run(_await(result))
+                        _asyncio().run(_await(result))
         except BaseException as e:  # SystemExit and KeyboardInterrupt fail setup too
             self._setup_failed(e)
             return
@@ -421,7 +420,7 @@ class Worker:
                 if inspect.isasyncgen(result):
                     result = _AsyncItems(result)
                 elif inspect.isawaitable(result):
-                    result = asyncio.run(_await(result))
+                    result = _asyncio().run(_await(result))
             if inspect.isgenerator(result) or isinstance(result, _AsyncItems):
                 items = iter(result)
                 index = 0
@@ -450,7 +449,7 @@ class Worker:
     # ---- async predictors: several predictions at once on one event loop ----
 
     async def _serve_async(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = _asyncio().get_running_loop()
         stopped = loop.create_future()
         tasks: Dict[str, "asyncio.Task[None]"] = {}
 
@@ -486,7 +485,7 @@ class Worker:
         for task in list(tasks.values()):
             task.cancel()
         if tasks:
-            await asyncio.gather(*tasks.values(), return_exceptions=True)
+            await _asyncio().gather(*tasks.values(), return_exceptions=True)
 
     async def _healthcheck_async(self, sequence: int) -> None:
         check = self.predictor.healthcheck if self.predictor else None
@@ -523,7 +522,7 @@ class Worker:
                     result = await result
                 done.update(self._output_fields(result))
             done["status"] = messages.DONE_SUCCEEDED
-        except (asyncio.CancelledError, CancelationException):
+        except (_asyncio().CancelledError, CancelationException):
             done["status"] = messages.DONE_CANCELED
         except Exception as e:
             self._failed(done, e)
@@ -553,9 +552,18 @@ def _clip(text: str, limit: int) -> str:
     return "%s... [%d more characters cut: over the frame limit]" % (text[:max(limit - 64, 0)], len(text) - limit)
 
 
+def _asyncio() -> Any:
+    """asyncio, imported when first needed: it takes ~45 ms to import (ssl,
+    concurrent.futures, logging), and a sync predictor never needs it."""
+    import asyncio
+    return asyncio
+
+
 def _in_event_loop() -> bool:
+    if "asyncio" not in sys.modules:
+        return False  # no loop can be running
     try:
-        asyncio.get_running_loop()
+        _asyncio().get_running_loop()
         return True
     except RuntimeError:
         return False
@@ -566,7 +574,7 @@ def run_to_completion(result: Any) -> Any:
     if inspect.isasyncgen(result):
         return list(_AsyncItems(result))
     if inspect.isawaitable(result):
-        return asyncio.run(_await(result))
+        return _asyncio().run(_await(result))
     if inspect.isgenerator(result):
         return list(result)
     return result
@@ -583,7 +591,7 @@ class _AsyncItems:
         self._agen = agen
 
     def __iter__(self):
-        loop = asyncio.new_event_loop()
+        loop = _asyncio().new_event_loop()
         try:
             while True:
                 try:
