@@ -7,12 +7,14 @@ predictors in bench/predictors/:
 
   floors      Unix-socket round trip to a C++ and to a Python peer (uds_floor),
               the server's own GET /health-check (never reaches the runner)
-  null        POST /predictions, echo predictor
+  null        POST /predictions, echo predictor; then the RSS of the server,
+              the runner's guardian and the runner
+  startup     exec of cog-server to its first READY health check, 11 starts
   async       async echo predictor (concurrency.max 32) at 1, 8 and 32 connections
   generator   a generator of 100 items, sync request (the whole list back)
-  first item  how long after the predictor yields an item it reaches an SSE
-              client and a gRPC PredictStream client (the item is the time it
-              was yielded; clients in Python, their own overhead included)
+  first item  how long after the predictor yields its first item it reaches
+              an SSE client and a gRPC PredictStream client (the item is the
+              time it was yielded; clients in Python, their overhead included)
   1 MiB       a 1 MiB string in (int out), and out (short input)
   data URI    a 10 MiB Path output returned as a data: URI, and the server's
               RSS after it
@@ -40,12 +42,12 @@ from string_io import BENCH, REPO, Server, log, run, wait_for_quiet, write_body
 
 # Legacy Cog 0.16.12 (FastAPI) on this kind of 2-core machine, same wrk client
 # (issue 11), and issue 11's targets.
-LEGACY = {"null": "p50 666 µs, 1,425 req/s", "async 8": "1,755 req/s", "generator": "p50 1,790 µs",
+LEGACY = {"start → READY": "690 ms", "null": "p50 666 µs, 1,425 req/s", "async 8": "1,755 req/s", "generator": "p50 1,790 µs",
           "1 MiB in": "p50 4.6 ms", "1 MiB out": "p50 4.3 ms", "data URI": "p50 142 ms, RSS 162 MB"}
 TARGET = {"null": "p50 ≤ 70 µs", "generator": "p50 ≤ 400 µs", "1 MiB in": "p50 ≤ 1 ms",
           "1 MiB out": "p50 ≤ 1 ms", "data URI": "p50 ≤ 25 ms, RSS < 60 MB",
-          "first item SSE": "≤ 100 µs", "first item gRPC": "≤ 100 µs"}
-ALL = "floors,null,async,generator,first,string,datauri"
+          "first item SSE": "≤ 100 µs", "first item gRPC": "≤ 100 µs", "start → READY": "≤ 150 ms"}
+ALL = "floors,null,startup,async,generator,first,string,datauri"
 
 
 def wrk(port: int, body: Optional[str], seconds: float, connections: int = 1,
@@ -66,6 +68,67 @@ def rss_kib(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def pss_kib(pid: int) -> int:
+    """Proportional set size: shared pages (the guardian and the runner share the
+    interpreter's, copy-on-write) counted once across the processes."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def descendants(pid: int) -> List[int]:
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as f:
+                    children = [int(child) for child in f.read().split()]
+                found += children
+                pending += children
+        except OSError:
+            pass
+    return found
+
+
+def start_to_ready(binary: str, workdir: str, starts: int) -> List[float]:
+    """ms from exec of cog-server to its first READY health check (echo predictor)."""
+    times = []
+    for i in range(starts):
+        port_file = os.path.join(workdir, f"start-{i}.json")
+        started = time.perf_counter()
+        process = subprocess.Popen([binary, "--working-directory", os.path.join(BENCH, "predictors", "echo"),
+                                    "--host", "127.0.0.1", "--port", "0", "--grpc-port", "-1",
+                                    "--port-file", port_file],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        port = None
+        while True:
+            if port is None:
+                try:
+                    with open(port_file) as f:
+                        port = json.load(f)["http"]
+                except (OSError, ValueError, KeyError):
+                    time.sleep(0.0005)
+                    continue
+            try:
+                with socket.create_connection(("127.0.0.1", port)) as sock:
+                    sock.sendall(b"GET /health-check HTTP/1.1\r\nHost: x\r\n\r\n")
+                    if b'"READY"' in sock.recv(65536):
+                        break
+            except OSError:
+                pass
+            time.sleep(0.0005)
+        times.append((time.perf_counter() - started) * 1e3)
+        process.terminate()
+        process.wait()
+    return times
 
 
 def sse_item_latencies(port: int, n: int, rounds: int) -> List[float]:
@@ -91,7 +154,9 @@ def sse_item_latencies(port: int, n: int, rounds: int) -> List[float]:
                 kind = next((l[7:] for l in lines if l.startswith(b"event: ")), b"")
                 payload = b"".join(l[6:] for l in lines if l.startswith(b"data: "))
                 if kind == b"output":
-                    latencies.append((arrived - int(json.loads(payload)["value"])) / 1e3)
+                    item = json.loads(payload)
+                    if item["index"] == 0:
+                        latencies.append((arrived - int(item["value"])) / 1e3)
                 elif kind == b"completed":
                     done = True
         sock.close()
@@ -111,7 +176,7 @@ def grpc_item_latencies(bin_dir: str, port: int, n: int, rounds: int) -> List[fl
             request.input.update({"n": n})
             for message in stub.PredictStream(request, timeout=60):
                 arrived = time.time_ns()
-                if message.HasField("output"):
+                if message.HasField("output") and message.output.index == 0:
                     latencies.append((arrived - int(message.output.value.string_value)) / 1e3)
     return latencies
 
@@ -157,13 +222,25 @@ def main() -> None:
             wait_for_quiet(args.quiet_wait)
             floor_rows = subprocess.run([os.path.join(bin_dir, "bench", "uds_floor"), "--round_trips", "50000"],
                                         check=True, capture_output=True, text=True).stdout
+        memory = ""
         server = Server(binary, "echo", workdir)
         try:
             measure("GET /health-check (floor)", server, None, path="/health-check")
             if "null" in only:
                 measure("null", server, body("null", {"input": {"s": "hello"}}))
+                processes = [server.process.pid] + descendants(server.process.pid)
+                rss = [rss_kib(pid) / 1024 for pid in processes]
+                pss = [pss_kib(pid) / 1024 for pid in processes]
+                memory = (f"memory after the null case, MiB, cog-server / the runner's guardian / the runner: "
+                          f"RSS {' / '.join(f'{size:.1f}' for size in rss)} (sum {sum(rss):.1f}), "
+                          f"PSS {' / '.join(f'{size:.1f}' for size in pss)} (sum {sum(pss):.1f})")
         finally:
             server.stop()
+        if "startup" in only:
+            wait_for_quiet(args.quiet_wait)
+            starts = start_to_ready(binary, workdir, 11)
+            rows.append(("start → READY", percentile(starts, 0.5) * 1e3, percentile(starts, 0.99) * 1e3, 0,
+                         f"{len(starts)} starts, trivial predictor, runner python3 from PATH"))
         if "async" in only:
             server = Server(binary, "async_echo", workdir)
             try:
@@ -179,13 +256,13 @@ def main() -> None:
                     measure("generator", server, body("gen", {"input": {"n": 100}}), extra="100 items")
                 if "first" in only:
                     wait_for_quiet(args.quiet_wait)
-                    sse = sse_item_latencies(server.port, 100, 50)
+                    sse = sse_item_latencies(server.port, 1, 300)
                     rows.append(("first item SSE", percentile(sse, 0.5), percentile(sse, 0.99), 0,
-                                 f"{len(sse)} items, Python client"))
+                                 f"{len(sse)} streams, raw-socket Python client"))
                     try:
-                        stream = grpc_item_latencies(bin_dir, server.grpc_port, 100, 50)
+                        stream = grpc_item_latencies(bin_dir, server.grpc_port, 1, 300)
                         rows.append(("first item gRPC", percentile(stream, 0.5), percentile(stream, 0.99), 0,
-                                     f"{len(stream)} items, Python grpcio client"))
+                                     f"{len(stream)} streams, Python grpcio client"))
                     except ImportError as e:  # e.g. a python3 that is not Debian's
                         log(f"first item gRPC: skipped ({e}; run with Debian's python3)")
             finally:
@@ -223,6 +300,9 @@ def main() -> None:
     if floor_rows:
         print(floor_rows)
     floor = next((r[1] for r in rows if r[0].startswith("GET /health-check")), None)
+    if memory:
+        print(memory + "; legacy Cog: 114 MB, target: 45 MB (server 20 MB)")
+        print()
     print("| case | p50 µs | p99 µs | req/s | p50 / health floor | legacy Cog | target | notes |")
     print("|---|---|---|---|---|---|---|---|")
     for case, p50, p99, rps, extra in rows:
