@@ -192,6 +192,10 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5, help="seconds of wrk per case")
     parser.add_argument("--only", default=ALL, help="comma-separated: " + ALL)
     parser.add_argument("--quiet-wait", type=float, default=30)
+    parser.add_argument("--awake", action="store_true",
+                        help="keep every CPU from going idle with SCHED_IDLE spinners (they run only "
+                        "when nothing else wants the CPU): on this VM an idle vCPU takes ~30-70 µs to "
+                        "wake, which sequential one-connection latencies otherwise mostly measure")
     args = parser.parse_args()
     only = set(args.only.split(","))
     if shutil.which("wrk") is None:
@@ -202,6 +206,11 @@ def main() -> None:
         "//server:cog-server", "//bench:uds_floor", "//tests:grpc_client_stubs_gen"))
     binary = os.path.join(bin_dir, "server", "cog-server")
     workdir = tempfile.mkdtemp(prefix="cog-workloads-")
+    spinners = []
+    if args.awake:
+        args.quiet_wait = 0  # the spinners are the only other load, by design
+        spinners = [subprocess.Popen(["chrt", "--idle", "0", "sh", "-c", "while :; do :; done"])
+                    for _ in range(os.cpu_count() or 1)]
     rows = []  # (case, p50 µs, p99 µs, req/s, extra)
     floor_rows = ""
 
@@ -290,10 +299,15 @@ def main() -> None:
             finally:
                 server.stop()
     finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
         shutil.rmtree(workdir, ignore_errors=True)
 
     print()
     print(f"measured: {label}")
+    if args.awake:
+        print("CPUs kept awake by SCHED_IDLE spinners (--awake)")
     print(f"machine: {os.cpu_count()} CPUs; wrk -t1, {args.duration:g} s per case after 1 s warm-up, "
           "one connection unless the case says")
     print()
