@@ -24,6 +24,7 @@ from typing import Dict, List, Tuple
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 import server_harness  # noqa: E402
+from string_io import descendants  # noqa: E402 - bench/ is on sys.path beside this script
 from server_harness import CogServer, wait_until  # noqa: E402
 
 MODEL = {
@@ -47,21 +48,6 @@ class Predictor(BasePredictor):
 ''',
 }
 CRASHES = [("exit", "exited with code 1"), ("segfault", "signal 11"), ("kill", "signal 9")]
-
-
-def descendants(pid: int) -> List[int]:
-    found, todo = [], [pid]
-    while todo:
-        parent = todo.pop()
-        try:
-            for task in os.listdir("/proc/%d/task" % parent):
-                with open("/proc/%d/task/%s/children" % (parent, task)) as f:
-                    children = [int(p) for p in f.read().split()]
-                found += children
-                todo += children
-        except OSError:
-            pass
-    return found
 
 
 def snapshot(server: CogServer) -> Dict[str, int]:

@@ -168,6 +168,22 @@ class Server:
         self.log_file.close()
 
 
+def descendants(pid: int) -> List[int]:
+    """Every live descendant of a process (/proc children lists)."""
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as f:
+                    children = [int(child) for child in f.read().split()]
+                found += children
+                pending += children
+        except OSError:
+            pass
+    return found
+
+
 def _process_tree_cpu(root: int) -> float:
     """CPU seconds of a live process and its live descendants (/proc)."""
     total, pending = 0.0, [root]

@@ -38,7 +38,7 @@ import time
 from typing import Dict, List, Optional
 
 import string_io
-from string_io import BENCH, REPO, Server, log, run, wait_for_quiet, write_body
+from string_io import BENCH, REPO, Server, descendants, log, run, wait_for_quiet, write_body
 
 # Legacy Cog 0.16.12 (FastAPI) on this kind of 2-core machine, same wrk client
 # (issue 11), and issue 11's targets.
@@ -81,21 +81,6 @@ def pss_kib(pid: int) -> int:
     except OSError:
         pass
     return 0
-
-
-def descendants(pid: int) -> List[int]:
-    found, pending = [], [pid]
-    while pending:
-        current = pending.pop()
-        try:
-            for task in os.listdir(f"/proc/{current}/task"):
-                with open(f"/proc/{current}/task/{task}/children") as f:
-                    children = [int(child) for child in f.read().split()]
-                found += children
-                pending += children
-        except OSError:
-            pass
-    return found
 
 
 def start_to_ready(binary: str, workdir: str, starts: int) -> List[float]:
