@@ -14,7 +14,6 @@ import contextvars
 import inspect
 import json
 import os
-import platform
 import signal
 import sys
 import threading
@@ -270,7 +269,7 @@ class Worker:
         hello: Dict[str, Any] = {
             "protocol_version": messages.PROTOCOL_VERSION,
             "runner_version": RUNNER_VERSION,
-            "python_version": platform.python_version(),
+            "python_version": sys.version.split()[0],  # as platform.python_version(), ~7 ms less to import
             "pid": os.getpid(),
             "cog_version": cog.__version__,
             "max_concurrency": self.max_concurrency,
