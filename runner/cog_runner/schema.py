@@ -105,31 +105,32 @@ def type_schema(annotation: Any, where: str) -> Dict[str, Any]:
                       "typing.Any, a list, a dict or a dataclass of these" % (where, _type_name(annotation)))
 
 
-def _source_line(fn: Callable[..., Any], name: str) -> Tuple[str, str]:
-    """("predict.py:12", "prompt: str = Input(default=None)") for an input of fn."""
+def _find_line(fn: Callable[..., Any], pattern: "re.Pattern[str]") -> Tuple[str, str]:
+    """("predict.py:12", the stripped line) for the first line of fn's source that
+    `pattern` finds; ("", "") when there is no source or no such line."""
     try:
         lines, first = inspect.getsourcelines(fn)
         filename = os.path.basename(inspect.getsourcefile(fn) or "")
     except (OSError, TypeError):
         return "", ""
-    pattern = re.compile(r"\b%s\s*:" % re.escape(name))
     for offset, line in enumerate(lines):
         if pattern.search(line):
-            return "%s:%d" % (filename, first + offset), line.strip().rstrip(",")
+            return "%s:%d" % (filename, first + offset), line.strip()
     return "", ""
+
+
+def _source_line(fn: Callable[..., Any], name: str) -> Tuple[str, str]:
+    """("predict.py:12", "prompt: str = Input(default=None)") for an input of fn."""
+    location, line = _find_line(fn, re.compile(r"\b%s\s*:" % re.escape(name)))
+    return location, line.rstrip(",")
+
+
+_DEF = re.compile(r"^\s*(async\s+)?def\s")
 
 
 def _def_line(fn: Callable[..., Any]) -> Tuple[str, str]:
     """("predict.py:12", "def predict(text: str) -> str:") for fn."""
-    try:
-        lines, first = inspect.getsourcelines(fn)
-        filename = os.path.basename(inspect.getsourcefile(fn) or "")
-    except (OSError, TypeError):
-        return "", ""
-    for offset, line in enumerate(lines):
-        if re.match(r"\s*(async\s+)?def\s", line):
-            return "%s:%d" % (filename, first + offset), line.strip()
-    return "", ""
+    return _find_line(fn, _DEF)
 
 
 def _quoted(fn: Callable[..., Any], fixed: Callable[[str], str], fallback: str) -> str:
