@@ -92,7 +92,9 @@ absl::StatusOr<Json> ParseBody(const httplib::Request& request, int max_depth) {
     }
   }
   if (absl::StripAsciiWhitespace(request.body).empty()) return Json::object();
-  absl::StatusOr<Json> parsed = ParseJson(request.body, max_depth);
+  // The front door reserved room past the body (kJsonPadding): parsed in place.
+  absl::StatusOr<Json> parsed =
+      ParseJson(request.body, max_depth, request.body.capacity() - request.body.size());
   if (!parsed.ok()) {
     Json error = Json::object();
     error["type"] = "json_invalid";

@@ -38,7 +38,7 @@ FinishedPredictions::FinishedPredictions(Options options) : options_(std::move(o
 size_t FinishedPredictions::ApproximateBytes(const Prediction& prediction) {
   return prediction.id.size() + prediction.logs.size() +
          (prediction.error.has_value() ? prediction.error->size() : 0) +
-         JsonBytes(prediction.input) + JsonBytes(prediction.output) + JsonBytes(prediction.metrics);
+         JsonBytes(*prediction.input) + JsonBytes(prediction.output) + JsonBytes(prediction.metrics);
 }
 
 void FinishedPredictions::Remove(Order::iterator it) {

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/internal/resize_uninitialized.h"
@@ -43,13 +44,19 @@ absl::Status WriteFrame(int fd, const google::protobuf::MessageLite& message) {
         absl::StrCat("frame of ", message.ByteSizeLong(), " bytes exceeds the limit of ",
                      kMaxFrameBytes));
   }
-  const std::string frame = EncodeFrame(message);
+  // Not EncodeFrame's std::string: libstdc++ would zero-fill the whole frame
+  // before it is serialized over (a memset of 1 MiB for a 1 MiB input).
+  const size_t size = message.ByteSizeLong();
+  const size_t frame_size = 4 + size;
+  std::unique_ptr<char[]> frame(new char[frame_size]);
+  PutBigEndian32(static_cast<uint32_t>(size), frame.get());
+  message.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(frame.get() + 4));
   size_t written = 0;
-  while (written < frame.size()) {
+  while (written < frame_size) {
     // MSG_NOSIGNAL: a runner that went away is an error to report, not SIGPIPE.
-    ssize_t n = ::send(fd, frame.data() + written, frame.size() - written, MSG_NOSIGNAL);
+    ssize_t n = ::send(fd, frame.get() + written, frame_size - written, MSG_NOSIGNAL);
     if (n < 0 && errno == ENOTSOCK) {
-      n = ::write(fd, frame.data() + written, frame.size() - written);
+      n = ::write(fd, frame.get() + written, frame_size - written);
     }
     if (n < 0) {
       if (errno == EINTR) continue;

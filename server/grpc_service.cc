@@ -305,7 +305,7 @@ absl::StatusOr<PredictionRequest> FromProto(const v1::PredictionRequest& request
 
 void ToProto(const Prediction& prediction, v1::Prediction* out) {
   out->set_id(prediction.id);
-  JsonToStruct(prediction.input, out->mutable_input());
+  JsonToStruct(*prediction.input, out->mutable_input());
   if (!prediction.output.is_null()) JsonToValue(prediction.output, out->mutable_output());
   if (prediction.error.has_value()) out->set_error(*prediction.error);
   out->set_logs(prediction.logs);

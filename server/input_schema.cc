@@ -730,18 +730,28 @@ bool InputSchema::CheckValue(const Constraints& c, Json& value, const Json& loc,
   return ok;
 }
 
-absl::StatusOr<InputSchema::Validated> InputSchema::Validate(const Json& input) const {
+absl::StatusOr<InputSchema::Validated> InputSchema::Validate(Json input) const {
   Validated result;
   result.input = Json::object();
   Json errors = Json::array();
-  const Json empty = Json::object();
-  const Json& given = input.is_object() ? input : empty;
+  if (!input.is_object()) input = Json::object();
+  Json& given = input;
+  // Values are moved out of `given` as they are checked (a large string is
+  // not copied); a `missing` error echoes the input as it was sent, so when
+  // one will be needed the input is kept as sent first (a rare, small case).
+  Json as_sent;
+  for (const Field& field : fields_) {
+    if (field.required && !given.contains(field.name)) {
+      as_sent = given;
+      break;
+    }
+  }
   for (const Field& field : fields_) {
     const Json loc = Json::array({"body", "input", field.name});
     auto it = given.find(field.name);
     if (it == given.end()) {
       if (field.required) {
-        AddError(errors, "missing", loc, "Field required", given);
+        AddError(errors, "missing", loc, "Field required", as_sent);
       } else {
         result.input[field.name] = field.default_value.value_or(Json());
       }
@@ -751,7 +761,7 @@ absl::StatusOr<InputSchema::Validated> InputSchema::Validate(const Json& input) 
       result.input[field.name] = nullptr;
       continue;
     }
-    Json value = *it;  // the one copy: what the predictor gets
+    Json value = std::move(*it);  // what the predictor gets
     const size_t errors_before = errors.size();
     const bool ok = CheckValue(field.value, value, loc, errors);
     if (ok && field.items.has_value() && value.is_array()) {

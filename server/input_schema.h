@@ -51,7 +51,9 @@ class InputSchema {
   // `input` ever shows a Secret, not even the whole input that a `missing`
   // entry echoes. Numbers must be finite anywhere in the input (JSON cannot
   // carry NaN or infinity; they can only come from a gRPC Struct).
-  absl::StatusOr<Validated> Validate(const Json& input) const;
+  // Takes `input` by value: its values are moved, not copied (pass it with
+  // std::move when it is not needed afterwards).
+  absl::StatusOr<Validated> Validate(Json input) const;
 
  private:
   enum class Type { kAny, kString, kInteger, kNumber, kBoolean, kArray, kObject };

@@ -414,7 +414,8 @@ std::optional<size_t> JsonErrorOffset(const absl::Status& status) {
   return offset;
 }
 
-absl::StatusOr<Json> ParseJson(absl::string_view text, int max_depth) {
+absl::StatusOr<Json> ParseJson(absl::string_view text, int max_depth, size_t readable_after) {
+  static_assert(kJsonPadding >= simdjson::SIMDJSON_PADDING);
   if (max_depth < 1) max_depth = 1;
   const size_t depth = static_cast<size_t>(max_depth);
   thread_local std::unique_ptr<simdjson::dom::parser> reused;
@@ -434,8 +435,9 @@ absl::StatusOr<Json> ParseJson(absl::string_view text, int max_depth) {
     }
   }
   simdjson::dom::element root;
-  if (simdjson::error_code e = parser->parse(text.data(), text.size(), /*realloc_if_needed=*/true)
-                                   .get(root);
+  const bool in_place = readable_after >= kJsonPadding;
+  if (simdjson::error_code e =
+          parser->parse(text.data(), text.size(), /*realloc_if_needed=*/!in_place).get(root);
       e != simdjson::SUCCESS) {
     return ParseError(e, max_depth, text);
   }

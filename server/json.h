@@ -27,11 +27,19 @@ using Json = nlohmann::ordered_json;
 // walks a value recursively comes near the end of a thread's stack.
 inline constexpr int kDefaultMaxJsonDepth = 128;
 
+// Bytes after a text's end that, when readable, let ParseJson parse it in
+// place instead of copying it first (the parser reads in 64-byte blocks).
+inline constexpr size_t kJsonPadding = 64;
+
 // Parses `text` (one JSON value, surrounding whitespace allowed). Errors, all
 // InvalidArgument, with the byte offset where it helps: not JSON, nested
 // deeper than `max_depth` arrays and objects, an integer outside int64 /
 // uint64 or a number outside double's range (1e400), invalid UTF-8.
-absl::StatusOr<Json> ParseJson(absl::string_view text, int max_depth = kDefaultMaxJsonDepth);
+// `readable_after`: how many bytes after text's end may be read (their
+// values do not matter), e.g. a std::string's capacity() - size(); from
+// kJsonPadding on, the text is not copied.
+absl::StatusOr<Json> ParseJson(absl::string_view text, int max_depth = kDefaultMaxJsonDepth,
+                               size_t readable_after = 0);
 // Where in the text a ParseJson error was found (a byte offset, as Python's
 // json reports it), when it could be told.
 std::optional<size_t> JsonErrorOffset(const absl::Status& status);

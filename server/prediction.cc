@@ -47,6 +47,11 @@ std::optional<WebhookEvent> ParseWebhookEvent(absl::string_view name) {
   return std::nullopt;
 }
 
+const std::shared_ptr<const Json>& EmptyJsonObject() {
+  static const auto* const empty = new std::shared_ptr<const Json>(std::make_shared<const Json>(Json::object()));
+  return *empty;
+}
+
 std::string FormatTimestamp(absl::Time time) {
   // As Python's isoformat(), which legacy Cog uses: no fraction when it is zero.
   const bool whole = absl::ToUnixMicros(time) % 1000000 == 0;
@@ -64,7 +69,7 @@ Json TimeOrNull(const std::optional<absl::Time>& time) {
 
 Json PredictionToJson(const Prediction& prediction) {
   Json body = Json::object();
-  body["input"] = prediction.input;
+  body["input"] = *prediction.input;
   body["output"] = prediction.output;
   body["id"] = prediction.id;
   body["version"] = nullptr;
@@ -109,7 +114,7 @@ std::string PredictionJsonText(const Prediction& prediction) {
   std::string out;
   // Values are bounded in depth (ParseJson's limit, protobuf's for gRPC), so
   // the walk is too; it reads no more than the writing does.
-  out.reserve(SizeHint(prediction.input) + SizeHint(prediction.output) + prediction.logs.size() +
+  out.reserve(SizeHint(*prediction.input) + SizeHint(prediction.output) + prediction.logs.size() +
               prediction.error.value_or("").size() + 512);
   auto time = [&out](const std::optional<absl::Time>& value) {
     if (value.has_value()) {
@@ -119,7 +124,7 @@ std::string PredictionJsonText(const Prediction& prediction) {
     }
   };
   out += "{\"input\":";
-  AppendJson(prediction.input, &out);
+  AppendJson(*prediction.input, &out);
   out += ",\"output\":";
   AppendJson(prediction.output, &out);
   out += ",\"id\":";

@@ -6,6 +6,7 @@
 #ifndef COG_SERVER_PREDICTION_H_
 #define COG_SERVER_PREDICTION_H_
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -29,6 +30,9 @@ std::optional<WebhookEvent> ParseWebhookEvent(absl::string_view name);
 // RFC 3339 with microseconds and "+00:00", as Cog writes timestamps.
 std::string FormatTimestamp(absl::Time time);
 
+// The one shared empty object: a Prediction's input until it is given one.
+const std::shared_ptr<const Json>& EmptyJsonObject();
+
 struct PredictionRequest {
   std::string id;  // empty: the core makes one
   PredictionKind kind = PredictionKind::kPredict;
@@ -46,7 +50,10 @@ struct PredictionRequest {
 struct Prediction {
   std::string id;
   PredictionKind kind = PredictionKind::kPredict;
-  Json input = Json::object();
+  // Never changes once the prediction has started, and is shared by every
+  // copy of it (observers, webhooks, the finished store): a large input is
+  // not copied with each.
+  std::shared_ptr<const Json> input = EmptyJsonObject();
   Json output;  // null until known; a growing list for iterators
   std::optional<std::string> error;
   std::string logs;

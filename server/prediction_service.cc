@@ -123,12 +123,12 @@ void SetPredictInput(Json& input, runner::Predict* predict) {
 }
 
 // A runner's value sent as text (value_text / output_text) rather than JSON.
-absl::StatusOr<Json> RunnerText(const std::string& text, absl::string_view what) {
+absl::StatusOr<Json> RunnerText(std::string text, absl::string_view what) {
   if (!IsUtf8(text)) {
     return absl::InvalidArgumentError(
         absl::StrCat("cog-server could not read ", what, " from the runner: it is not valid UTF-8"));
   }
-  return Json(text);
+  return Json(std::move(text));
 }
 
 double Seconds(absl::Duration duration) {
@@ -292,7 +292,7 @@ absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
       return absl::NotFoundError(train ? "This model has no train() configured"
                                        : "This model has no predict() configured");
     }
-    absl::StatusOr<InputSchema::Validated> validated = schema->Validate(request.input);
+    absl::StatusOr<InputSchema::Validated> validated = schema->Validate(std::move(request.input));
     if (!validated.ok()) return validated.status();
     if (!request.id.empty() && active_.contains(request.id)) {
       return absl::AlreadyExistsError(absl::StrCat("prediction ", request.id, " is running"));
@@ -302,7 +302,7 @@ absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
 
     prediction.id = request.id.empty() ? NewId() : request.id;
     prediction.kind = request.kind;
-    prediction.input = std::move(validated->shown);
+    prediction.input = std::make_shared<const Json>(std::move(validated->shown));
     runner_input = std::move(validated->input);
     file_inputs = std::move(validated->file_inputs);
     prediction.status = PredictionStatus::kProcessing;
@@ -634,7 +634,7 @@ void PredictionService::OnRunnerConnected(RunnerChannel* channel, RunnerControl*
   control_ = control;
 }
 
-void PredictionService::OnRunnerMessage(const runner::RunnerMessage& message) {
+void PredictionService::OnRunnerMessage(runner::RunnerMessage message) {
   const std::string* id = nullptr;
   bool has_files = false;
   switch (message.message_case()) {
@@ -666,14 +666,15 @@ void PredictionService::OnRunnerMessage(const runner::RunnerMessage& message) {
       }
     }
     if (serial) {
-      file_work_.Run(*id, [this, message] { Dispatch(message); });
+      const std::string key = *id;  // `id` points into the message moved below
+      file_work_.Run(key, [this, message = std::move(message)]() mutable { Dispatch(message); });
       return;
     }
   }
   Dispatch(message);
 }
 
-void PredictionService::Dispatch(const runner::RunnerMessage& message) {
+void PredictionService::Dispatch(runner::RunnerMessage& message) {
   switch (message.message_case()) {
     case runner::RunnerMessage::kHello:
       HandleHello(message.hello());
@@ -691,7 +692,7 @@ void PredictionService::Dispatch(const runner::RunnerMessage& message) {
       HandleMetric(message.metric());
       break;
     case runner::RunnerMessage::kDone:
-      HandleDone(message.done());
+      HandleDone(*message.mutable_done());
       break;
     case runner::RunnerMessage::kHealthcheckResult:
       HandleHealthcheckResult(message.healthcheck_result());
@@ -938,7 +939,7 @@ void PredictionService::HandleMetric(const runner::Metric& metric) {
   for (const auto& o : active->observers) o->OnMetric(active->prediction, metric.name(), value);
 }
 
-void PredictionService::HandleDone(const runner::Done& done) {
+void PredictionService::HandleDone(runner::Done& done) {
   // Claimed, it stays in active_ (running, holding its slot) while its output
   // files are uploaded; its final state is set as it leaves (Finish).
   Active* active = ClaimEnd(done.id());
@@ -960,7 +961,7 @@ void PredictionService::HandleDone(const runner::Done& done) {
   bool has_output = false;
   if (!done.output_text().empty()) {
     has_output = true;
-    absl::StatusOr<Json> text = RunnerText(done.output_text(), "the output");
+    absl::StatusOr<Json> text = RunnerText(std::move(*done.mutable_output_text()), "the output");
     if (text.ok()) {
       output = *std::move(text);
     } else if (file_error.empty()) {

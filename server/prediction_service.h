@@ -173,7 +173,7 @@ class PredictionService {
   // restarts it when a cancel is not obeyed. Both must stay valid until
   // OnRunnerGone returns.
   void OnRunnerConnected(RunnerChannel* channel, RunnerControl* control = nullptr);
-  void OnRunnerMessage(const v1::runner::RunnerMessage& message);
+  void OnRunnerMessage(v1::runner::RunnerMessage message);
   // The runner is gone (call once per connected runner, after its last frame
   // was handed over; also without one, for a runner that never connected).
   // Running predictions end: failed with `reason`, or canceled when a cancel
@@ -243,7 +243,8 @@ class PredictionService {
 
   // Routes a prediction's event to file_work_ when it has (or now gets) file
   // work; otherwise handles it on the calling (reader) thread.
-  void Dispatch(const v1::runner::RunnerMessage& message);
+  // Takes the message apart: a large output is moved out of it, not copied.
+  void Dispatch(v1::runner::RunnerMessage& message);
   // Fetches the Path inputs of a prediction, then sends it to the runner.
   void FetchInputsThenSend(const std::string& id, v1::runner::ServerMessage message, Json input,
                            const std::vector<std::string>& pointers);
@@ -260,7 +261,7 @@ class PredictionService {
   void HandleLog(const v1::runner::Log& log);
   void HandleOutput(const v1::runner::Output& output);
   void HandleMetric(const v1::runner::Metric& metric);
-  void HandleDone(const v1::runner::Done& done);
+  void HandleDone(v1::runner::Done& done);
   void HandleHealthcheckResult(const v1::runner::HealthcheckResult& result);
   // Asks the runner's healthcheck() now and then (a thread of its own).
   void PollHealthchecks();

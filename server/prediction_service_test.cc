@@ -623,7 +623,7 @@ TEST_F(PredictionServiceTest, GetAnswersWithTheFinalStateOfRecentlyEndedPredicti
   EXPECT_EQ(c->status, PredictionStatus::kSucceeded);
   EXPECT_EQ(c->output, "c!");
   EXPECT_EQ(c->logs, "working on c\n");
-  EXPECT_EQ(c->input, (Json{{"s", "c"}}));
+  EXPECT_EQ(*c->input, (Json{{"s", "c"}}));
   EXPECT_TRUE(c->completed_at.has_value());
 
   // A failed one is kept with its error; an id that runs again shows its running state.

@@ -11,7 +11,8 @@ TEST(PredictionJsonTextTest, WritesWhatDumpJsonOfPredictionToJsonWrites) {
   prediction.id = "p-1";
   EXPECT_EQ(PredictionJsonText(prediction), DumpJson(PredictionToJson(prediction)));
 
-  prediction.input = Json{{"s", "caf\xc3\xa9 \"quoted\"\n"}, {"n", 3}, {"f", 0.5}};
+  prediction.input = std::make_shared<const Json>(
+      Json{{"s", "caf\xc3\xa9 \"quoted\"\n"}, {"n", 3}, {"f", 0.5}});
   prediction.output = Json::array({1, "two", nullptr, Json{{"x", 1e300}}});
   prediction.logs = std::string("line\r\n\x01 bad \xff byte\n");
   prediction.error = "it broke: \"why\"";
@@ -25,7 +26,7 @@ TEST(PredictionJsonTextTest, WritesWhatDumpJsonOfPredictionToJsonWrites) {
   // And it is JSON that reads back as the same prediction.
   absl::StatusOr<Json> parsed = ParseJson(text);
   ASSERT_TRUE(parsed.ok()) << parsed.status();
-  EXPECT_EQ((*parsed)["input"], prediction.input);
+  EXPECT_EQ((*parsed)["input"], *prediction.input);
   EXPECT_EQ((*parsed)["status"], "failed");
   EXPECT_EQ((*parsed)["logs"], "line\r\n\x01 bad \xef\xbf\xbd byte\n");
 }

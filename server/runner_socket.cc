@@ -17,6 +17,8 @@
 namespace cog {
 namespace {
 
+constexpr int kSocketBufferBytes = 4 << 20;
+
 absl::Status ErrnoError(absl::string_view what, const std::string& path) {
   return absl::InternalError(absl::StrCat(what, " ", path, ": ", std::strerror(errno)));
 }
@@ -102,7 +104,16 @@ absl::StatusOr<int> RunnerListenSocket::Accept(absl::Duration timeout) {
           "the runner did not connect to ", path_, " within ", absl::FormatDuration(timeout)));
     }
     int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd >= 0) return fd;
+    if (fd >= 0) {
+      // A Unix stream socket holds at most its sender's SO_SNDBUF in flight
+      // (208 KiB by default): a 1 MiB Predict frame would cross in five or
+      // more rounds, each waking the runner and then the server again. Asked
+      // for 4 MiB (the kernel caps it at net.core.wmem_max); memory is only
+      // taken while bytes are in flight.
+      const int bytes = kSocketBufferBytes;
+      (void)::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof(bytes));
+      return fd;
+    }
     if (errno != EINTR && errno != ECONNABORTED) return ErrnoError("accepting on", path_);
   }
 }

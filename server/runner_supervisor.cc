@@ -267,7 +267,7 @@ void RunnerSupervisor::OnRunnerMessage(v1::runner::RunnerMessage message) {
     spdlog::info("runner {} (Python {}, pid {}) connected", message.hello().runner_version(),
                  message.hello().python_version(), message.hello().pid());
   }
-  service_->OnRunnerMessage(message);
+  service_->OnRunnerMessage(std::move(message));
 }
 
 void RunnerSupervisor::OnRunnerDisconnected(absl::Status why) {

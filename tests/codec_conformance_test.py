@@ -103,6 +103,32 @@ class CodecConformanceTest(unittest.TestCase):
                 python += struct.pack(">I", len(payload)) + payload
         self.assertEqual(split_frames(python), split_frames(cpp))
 
+    def test_large_payloads_sent_as_parts_read_the_same_in_cpp(self):
+        # A large output or log leaves the runner as buffers of its own (not
+        # copied into the frame), after the message's other fields: C++ must
+        # read exactly what the one-buffer encoding says.
+        big = [
+            {"done": {"id": "p-1", "status": messages.DONE_SUCCEEDED,
+                      "output_text": ("✓ text\n" * 20000).encode()}},
+            {"log": {"id": "p-1", "source": messages.LOG_STDOUT, "text": "x" * wire.LARGE_PAYLOAD}},
+            {"output": {"id": "p-2", "value_text": b"y" * (1 << 20), "files_json": b'["/0"]'}},
+            {"done": {"id": "p-3", "status": messages.DONE_SUCCEEDED, "output_text": b"short"}},
+        ]
+        data = b""
+        for message in big:
+            parts, size = wire.encode_frame_parts(messages.RUNNER_MESSAGE, message)
+            frame = b"".join(bytes(part) for part in parts)
+            self.assertEqual(len(frame), size)
+            self.assertEqual(wire.decode(messages.RUNNER_MESSAGE, frame[4:]),
+                             with_defaults(messages.RUNNER_MESSAGE, message))
+            data += frame
+        result = subprocess.run([TOOL, "canon", "runner"], input=data, check=True,
+                                stdout=subprocess.PIPE).stdout
+        answers = split_frames(result)
+        self.assertEqual(len(answers), len(big))
+        for answer, message in zip(answers, big):
+            self.assertEqual(answer, b"\1" + wire.encode(messages.RUNNER_MESSAGE, message))
+
     def test_unknown_fields_are_skipped(self):
         # A newer server may add fields of any wire type; the runner ignores them.
         extra = bytes([0x0A, 0x02]) + b"id"  # field 1 (id) = "id"

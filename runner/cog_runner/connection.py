@@ -23,6 +23,12 @@ MAX_FRAME_BYTES = 256 << 20
 MIN_SEND_LIMIT = 4096
 _HEADER = struct.Struct(">I")
 _MAX_HEADER_SIZE = (1 << 32) - 1
+_TEXT_TYPES = (str, bytes, bytearray, memoryview)
+_MAX_IOV = 64
+_SOCKET_BUFFER_BYTES = 4 << 20
+# A frame this large is read straight into a buffer of its own (recv_into), not
+# gathered piece by piece in the shared buffer.
+_LARGE_FRAME = 64 << 10
 
 # fcntl constants Python does not name (Linux).
 _F_SETOWN_EX = getattr(fcntl, "F_SETOWN_EX", 15)
@@ -57,10 +63,19 @@ def _bad_frame(error: str, payload: Any) -> Frame:
 class Connection:
     def __init__(self, sock: socket.socket):
         self._sock = sock
+        try:
+            # A large output crosses in one or two sends rather than five or
+            # more rounds of 208 KiB, each waking the server (the kernel caps
+            # this at net.core.wmem_max).
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER_BYTES)
+        except OSError:
+            pass
         self._buffer = bytearray()
         self._frames: Deque[Frame] = collections.deque()
         self._closed = False
         self._discard = 0  # bytes still to skip of a frame over the limit
+        self._large: Optional[bytearray] = None  # a large frame being read, and how much of it is
+        self._large_filled = 0
         self.max_send_bytes = MAX_FRAME_BYTES
         self.max_receive_bytes = MAX_FRAME_BYTES
         self._send_lock = threading.Lock()  # predictor threads print too
@@ -117,15 +132,34 @@ class Connection:
 
     def send(self, name: str, fields: Dict[str, Any]) -> None:
         """Sends one frame whole; FrameTooLarge (nothing sent) if it is over the limit."""
-        frame = wire.encode_frame(messages.RUNNER_MESSAGE, {name: fields})
-        if len(frame) - 4 > self.max_send_bytes:
-            raise FrameTooLarge(len(frame) - 4, self.max_send_bytes)
+        if any(type(v) in _TEXT_TYPES and len(v) >= wire.LARGE_PAYLOAD for v in fields.values()):
+            # A large output or log: sent from where it is, not copied into the frame.
+            parts, size = wire.encode_frame_parts(messages.RUNNER_MESSAGE, {name: fields})
+        else:
+            frame = wire.encode_frame(messages.RUNNER_MESSAGE, {name: fields})
+            parts, size = None, len(frame)
+        if size - 4 > self.max_send_bytes:
+            raise FrameTooLarge(size - 4, self.max_send_bytes)
         with self._send_lock:
             self._sender = threading.get_ident()
             try:
-                self._sock.sendall(frame)
+                if parts is None:
+                    self._sock.sendall(frame)
+                else:
+                    self._send_parts(parts)
             finally:
                 self._sender = 0
+
+    def _send_parts(self, parts: List[Any]) -> None:
+        views = [memoryview(p).cast("B") for p in parts if len(p)]
+        while views:
+            sent = self._sock.sendmsg(views[:_MAX_IOV])
+            while sent:
+                if sent >= len(views[0]):
+                    sent -= len(views.pop(0))
+                else:
+                    views[0] = views[0][sent:]
+                    sent = 0
 
     def sending_on_this_thread(self) -> bool:
         return self._sender == threading.get_ident()
@@ -150,30 +184,56 @@ class Connection:
                 self._discard = size
                 continue
             if len(self._buffer) < 4 + size:
+                if size >= _LARGE_FRAME:
+                    # The rest is read into the frame's own buffer (_read_some).
+                    self._large = bytearray(size)
+                    self._large_filled = len(self._buffer) - 4
+                    self._large[:self._large_filled] = memoryview(self._buffer)[4:]
+                    self._buffer.clear()
                 return
             payload = self._buffer[4:4 + size]
             del self._buffer[:4 + size]
-            try:
-                message = wire.decode(messages.SERVER_MESSAGE, payload)
-            except wire.DecodeError as e:
-                self._frames.append(_bad_frame("%s (in a frame of %d bytes)" % (e, size), payload))
-                continue
-            name = messages.which(message)
-            self._frames.append((name, message.get(name, {})))
+            self._add_frame(payload)
+
+    def _add_frame(self, payload: bytearray) -> None:
+        try:
+            message = wire.decode(messages.SERVER_MESSAGE, payload)
+        except wire.DecodeError as e:
+            self._frames.append(_bad_frame("%s (in a frame of %d bytes)" % (e, len(payload)), payload))
+            return
+        name = messages.which(message)
+        self._frames.append((name, message.get(name, {})))
+
+    def _read_some(self, flags: int = 0) -> int:
+        """One recv (blocking unless `flags` say not); 0 at the end of input."""
+        large = self._large
+        if large is not None:
+            n = self._sock.recv_into(memoryview(large)[self._large_filled:], 0, flags)
+            self._large_filled += n
+            if self._large_filled == len(large):
+                self._large = None
+                self._add_frame(large)
+                self._parse()
+            return n
+        chunk = self._sock.recv(1 << 16, flags)
+        if chunk:
+            self._buffer += chunk
+            self._parse()
+        return len(chunk)
+
+    def _inside_frame(self) -> bool:
+        return bool(self._buffer) or bool(self._discard) or self._large is not None
 
     def receive(self) -> Optional[Frame]:
         """The next server message as (name, fields); None once the server closed."""
         while not self._frames:
             if self._closed:
                 return None
-            chunk = self._sock.recv(1 << 16)
-            if not chunk:
+            if not self._read_some():
                 self._closed = True
-                if self._buffer or self._discard:
+                if self._inside_frame():
                     raise ConnectionClosed("connection closed inside a frame")
                 return None
-            self._buffer += chunk
-            self._parse()
         return self._frames.popleft()
 
     def has_frames(self) -> bool:
@@ -184,14 +244,10 @@ class Connection:
         """Every whole frame available now, without blocking. Raises ConnectionClosed at EOF."""
         while not self._closed:
             try:
-                chunk = self._sock.recv(1 << 16, socket.MSG_DONTWAIT)
+                if not self._read_some(socket.MSG_DONTWAIT):
+                    self._closed = True
             except (BlockingIOError, InterruptedError):
                 break
-            if not chunk:
-                self._closed = True
-                break
-            self._buffer += chunk
-        self._parse()
         frames = list(self._frames)
         self._frames.clear()
         if not frames and self._closed:

@@ -29,7 +29,7 @@ PREDICT = {
     3: ("input_json", "bytes", None),
     4: ("context_json", "bytes", None),
     5: ("input_text_name", "string", None),
-    6: ("input_text", "bytes", None),
+    6: ("input_text", "view", None),  # decoded in place: str() of it is the one copy
 }
 CANCEL = {1: ("id", "string", None)}
 HEALTHCHECK = {1: ("sequence", "uint64", None)}

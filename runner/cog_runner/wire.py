@@ -16,14 +16,21 @@ or unknown wire type) raises DecodeError, and nothing else: the runner reports
 such a frame and goes on (tests/runner_wire_fuzz_test.py holds it to that).
 """
 
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 Table = Dict[int, Tuple[str, str, Optional[dict]]]
 Buffer = Union[bytes, bytearray, memoryview]
 
 VARINT_KINDS = ("uint32", "uint64", "bool", "enum")
 MESSAGE_KINDS = ("message", "member")
-LENGTH_KINDS = ("string", "bytes") + MESSAGE_KINDS
+# "view": bytes on the wire, decoded as a memoryview into the frame (no copy);
+# for large payloads the reader turns into something else at once (a str).
+LENGTH_KINDS = ("string", "bytes", "view") + MESSAGE_KINDS
+
+# A string or bytes payload at least this large is not copied into the frame
+# being encoded: encode_frame_parts() hands it on as a buffer of its own.
+LARGE_PAYLOAD = 64 << 10
+_TEXT_KINDS = ("string", "bytes", "view")
 
 _MASK32 = (1 << 32) - 1
 _MASK64 = (1 << 64) - 1
@@ -97,6 +104,74 @@ def encode_frame(table: Table, values: Dict[str, Any]) -> bytearray:
     return out
 
 
+def encode_frame_parts(table: Table, values: Dict[str, Any]) -> Tuple[List[Buffer], int]:
+    """The frame as buffers to send in order (socket.sendmsg) and its size in
+    bytes, length prefix included. Like encode_frame, but a string or bytes
+    payload of LARGE_PAYLOAD bytes or more is one of the buffers itself,
+    not copied."""
+    head = bytearray(4)
+    parts: List[Buffer] = [head]
+    size = _encode_parts(table, values, parts)
+    if size > _MASK32:
+        raise ValueError("a message of %d bytes does not fit a frame" % size)
+    head[0:4] = size.to_bytes(4, "big")
+    return parts, size + 4
+
+
+def _encode_parts(table: Table, values: Dict[str, Any], parts: List[Buffer]) -> int:
+    # Appends the message to `parts` (whose last part is the bytearray being
+    # written) and returns its encoded size. The fields without a large payload
+    # go first, encoded together as usual; then each large payload after its
+    # key and length (protobuf takes fields in any order).
+    out = parts[-1]
+    before = len(out)
+    small: Dict[str, Any] = {}
+    large = []
+    for varint_key, length_key, name, kind, nested in _layout(table):
+        value = values.get(name)
+        if value is None:
+            continue
+        if kind in MESSAGE_KINDS and _has_large_payload(nested, value):
+            large.append((length_key, nested, value))
+        elif kind in _TEXT_KINDS and len(value) >= LARGE_PAYLOAD:
+            large.append((length_key, None, value))
+        else:
+            small[name] = value
+    _encode_into(table, small, out)
+    size = len(out) - before
+    for length_key, nested, value in large:
+        if nested is not None:
+            nested_parts: List[Buffer] = [bytearray()]
+            payload_size = _encode_parts(nested, value, nested_parts)
+        else:
+            payload = value.encode("utf-8", "replace") if isinstance(value, str) else value
+            nested_parts = [payload, bytearray()]
+            payload_size = len(payload)
+        out = parts[-1]
+        before = len(out)
+        _encode_varint(length_key, out)
+        _encode_varint(payload_size, out)
+        size += len(out) - before + payload_size
+        if nested is not None:
+            out += nested_parts[0]
+            nested_parts = nested_parts[1:]
+        parts.extend(nested_parts)
+    return size
+
+
+def _has_large_payload(table: Table, values: Dict[str, Any]) -> bool:
+    for _, (name, kind, nested) in table.items():
+        value = values.get(name)
+        if value is None:
+            continue
+        if kind in MESSAGE_KINDS:
+            if _has_large_payload(nested, value):
+                return True
+        elif kind in _TEXT_KINDS and len(value) >= LARGE_PAYLOAD:
+            return True
+    return False
+
+
 # Each table's fields in number order, with their keys: worked out once per table.
 _layouts: Dict[int, list] = {}
 
@@ -130,7 +205,7 @@ def _encode_into(table: Table, values: Dict[str, Any], out: bytearray) -> None:
             # bytes are taken as already UTF-8; a str that cannot be UTF-8 (lone
             # surrogates, e.g. from a file name) is repaired rather than refused.
             payload = value if isinstance(value, (bytes, bytearray)) else value.encode("utf-8", "replace")
-        elif kind == "bytes":
+        elif kind == "bytes" or kind == "view":
             if not value:
                 continue
             payload = value
@@ -159,7 +234,7 @@ def defaults(table: Table) -> Dict[str, Any]:
                 result[name] = False if kind == "bool" else 0
             elif kind == "string":
                 result[name] = ""
-            elif kind == "bytes":
+            elif kind == "bytes" or kind == "view":
                 result[name] = b""
             # message fields stay absent unless present on the wire
         _defaults[id(table)] = result
@@ -217,6 +292,8 @@ def _decode_into(table: Table, data: memoryview, pos: int, end: int, result: Dic
                     raise DecodeError("field %d (%s) is not valid UTF-8: %s" % (number, name, e.reason)) from None
             elif kind == "bytes":
                 result[name] = data[start:pos].tobytes()
+            elif kind == "view":
+                result[name] = data[start:pos]
             elif kind in MESSAGE_KINDS:
                 current = result.get(name)
                 if current is None:
