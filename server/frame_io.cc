@@ -28,29 +28,33 @@ uint32_t GetBigEndian32(const unsigned char* in) {
          uint32_t{in[3]};
 }
 
+// Writes the frame (4 + `size` bytes, `size` the message's ByteSizeLong())
+// to `out`.
+void EncodeFrameTo(const google::protobuf::MessageLite& message, size_t size, char* out) {
+  PutBigEndian32(static_cast<uint32_t>(size), out);
+  message.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(out + 4));
+}
+
 }  // namespace
 
 std::string EncodeFrame(const google::protobuf::MessageLite& message) {
   const size_t size = message.ByteSizeLong();
   std::string frame(4 + size, '\0');
-  PutBigEndian32(static_cast<uint32_t>(size), frame.data());
-  message.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(frame.data() + 4));
+  EncodeFrameTo(message, size, frame.data());
   return frame;
 }
 
 absl::Status WriteFrame(int fd, const google::protobuf::MessageLite& message) {
-  if (message.ByteSizeLong() > kMaxFrameBytes) {
+  const size_t size = message.ByteSizeLong();
+  if (size > kMaxFrameBytes) {
     return absl::InvalidArgumentError(
-        absl::StrCat("frame of ", message.ByteSizeLong(), " bytes exceeds the limit of ",
-                     kMaxFrameBytes));
+        absl::StrCat("frame of ", size, " bytes exceeds the limit of ", kMaxFrameBytes));
   }
   // Not EncodeFrame's std::string: libstdc++ would zero-fill the whole frame
   // before it is serialized over (a memset of 1 MiB for a 1 MiB input).
-  const size_t size = message.ByteSizeLong();
   const size_t frame_size = 4 + size;
   std::unique_ptr<char[]> frame(new char[frame_size]);
-  PutBigEndian32(static_cast<uint32_t>(size), frame.get());
-  message.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(frame.get() + 4));
+  EncodeFrameTo(message, size, frame.get());
   size_t written = 0;
   while (written < frame_size) {
     // MSG_NOSIGNAL: a runner that went away is an error to report, not SIGPIPE.

@@ -1,7 +1,8 @@
 """A small protobuf wire-format codec, so the runner needs no protobuf package.
 
 It knows what runner.proto uses: varints (uint32, uint64, bool, enum), strings,
-bytes and nested messages. A message is described by a table
+bytes and nested messages (kind ``view``: bytes decoded as a memoryview into the
+frame rather than copied). A message is described by a table
 ``{field_number: (name, kind, nested_table_or_None)}``; values are plain dicts.
 Unknown fields of the wire types protobuf still uses (varint, fixed64,
 length-delimited, fixed32) are skipped, so a newer server can add fields
