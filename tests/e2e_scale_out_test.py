@@ -74,13 +74,25 @@ class GrpcRoundRobinTest(TwoServers):
         stub = predictor_pb2_grpc.PredictorStub(channel)
         grpc.channel_ready_future(channel).result(timeout=30)
 
+        def call(name):
+            answer = stub.Predict(predictor_pb2.PredictionRequest(id=name, input=struct(name=name)), timeout=30)
+            self.assertEqual(answer.status, predictor_pb2.PREDICTION_STATUS_SUCCEEDED)
+
+        # The channel is ready once one subchannel is; round_robin uses the
+        # second only once it has connected too. Calls until both have
+        # answered one (no sleep: each call is a real prediction).
+        for i in range(500):
+            if succeeded(a) and succeeded(b):
+                break
+            call("warm-%d" % i)
+        before = (succeeded(a), succeeded(b))
+        self.assertTrue(all(before), "round_robin never reached both servers: %s" % (before,))
+
         # Spread: sequential calls alternate between the two.
         for i in range(20):
-            answer = stub.Predict(predictor_pb2.PredictionRequest(id="rr-%d" % i, input=struct(name="rr-%d" % i)),
-                                  timeout=30)
-            self.assertEqual(answer.status, predictor_pb2.PREDICTION_STATUS_SUCCEEDED)
-        spread = (succeeded(a), succeeded(b))
-        print("gRPC round_robin spread over 20 calls: %d / %d" % spread)
+            call("rr-%d" % i)
+        spread = (succeeded(a) - before[0], succeeded(b) - before[1])
+        print("gRPC round_robin spread over 20 calls: %d / %d (after %d warm-up calls)" % (spread + (sum(before),)))
         self.assertEqual(sum(spread), 20)
         self.assertGreaterEqual(min(spread), 5, spread)
 
