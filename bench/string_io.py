@@ -400,7 +400,7 @@ def main() -> None:
     parser.add_argument("--quiet-wait", type=float, default=60,
                         help="seconds to wait, at most, before each case for other processes to "
                         "leave the CPUs idle (0: do not wait)")
-    parser.add_argument("--only", default="null,in,out,echo,lines",
+    parser.add_argument("--only", default="floors,null,in,out,echo,lines",
                         help="comma-separated cases to run")
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -423,6 +423,24 @@ def main() -> None:
         if tree != REPO:
             # The export's own Bazel server would sit idle in memory while we measure.
             run(["bazel", "shutdown"], cwd=tree)
+
+    floor_rows: List[Tuple[str, float, float]] = []
+    if "floors" in only:
+        # The kernel's share alone: bench/uds_floor moves the large string's
+        # size over a Unix socket (as the runner hop) and loopback TCP (as the
+        # client's hop), with no HTTP, JSON or copy of ours.
+        run(["bazel", "build", "--color=no", "--curses=no", "-c", "opt", "//bench:uds_floor"], cwd=REPO)
+        floor_bin = os.path.join(subprocess.run(
+            ["bazel", "info", "--color=no", "-c", "opt", "bazel-bin"], cwd=REPO, check=True,
+            capture_output=True, text=True).stdout.strip(), "bench", "uds_floor")
+        for transport in ([], ["--tcp"]):
+            wait_for_quiet(args.quiet_wait)
+            out = subprocess.run([floor_bin, "--reply_bytes", str(args.size), "--round_trips", "1000"]
+                                 + transport, check=True, capture_output=True, text=True).stdout
+            for line in out.splitlines():
+                cells = [cell.strip() for cell in line.strip("|").split("|")]
+                if len(cells) == 3 and cells[1].replace(".", "").isdigit():
+                    floor_rows.append((cells[0], float(cells[1]) / 1e3, float(cells[2]) / 1e3))
 
     workdir = tempfile.mkdtemp(prefix="cog-string-io-")
     unit = ASCII_UNIT if args.ascii else UNIT
@@ -486,6 +504,24 @@ def main() -> None:
     print("others: how many CPUs other processes kept busy during the case (well above 0, e.g. "
           "someone's build, and its figures are not comparable)")
     print()
+    if floor_rows:
+        print(f"Floors: the kernel moving {args.size} bytes, no work of ours (bench/uds_floor, "
+              "1000 round trips each; a 64-byte message out, the large one back)")
+        print()
+        print("| floor | p50 ms | p99 ms |")
+        print("|---|---|---|")
+        for name, p50, p99 in floor_rows:
+            print(f"| {name} | {p50:.3f} | {p99:.3f} |")
+        by_name = {name: p50 for name, p50, _ in floor_rows}
+        unix = next((v for k, v in by_name.items() if k.startswith("Unix") and "Python" in k), None)
+        tcp = next((v for k, v in by_name.items() if k.startswith("loopback") and "C++" in k), None)
+        if unix is not None and tcp is not None:
+            print()
+            print(f"so about {unix + tcp:.2f} ms for `out` (runner → server over the Unix socket, "
+                  f"server → client over TCP) and {unix + 2 * tcp:.2f} ms for `in` and `echo` "
+                  "(the client's request and the response both carry the string over TCP) before "
+                  "any work of the server's or the runner's")
+        print()
     if results:
         floor = results.get("null", {}).get("p50")
         print("| case | request | response | p50 ms | p99 ms | req/s | p50 / floor | errors | others |")

@@ -6,10 +6,10 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <memory>
 
 #include "absl/strings/escaping.h"
-#include "absl/strings/internal/resize_uninitialized.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/io/coded_stream.h"
 
@@ -102,25 +102,40 @@ absl::StatusOr<size_t> FrameReader::ReadUpTo(char* out, size_t size) {
   return got;
 }
 
-absl::Status FrameReader::ReadBody(uint32_t size, std::string* out, size_t keep, uint32_t before) {
+char* FrameReader::Buffer::Resize(size_t n) {
+  if (n > capacity_) {
+    // new char[] leaves the bytes uninitialised; what was read is kept.
+    std::unique_ptr<char[]> grown(new char[n]);
+    if (size_ > 0) std::memcpy(grown.get(), data_.get(), size_);
+    data_ = std::move(grown);
+    capacity_ = n;
+  }
+  size_ = n;
+  return data_.get();
+}
+
+void FrameReader::Buffer::Release() {
+  data_.reset();
+  size_ = capacity_ = 0;
+}
+
+absl::Status FrameReader::ReadBody(uint32_t size, Buffer* out, size_t keep, uint32_t before) {
   constexpr size_t kChunk = 1 << 16;
   // Frames up to this size (nearly all) are read into one allocation.
   constexpr size_t kFirstGrowth = 4 << 20;
   char scratch[kChunk];
   keep = std::min<size_t>(keep, size);
-  out->clear();
+  out->Resize(0);
   size_t got = 0;
   while (got < size) {
     size_t want;
     char* into;
     if (got < keep) {
       // `out` grows as the bytes come, doubling from kFirstGrowth: a size the
-      // peer announces but never sends costs at most that much memory. (With
-      // libstdc++ the resize still zero-fills: it has no uninitialised resize
-      // before C++23.)
+      // peer announces but never sends costs at most that much memory (and
+      // no time: the buffer is not zero-filled).
       want = std::min(keep - got, std::max(got, kFirstGrowth));
-      absl::strings_internal::STLStringResizeUninitialized(out, got + want);
-      into = out->data() + got;
+      into = out->Resize(got + want) + got;
     } else {
       want = std::min<size_t>(size - got, kChunk);
       into = scratch;
@@ -129,7 +144,7 @@ absl::Status FrameReader::ReadBody(uint32_t size, std::string* out, size_t keep,
     if (!n.ok()) return n.status();
     got += *n;
     if (*n < want) {
-      out->resize(std::min(got, keep));
+      out->Resize(std::min(got, keep));
       return absl::DataLossError(absl::StrCat(
           "runner closed the connection in the middle of a frame of ", uint64_t{size} + before,
           " bytes (", got + before, " read)"));
@@ -153,40 +168,42 @@ absl::StatusOr<FrameReader::Result> FrameReader::Next(google::protobuf::MessageL
     std::string head;
     if (one_field_frames_) {
       const uint32_t head_size = std::min<uint32_t>(size, kOneFieldHeadBytes);
-      if (absl::Status read = ReadBody(head_size, &head, head_size, 0); !read.ok()) return read;
+      Buffer read_head;
+      if (absl::Status read = ReadBody(head_size, &read_head, head_size, 0); !read.ok()) return read;
+      head = read_head.Prefix(head_size);
       if (absl::Status in_step = CheckOneField(head, size); !in_step.ok()) return in_step;
     }
     // The length says where the next frame starts: skip this one as it comes,
     // keeping only its beginning, rather than give up the whole connection.
-    if (absl::Status read = ReadBody(size - static_cast<uint32_t>(head.size()), &skipped_prefix_,
-                                     kSkippedPrefixBytes - head.size(),
-                                     static_cast<uint32_t>(head.size()));
-        !read.ok()) {
-      return read;
-    }
-    skipped_prefix_.insert(0, head);
+    Buffer prefix;
+    absl::Status read = ReadBody(size - static_cast<uint32_t>(head.size()), &prefix,
+                                 kSkippedPrefixBytes - head.size(), static_cast<uint32_t>(head.size()));
+    skipped_prefix_ = head + prefix.Prefix(prefix.size());
+    if (!read.ok()) return read;
     skipped_size_ = size;
     skipped_reason_ =
         absl::StrCat("a frame of ", size, " bytes, over the limit of ", max_frame_bytes_);
     return Result::kSkipped;
   }
   if (absl::Status read = ReadBody(size, &payload_, size); !read.ok()) return read;
-  const bool parsed = message->ParseFromString(payload_);
+  // Protobuf parses at most INT_MAX bytes (2 GiB); a larger frame is skipped.
+  const bool parsed = payload_.size() <= static_cast<size_t>(std::numeric_limits<int>::max()) &&
+                      message->ParseFromArray(payload_.data(), static_cast<int>(payload_.size()));
   if (!parsed && one_field_frames_) {
-    if (absl::Status in_step = CheckOneField(payload_.substr(0, kOneFieldHeadBytes), size);
+    if (absl::Status in_step = CheckOneField(payload_.Prefix(kOneFieldHeadBytes), size);
         !in_step.ok()) {
       return in_step;
     }
   }
   if (!parsed) {
     skipped_size_ = size;
-    skipped_prefix_ = payload_.substr(0, kSkippedPrefixBytes);
+    skipped_prefix_ = payload_.Prefix(kSkippedPrefixBytes);
     skipped_reason_ =
         absl::StrCat("a frame of ", size, " bytes that is not a valid ", message->GetTypeName());
   }
   // The buffer is kept for the next frame (a new allocation of a large one
   // costs page faults each time), unless it is larger than most frames are.
-  if (payload_.capacity() > (8u << 20)) std::string().swap(payload_);
+  if (payload_.capacity() > (8u << 20)) payload_.Release();
   return parsed ? Result::kMessage : Result::kSkipped;
 }
 

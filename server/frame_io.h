@@ -7,6 +7,7 @@
 #ifndef COG_SERVER_FRAME_IO_H_
 #define COG_SERVER_FRAME_IO_H_
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -84,16 +85,33 @@ class FrameReader {
   // small frame's header and body in one read() instead of two).
   absl::StatusOr<size_t> ReadUpTo(char* out, size_t size);
   static constexpr size_t kReadAhead = 16 * 1024;
+  // Bytes read, in a buffer that grows without zero-filling first (a
+  // std::string's resize() does: ~3% of the server's time for a 1 MiB frame).
+  class Buffer {
+   public:
+    const char* data() const { return data_.get(); }
+    size_t size() const { return size_; }
+    size_t capacity() const { return capacity_; }
+    // Keeps the first min(size, n) bytes; the rest up to n is uninitialised.
+    char* Resize(size_t n);
+    void Release();
+    std::string Prefix(size_t n) const { return std::string(data(), std::min(n, size_)); }
+
+   private:
+    std::unique_ptr<char[]> data_;
+    size_t size_ = 0;
+    size_t capacity_ = 0;
+  };
   // Reads a frame body of `size` bytes, keeping the first `keep` in `out`; an
   // error if the stream ends first (`before`: bytes of the frame read earlier).
-  absl::Status ReadBody(uint32_t size, std::string* out, size_t keep, uint32_t before = 0);
+  absl::Status ReadBody(uint32_t size, Buffer* out, size_t keep, uint32_t before = 0);
   // DataLoss unless a frame of `size` bytes starting with `head` holds one field.
   absl::Status CheckOneField(const std::string& head, uint32_t size) const;
 
   int fd_;
   uint32_t max_frame_bytes_;
   bool one_field_frames_ = false;
-  std::string payload_;
+  Buffer payload_;
   std::unique_ptr<char[]> ahead_;  // kReadAhead bytes, once needed
   size_t ahead_begin_ = 0;
   size_t ahead_end_ = 0;

@@ -105,6 +105,30 @@ TEST(DumpJsonTest, EscapeHeavyTextAcrossBlocksIsWrittenAsNlohmannWouldWriteIt) {
   EXPECT_EQ(DumpJson(Json(text)), Json(expected).dump());
 }
 
+TEST(DumpJsonTest, FindsEachSpecialByteWhereverTheVectorLoopsMeetIt) {
+  // Every position of strings around the 16- and 64-byte steps of the scan
+  // (the AVX2 and SSE2 loops and the byte-at-a-time tail), with one special
+  // byte: each is written as nlohmann writes it.
+  const std::string specials[] = {"\"", "\\", "\n", "\x01", "\x1f", "caf\xc3\xa9", "\xf0\x9f\x98\x80"};
+  for (size_t length : {15, 16, 63, 64, 65, 127, 128, 129, 200}) {
+    for (const std::string& special : specials) {
+      for (size_t at = 0; at + special.size() <= length; ++at) {
+        std::string text(length, 'x');
+        text.replace(at, special.size(), special);
+        ASSERT_EQ(DumpJson(Json(text)), Json(text).dump()) << "length " << length << " at " << at;
+      }
+    }
+    // A byte that is not UTF-8 at each position: it becomes U+FFFD.
+    for (size_t at = 0; at < length; ++at) {
+      std::string text(length, 'y');
+      text[at] = '\x80';
+      std::string expected = text;
+      expected.replace(at, 1, "\xEF\xBF\xBD");
+      ASSERT_EQ(DumpJson(Json(text)), Json(expected).dump()) << "length " << length << " at " << at;
+    }
+  }
+}
+
 TEST(DumpJsonTest, NeverThrowsOnInvalidUtf8) {
   EXPECT_EQ(DumpJson(Json(std::string("a\xff" "b\xe0\x80"))), "\"a\xEF\xBF\xBD" "b\xEF\xBF\xBD\xEF\xBF\xBD\"");
 }
