@@ -176,7 +176,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (validated.ok()) {
     CheckValidated(validated->input);
     (void)cog::DumpJson(validated->input);
-    const std::string shown = cog::DumpJson(validated->shown);
+    const std::string shown = cog::DumpJson(validated->Shown());
     CheckSecretHidden(*input, shown);
     for (const std::string& pointer : validated->file_inputs) {
       const cog::Json::json_pointer where(pointer);

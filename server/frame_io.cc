@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -67,6 +68,79 @@ absl::Status WriteFrame(int fd, const google::protobuf::MessageLite& message) {
       return absl::UnavailableError(absl::StrCat("writing to runner: ", std::strerror(errno)));
     }
     written += static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+size_t VarintSize(uint64_t value) {
+  size_t size = 1;
+  while (value >= 0x80) {
+    value >>= 7;
+    ++size;
+  }
+  return size;
+}
+
+char* PutVarint(uint64_t value, char* out) {
+  while (value >= 0x80) {
+    *out++ = static_cast<char>((value & 0x7f) | 0x80);
+    value >>= 7;
+  }
+  *out++ = static_cast<char>(value);
+  return out;
+}
+
+// The tag of a length-delimited field (wire type 2).
+uint64_t LengthDelimitedTag(int field) { return (static_cast<uint64_t>(field) << 3) | 2; }
+
+}  // namespace
+
+absl::Status WriteFrameWithTrailingBytes(int fd, int outer_field,
+                                         const google::protobuf::MessageLite& inner, int field,
+                                         absl::string_view bytes) {
+  const size_t inner_size = inner.ByteSizeLong();
+  const uint64_t field_tag = LengthDelimitedTag(field);
+  const uint64_t outer_tag = LengthDelimitedTag(outer_field);
+  const uint64_t inner_total = inner_size + VarintSize(field_tag) + VarintSize(bytes.size()) + bytes.size();
+  const uint64_t size = VarintSize(outer_tag) + VarintSize(inner_total) + inner_total;
+  if (size > kMaxFrameBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("frame of ", size, " bytes exceeds the limit of ", kMaxFrameBytes));
+  }
+  // Everything but `bytes`: the header, the outer field's tag and length,
+  // `inner` and the trailing field's tag and length.
+  const size_t head_size = 4 + VarintSize(outer_tag) + VarintSize(inner_total) + inner_size +
+                           VarintSize(field_tag) + VarintSize(bytes.size());
+  std::unique_ptr<char[]> head(new char[head_size]);
+  PutBigEndian32(static_cast<uint32_t>(size), head.get());
+  char* at = PutVarint(inner_total, PutVarint(outer_tag, head.get() + 4));
+  at = reinterpret_cast<char*>(inner.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(at)));
+  PutVarint(bytes.size(), PutVarint(field_tag, at));
+  iovec parts[2] = {{head.get(), head_size},
+                    {const_cast<char*>(bytes.data()), bytes.size()}};
+  int first = 0;
+  while (first < 2) {
+    msghdr message{};
+    message.msg_iov = parts + first;
+    message.msg_iovlen = static_cast<size_t>(2 - first);
+    // MSG_NOSIGNAL: a runner that went away is an error to report, not SIGPIPE.
+    ssize_t n = ::sendmsg(fd, &message, MSG_NOSIGNAL);
+    if (n < 0 && errno == ENOTSOCK) n = ::writev(fd, parts + first, 2 - first);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return absl::UnavailableError(absl::StrCat("writing to runner: ", std::strerror(errno)));
+    }
+    size_t written = static_cast<size_t>(n);
+    while (first < 2 && written >= parts[first].iov_len) {
+      written -= parts[first].iov_len;
+      ++first;
+    }
+    if (first < 2) {
+      parts[first].iov_base = static_cast<char*>(parts[first].iov_base) + written;
+      parts[first].iov_len -= written;
+    }
   }
   return absl::OkStatus();
 }

@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "google/protobuf/message_lite.h"
 
 namespace cog {
@@ -38,6 +39,15 @@ std::string EncodeFrame(const google::protobuf::MessageLite& message);
 
 // Writes one whole frame to `fd`, retrying short writes and EINTR.
 absl::Status WriteFrame(int fd, const google::protobuf::MessageLite& message);
+
+// Writes the frame of a message whose only field is `outer_field`, holding
+// `inner` with the bytes field `field` set to `bytes`, without copying
+// `bytes` into the frame: it is written after the rest of `inner` with
+// writev() (protobuf reads fields in any order). `inner`'s own `field` must be
+// empty. For a large Predict.input_text.
+absl::Status WriteFrameWithTrailingBytes(int fd, int outer_field,
+                                         const google::protobuf::MessageLite& inner, int field,
+                                         absl::string_view bytes);
 
 // Reads frames from a blocking stream fd.
 class FrameReader {

@@ -170,6 +170,45 @@ TEST(FrameIoTest, FramesLargerThanOneReadChunkRoundTrip) {
   writer.join();
 }
 
+TEST(FrameIoTest, TrailingBytesReadAsIfTheFieldWereSetInPlace) {
+  // Sizes around one varint byte and the socket's buffer, so that the
+  // length prefixes grow and writev() is cut short and resumed.
+  for (size_t size : {size_t{1}, size_t{127}, size_t{128}, size_t{16383}, size_t{16384},
+                      size_t{3} << 20}) {
+    SocketPair pair;
+    ServerMessage message;
+    message.mutable_predict()->set_id("p-1");
+    message.mutable_predict()->set_input_json(R"({"s":null,"n":3})");
+    message.mutable_predict()->set_input_text_name("s");
+    std::string text(size, 't');
+    text.back() = 'z';
+    absl::Status written;
+    std::thread writer([&] {
+      written = WriteFrameWithTrailingBytes(pair.writer(), ServerMessage::kPredictFieldNumber,
+                                            message.predict(),
+                                            v1::runner::Predict::kInputTextFieldNumber, text);
+      // Then an ordinary frame: the stream is still in step.
+      ServerMessage cancel;
+      cancel.mutable_cancel()->set_id("p-1");
+      if (written.ok()) written = WriteFrame(pair.writer(), cancel);
+    });
+    FrameReader reader(pair.reader());
+    ServerMessage got;
+    absl::StatusOr<Result> first = reader.Next(&got);
+    ASSERT_TRUE(first.ok()) << first.status();
+    ASSERT_EQ(*first, Result::kMessage) << "size " << size;
+    ServerMessage expected = message;
+    expected.mutable_predict()->set_input_text(text);
+    EXPECT_EQ(got.SerializeAsString(), expected.SerializeAsString()) << "size " << size;
+    ServerMessage next;
+    absl::StatusOr<Result> second = reader.Next(&next);
+    ASSERT_TRUE(second.ok()) << second.status();
+    EXPECT_EQ(next.cancel().id(), "p-1");
+    writer.join();
+    EXPECT_TRUE(written.ok()) << written;
+  }
+}
+
 RunnerMessage LogOf(const std::string& id, const std::string& text) {
   RunnerMessage message;
   message.mutable_log()->set_id(id);

@@ -790,8 +790,10 @@ absl::StatusOr<InputSchema::Validated> InputSchema::Validate(Json input) const {
     return InvalidInputError(std::move(errors));
   }
   // What responses and webhooks show: a Secret is never echoed back.
-  result.shown = result.input;
-  if (root_ != nullptr) HideSecrets(*root_, result.shown);
+  if (root_ != nullptr && root_->has_secret) {
+    result.shown = result.input;
+    HideSecrets(*root_, *result.shown);
+  }
   return result;
 }
 

@@ -40,8 +40,11 @@ class InputSchema {
                                                  absl::string_view component);
 
   struct Validated {
-    Json input;                             // coerced, defaults filled, in schema order
-    Json shown;                             // `input` with secrets as "**********"
+    Json input;  // coerced, defaults filled, in schema order
+    // `input` with secrets as "**********", when the schema has a Secret
+    // (otherwise what is shown is `input` itself: no copy is made).
+    std::optional<Json> shown;
+    const Json& Shown() const { return shown.has_value() ? *shown : input; }
     std::vector<std::string> unknown_keys;  // dropped
     // JSON pointers into `input` of every Path value (a URL to fetch), also
     // inside lists and objects, in input order.

@@ -184,7 +184,7 @@ TEST(InputSchemaTest, SecretsAreShownRedactedButPassedWhole) {
       schema->Validate(Json::parse(R"({"key": "sekrit", "keys": ["a", "b"]})"));
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_EQ(result->input["key"], "sekrit");
-  EXPECT_EQ(result->shown.dump(), R"({"key":"**********","keys":["**********","**********"],"none":null})");
+  EXPECT_EQ(result->Shown().dump(), R"({"key":"**********","keys":["**********","**********"],"none":null})");
 }
 
 // Pydantic's float_as_int, which legacy Cog's int inputs go through: a float
@@ -370,8 +370,8 @@ TEST(InputSchemaTest, NestedSecretsAreShownRedacted) {
       Json::parse(R"({"prompt": "p", "account": {"user": "u", "token": "sekrit"}})"));
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_EQ(result->input["account"]["token"], "sekrit");
-  EXPECT_EQ(result->shown["account"].dump(), R"({"user":"u","token":"**********"})");
-  EXPECT_TRUE(result->shown["api_key"].is_null());
+  EXPECT_EQ(result->Shown()["account"].dump(), R"({"user":"u","token":"**********"})");
+  EXPECT_TRUE(result->Shown()["api_key"].is_null());
 }
 
 InputSchema PatternSchema(const std::string& pattern) {

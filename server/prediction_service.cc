@@ -100,12 +100,14 @@ std::optional<Json> CheckUrlField(const std::string& url, absl::string_view fiel
 constexpr size_t kRawInputTextBytes = 64 << 10;
 
 // Writes a prediction's input into its Predict frame: the largest long
-// top-level string raw, the rest as JSON. `input` loses that string.
-void SetPredictInput(Json& input, runner::Predict* predict) {
-  Json* largest = nullptr;
+// top-level string is left out of input_json (null there) and returned, to be
+// sent raw as input_text (RunnerChannel::SendPredict, without a copy); the
+// rest goes in as JSON.
+absl::string_view SetPredictInput(const Json& input, runner::Predict* predict) {
+  const Json* largest = nullptr;
   const std::string* name = nullptr;
   if (input.is_object()) {
-    for (auto& [key, value] : input.items()) {
+    for (const auto& [key, value] : input.items()) {
       if (value.is_string() && value.get_ref<const std::string&>().size() >= kRawInputTextBytes &&
           (largest == nullptr || value.get_ref<const std::string&>().size() >
                                      largest->get_ref<const std::string&>().size())) {
@@ -114,12 +116,25 @@ void SetPredictInput(Json& input, runner::Predict* predict) {
       }
     }
   }
-  if (largest != nullptr) {
-    predict->set_input_text_name(*name);
-    predict->set_input_text(std::move(largest->get_ref<std::string&>()));
-    *largest = nullptr;
+  std::string* out = predict->mutable_input_json();
+  if (largest == nullptr) {
+    AppendJson(input, out);
+    return {};
   }
-  AppendJson(input, predict->mutable_input_json());
+  predict->set_input_text_name(*name);
+  out->push_back('{');
+  for (const auto& [key, value] : input.items()) {
+    if (out->size() > 1) out->push_back(',');
+    AppendJsonString(key, out);
+    out->push_back(':');
+    if (&value == largest) {
+      out->append("null");
+    } else {
+      AppendJson(value, out);
+    }
+  }
+  out->push_back('}');
+  return largest->get_ref<const std::string&>();
 }
 
 // A runner's value sent as text (value_text / output_text) rather than JSON.
@@ -281,7 +296,8 @@ absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
   Prediction prediction;
   std::optional<RunnerUse> use;
   std::vector<PredictionObserver*> started_observers;
-  Json runner_input;
+  Json runner_input;  // when own_runner_input
+  bool own_runner_input = false;
   std::vector<std::string> file_inputs;
   {
     absl::MutexLock lock(&mu_);
@@ -302,9 +318,18 @@ absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
 
     prediction.id = request.id.empty() ? NewId() : request.id;
     prediction.kind = request.kind;
-    prediction.input = std::make_shared<const Json>(std::move(validated->shown));
-    runner_input = std::move(validated->input);
     file_inputs = std::move(validated->file_inputs);
+    // What is shown (responses, webhooks, the finished store) and what the
+    // runner gets are one value unless a Secret is hidden in the one shown
+    // or fetching files will rewrite the runner's Path URLs.
+    own_runner_input = validated->shown.has_value() || !file_inputs.empty();
+    if (own_runner_input) {
+      prediction.input = std::make_shared<const Json>(
+          validated->shown.has_value() ? std::move(*validated->shown) : validated->input);
+      runner_input = std::move(validated->input);
+    } else {
+      prediction.input = std::make_shared<const Json>(std::move(validated->input));
+    }
     prediction.status = PredictionStatus::kProcessing;
     prediction.created_at = request.created_at;
     prediction.started_at = absl::Now();
@@ -339,8 +364,10 @@ absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
                                                            : runner::KIND_PREDICT);
   predict->set_context_json(DumpJson(request.context));
   if (file_inputs.empty()) {
-    SetPredictInput(runner_input, predict);
-    SendPredict(use, message);
+    // `prediction` holds the shown input until SendPredict returns.
+    const absl::string_view input_text =
+        SetPredictInput(own_runner_input ? runner_input : *prediction.input, predict);
+    SendPredict(use, message, input_text);
   } else {
     // Downloads take their time: on file_work_, never on a request thread.
     file_work_.Run(prediction.id, [this, id = prediction.id, message = std::move(message),
@@ -354,8 +381,14 @@ absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
 }
 
 void PredictionService::SendPredict(const std::optional<RunnerUse>& use,
-                                    const runner::ServerMessage& message) {
-  absl::Status sent = SendTo(use, message);
+                                    const runner::ServerMessage& message,
+                                    absl::string_view input_text) {
+  absl::Status sent;
+  if (!use.has_value() || use->channel() == nullptr) {
+    sent = absl::UnavailableError("no runner is connected");
+  } else {
+    sent = use->channel()->SendPredict(message, input_text);
+  }
   if (sent.ok()) return;
   // Accepted but undeliverable: it ends here, failed, and the observers hear
   // it like any other end (unless the runner's end already ended it).
@@ -402,8 +435,8 @@ void PredictionService::FetchInputsThenSend(const std::string& id, runner::Serve
                                          : std::string(fetched.message()));
     return;
   }
-  SetPredictInput(input, message.mutable_predict());
-  SendPredict(use, message);
+  const absl::string_view input_text = SetPredictInput(input, message.mutable_predict());
+  SendPredict(use, message, input_text);
 }
 
 PredictionService::Active* PredictionService::ClaimEnd(const std::string& id) {

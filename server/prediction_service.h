@@ -249,7 +249,10 @@ class PredictionService {
   void FetchInputsThenSend(const std::string& id, v1::runner::ServerMessage message, Json input,
                            const std::vector<std::string>& pointers);
   // Sends a Predict frame; a prediction that cannot be sent ends failed.
-  void SendPredict(const std::optional<RunnerUse>& use, const v1::runner::ServerMessage& message);
+  // `input_text`: the Predict's input_text, sent without a copy (see
+  // RunnerChannel::SendPredict).
+  void SendPredict(const std::optional<RunnerUse>& use, const v1::runner::ServerMessage& message,
+                   absl::string_view input_text);
   // Marks a running prediction as ending and returns it (still in active_);
   // null if it is not running or already ending. Whoever gets it calls Finish.
   Active* ClaimEnd(const std::string& id) ABSL_LOCKS_EXCLUDED(mu_);

@@ -89,6 +89,18 @@ absl::Status RunnerConnection::Send(const v1::runner::ServerMessage& message) {
   return WriteFrame(fd_, message);
 }
 
+absl::Status RunnerConnection::SendPredict(const v1::runner::ServerMessage& message,
+                                           absl::string_view input_text) {
+  if (!message.has_predict() || !message.predict().input_text().empty()) {
+    return RunnerChannel::SendPredict(message, input_text);
+  }
+  absl::MutexLock lock(&write_mu_);
+  if (closed_) return absl::UnavailableError("the runner connection is closed");
+  return WriteFrameWithTrailingBytes(fd_, v1::runner::ServerMessage::kPredictFieldNumber,
+                                     message.predict(), v1::runner::Predict::kInputTextFieldNumber,
+                                     input_text);
+}
+
 void RunnerConnection::Close() {
   absl::MutexLock lock(&write_mu_);
   if (closed_) return;

@@ -35,6 +35,15 @@ class RunnerChannel {
  public:
   virtual ~RunnerChannel() = default;
   virtual absl::Status Send(const v1::runner::ServerMessage& message) = 0;
+  // A Predict (input_text empty) with `input_text` as its input_text, which
+  // a real connection writes without copying it into the frame.
+  virtual absl::Status SendPredict(const v1::runner::ServerMessage& message,
+                                   absl::string_view input_text) {
+    if (input_text.empty()) return Send(message);
+    v1::runner::ServerMessage whole = message;
+    whole.mutable_predict()->set_input_text(std::string(input_text));
+    return Send(whole);
+  }
 };
 
 class RunnerConnection : public RunnerChannel {
@@ -56,6 +65,8 @@ class RunnerConnection : public RunnerChannel {
   // Starts the reader thread.
   void Start();
   absl::Status Send(const v1::runner::ServerMessage& message) override;
+  absl::Status SendPredict(const v1::runner::ServerMessage& message,
+                           absl::string_view input_text) override;
   // Shuts the socket down; the reader thread ends and the Listener hears it.
   void Close();
 

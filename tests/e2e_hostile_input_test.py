@@ -1,5 +1,6 @@
 """Hostile request bodies against the real cog-server: each gets a clear 4xx
 (never a 500, a crash or a wedge), and the server is READY for the next one."""
+import hashlib
 import json
 import os
 import socket
@@ -14,6 +15,7 @@ from google.protobuf import struct_pb2  # noqa: E402
 from cogapi.v1 import predictor_pb2, predictor_pb2_grpc  # noqa: E402
 
 PREDICT = '''
+import hashlib
 from typing import Any, Optional
 from cog import BasePredictor, Input, Secret
 
@@ -26,7 +28,20 @@ class Predictor(BasePredictor):
             print("line %d" % i)
         if anything is not None:
             return anything
+        if key is not None:  # what arrived, without echoing the secret
+            return "%d|%s" % (len(s), hashlib.sha256(key.get_secret_value().encode()).hexdigest())
         return "%s|%d" % (s, n)
+'''
+
+# No Secret in the schema: the input shown in responses and the runner's are
+# one value, and a large string goes to the runner without a copy (writev).
+PLAIN_PREDICT = '''
+from cog import BasePredictor
+
+
+class Predictor(BasePredictor):
+    def predict(self, s: str, t: str = "", n: int = 1) -> str:
+        return "%d|%d|%s|%s" % (len(s), n, s[-3:], t)
 '''
 
 FILES = {"cog.yaml": 'predict: "predict.py:Predictor"\n', "predict.py": PREDICT}
@@ -176,6 +191,32 @@ class HostileInputTest(unittest.TestCase):
         self.assertEqual((status, body["status"]), (200, "succeeded"), str(body)[:300])
         self.assertEqual(body["output"], "y\u00e9" * 100_000)
         self.assertEqual(body["input"]["s"], "x\n" * 50_000)
+
+    def test_a_large_string_next_to_a_secret_reaches_the_runner_with_the_secret_in_clear(self):
+        s = "z\u00e9\n" * 100_000
+        status, _, body = self.server.request("POST", "/predictions", body={"input": {"s": s, "key": SECRET}})
+        self.assertEqual((status, body["status"]), (200, "succeeded"), str(body)[:300])
+        self.assertEqual(body["output"], "%d|%s" % (len(s), hashlib.sha256(SECRET.encode()).hexdigest()))
+        self.assertEqual(body["input"]["key"], "**********")
+        self.assertEqual(body["input"]["s"], s)
+        self.assertNotIn(SECRET, json.dumps(body))
+
+    def test_large_strings_without_a_secret_in_the_schema_arrive_exactly(self):
+        server = CogServer(files={"cog.yaml": 'predict: "predict.py:Predictor"\n', "predict.py": PLAIN_PREDICT})
+        try:
+            server.wait_for_status("READY")
+            prose = "quote \" backslash \\ newline \n caf\u00e9 \U0001f600 \x01 end" * 30_000
+            for input_, output in (
+                    ({"s": prose, "n": 4}, "%d|4|end|" % len(prose)),
+                    # Two large ones: the larger travels raw, the other in the JSON.
+                    ({"t": "y" * 70_000, "s": prose}, "%d|1|end|%s" % (len(prose), "y" * 70_000)),
+                    ({"s": "short", "t": "q" * 200_000}, "5|1|ort|" + "q" * 200_000)):
+                status, _, body = server.request("POST", "/predictions", body={"input": input_})
+                self.assertEqual((status, body["status"]), (200, "succeeded"), str(body)[:300])
+                self.assertEqual(body["output"], output)
+                self.assertEqual(body["input"], {"t": "", "n": 1, **input_})
+        finally:
+            server.stop()
 
     # ---- logs ----
 
