@@ -174,6 +174,8 @@ def percentile(values: List[float], p: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rev", help="measure this commit (exported and built apart)")
+    parser.add_argument("--server", help="measure this cog-server binary instead (its runfiles beside "
+                        "it); the floors and clients are built from the working tree")
     parser.add_argument("--duration", type=float, default=5, help="seconds of wrk per case")
     parser.add_argument("--only", default=ALL, help="comma-separated: " + ALL)
     parser.add_argument("--quiet-wait", type=float, default=30)
@@ -187,9 +189,11 @@ def main() -> None:
         raise SystemExit("wrk not found: run scripts/setup.sh")
     cache = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "cog-bench")
     run(["./scripts/setup.sh"], cwd=REPO)
-    bin_dir, label = string_io.build(args.rev, cache, "tree", (
+    bin_dir, label = string_io.build(None if args.server else args.rev, cache, "tree", (
         "//server:cog-server", "//bench:uds_floor", "//tests:grpc_client_stubs_gen"))
     binary = os.path.join(bin_dir, "server", "cog-server")
+    if args.server:
+        binary, label = os.path.abspath(args.server), f"binary {args.server}"
     workdir = tempfile.mkdtemp(prefix="cog-workloads-")
     spinners = []
     if args.awake:

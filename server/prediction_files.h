@@ -35,6 +35,11 @@ absl::StatusOr<std::string> FileUrlToPath(absl::string_view url);
 // decoded. The media type is not used: files are named by their content.
 absl::StatusOr<std::string> DecodeDataUri(absl::string_view uri);
 
+// Appends `data` in base64 (RFC 4648, padded), as absl::Base64Escape writes
+// it, in a fraction of the instructions: one table lookup per 12 bits, six
+// bytes at a time (a 10 MiB file as a data: URI: 87 -> ~25 M).
+void AppendBase64(absl::string_view data, std::string* out);
+
 // The JSON pointers of a runner frame's `files_json` (where its Path values
 // are); empty for an empty or unreadable list.
 std::vector<std::string> ParseFilePointers(const std::string& files_json);

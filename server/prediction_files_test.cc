@@ -25,6 +25,23 @@ TEST(FileUrlToPathTest, DecodesPercentEscapes) {
   EXPECT_FALSE(FileUrlToPath("file://relative").ok());
 }
 
+TEST(AppendBase64Test, WritesWhatAbslWritesForEveryLengthAndByte) {
+  std::string data;
+  uint32_t state = 12345;
+  for (size_t length = 0; length <= 200; ++length) {
+    std::string out = "data:;base64,";
+    AppendBase64(data, &out);
+    ASSERT_EQ(out, "data:;base64," + absl::Base64Escape(data)) << "length " << length;
+    state = state * 1103515245 + 12345;  // every byte value turns up
+    data.push_back(static_cast<char>(state >> 23));
+  }
+  std::string large(1 << 20, '\0');
+  for (size_t i = 0; i < large.size(); ++i) large[i] = static_cast<char>((i * 7919 + (i >> 9)) & 0xff);
+  std::string out;
+  AppendBase64(large, &out);
+  EXPECT_EQ(out, absl::Base64Escape(large));
+}
+
 TEST(DecodeDataUriTest, DecodesBase64AndPercentEscapes) {
   EXPECT_EQ(*DecodeDataUri("data:text/plain;base64,aGVsbG8="), "hello");
   EXPECT_EQ(*DecodeDataUri("data:,a%20b"), "a b");
