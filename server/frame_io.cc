@@ -103,7 +103,8 @@ absl::Status WriteFrameWithTrailingBytes(int fd, int outer_field,
   const size_t inner_size = inner.ByteSizeLong();
   const uint64_t field_tag = LengthDelimitedTag(field);
   const uint64_t outer_tag = LengthDelimitedTag(outer_field);
-  const uint64_t inner_total = inner_size + VarintSize(field_tag) + VarintSize(bytes.size()) + bytes.size();
+  const uint64_t inner_total =
+      inner_size + VarintSize(field_tag) + VarintSize(bytes.size()) + bytes.size();
   const uint64_t size = VarintSize(outer_tag) + VarintSize(inner_total) + inner_total;
   if (size > kMaxFrameBytes) {
     return absl::InvalidArgumentError(

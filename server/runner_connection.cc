@@ -91,7 +91,7 @@ absl::Status RunnerConnection::Send(const v1::runner::ServerMessage& message) {
 
 absl::Status RunnerConnection::SendPredict(const v1::runner::ServerMessage& message,
                                            absl::string_view input_text) {
-  if (!message.has_predict() || !message.predict().input_text().empty()) {
+  if (input_text.empty() || !message.has_predict() || !message.predict().input_text().empty()) {
     return RunnerChannel::SendPredict(message, input_text);
   }
   absl::MutexLock lock(&write_mu_);
