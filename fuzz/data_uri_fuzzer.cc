@@ -1,4 +1,5 @@
 // data: URI decoding (DecodeDataUri): any text either decodes or is refused,
+// the server's base64 encoder (AppendBase64) writes what absl writes,
 // and what PredictionFiles would be given by an honest client round-trips.
 #include <cstddef>
 #include <cstdint>
@@ -43,6 +44,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // What a client would send for these bytes decodes back to them.
   Check(*cog::DecodeDataUri("data:application/octet-stream;base64," +
                             absl::Base64Escape(bytes)) == bytes);
+  // The server's own encoder (output files as data: URIs) writes what absl
+  // writes, after whatever the string already held.
+  std::string ours = "data:;base64,";
+  cog::AppendBase64(bytes, &ours);
+  Check(ours == "data:;base64," + absl::Base64Escape(bytes));
   Check(*cog::DecodeDataUri("data:," + PercentEncodeAll(bytes)) == bytes);
   // Text without '%' is its own encoding.
   if (bytes.find('%') == absl::string_view::npos) {
