@@ -36,44 +36,6 @@ void EncodeFrameTo(const google::protobuf::MessageLite& message, size_t size, ch
   message.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(out + 4));
 }
 
-}  // namespace
-
-std::string EncodeFrame(const google::protobuf::MessageLite& message) {
-  const size_t size = message.ByteSizeLong();
-  std::string frame(4 + size, '\0');
-  EncodeFrameTo(message, size, frame.data());
-  return frame;
-}
-
-absl::Status WriteFrame(int fd, const google::protobuf::MessageLite& message) {
-  const size_t size = message.ByteSizeLong();
-  if (size > kMaxFrameBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("frame of ", size, " bytes exceeds the limit of ", kMaxFrameBytes));
-  }
-  // Not EncodeFrame's std::string: libstdc++ would zero-fill the whole frame
-  // before it is serialized over (a memset of 1 MiB for a 1 MiB input).
-  const size_t frame_size = 4 + size;
-  std::unique_ptr<char[]> frame(new char[frame_size]);
-  EncodeFrameTo(message, size, frame.get());
-  size_t written = 0;
-  while (written < frame_size) {
-    // MSG_NOSIGNAL: a runner that went away is an error to report, not SIGPIPE.
-    ssize_t n = ::send(fd, frame.get() + written, frame_size - written, MSG_NOSIGNAL);
-    if (n < 0 && errno == ENOTSOCK) {
-      n = ::write(fd, frame.get() + written, frame_size - written);
-    }
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return absl::UnavailableError(absl::StrCat("writing to runner: ", std::strerror(errno)));
-    }
-    written += static_cast<size_t>(n);
-  }
-  return absl::OkStatus();
-}
-
-namespace {
-
 size_t VarintSize(uint64_t value) {
   size_t size = 1;
   while (value >= 0x80) {
@@ -95,7 +57,60 @@ char* PutVarint(uint64_t value, char* out) {
 // The tag of a length-delimited field (wire type 2).
 uint64_t LengthDelimitedTag(int field) { return (static_cast<uint64_t>(field) << 3) | 2; }
 
+// Writes every byte of `parts` (updated as they go out), retrying short
+// writes and EINTR. MSG_NOSIGNAL: a runner that went away is an error to
+// report, not SIGPIPE; writev() when `fd` is no socket (tests, fuzzers).
+absl::Status WriteAll(int fd, iovec* parts, int count) {
+  while (count > 0) {
+    msghdr message{};
+    message.msg_iov = parts;
+    message.msg_iovlen = static_cast<size_t>(count);
+    ssize_t n = ::sendmsg(fd, &message, MSG_NOSIGNAL);
+    if (n < 0 && errno == ENOTSOCK) n = ::writev(fd, parts, count);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return absl::UnavailableError(absl::StrCat("writing to runner: ", std::strerror(errno)));
+    }
+    size_t written = static_cast<size_t>(n);
+    while (count > 0 && written >= parts->iov_len) {
+      written -= parts->iov_len;
+      ++parts;
+      --count;
+    }
+    if (count > 0) {
+      parts->iov_base = static_cast<char*>(parts->iov_base) + written;
+      parts->iov_len -= written;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckFrameSize(uint64_t size) {
+  if (size <= kMaxFrameBytes) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("frame of ", size, " bytes exceeds the limit of ", kMaxFrameBytes));
+}
+
 }  // namespace
+
+std::string EncodeFrame(const google::protobuf::MessageLite& message) {
+  const size_t size = message.ByteSizeLong();
+  std::string frame(4 + size, '\0');
+  EncodeFrameTo(message, size, frame.data());
+  return frame;
+}
+
+absl::Status WriteFrame(int fd, const google::protobuf::MessageLite& message) {
+  const size_t size = message.ByteSizeLong();
+  if (absl::Status fits = CheckFrameSize(size); !fits.ok()) return fits;
+  // Not EncodeFrame's std::string: libstdc++ would zero-fill the whole frame
+  // before it is serialized over (a memset of 1 MiB for a 1 MiB input).
+  const size_t frame_size = 4 + size;
+  std::unique_ptr<char[]> frame(new char[frame_size]);
+  EncodeFrameTo(message, size, frame.get());
+  iovec part = {frame.get(), frame_size};
+  return WriteAll(fd, &part, 1);
+}
 
 absl::Status WriteFrameWithTrailingBytes(int fd, int outer_field,
                                          const google::protobuf::MessageLite& inner, int field,
@@ -106,10 +121,7 @@ absl::Status WriteFrameWithTrailingBytes(int fd, int outer_field,
   const uint64_t inner_total =
       inner_size + VarintSize(field_tag) + VarintSize(bytes.size()) + bytes.size();
   const uint64_t size = VarintSize(outer_tag) + VarintSize(inner_total) + inner_total;
-  if (size > kMaxFrameBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("frame of ", size, " bytes exceeds the limit of ", kMaxFrameBytes));
-  }
+  if (absl::Status fits = CheckFrameSize(size); !fits.ok()) return fits;
   // Everything but `bytes`: the header, the outer field's tag and length,
   // `inner` and the trailing field's tag and length.
   const size_t head_size = 4 + VarintSize(outer_tag) + VarintSize(inner_total) + inner_size +
@@ -119,31 +131,8 @@ absl::Status WriteFrameWithTrailingBytes(int fd, int outer_field,
   char* at = PutVarint(inner_total, PutVarint(outer_tag, head.get() + 4));
   at = reinterpret_cast<char*>(inner.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(at)));
   PutVarint(bytes.size(), PutVarint(field_tag, at));
-  iovec parts[2] = {{head.get(), head_size},
-                    {const_cast<char*>(bytes.data()), bytes.size()}};
-  int first = 0;
-  while (first < 2) {
-    msghdr message{};
-    message.msg_iov = parts + first;
-    message.msg_iovlen = static_cast<size_t>(2 - first);
-    // MSG_NOSIGNAL: a runner that went away is an error to report, not SIGPIPE.
-    ssize_t n = ::sendmsg(fd, &message, MSG_NOSIGNAL);
-    if (n < 0 && errno == ENOTSOCK) n = ::writev(fd, parts + first, 2 - first);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return absl::UnavailableError(absl::StrCat("writing to runner: ", std::strerror(errno)));
-    }
-    size_t written = static_cast<size_t>(n);
-    while (first < 2 && written >= parts[first].iov_len) {
-      written -= parts[first].iov_len;
-      ++first;
-    }
-    if (first < 2) {
-      parts[first].iov_base = static_cast<char*>(parts[first].iov_base) + written;
-      parts[first].iov_len -= written;
-    }
-  }
-  return absl::OkStatus();
+  iovec parts[2] = {{head.get(), head_size}, {const_cast<char*>(bytes.data()), bytes.size()}};
+  return WriteAll(fd, parts, 2);
 }
 
 absl::StatusOr<size_t> FrameReader::ReadUpTo(char* out, size_t size) {
