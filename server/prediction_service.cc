@@ -296,8 +296,8 @@ absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
   Prediction prediction;
   std::optional<RunnerUse> use;
   std::vector<PredictionObserver*> started_observers;
-  Json runner_input;  // when own_runner_input
-  bool own_runner_input = false;
+  // The runner's input when it is not the one shown (see below).
+  std::optional<Json> runner_input;
   std::vector<std::string> file_inputs;
   {
     absl::MutexLock lock(&mu_);
@@ -322,8 +322,7 @@ absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
     // What is shown (responses, webhooks, the finished store) and what the
     // runner gets are one value unless a Secret is hidden in the one shown
     // or fetching files will rewrite the runner's Path URLs.
-    own_runner_input = validated->shown.has_value() || !file_inputs.empty();
-    if (own_runner_input) {
+    if (validated->shown.has_value() || !file_inputs.empty()) {
       prediction.input = std::make_shared<const Json>(
           validated->shown.has_value() ? std::move(*validated->shown) : validated->input);
       runner_input = std::move(validated->input);
@@ -366,12 +365,12 @@ absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
   if (file_inputs.empty()) {
     // `prediction` holds the shown input until SendPredict returns.
     const absl::string_view input_text =
-        SetPredictInput(own_runner_input ? runner_input : *prediction.input, predict);
+        SetPredictInput(runner_input.has_value() ? *runner_input : *prediction.input, predict);
     SendPredict(use, message, input_text);
   } else {
     // Downloads take their time: on file_work_, never on a request thread.
     file_work_.Run(prediction.id, [this, id = prediction.id, message = std::move(message),
-                                   input = std::move(runner_input),
+                                   input = std::move(*runner_input),
                                    pointers = std::move(file_inputs)]() mutable {
       FetchInputsThenSend(id, std::move(message), std::move(input), pointers);
     });
