@@ -73,10 +73,36 @@ Json HealthJson(const HealthReport& report) {
   return out;
 }
 
+// The headers a prediction request reads, each the first of its name, or
+// null. Found in one pass: each of httplib's own lookups costs ~700
+// instructions (a std::string made for the name, then case-insensitive
+// compares a character at a time), a fifth of what HandlePrediction cost.
+struct PredictionHeaders {
+  const std::string* content_type = nullptr;
+  const std::string* traceparent = nullptr;
+  const std::string* tracestate = nullptr;
+  const std::string* prefer = nullptr;
+  const std::string* accept = nullptr;
+
+  explicit PredictionHeaders(const httplib::Headers& headers) {
+    const std::pair<absl::string_view, const std::string**> wanted[] = {
+        {"Content-Type", &content_type}, {"traceparent", &traceparent}, {"tracestate", &tracestate},
+        {"Prefer", &prefer}, {"Accept", &accept}};
+    for (const auto& [name, value] : headers) {
+      for (const auto& [want, slot] : wanted) {
+        if (*slot == nullptr && absl::EqualsIgnoreCase(name, want)) *slot = &value;
+      }
+    }
+  }
+
+  static std::string Value(const std::string* value) { return value != nullptr ? *value : std::string(); }
+};
+
 // A JSON body, or the 415 / 422 a Cog client expects instead.
-absl::StatusOr<Json> ParseBody(const httplib::Request& request, int max_depth) {
-  if (request.has_header("Content-Type")) {
-    const std::string type = absl::AsciiStrToLower(request.get_header_value("Content-Type"));
+absl::StatusOr<Json> ParseBody(const httplib::Request& request, const std::string* content_type,
+                               int max_depth) {
+  if (content_type != nullptr) {
+    const std::string type = absl::AsciiStrToLower(*content_type);
     const std::string media = std::string(absl::StripAsciiWhitespace(type.substr(0, type.find(';'))));
     if (media != "application/json") {
       return absl::Status(absl::StatusCode::kFailedPrecondition,
@@ -451,7 +477,8 @@ void RestGateway::RegisterRoutes() {
 void RestGateway::HandlePrediction(const httplib::Request& http_request,
                                    httplib::Response& response, PredictionKind kind,
                                    const std::string& path_id) {
-  absl::StatusOr<Json> body = ParseBody(http_request, options_.max_json_depth);
+  const PredictionHeaders headers(http_request.headers);
+  absl::StatusOr<Json> body = ParseBody(http_request, headers.content_type, options_.max_json_depth);
   if (!body.ok()) {
     if (body.status().code() == absl::StatusCode::kFailedPrecondition) {
       return Reply(response, 415, Json{{"detail", std::string(body.status().message())}});
@@ -460,16 +487,13 @@ void RestGateway::HandlePrediction(const httplib::Request& http_request,
   }
   absl::StatusOr<PredictionRequest> request = ToRequest(*body, kind, path_id);
   if (!request.ok()) return ReplyError(response, request.status());
-  request->traceparent = http_request.get_header_value("traceparent");
-  request->tracestate = http_request.get_header_value("tracestate");
+  request->traceparent = PredictionHeaders::Value(headers.traceparent);
+  request->tracestate = PredictionHeaders::Value(headers.tracestate);
   const bool respond_async =
-      absl::StrContains(absl::AsciiStrToLower(http_request.get_header_value("Prefer")),
-                        "respond-async");
-
+      headers.prefer != nullptr && absl::StrContains(absl::AsciiStrToLower(*headers.prefer), "respond-async");
   const bool stream =
-      !respond_async &&
-      absl::StrContains(absl::AsciiStrToLower(http_request.get_header_value("Accept")),
-                        "text/event-stream");
+      !respond_async && headers.accept != nullptr &&
+      absl::StrContains(absl::AsciiStrToLower(*headers.accept), "text/event-stream");
   std::shared_ptr<SyncObserver::Result> result;
   std::shared_ptr<EventStream> events;
   std::unique_ptr<PredictionObserver> observer;

@@ -562,18 +562,19 @@ void PredictionService::WatchCancels() {
 void PredictionService::NotifyHealth() {
   if (!options_.on_health_change) return;
   absl::MutexLock lock(&notify_mu_);
-  std::pair<HealthStatus, bool> now;
+  HealthChange now;
   {
     absl::MutexLock state_lock(&mu_);
-    HealthStatus status = state_;
-    if (status == HealthStatus::kReady && static_cast<int>(active_.size()) >= slots_.capacity()) {
-      status = HealthStatus::kBusy;
+    now.status = state_;
+    if (now.status == HealthStatus::kReady && static_cast<int>(active_.size()) >= slots_.capacity()) {
+      now.status = HealthStatus::kBusy;
     }
-    now = {status, shutting_down_};
+    now.setup_succeeded = setup_.status == "succeeded";
+    now.shutting_down = shutting_down_;
   }
   if (notified_ == now) return;  // most predictions change nothing a prober sees
   notified_ = now;
-  options_.on_health_change(Health());
+  options_.on_health_change(now);
 }
 
 absl::Status PredictionService::Cancel(absl::string_view id) {

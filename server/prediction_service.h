@@ -91,15 +91,32 @@ struct HealthReport {
   bool shutting_down = false;
 };
 
+// What on_health_change is told: what a prober and the readiness file see.
+struct HealthChange {
+  HealthStatus status = HealthStatus::kStarting;  // kBusy while every slot is taken
+  bool setup_succeeded = false;
+  bool shutting_down = false;
+
+  bool operator==(const HealthChange& other) const {
+    return status == other.status && setup_succeeded == other.setup_succeeded &&
+           shutting_down == other.shutting_down;
+  }
+  static HealthChange Of(const HealthReport& report) {
+    return {report.status, report.setup.status == "succeeded", report.shutting_down};
+  }
+};
+
 class PredictionService {
  public:
   struct Options {
     int max_concurrency = 1;
     std::string server_version;
     std::string weights;  // passed to setup(); empty: the runner's default
-    // Called (without the lock, on any thread) after anything that may change
-    // Health(): setup ending, the runner dying, a prediction starting or ending.
-    std::function<void(const HealthReport&)> on_health_change;
+    // Called (without the lock, on any thread, one call at a time) when what
+    // it is told changes: setup ending, the runner dying, the last free slot
+    // taken or freed, shutting down. Not the whole Health(): with one slot,
+    // every prediction changes it twice.
+    std::function<void(const HealthChange&)> on_health_change;
     // Makes the observer that sends a request's webhooks (requests with a
     // `webhook` only). Null: webhooks are not sent.
     std::function<std::unique_ptr<PredictionObserver>(const PredictionRequest&)> make_webhook_observer;
@@ -271,8 +288,7 @@ class PredictionService {
   void FailSetup(const std::string& logs) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status NotReadyError() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string NewId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Calls on_health_change when the status (or shutting down) changed since the
-  // last call; calls are serialised so that they arrive in order.
+  // Calls on_health_change when what it tells changed since the last call; calls are serialised so that they arrive in order.
   void NotifyHealth() ABSL_LOCKS_EXCLUDED(mu_, notify_mu_);
   // The observers of a running prediction.
   std::vector<PredictionObserver*> ObserversOf(const Active& active) const;
@@ -332,7 +348,7 @@ class PredictionService {
   std::thread cancel_watch_thread_;
 
   absl::Mutex notify_mu_ ABSL_ACQUIRED_BEFORE(mu_);
-  std::optional<std::pair<HealthStatus, bool>> notified_ ABSL_GUARDED_BY(notify_mu_);
+  std::optional<HealthChange> notified_ ABSL_GUARDED_BY(notify_mu_);
 
   PredictorOutputLog stray_output_;
 

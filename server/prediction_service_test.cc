@@ -360,8 +360,8 @@ TEST(PredictionServiceHealthTest, ProbesHearOfChangesOnlyAndInOrder) {
     std::vector<std::string> heard;
     PredictionService::Options options;
     options.max_concurrency = capacity;
-    options.on_health_change = [&heard](const HealthReport& report) {
-      heard.push_back(std::string(HealthStatusName(report.status)));
+    options.on_health_change = [&heard](const HealthChange& change) {
+      heard.push_back(std::string(HealthStatusName(change.status)));
     };
     PredictionService service(options);
     FakeChannel channel;
