@@ -102,6 +102,18 @@ class CodecConformanceTest(unittest.TestCase):
                 payload = wire.encode(table, message)
                 python += struct.pack(">I", len(payload)) + payload
         self.assertEqual(split_frames(python), split_frames(cpp))
+        # And the runner's own way of writing a frame (Connection.send), short
+        # messages and those of 128 bytes or more (a two-byte length) alike.
+        for table, batch in ((messages.SERVER_MESSAGE, SERVER), (messages.RUNNER_MESSAGE, RUNNER)):
+            for message in batch:
+                (name, fields), = message.items()
+                frame = bytes(wire.encode_member_frame(table, name, fields))
+                self.assertEqual(frame, struct.pack(">I", len(frame) - 4) + wire.encode(table, message))
+        for size in (0, 1, 121, 122, 123, 127, 128, 200, 16383, 16384, 70000):
+            for fields in ({"id": "p", "value_text": b"v" * size}, {"id": "p" * size, "source": 1, "text": "✓"}):
+                name = "output" if "value_text" in fields else "log"
+                self.assertEqual(bytes(wire.encode_member_frame(messages.RUNNER_MESSAGE, name, fields)),
+                                 bytes(wire.encode_frame(messages.RUNNER_MESSAGE, {name: fields})), (name, size))
 
     def test_large_payloads_sent_as_parts_read_the_same_in_cpp(self):
         # A large output or log leaves the runner as buffers of its own (not

@@ -132,11 +132,13 @@ class Connection:
 
     def send(self, name: str, fields: Dict[str, Any]) -> None:
         """Sends one frame whole; FrameTooLarge (nothing sent) if it is over the limit."""
-        if any(type(v) in _TEXT_TYPES and len(v) >= wire.LARGE_PAYLOAD for v in fields.values()):
-            # A large output or log: sent from where it is, not copied into the frame.
-            parts, size = wire.encode_frame_parts(messages.RUNNER_MESSAGE, {name: fields})
+        for value in fields.values():
+            if type(value) in _TEXT_TYPES and len(value) >= wire.LARGE_PAYLOAD:
+                # A large output or log: sent from where it is, not copied into the frame.
+                parts, size = wire.encode_frame_parts(messages.RUNNER_MESSAGE, {name: fields})
+                break
         else:
-            frame = wire.encode_frame(messages.RUNNER_MESSAGE, {name: fields})
+            frame = wire.encode_member_frame(messages.RUNNER_MESSAGE, name, fields)
             parts, size = None, len(frame)
         if size - 4 > self.max_send_bytes:
             raise FrameTooLarge(size - 4, self.max_send_bytes)
@@ -197,12 +199,9 @@ class Connection:
 
     def _add_frame(self, payload: bytearray) -> None:
         try:
-            message = wire.decode(messages.SERVER_MESSAGE, payload)
+            self._frames.append(wire.decode_member(messages.SERVER_MESSAGE, payload))
         except wire.DecodeError as e:
             self._frames.append(_bad_frame("%s (in a frame of %d bytes)" % (e, len(payload)), payload))
-            return
-        name = messages.which(message)
-        self._frames.append((name, message.get(name, {})))
 
     def _read_some(self, flags: int = 0) -> int:
         """One recv (blocking unless `flags` say not); 0 at the end of input."""

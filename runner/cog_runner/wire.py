@@ -105,6 +105,115 @@ def encode_frame(table: Table, values: Dict[str, Any]) -> bytearray:
     return out
 
 
+# Per table of oneof members: {name: (the member's key byte, its table, the
+# table's flat layout or None)}.
+_member_numbers: Dict[int, Dict[str, Tuple[int, Table, Optional[list]]]] = {}
+
+
+def _members(table: Table) -> Dict[str, Tuple[int, Table, Optional[list]]]:
+    members = _member_numbers.get(id(table))
+    if members is None:
+        members = {}
+        for number, (name, kind, nested) in table.items():
+            if kind == "member" and number < 16:  # a one-byte key
+                members[name] = ((number << 3) | 2, nested, _flat_layout(nested))
+        _member_numbers[id(table)] = members
+    return members
+
+
+def _flat_layout(table: Table) -> Optional[list]:
+    """(name, key bytes, is a varint) per field in number order, for a table
+    of scalars, strings and bytes only with one-byte keys; None otherwise."""
+    layout = []
+    for number, (name, kind, _) in sorted(table.items()):
+        if kind in MESSAGE_KINDS or number >= 16:
+            return None
+        varint = kind in VARINT_KINDS
+        layout.append((name, bytes([(number << 3) | (0 if varint else 2)]), varint))
+    return layout
+
+
+def _encode_flat(layout: list, values: Dict[str, Any], out: bytearray) -> None:
+    # _encode_into for a flat table, with less to decide per field: what every
+    # frame the runner sends is (an item of a generator is one).
+    for name, key, varint in layout:
+        value = values.get(name)
+        if not value:
+            continue  # None, and proto3's defaults (0, False, "", b"") are left out
+        out += key
+        if varint:
+            _encode_varint(int(value), out)
+            continue
+        if type(value) is str:
+            value = value.encode("utf-8", "replace")  # as _encode_into: lone surrogates repaired
+        size = len(value)
+        if size < 0x80:
+            out.append(size)
+        else:
+            _encode_varint(size, out)
+        out += value
+
+
+def encode_member_frame(table: Table, name: str, values: Dict[str, Any]) -> bytearray:
+    """encode_frame(table, {name: values}) where `name` is a oneof member of
+    `table`, as every frame is (Server/RunnerMessage): the same bytes, built in
+    place without walking each of the table's members (sending a small frame
+    cost about half as many instructions as with encode_frame)."""
+    member = _members(table).get(name)
+    if member is None:
+        return encode_frame(table, {name: values})
+    key, nested, layout = member
+    out = bytearray(6)  # length prefix, key, and the message's length if under 128
+    out[4] = key
+    if layout is not None:
+        _encode_flat(layout, values, out)
+    else:
+        _encode_into(nested, values, out)
+    size = len(out) - 6
+    if size < 0x80:
+        out[5] = size
+        out[0:4] = (size + 2).to_bytes(4, "big")
+        return out
+    head = bytearray(5)
+    head[4] = key
+    _encode_varint(size, head)
+    frame = head + memoryview(out)[6:]
+    size = len(frame) - 4
+    if size > _MASK32:
+        raise ValueError("a message of %d bytes does not fit a frame" % size)
+    frame[0:4] = size.to_bytes(4, "big")
+    return frame
+
+
+def decode_member(table: Table, data: Buffer) -> Tuple[str, Dict[str, Any]]:
+    """What decode(table, data) says, as (the name of the oneof member set, its
+    fields), for a table of oneof members (Server/RunnerMessage); ("", {}) when
+    none is set. A message that is exactly one member field, as every frame
+    is, is read without the general walk; anything else takes it."""
+    view = memoryview(data)
+    end = len(view)
+    if end >= 2 and view[0] & 7 == 2 and view[0] < 0x80 and view[1] < 0x80 and 2 + view[1] == end:
+        field = table.get(view[0] >> 3)
+        if field is not None and field[1] == "member":
+            name, _, nested = field
+            fields = defaults(nested)
+            _decode_into(nested, view, 2, end, fields)
+            return name, fields
+    elif end >= 3 and view[0] & 7 == 2 and view[0] < 0x80 and view[1] >= 0x80:
+        field = table.get(view[0] >> 3)
+        length, pos = _decode_length(view, 1, end)
+        if field is not None and field[1] == "member" and pos + length == end:
+            name, _, nested = field
+            fields = defaults(nested)
+            _decode_into(nested, view, pos, end, fields)
+            return name, fields
+    message = decode(table, view)
+    for name, value in message.items():
+        if isinstance(value, dict):
+            return name, value
+    return "", {}
+
+
 def encode_frame_parts(table: Table, values: Dict[str, Any]) -> Tuple[List[Buffer], int]:
     """The frame as buffers to send in order (socket.sendmsg) and its size in
     bytes, length prefix included. Like encode_frame, but a string or bytes

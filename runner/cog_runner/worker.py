@@ -9,7 +9,6 @@ where predict() is. It never raises in the middle of sending a frame: then the
 cancel waits until the frame is out.
 """
 
-import contextlib
 import contextvars
 import inspect
 import json
@@ -36,7 +35,37 @@ from .schema import predictor_document
 RUNNER_VERSION = "0.1.0"
 
 # The prediction an asyncio task works for (async predictors run several at once).
+# What predict() returns when it neither yields nor must be awaited.
+_PLAIN_OUTPUTS = (str, int, float, bool, type(None), dict, list)
 _task_prediction: "contextvars.ContextVar[str]" = contextvars.ContextVar("cog_prediction", default="")
+
+
+class _UserCode:
+    """The context of Worker._user_code (never nested). A class rather than a
+    @contextmanager: a generator enters it once per item, and the generator
+    machinery cost ~2 us each time."""
+
+    __slots__ = ("_worker",)
+
+    def __init__(self, worker: "Worker") -> None:
+        self._worker = worker
+
+    def __enter__(self) -> None:
+        worker = self._worker
+        worker._in_user_code = True
+        # Frames read with the Predict, or that arrived (SIGIO) while the
+        # runner was outside user code: a recv() only when there are some
+        # (a generator enters user code once per item).
+        if worker._input_waiting or worker.conn.has_frames():
+            worker._input_waiting = False
+            try:
+                worker._take_control_frames()
+            except BaseException:
+                worker._in_user_code = False
+                raise
+
+    def __exit__(self, *exc: Any) -> None:
+        self._worker._in_user_code = False
 
 
 class Worker:
@@ -61,6 +90,7 @@ class Worker:
         self._stdout: Optional[LogStream] = None
         self._stderr: Optional[LogStream] = None
         self._fds: Optional[FdCapture] = None
+        self._user_code_marker = _UserCode(self)
 
     # ---- frames out ----
 
@@ -167,20 +197,10 @@ class Worker:
             self._cancel_pending = False
             raise CancelationException("prediction canceled")
 
-    @contextlib.contextmanager
-    def _user_code(self) -> Iterator[None]:
-        """Marks where a cancel may interrupt: the predictor's own code."""
-        self._in_user_code = True
-        try:
-            # Frames read with the Predict, or that arrived (SIGIO) while the
-            # runner was outside user code: a recv() only when there are some
-            # (a generator enters user code once per item).
-            if self._input_waiting or self.conn.has_frames():
-                self._input_waiting = False
-                self._take_control_frames()
-            yield
-        finally:
-            self._in_user_code = False
+    def _user_code(self) -> "_UserCode":
+        """`with self._user_code():` marks where a cancel may interrupt: the
+        predictor's own code."""
+        return self._user_code_marker
 
     # ---- lifecycle ----
 
@@ -369,7 +389,8 @@ class Worker:
         loaded = self.trainer if kind == "train" else self.predictor
         if loaded is None:
             raise RuntimeError("this model has no %s() configured" % kind)
-        payload = json.loads(fields["input_json"] or b"{}")
+        # From a str: json.loads() of bytes first works out their encoding.
+        payload = json.loads(str(fields["input_json"], "utf-8")) if fields["input_json"] else {}
         if fields.get("input_text_name"):
             payload[fields["input_text_name"]] = str(fields["input_text"], "utf-8")
         for name, convert in self._converters.get(kind, {}).items():
@@ -377,7 +398,8 @@ class Worker:
         return loaded, payload
 
     def _enter_scope(self, fields: Dict[str, Any]) -> contextvars.Token:
-        context = json.loads(fields["context_json"] or b"{}")
+        context_json = fields["context_json"]
+        context = json.loads(str(context_json, "utf-8")) if context_json not in (b"", b"{}") else None
         return cog_scope._set_scope(cog_scope.Scope(context, self._metric_recorder(fields["id"])))
 
     def _send_item(self, prediction_id: str, item: Any, index: int) -> None:
@@ -417,11 +439,15 @@ class Worker:
             loaded, payload = self._target(fields)
             with self._user_code():
                 result = loaded.predict(**payload)
-                if inspect.isasyncgen(result):
+                if type(result) in _PLAIN_OUTPUTS:
+                    pass  # nothing to iterate or await (the inspect calls cost ~1 us each)
+                elif inspect.isasyncgen(result):
                     result = _AsyncItems(result)
                 elif inspect.isawaitable(result):
                     result = _asyncio().run(_await(result))
-            if inspect.isgenerator(result) or isinstance(result, _AsyncItems):
+            if type(result) in _PLAIN_OUTPUTS:
+                done.update(self._output_fields(result))
+            elif inspect.isgenerator(result) or isinstance(result, _AsyncItems):
                 items = iter(result)
                 index = 0
                 while True:
