@@ -174,6 +174,7 @@ PredictionService::~PredictionService() {
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
+    background_cv_.SignalAll();
   }
   if (healthcheck_thread_.joinable()) healthcheck_thread_.join();
   if (cancel_watch_thread_.joinable()) cancel_watch_thread_.join();
@@ -204,8 +205,10 @@ void PredictionService::PollHealthchecks() {
     bool changed = false;
     {
       absl::MutexLock lock(&mu_);
-      auto stop = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_; };
-      if (mu_.AwaitWithTimeout(absl::Condition(&stop), options_.healthcheck_interval)) return;
+      const absl::Time deadline = absl::Now() + options_.healthcheck_interval;
+      while (!stopping_ && !background_cv_.WaitWithDeadline(&mu_, deadline)) {
+      }
+      if (stopping_) return;
       const bool serving = state_ == HealthStatus::kReady || state_ == HealthStatus::kUnhealthy;
       // A sync runner answers once its prediction is done: only an idle
       // runner is asked, and only an idle one can be late.
@@ -538,11 +541,9 @@ void PredictionService::WatchCancels() {
         }
       }
       if (late.empty()) {
-        const uint64_t epoch = cancel_epoch_;
-        auto woken = [this, epoch]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-          return stopping_ || cancel_epoch_ != epoch;
-        };
-        mu_.AwaitWithDeadline(absl::Condition(&woken), next);
+        // Woken by a cancel going out, by stopping, or at the next due time;
+        // the loop works out again what is due either way.
+        background_cv_.WaitWithDeadline(&mu_, next);
         continue;
       }
       reason = absl::StrCat(late.size() == 1 ? "prediction " : "predictions ",
@@ -591,7 +592,7 @@ absl::Status PredictionService::Cancel(absl::string_view id) {
     if (!active.at_runner) return absl::OkStatus();  // stops its downloads
     if (!active.cancel_sent_at.has_value()) {
       active.cancel_sent_at = absl::Now();
-      ++cancel_epoch_;  // WatchCancels times it
+      background_cv_.SignalAll();  // WatchCancels times it
     }
     use.emplace(this);
   }

@@ -325,7 +325,11 @@ class PredictionService {
   uint64_t runner_generation_ ABSL_GUARDED_BY(mu_) = 0;
   std::string runner_gone_reason_ ABSL_GUARDED_BY(mu_);  // why the last one went
   bool restarting_ ABSL_GUARDED_BY(mu_) = false;  // STARTING again after a runner died
-  uint64_t cancel_epoch_ ABSL_GUARDED_BY(mu_) = 0;  // bumped when a cancel goes out
+  // Wakes the healthcheck and cancel-watch threads (stopping, a cancel sent).
+  // A CondVar, not mu_.Await(Condition): a thread waiting on a Condition makes
+  // every Unlock of mu_ take the slow path and evaluate it (~300 instructions,
+  // several times per prediction and twice per output item).
+  absl::CondVar background_cv_;
   HealthStatus state_ ABSL_GUARDED_BY(mu_) = HealthStatus::kStarting;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   SetupReport setup_ ABSL_GUARDED_BY(mu_);
