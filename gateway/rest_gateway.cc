@@ -273,6 +273,7 @@ class SyncObserver final : public PredictionObserver {
     result_->body = PredictionJsonText(prediction);
     result_->done.Notify();
   }
+  bool WantsEachOutput() const override { return false; }  // the client sees the end only
 
  private:
   std::shared_ptr<Result> result_;

@@ -121,6 +121,7 @@ class PredictReactor final : public CountedReactor<grpc::ServerUnaryReactor> {
       ToProto(prediction, reactor_->response_);
       reactor_->FinishLocked(grpc::Status::OK);
     }
+    bool WantsEachOutput() const override { return false; }  // a unary answer: the end only
 
    private:
     PredictReactor* const reactor_;

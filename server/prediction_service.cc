@@ -299,6 +299,7 @@ absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
   Prediction prediction;
   std::optional<RunnerUse> use;
   std::vector<PredictionObserver*> started_observers;
+  bool batch_outputs = false;
   // The runner's input when it is not the one shown (see below).
   std::optional<Json> runner_input;
   std::vector<std::string> file_inputs;
@@ -352,6 +353,10 @@ absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
     active->outputs.upload_prefix = request.output_file_prefix;
     active->generation = runner_generation_;
     started_observers = ObserversOf(*active);
+    // Without observers, it may be polled (GET /predictions/{id}): each output as it comes.
+    batch_outputs = !started_observers.empty() &&
+                    std::none_of(started_observers.begin(), started_observers.end(),
+                                 [](const PredictionObserver* o) { return o->WantsEachOutput(); });
     active_[prediction.id] = std::move(active);
     if (file_inputs.empty()) use.emplace(this);
   }
@@ -365,6 +370,7 @@ absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
   predict->set_kind(request.kind == PredictionKind::kTrain ? runner::KIND_TRAIN
                                                            : runner::KIND_PREDICT);
   predict->set_context_json(DumpJson(request.context));
+  predict->set_batch_outputs(batch_outputs);
   if (file_inputs.empty()) {
     // `prediction` holds the shown input until SendPredict returns.
     const absl::string_view input_text =

@@ -60,6 +60,10 @@ class PredictionObserver {
   virtual void OnMetric(const Prediction& prediction, absl::string_view name,
                         const Json& value) {}
   virtual void OnCompleted(const Prediction& prediction) = 0;
+  // Whether it must hear of each output as soon as the runner yields it
+  // (streams, `output` webhooks). When no observer does, the runner may send
+  // a prediction's outputs several at once (Predict.batch_outputs).
+  virtual bool WantsEachOutput() const { return true; }
 };
 
 // What the core may ask of whoever supervises the runner (RunnerSupervisor).

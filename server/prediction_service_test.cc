@@ -232,6 +232,33 @@ TEST_F(PredictionServiceTest, APredictionRunsAndTheObserverHearsEverythingInOrde
   EXPECT_EQ(service_->Health().status, HealthStatus::kReady);
 }
 
+TEST_F(PredictionServiceTest, OutputsAreBatchedOnlyWhenNoObserverWantsEachOne) {
+  // The runner may send a prediction's outputs several at once only when every
+  // observer waits for the end (a sync request, a unary call); a stream, or no
+  // observer at all (it may be polled), takes each as it comes.
+  class EndOnly : public PredictionObserver {
+   public:
+    void OnCompleted(const Prediction&) override {}
+    bool WantsEachOutput() const override { return false; }
+  };
+  Connect(4);
+  Hello();
+  SetupDone(true);
+  Events events;
+  std::vector<std::pair<std::string, bool>> expected;
+  ASSERT_TRUE(service_->Start(Request("end-only"), std::make_unique<EndOnly>()).ok());
+  expected.emplace_back("end-only", true);
+  ASSERT_TRUE(service_->Start(Request("streamed"), std::make_unique<RecordingObserver>(&events)).ok());
+  expected.emplace_back("streamed", false);
+  ASSERT_TRUE(service_->Start(Request("polled"), nullptr).ok());
+  expected.emplace_back("polled", false);
+  std::vector<std::pair<std::string, bool>> sent;
+  for (const runner::ServerMessage& message : channel_.sent()) {
+    if (message.has_predict()) sent.emplace_back(message.predict().id(), message.predict().batch_outputs());
+  }
+  EXPECT_EQ(sent, expected);
+}
+
 TEST_F(PredictionServiceTest, BusyWhenEverySlotIsTaken) {
   Connect(/*max_concurrency=*/1);
   Hello();

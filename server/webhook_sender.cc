@@ -54,6 +54,7 @@ class WebhookObserver final : public PredictionObserver {
   void OnCompleted(const Prediction& prediction) override {
     EmitNow(WebhookEvent::kCompleted, prediction);
   }
+  bool WantsEachOutput() const override { return wanted_[static_cast<int>(WebhookEvent::kOutput)]; }
 
  private:
   // The prediction as it is at this event (it is valid only during the call).

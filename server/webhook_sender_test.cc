@@ -171,6 +171,22 @@ TEST(WebhookSenderTest, LogsAreRenderedOnlyWhenSentAndTheCompletedSupersedesTheR
   EXPECT_EQ(receiver.bodies(), (std::vector<std::string>{"logs 1", "completed"}));
 }
 
+TEST(WebhookSenderTest, TheObserverWantsEachOutputOnlyWithOutputEvents) {
+  // Otherwise the runner may send outputs several at once (Predict.batch_outputs).
+  WebhookSender sender(WebhookSender::Options{});
+  const auto wants = [&sender](std::vector<WebhookEvent> filter) {
+    PredictionRequest request;
+    request.webhook = "http://127.0.0.1:9/hook";
+    request.webhook_events_filter = std::move(filter);
+    return WebhookSender::ObserverFor(&sender, request, nullptr)->WantsEachOutput();
+  };
+  EXPECT_TRUE(wants({}));  // every event
+  EXPECT_TRUE(wants({WebhookEvent::kOutput, WebhookEvent::kCompleted}));
+  EXPECT_FALSE(wants({WebhookEvent::kCompleted}));
+  EXPECT_FALSE(wants({WebhookEvent::kStart, WebhookEvent::kLogs, WebhookEvent::kCompleted}));
+  sender.Stop();
+}
+
 TEST(WebhookSenderTest, ALogsUpdateWithNothingLeftToRenderIsDropped) {
   TestReceiver receiver(/*hang=*/false);
   WebhookSender sender(WebhookSender::Options{});

@@ -18,7 +18,7 @@ SERVER = [
     {"predict": {"id": "p-1", "kind": messages.KIND_TRAIN,
                  "input_json": '{"s": "hé"}'.encode(), "context_json": b'{"a": "b"}'}},
     {"predict": {"id": "p-2", "input_json": b'{"prompt": null}', "input_text_name": "prompt",
-                 "input_text": "long ✓ text\n".encode()}},
+                 "input_text": "long ✓ text\n".encode(), "batch_outputs": True}},
     {"cancel": {"id": "p-1"}},
     {"healthcheck": {"sequence": 18446744073709551615}},
     {"shutdown": {}},

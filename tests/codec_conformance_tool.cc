@@ -35,6 +35,7 @@ const std::vector<std::string> kServerMessages = {
            input_json: "{\"prompt\": null}"
            input_text_name: "prompt"
            input_text: "long \342\234\223 text\n"
+           batch_outputs: true
          })pb",
     R"pb(cancel { id: "p-1" })pb",
     R"pb(healthcheck { sequence: 18446744073709551615 })pb",

@@ -232,6 +232,26 @@ class PredictorFailureTest(unittest.TestCase):
             for i in range(3):
                 self.assertIn("log line %d\n" % i, body["logs"])
                 self.assertIn("stderr line %d\n" % i, body["logs"])
+            # Many items, between log lines: a sync request's items reach the
+            # server several at once (Predict.batch_outputs), all and in order.
+            status, _, body = server.request("POST", "/predictions", {"input": {"n": 50}})
+            self.assertEqual(status, 200, body)
+            self.assertEqual(body["output"], ["chunk%d" % i for i in range(50)])
+            self.assertEqual(body["logs"].count("log line "), 50)
+        finally:
+            server.stop()
+
+    def test_a_generator_without_logs_gives_every_item_in_order(self):
+        server = CogServer("gated_gen")
+        try:
+            server.wait_for_status("READY")
+            gate = os.path.join(os.environ.get("TEST_TMPDIR", "/tmp"), "gate-%d" % os.getpid())
+            open(gate, "w").close()
+            self.addCleanup(os.unlink, gate)
+            for first in (7, 8, 9, 300):  # under, at and past the runner's batch of 8
+                status, _, body = server.request("POST", "/predictions", {"input": {"gate": gate, "first": first}})
+                self.assertEqual(status, 200, body)
+                self.assertEqual(body["output"], ["item%d" % i for i in range(first)] + ["last"])
         finally:
             server.stop()
 

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import unittest
 
 from http_receiver import Receiver
@@ -68,6 +69,55 @@ class StreamTest(unittest.TestCase):
         # Each item arrives after its own log line, before the next one's.
         order = [(name, data.get("value") or data.get("text")) for name, data in events if name in ("output", "logs")]
         self.assertLess(order.index(("logs", "log line 1\n")), order.index(("output", "chunk1")))
+
+    def test_each_item_arrives_while_the_predictor_still_runs(self):
+        # Items yielded together are not held back for a stream (the runner
+        # batches outputs only when no one takes them one by one): the
+        # predictor waits for this client to have seen three before it ends.
+        server = self.serve("gated_gen")
+        gate = os.path.join(tempfile.mkdtemp(), "seen")
+        self.addCleanup(shutil.rmtree, os.path.dirname(gate), True)
+        connection, response = open_stream(server, {"input": {"gate": gate, "first": 3}})
+        self.addCleanup(connection.close)
+        seen = []
+        while len(seen) < 3:
+            events = read_events(response, stop_after=1)
+            self.assertTrue(events, "the stream ended before three items")
+            name, data = events[0]
+            self.assertNotEqual(name, "completed", data)
+            if name == "output":
+                seen.append(data["value"])
+        open(gate, "w").close()
+        events = read_events(response)
+        self.assertEqual(events[-1][0], "completed")
+        self.assertEqual(events[-1][1]["status"], "succeeded", events[-1][1].get("error"))
+        self.assertEqual(seen + [data["value"] for name, data in events if name == "output"],
+                         ["item0", "item1", "item2", "last"])
+
+    def test_an_async_prediction_shows_each_item_to_a_poller(self):
+        # Without webhooks or a stream, GET /predictions/{id} is how its items
+        # are seen: they are not held back either.
+        server = self.serve("gated_gen")
+        gate = os.path.join(tempfile.mkdtemp(), "seen")
+        self.addCleanup(shutil.rmtree, os.path.dirname(gate), True)
+        status, _, body = server.request("POST", "/predictions", {"id": "polled", "input": {"gate": gate, "first": 2}},
+                                         headers={"Prefer": "respond-async"})
+        self.assertEqual(status, 202, body)
+        deadline = time.monotonic() + 20
+        while True:
+            status, _, body = server.request("GET", "/predictions/polled")
+            self.assertEqual(status, 200, body)
+            self.assertEqual(body["status"], "processing", body)
+            if body["output"] == ["item0", "item1"]:
+                break
+            self.assertLess(time.monotonic(), deadline, "items not shown while it runs: %s" % body)
+            time.sleep(0.01)
+        open(gate, "w").close()
+        deadline = time.monotonic() + 20
+        while body["status"] == "processing" and time.monotonic() < deadline:
+            time.sleep(0.01)
+            body = server.request("GET", "/predictions/polled")[2]
+        self.assertEqual((body["status"], body["output"]), ("succeeded", ["item0", "item1", "last"]), body)
 
     def test_metrics_and_a_plain_return_value(self):
         server = self.serve("forms_metrics")

@@ -29,6 +29,11 @@ _SOCKET_BUFFER_BYTES = 4 << 20
 # A frame this large is read straight into a buffer of its own (recv_into), not
 # gathered piece by piece in the shared buffer.
 _LARGE_FRAME = 64 << 10
+# Frames sent with hold=True (Predict.batch_outputs) go out together once this
+# many are held, this many bytes, or this many seconds after the first.
+_HOLD_FRAMES = 8
+_HOLD_BYTES = 64 << 10
+_HOLD_SECONDS = 0.05
 
 # fcntl constants Python does not name (Linux).
 _F_SETOWN_EX = getattr(fcntl, "F_SETOWN_EX", 15)
@@ -80,6 +85,9 @@ class Connection:
         self.max_receive_bytes = MAX_FRAME_BYTES
         self._send_lock = threading.Lock()  # predictor threads print too
         self._sender = 0  # the thread inside sendall: a frame must never be torn
+        self._held = bytearray()  # frames sent with hold=True, not yet on the socket
+        self._held_count = 0
+        self._held_since = 0.0
 
     @classmethod
     def connect(cls, path: str) -> "Connection":
@@ -130,8 +138,11 @@ class Connection:
             limit = MAX_FRAME_BYTES
         self.max_send_bytes = max(MIN_SEND_LIMIT, min(limit, _MAX_HEADER_SIZE))
 
-    def send(self, name: str, fields: Dict[str, Any]) -> None:
-        """Sends one frame whole; FrameTooLarge (nothing sent) if it is over the limit."""
+    def send(self, name: str, fields: Dict[str, Any], hold: bool = False) -> None:
+        """Sends one frame whole; FrameTooLarge (nothing sent) if it is over the limit.
+        With `hold`, a small frame may wait to go out with the next ones: until
+        a frame sent without it, _HOLD_FRAMES frames, _HOLD_BYTES bytes, or
+        _HOLD_SECONDS after the first held (checked as each is sent)."""
         for value in fields.values():
             if type(value) in _TEXT_TYPES and len(value) >= wire.LARGE_PAYLOAD:
                 # A large output or log: sent from where it is, not copied into the frame.
@@ -146,11 +157,28 @@ class Connection:
             self._sender = threading.get_ident()
             try:
                 if parts is None:
+                    if hold or self._held:
+                        if not self._held:
+                            self._held_since = time.monotonic()
+                        self._held += frame
+                        self._held_count += 1
+                        if (hold and self._held_count < _HOLD_FRAMES and len(self._held) < _HOLD_BYTES
+                                and time.monotonic() - self._held_since < _HOLD_SECONDS):
+                            return
+                        frame = self._take_held()
                     self._sock.sendall(frame)
                 else:
+                    if self._held:
+                        self._sock.sendall(self._take_held())
                     self._send_parts(parts)
             finally:
                 self._sender = 0
+
+    def _take_held(self) -> bytearray:
+        held = self._held
+        self._held = bytearray()
+        self._held_count = 0
+        return held
 
     def _send_parts(self, parts: List[Any]) -> None:
         views = [memoryview(p).cast("B") for p in parts if len(p)]

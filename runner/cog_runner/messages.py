@@ -30,6 +30,7 @@ PREDICT = {
     4: ("context_json", "bytes", None),
     5: ("input_text_name", "string", None),
     6: ("input_text", "view", None),  # decoded in place: str() of it is the one copy
+    7: ("batch_outputs", "bool", None),
 }
 CANCEL = {1: ("id", "string", None)}
 HEALTHCHECK = {1: ("sequence", "uint64", None)}

@@ -94,14 +94,15 @@ class Worker:
 
     # ---- frames out ----
 
-    def send(self, name: str, fields: Dict[str, Any]) -> None:
-        """Sends a frame. FrameTooLarge if it is over the server's limit even with
-        its error message (an exception's text can be of any size) cut short."""
+    def send(self, name: str, fields: Dict[str, Any], hold: bool = False) -> None:
+        """Sends a frame (see Connection.send for `hold`). FrameTooLarge if it is
+        over the server's limit even with its error message (an exception's
+        text can be of any size) cut short."""
         if self.conn is None:
             return
         try:
             try:
-                self.conn.send(name, fields)
+                self.conn.send(name, fields, hold)
             except FrameTooLarge as e:
                 if not fields.get("error"):
                     raise
@@ -402,11 +403,12 @@ class Worker:
         context = json.loads(str(context_json, "utf-8")) if context_json not in (b"", b"{}") else None
         return cog_scope._set_scope(cog_scope.Scope(context, self._metric_recorder(fields["id"])))
 
-    def _send_item(self, prediction_id: str, item: Any, index: int) -> None:
+    def _send_item(self, prediction_id: str, item: Any, index: int, hold: bool = False) -> None:
         where = "output[%d]" % index
         fields = encode_output_fields(item, "value_json", where, self.conn.max_send_bytes)
+        fields["id"] = prediction_id
         try:
-            self.send("output", dict(fields, id=prediction_id))
+            self.send("output", fields, hold)
         except FrameTooLarge as e:
             raise too_large(where, e.size, e.limit) from None
 
@@ -429,6 +431,7 @@ class Worker:
 
     def _predict(self, fields: Dict[str, Any]) -> None:
         prediction_id = fields["id"]
+        batch = fields.get("batch_outputs", False)  # no one takes the items one by one
         done: Dict[str, Any] = {"id": prediction_id}
         self._running_id = prediction_id
         self._cancel_pending = False
@@ -456,7 +459,7 @@ class Worker:
                             item = next(items)
                         except StopIteration:
                             break
-                    self._send_item(prediction_id, item, index)
+                    self._send_item(prediction_id, item, index, batch)
                     index += 1
             else:
                 done.update(self._output_fields(result))
