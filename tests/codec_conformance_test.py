@@ -114,6 +114,13 @@ class CodecConformanceTest(unittest.TestCase):
                 name = "output" if "value_text" in fields else "log"
                 self.assertEqual(bytes(wire.encode_member_frame(messages.RUNNER_MESSAGE, name, fields)),
                                  bytes(wire.encode_frame(messages.RUNNER_MESSAGE, {name: fields})), (name, size))
+                # Connection.send asks for None at a payload of LARGE_PAYLOAD or more
+                # (then sent from where it is, by encode_frame_parts).
+                frame = wire.encode_member_frame(messages.RUNNER_MESSAGE, name, fields, wire.LARGE_PAYLOAD)
+                if size >= wire.LARGE_PAYLOAD:
+                    self.assertIsNone(frame, (name, size))
+                else:
+                    self.assertEqual(bytes(frame), bytes(wire.encode_frame(messages.RUNNER_MESSAGE, {name: fields})))
 
     def test_large_payloads_sent_as_parts_read_the_same_in_cpp(self):
         # A large output or log leaves the runner as buffers of its own (not

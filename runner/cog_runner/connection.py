@@ -23,7 +23,6 @@ MAX_FRAME_BYTES = 256 << 20
 MIN_SEND_LIMIT = 4096
 _HEADER = struct.Struct(">I")
 _MAX_HEADER_SIZE = (1 << 32) - 1
-_TEXT_TYPES = (str, bytes, bytearray, memoryview)
 _MAX_IOV = 64
 _SOCKET_BUFFER_BYTES = 4 << 20
 # A frame this large is read straight into a buffer of its own (recv_into), not
@@ -143,13 +142,11 @@ class Connection:
         With `hold`, a small frame may wait to go out with the next ones: until
         a frame sent without it, _HOLD_FRAMES frames, _HOLD_BYTES bytes, or
         _HOLD_SECONDS after the first held (checked as each is sent)."""
-        for value in fields.values():
-            if type(value) in _TEXT_TYPES and len(value) >= wire.LARGE_PAYLOAD:
-                # A large output or log: sent from where it is, not copied into the frame.
-                parts, size = wire.encode_frame_parts(messages.RUNNER_MESSAGE, {name: fields})
-                break
+        frame = wire.encode_member_frame(messages.RUNNER_MESSAGE, name, fields, wire.LARGE_PAYLOAD)
+        if frame is None:
+            # A large output or log: sent from where it is, not copied into the frame.
+            parts, size = wire.encode_frame_parts(messages.RUNNER_MESSAGE, {name: fields})
         else:
-            frame = wire.encode_member_frame(messages.RUNNER_MESSAGE, name, fields)
             parts, size = None, len(frame)
         if size - 4 > self.max_send_bytes:
             raise FrameTooLarge(size - 4, self.max_send_bytes)
@@ -158,12 +155,13 @@ class Connection:
             try:
                 if parts is None:
                     if hold or self._held:
+                        now = time.monotonic()
                         if not self._held:
-                            self._held_since = time.monotonic()
+                            self._held_since = now
                         self._held += frame
                         self._held_count += 1
                         if (hold and self._held_count < _HOLD_FRAMES and len(self._held) < _HOLD_BYTES
-                                and time.monotonic() - self._held_since < _HOLD_SECONDS):
+                                and now - self._held_since < _HOLD_SECONDS):
                             return
                         frame = self._take_held()
                     self._sock.sendall(frame)

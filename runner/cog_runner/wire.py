@@ -133,17 +133,22 @@ def _flat_layout(table: Table) -> Optional[list]:
     return layout
 
 
-def _encode_flat(layout: list, values: Dict[str, Any], out: bytearray) -> None:
+def _encode_flat(layout: list, values: Dict[str, Any], out: bytearray, large: int) -> bool:
     # _encode_into for a flat table, with less to decide per field: what every
-    # frame the runner sends is (an item of a generator is one).
+    # frame the runner sends is (an item of a generator is one). False, with
+    # `out` half written, at a str or bytes payload of `large` or more (a str
+    # counted in characters, before it is encoded).
     for name, key, varint in layout:
         value = values.get(name)
         if not value:
             continue  # None, and proto3's defaults (0, False, "", b"") are left out
-        out += key
         if varint:
+            out += key
             _encode_varint(int(value), out)
             continue
+        if len(value) >= large:
+            return False
+        out += key
         if type(value) is str:
             value = value.encode("utf-8", "replace")  # as _encode_into: lone surrogates repaired
         size = len(value)
@@ -152,21 +157,30 @@ def _encode_flat(layout: list, values: Dict[str, Any], out: bytearray) -> None:
         else:
             _encode_varint(size, out)
         out += value
+    return True
 
 
-def encode_member_frame(table: Table, name: str, values: Dict[str, Any]) -> bytearray:
+def encode_member_frame(table: Table, name: str, values: Dict[str, Any],
+                        large: Optional[int] = None) -> Optional[bytearray]:
     """encode_frame(table, {name: values}) where `name` is a oneof member of
     `table`, as every frame is (Server/RunnerMessage): the same bytes, built in
     place without walking each of the table's members (sending a small frame
-    cost about half as many instructions as with encode_frame)."""
+    cost about half as many instructions as with encode_frame). With `large`:
+    None instead when a str or bytes field holds `large` or more (characters
+    of a str), for encode_frame_parts to send from where it is."""
     member = _members(table).get(name)
     if member is None:
+        if large is not None and _has_large_payload(table, {name: values}, large):
+            return None
         return encode_frame(table, {name: values})
     key, nested, layout = member
     out = bytearray(6)  # length prefix, key, and the message's length if under 128
     out[4] = key
     if layout is not None:
-        _encode_flat(layout, values, out)
+        if not _encode_flat(layout, values, out, _MASK64 if large is None else large):
+            return None
+    elif large is not None and _has_large_payload(nested, values, large):
+        return None
     else:
         _encode_into(nested, values, out)
     size = len(out) - 6
@@ -241,7 +255,7 @@ def _encode_parts(table: Table, values: Dict[str, Any], parts: List[Buffer]) -> 
         value = values.get(name)
         if value is None:
             continue
-        if kind in MESSAGE_KINDS and _has_large_payload(nested, value):
+        if kind in MESSAGE_KINDS and _has_large_payload(nested, value, LARGE_PAYLOAD):
             large.append((length_key, nested, value))
         elif kind in _TEXT_KINDS and len(value) >= LARGE_PAYLOAD:
             large.append((length_key, None, value))
@@ -269,15 +283,15 @@ def _encode_parts(table: Table, values: Dict[str, Any], parts: List[Buffer]) -> 
     return size
 
 
-def _has_large_payload(table: Table, values: Dict[str, Any]) -> bool:
+def _has_large_payload(table: Table, values: Dict[str, Any], large: int) -> bool:
     for _, (name, kind, nested) in table.items():
         value = values.get(name)
         if value is None:
             continue
         if kind in MESSAGE_KINDS:
-            if _has_large_payload(nested, value):
+            if _has_large_payload(nested, value, large):
                 return True
-        elif kind in _TEXT_KINDS and len(value) >= LARGE_PAYLOAD:
+        elif kind in _TEXT_KINDS and len(value) >= large:
             return True
     return False
 
