@@ -206,21 +206,15 @@ def decode_member(table: Table, data: Buffer) -> Tuple[str, Dict[str, Any]]:
     is, is read without the general walk; anything else takes it."""
     view = memoryview(data)
     end = len(view)
-    if end >= 2 and view[0] & 7 == 2 and view[0] < 0x80 and view[1] < 0x80 and 2 + view[1] == end:
+    if end >= 2 and view[0] < 0x80 and view[0] & 7 == 2:
         field = table.get(view[0] >> 3)
         if field is not None and field[1] == "member":
-            name, _, nested = field
-            fields = defaults(nested)
-            _decode_into(nested, view, 2, end, fields)
-            return name, fields
-    elif end >= 3 and view[0] & 7 == 2 and view[0] < 0x80 and view[1] >= 0x80:
-        field = table.get(view[0] >> 3)
-        length, pos = _decode_length(view, 1, end)
-        if field is not None and field[1] == "member" and pos + length == end:
-            name, _, nested = field
-            fields = defaults(nested)
-            _decode_into(nested, view, pos, end, fields)
-            return name, fields
+            length, pos = (view[1], 2) if view[1] < 0x80 else _decode_length(view, 1, end)
+            if pos + length == end:
+                name, _, nested = field
+                fields = defaults(nested)
+                _decode_into(nested, view, pos, end, fields)
+                return name, fields
     message = decode(table, view)
     for name, value in message.items():
         if isinstance(value, dict):
