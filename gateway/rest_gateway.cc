@@ -76,7 +76,8 @@ Json HealthJson(const HealthReport& report) {
 // The headers a prediction request reads, each the first of its name, or
 // null. Found in one pass: each of httplib's own lookups costs ~700
 // instructions (a std::string made for the name, then case-insensitive
-// compares a character at a time), a fifth of what HandlePrediction cost.
+// compares a character at a time); the five took ~4,000 of a null
+// prediction's 134,000 (callgrind).
 struct PredictionHeaders {
   const std::string* content_type = nullptr;
   const std::string* traceparent = nullptr;

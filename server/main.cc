@@ -154,10 +154,9 @@ int ResolvePort() {
   return 5000;
 }
 
-// Kubernetes readiness through a file, as Cog does: there once setup has
-// succeeded, gone when the server shuts down.
-// Creates the readiness file once setup has succeeded (once: not a stat() on
-// every prediction), removes it when the server begins to shut down.
+// Kubernetes readiness through a file, as Cog does: created once setup has
+// succeeded (`marked`: not a stat() on every prediction), removed when the
+// server begins to shut down.
 void MarkReady(const std::string& path, const HealthChange& change, bool* marked) {
   std::error_code error;
   if (change.shutting_down) {

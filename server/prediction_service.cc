@@ -1,5 +1,6 @@
 #include "server/prediction_service.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/match.h"

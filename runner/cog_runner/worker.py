@@ -34,9 +34,9 @@ from .schema import predictor_document
 
 RUNNER_VERSION = "0.1.0"
 
-# The prediction an asyncio task works for (async predictors run several at once).
 # What predict() returns when it neither yields nor must be awaited.
 _PLAIN_OUTPUTS = (str, int, float, bool, type(None), dict, list)
+# The prediction an asyncio task works for (async predictors run several at once).
 _task_prediction: "contextvars.ContextVar[str]" = contextvars.ContextVar("cog_prediction", default="")
 
 
@@ -448,9 +448,7 @@ class Worker:
                     result = _AsyncItems(result)
                 elif inspect.isawaitable(result):
                     result = _asyncio().run(_await(result))
-            if type(result) in _PLAIN_OUTPUTS:
-                done.update(self._output_fields(result))
-            elif inspect.isgenerator(result) or isinstance(result, _AsyncItems):
+            if inspect.isgenerator(result) or isinstance(result, _AsyncItems):
                 items = iter(result)
                 index = 0
                 while True:
