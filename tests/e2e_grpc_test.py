@@ -1,6 +1,9 @@
 """The gRPC API of the real cog-server, driven with Debian's python3-grpcio."""
 
 import json
+import os
+import shutil
+import tempfile
 import time
 import unittest
 
@@ -90,6 +93,57 @@ class GrpcApiTest(unittest.TestCase):
         # Reflection is what grpcurl and friends use; ask for the service list.
         from grpc_reflection_stub import list_services
         self.assertIn("cog.v1.Predictor", list_services(self.channel))
+
+
+class GrpcGeneratorTest(unittest.TestCase):
+    """A generator's items: each one streamed as it is yielded, all of them at
+    the end of a unary call (where the runner may send several at once)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = CogServer("gated_gen")
+        cls.server.wait_for_status("READY")
+        cls.channel = grpc.insecure_channel("127.0.0.1:%d" % cls.server.grpc_port)
+        cls.stub = predictor_pb2_grpc.PredictorStub(cls.channel)
+        cls.gates = tempfile.mkdtemp()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.channel.close()
+        cls.server.stop()
+        shutil.rmtree(cls.gates, True)
+
+    def test_predict_stream_gives_each_item_while_the_predictor_runs(self):
+        # The predictor waits for this client to have seen two items: held back,
+        # they would never come, and the prediction would fail.
+        gate = os.path.join(self.gates, "stream")
+        events = self.stub.PredictStream(
+            predictor_pb2.PredictionRequest(input=struct(gate=gate, first=2)), timeout=60)
+        seen = []
+        for event in events:
+            kind = event.WhichOneof("event")
+            self.assertNotEqual(kind, "completed", event)
+            if kind == "output":
+                seen.append(event.output.value.string_value)
+                if len(seen) == 2:
+                    break
+        open(gate, "w").close()
+        rest = list(events)
+        self.assertEqual(rest[-1].WhichOneof("event"), "completed")
+        completed = rest[-1].completed
+        self.assertEqual(completed.status, predictor_pb2.PREDICTION_STATUS_SUCCEEDED, completed.error)
+        seen += [e.output.value.string_value for e in rest if e.WhichOneof("event") == "output"]
+        self.assertEqual(seen, ["item0", "item1", "last"])
+
+    def test_unary_predict_gives_every_item_in_order(self):
+        gate = os.path.join(self.gates, "open")
+        open(gate, "w").close()
+        for first in (3, 8, 20):
+            prediction = self.stub.Predict(
+                predictor_pb2.PredictionRequest(input=struct(gate=gate, first=first)), timeout=60)
+            self.assertEqual(prediction.status, predictor_pb2.PREDICTION_STATUS_SUCCEEDED, prediction.error)
+            self.assertEqual([v.string_value for v in prediction.output.list_value.values],
+                             ["item%d" % i for i in range(first)] + ["last"])
 
 
 class GrpcCancelTest(unittest.TestCase):
