@@ -573,10 +573,7 @@ void PredictionService::NotifyHealth() {
   HealthChange now;
   {
     absl::MutexLock state_lock(&mu_);
-    now.status = state_;
-    if (now.status == HealthStatus::kReady && static_cast<int>(active_.size()) >= slots_.capacity()) {
-      now.status = HealthStatus::kBusy;
-    }
+    now.status = ShownStatus();
     now.setup_succeeded = setup_.status == "succeeded";
     now.shutting_down = shutting_down_;
   }
@@ -626,16 +623,20 @@ absl::StatusOr<Prediction> PredictionService::Get(absl::string_view id) const {
       absl::StrCat("no prediction with id '", id, "' is running or ended recently on this server"));
 }
 
+HealthStatus PredictionService::ShownStatus() const {
+  if (state_ == HealthStatus::kReady && static_cast<int>(active_.size()) >= slots_.capacity()) {
+    return HealthStatus::kBusy;
+  }
+  return state_;
+}
+
 HealthReport PredictionService::Health() const {
   absl::MutexLock lock(&mu_);
   HealthReport report;
-  report.status = state_;
+  report.status = ShownStatus();
   report.setup = setup_;
   report.concurrency_max = slots_.capacity();
   report.concurrency_current = static_cast<int>(active_.size());
-  if (state_ == HealthStatus::kReady && report.concurrency_current >= report.concurrency_max) {
-    report.status = HealthStatus::kBusy;
-  }
   report.version = versions_;
   report.shutting_down = shutting_down_;
   report.user_healthcheck_error = user_healthcheck_error_;

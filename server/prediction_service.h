@@ -292,6 +292,8 @@ class PredictionService {
   void FailSetup(const std::string& logs) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status NotReadyError() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string NewId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // state_, or kBusy while READY with every slot taken: what probes see.
+  HealthStatus ShownStatus() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Calls on_health_change when what it tells changed since the last call;
   // calls are serialised so that they arrive in order.
   void NotifyHealth() ABSL_LOCKS_EXCLUDED(mu_, notify_mu_);
