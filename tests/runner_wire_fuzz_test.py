@@ -233,5 +233,56 @@ class RunnerWireFuzzTest(unittest.TestCase):
         self.assertEqual(frames[-1], ("cancel", {"id": "after"}))
 
 
+class HeldFramesTest(unittest.TestCase):
+    """Connection.send(hold=True) (Predict.batch_outputs): held frames go out
+    together, in order, with the next frame sent without hold, large or not."""
+
+    def read_frames(self, sock, count):
+        """The next `count` frames on `sock`, as (name, fields)."""
+        def exactly(n):
+            data = b""
+            while len(data) < n:
+                chunk = sock.recv(n - len(data))
+                self.assertTrue(chunk, "the connection closed")
+                data += chunk
+            return data
+        frames = []
+        for _ in range(count):
+            (size,) = struct.unpack(">I", exactly(4))
+            message = wire.decode(messages.RUNNER_MESSAGE, exactly(size))
+            name = messages.which(message)
+            frames.append((name, message[name]))
+        return frames
+
+    def test_held_frames_wait_for_the_next_frame(self):
+        for last in ({"id": "p", "source": messages.LOG_STDOUT, "text": "line\n"},
+                     {"id": "p", "source": messages.LOG_STDOUT, "text": "x" * wire.LARGE_PAYLOAD}):
+            server, runner = socket.socketpair()
+            self.addCleanup(server.close)
+            connection = Connection(runner)
+            self.addCleanup(connection.close)
+            for i in range(3):
+                connection.send("output", {"id": "p", "value_text": b"item%d" % i}, hold=True)
+            server.setblocking(False)
+            with self.assertRaises(BlockingIOError, msg="held frames were sent"):
+                server.recv(1)
+            server.setblocking(True)
+            connection.send("log", last)
+            frames = self.read_frames(server, 4)
+            self.assertEqual([name for name, _ in frames], ["output"] * 3 + ["log"])
+            self.assertEqual([fields["value_text"] for _, fields in frames[:3]], [b"item0", b"item1", b"item2"])
+            self.assertEqual(frames[3][1]["text"], last["text"])
+
+    def test_a_full_batch_goes_at_once(self):
+        server, runner = socket.socketpair()
+        self.addCleanup(server.close)
+        connection = Connection(runner)
+        self.addCleanup(connection.close)
+        for i in range(8):  # _HOLD_FRAMES
+            connection.send("output", {"id": "p", "value_text": b"item%d" % i}, hold=True)
+        frames = self.read_frames(server, 8)
+        self.assertEqual([fields["value_text"] for _, fields in frames], [b"item%d" % i for i in range(8)])
+
+
 if __name__ == "__main__":
     unittest.main()

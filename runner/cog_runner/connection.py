@@ -166,9 +166,7 @@ class Connection:
                         frame = self._take_held()
                     self._sock.sendall(frame)
                 else:
-                    if self._held:
-                        self._sock.sendall(self._take_held())
-                    self._send_parts(parts)
+                    self._send_parts([self._take_held()] + parts if self._held else parts)
             finally:
                 self._sender = 0
 

@@ -105,18 +105,20 @@ def encode_frame(table: Table, values: Dict[str, Any]) -> bytearray:
     return out
 
 
-# Per table of oneof members: {name: (the member's key byte, its table, the
-# table's flat layout or None)}.
-_member_numbers: Dict[int, Dict[str, Tuple[int, Table, Optional[list]]]] = {}
+# Per table of oneof members: {name: (the member's key byte, its table's flat
+# layout)} for each member with a one-byte key whose table is flat (every
+# member of Server/RunnerMessage).
+_member_numbers: Dict[int, Dict[str, Tuple[int, list]]] = {}
 
 
-def _members(table: Table) -> Dict[str, Tuple[int, Table, Optional[list]]]:
+def _members(table: Table) -> Dict[str, Tuple[int, list]]:
     members = _member_numbers.get(id(table))
     if members is None:
         members = {}
         for number, (name, kind, nested) in table.items():
-            if kind == "member" and number < 16:  # a one-byte key
-                members[name] = ((number << 3) | 2, nested, _flat_layout(nested))
+            layout = _flat_layout(nested) if kind == "member" and number < 16 else None
+            if layout is not None:
+                members[name] = ((number << 3) | 2, layout)
         _member_numbers[id(table)] = members
     return members
 
@@ -169,20 +171,15 @@ def encode_member_frame(table: Table, name: str, values: Dict[str, Any],
     None instead when a str or bytes field holds `large` or more (characters
     of a str), for encode_frame_parts to send from where it is."""
     member = _members(table).get(name)
-    if member is None:
+    if member is None:  # not a flat member with a one-byte key: the general encoder
         if large is not None and _has_large_payload(table, {name: values}, large):
             return None
         return encode_frame(table, {name: values})
-    key, nested, layout = member
+    key, layout = member
     out = bytearray(6)  # length prefix, key, and the message's length if under 128
     out[4] = key
-    if layout is not None:
-        if not _encode_flat(layout, values, out, _MASK64 if large is None else large):
-            return None
-    elif large is not None and _has_large_payload(nested, values, large):
+    if not _encode_flat(layout, values, out, _MASK64 if large is None else large):
         return None
-    else:
-        _encode_into(nested, values, out)
     size = len(out) - 6
     if size < 0x80:
         out[5] = size

@@ -41,7 +41,7 @@ _task_prediction: "contextvars.ContextVar[str]" = contextvars.ContextVar("cog_pr
 
 
 class _UserCode:
-    """The context of Worker._user_code (never nested). A class rather than a
+    """Worker._user_code (never nested). A class rather than a
     @contextmanager: a generator enters it once per item, and the generator
     machinery cost ~2 us each time."""
 
@@ -90,7 +90,8 @@ class Worker:
         self._stdout: Optional[LogStream] = None
         self._stderr: Optional[LogStream] = None
         self._fds: Optional[FdCapture] = None
-        self._user_code_marker = _UserCode(self)
+        # `with self._user_code:` marks where a cancel may interrupt: the predictor's own code.
+        self._user_code = _UserCode(self)
 
     # ---- frames out ----
 
@@ -197,11 +198,6 @@ class Worker:
         if self._cancel_pending and self._in_user_code:
             self._cancel_pending = False
             raise CancelationException("prediction canceled")
-
-    def _user_code(self) -> "_UserCode":
-        """`with self._user_code():` marks where a cancel may interrupt: the
-        predictor's own code."""
-        return self._user_code_marker
 
     # ---- lifecycle ----
 
@@ -351,7 +347,7 @@ class Worker:
         self._running_id = ""
         try:
             for call in self._setup_calls(fields):
-                with self._user_code():
+                with self._user_code:
                     result = call()
                     if inspect.isawaitable(result):
                         _asyncio().run(_await(result))
@@ -440,7 +436,7 @@ class Worker:
         token = self._enter_scope(fields)
         try:
             loaded, payload = self._target(fields)
-            with self._user_code():
+            with self._user_code:
                 result = loaded.predict(**payload)
                 if type(result) in _PLAIN_OUTPUTS:
                     pass  # nothing to iterate or await (the inspect calls cost ~1 us each)
@@ -452,7 +448,7 @@ class Worker:
                 items = iter(result)
                 index = 0
                 while True:
-                    with self._user_code():
+                    with self._user_code:
                         try:
                             item = next(items)
                         except StopIteration:
