@@ -21,19 +21,31 @@ def struct(**values):
     return s
 
 
-class GrpcApiTest(unittest.TestCase):
+class ServedTest(unittest.TestCase):
+    """One server on `predictor` for the class, READY, with a channel and a stub."""
+
+    predictor = ""
+
     @classmethod
     def setUpClass(cls):
-        cls.server = CogServer("types")
+        cls.server = CogServer(cls.predictor)
         cls.server.wait_for_status("READY")
         cls.channel = grpc.insecure_channel("127.0.0.1:%d" % cls.server.grpc_port)
         cls.stub = predictor_pb2_grpc.PredictorStub(cls.channel)
-        cls.health = health_pb2_grpc.HealthStub(cls.channel)
 
     @classmethod
     def tearDownClass(cls):
         cls.channel.close()
         cls.server.stop()
+
+
+class GrpcApiTest(ServedTest):
+    predictor = "types"
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.health = health_pb2_grpc.HealthStub(cls.channel)
 
     def test_predict(self):
         prediction = self.stub.Predict(
@@ -95,23 +107,15 @@ class GrpcApiTest(unittest.TestCase):
         self.assertIn("cog.v1.Predictor", list_services(self.channel))
 
 
-class GrpcGeneratorTest(unittest.TestCase):
+class GrpcGeneratorTest(ServedTest):
     """A generator's items: each one streamed as it is yielded, all of them at
     the end of a unary call (where the runner may send several at once)."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.server = CogServer("gated_gen")
-        cls.server.wait_for_status("READY")
-        cls.channel = grpc.insecure_channel("127.0.0.1:%d" % cls.server.grpc_port)
-        cls.stub = predictor_pb2_grpc.PredictorStub(cls.channel)
-        cls.gates = tempfile.mkdtemp()
+    predictor = "gated_gen"
 
-    @classmethod
-    def tearDownClass(cls):
-        cls.channel.close()
-        cls.server.stop()
-        shutil.rmtree(cls.gates, True)
+    def setUp(self):
+        self.gates = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.gates, True)
 
     def test_predict_stream_gives_each_item_while_the_predictor_runs(self):
         # The predictor waits for this client to have seen two items: held back,

@@ -7,11 +7,10 @@ import json
 import os
 import shutil
 import tempfile
-import time
 import unittest
 
 from http_receiver import Receiver
-from server_harness import CogServer
+from server_harness import CogServer, wait_until
 
 
 def open_stream(server, body):
@@ -103,20 +102,25 @@ class StreamTest(unittest.TestCase):
         status, _, body = server.request("POST", "/predictions", {"id": "polled", "input": {"gate": gate, "first": 2}},
                                          headers={"Prefer": "respond-async"})
         self.assertEqual(status, 202, body)
-        deadline = time.monotonic() + 20
-        while True:
+
+        def polled():
             status, _, body = server.request("GET", "/predictions/polled")
             self.assertEqual(status, 200, body)
+            return body
+
+        def both_items_shown():
+            body = polled()
             self.assertEqual(body["status"], "processing", body)
-            if body["output"] == ["item0", "item1"]:
-                break
-            self.assertLess(time.monotonic(), deadline, "items not shown while it runs: %s" % body)
-            time.sleep(0.01)
+            return body["output"] == ["item0", "item1"]
+
+        wait_until(both_items_shown, 20, "both items in GET /predictions/polled while it runs")
         open(gate, "w").close()
-        deadline = time.monotonic() + 20
-        while body["status"] == "processing" and time.monotonic() < deadline:
-            time.sleep(0.01)
-            body = server.request("GET", "/predictions/polled")[2]
+
+        def ended():
+            body = polled()
+            return body if body["status"] != "processing" else None
+
+        body = wait_until(ended, 20, "the prediction to end")
         self.assertEqual((body["status"], body["output"]), ("succeeded", ["item0", "item1", "last"]), body)
 
     def test_metrics_and_a_plain_return_value(self):
