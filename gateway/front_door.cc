@@ -2,6 +2,8 @@
 
 #include <malloc.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -12,18 +14,24 @@
 #include <cerrno>
 #include <chrono>
 #include <climits>
+#include <cstdio>
 #include <cstring>
+#include <initializer_list>
 #include <deque>
 #include <functional>
 #include <limits>
 #include <list>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "server/json.h"
 #include "spdlog/spdlog.h"
@@ -61,14 +69,14 @@ int MillisecondsUntil(Clock::time_point deadline) {
 // few stay. An idle server keeps few threads, and a burst of connections gets
 // a thread each at once instead of queueing behind slow ones.
 //
-// Thread-safe. cpp-httplib owns it (new_task_queue), calls enqueue() from its
-// accept loop and shutdown() once when it stops listening.
-class ConnectionThreads final : public httplib::TaskQueue {
+// Thread-safe. Serve() owns it: Enqueue() from its accept loop, Shutdown()
+// once when it stops accepting.
+class ConnectionThreads final {
  public:
   explicit ConnectionThreads(size_t max_threads) : max_threads_(max_threads) {}
-  ~ConnectionThreads() override { shutdown(); }
+  ~ConnectionThreads() { Shutdown(); }
 
-  void enqueue(std::function<void()> job) override {
+  void Enqueue(std::function<void()> job) {
     std::vector<std::thread> ended;
     {
       absl::MutexLock lock(&mu_);
@@ -84,7 +92,7 @@ class ConnectionThreads final : public httplib::TaskQueue {
   }
 
   // Runs what is queued, then joins every thread.
-  void shutdown() override {
+  void Shutdown() {
     std::list<std::thread> threads;
     std::vector<std::thread> ended;
     {
@@ -108,7 +116,7 @@ class ConnectionThreads final : public httplib::TaskQueue {
       const bool woken = mu_.AwaitWithTimeout(absl::Condition(&has_work), kIdleThreadLifetime);
       --idle_;
       if (jobs_.empty()) {
-        if (shutdown_) break;  // shutdown() joins this thread
+        if (shutdown_) break;  // Shutdown() joins this thread
         if (!woken && threads_.size() > kResidentThreads) {
           // Whoever next takes ended_ (under mu_, so after this unlocks) joins it.
           ended_.push_back(std::move(*self));
@@ -136,42 +144,26 @@ class ConnectionThreads final : public httplib::TaskQueue {
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-void AddressOf(int fd, bool peer, std::string& ip, int& port) {
-  sockaddr_storage address{};
-  socklen_t size = sizeof(address);
-  const int got = peer ? getpeername(fd, reinterpret_cast<sockaddr*>(&address), &size)
-                       : getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size);
-  if (got != 0) return;
-  // As cpp-httplib reports them: FindClientSocket (rest_gateway.cc) compares.
-  char host[NI_MAXHOST];
-  char service[NI_MAXSERV];
-  if (getnameinfo(reinterpret_cast<sockaddr*>(&address), size, host, sizeof(host), service,
-                  sizeof(service), NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
-    return;
-  }
-  ip = host;
-  port = std::atoi(service);
-}
-
-// One client connection: its socket, the bytes read from it and not yet
-// used, and, while a request is being served, the view of it cpp-httplib
-// reads: the head as the scanner checked it, then exactly the body, decoded
-// if it was chunked, then end of stream. Bytes past the body stay buffered
-// for the next request.
+// One client connection: its socket and the bytes read from it and not yet
+// used. Bytes past a request stay buffered for the next one.
 //
 // Used by the one thread serving the connection; closes the socket when
 // destroyed.
-class Connection final : public httplib::Stream {
+class Connection final {
  public:
   enum class Wait { kReady, kTimeout, kStopped, kClosed };
 
   Connection(int fd, const FrontDoorOptions& options, int stop_event)
       : fd_(fd), options_(options), stop_event_(stop_event) {}
-  ~Connection() override { ::close(fd_); }
+  ~Connection() { ::close(fd_); }
+
+  int fd() const { return fd_; }
+  bool failed() const { return answered_ || write_failed_; }
 
   absl::string_view buffered() const {
     return absl::string_view(buffer_.get() + begin_, end_ - begin_);
   }
+  void Consume(size_t n) { begin_ += n; }
 
   // Waits until the socket has input (or the server stops, if `watch_stop`).
   Wait WaitForInput(Clock::time_point deadline, bool watch_stop) const {
@@ -218,244 +210,75 @@ class Connection final : public httplib::Stream {
     }
   }
 
-  // Serving a request whose head the scanner found complete at the front of
-  // the buffer.
-  void BeginRequest(const RequestHeadScanner& head) {
-    framing_ = head.body();
-    body_left_ = framing_.length;
-    decoder_ = ChunkedBodyDecoder();
-    head_left_ = head.head_size();
-    if (head.transfer_encoding_size() > 0) {
-      // The body reaches httplib decoded, so it must not read it as chunked.
-      const size_t line = begin_ + head.transfer_encoding_offset();
-      const size_t size = head.transfer_encoding_size();
-      std::memmove(buffer_.get() + line, buffer_.get() + line + size, end_ - line - size);
-      end_ -= size;
-      head_left_ -= head.transfer_encoding_size();
-    }
-  }
-
-  // Before httplib reads a body of known length: room for all of it and a
-  // margin, so that it is not copied again and again as it grows, and so that
-  // the JSON parser can read it in place (simdjson reads up to 64 bytes past
-  // the end). Capped: the bytes have not arrived yet.
-  void ReserveBody(httplib::Request& request) const {
-    if (framing_.kind != BodyFraming::Kind::kLength || framing_.length == 0) return;
-    request.body.reserve(static_cast<size_t>(std::min<uint64_t>(framing_.length, kMaxReserve)) +
-                         kJsonPadding);
-  }
-
-  // After httplib has answered: whether the connection can carry another
-  // request (its answer went out whole, and its body was read to the end, so
-  // the next bytes are the next request's).
-  bool EndRequest() {
-    if (answered_ || write_failed_ || head_left_ > 0) return false;
-    switch (framing_.kind) {
+  // Reads a body framed as `framing` (its head consumed) into `*body`, with
+  // kJsonPadding of capacity left past its end. False if the request cannot
+  // be served: the client's input ended or the socket failed, or the body was
+  // refused (answered here).
+  bool ReadBody(const BodyFraming& framing, std::string* body) {
+    switch (framing.kind) {
       case BodyFraming::Kind::kNone:
-        break;
+        return true;
       case BodyFraming::Kind::kLength:
-        if (body_left_ > 0) return false;
+        if (!ReadLengthBody(framing.length, body)) return false;
         break;
-      case BodyFraming::Kind::kChunked: {
-        size_t consumed = 0;
-        if (decoder_.Advance(buffered(), &consumed) != ChunkedBodyDecoder::State::kEnd) return false;
-        begin_ += consumed;
+      case BodyFraming::Kind::kChunked:
+        if (!ReadChunkedBody(body)) return false;
         break;
-      }
     }
-    framing_ = BodyFraming();
-    // A connection waiting for its next request holds no buffer.
-    if (begin_ == end_) {
-      buffer_.reset();
-      capacity_ = begin_ = end_ = 0;
-    }
+    if (body->capacity() - body->size() < kJsonPadding) body->reserve(body->size() + kJsonPadding);
     return true;
+  }
+
+  // A connection waiting for its next request holds no buffer.
+  void ReleaseBufferIfEmpty() {
+    if (begin_ != end_) return;
+    buffer_.reset();
+    capacity_ = begin_ = end_ = 0;
   }
 
   // Answers with `status` and {"detail": ...} and closes: the request is not
   // served, and the connection is not used again.
   void Refuse(int status, absl::string_view detail) {
-    held_.clear();  // whatever httplib began to answer is not sent
-    if (!answered_ && !write_failed_) {
+    if (!failed()) {
       std::string body = DumpJson(Json{{"detail", std::string(detail)}});
       std::string response =
           absl::StrCat("HTTP/1.1 ", status, " ", ReasonPhrase(status),
                        "\r\nContent-Type: application/json\r\nContent-Length: ", body.size(),
                        "\r\nConnection: close\r\n", status == 503 ? "Retry-After: 1\r\n" : "",
                        "\r\n", body);
-      WriteAll(response.data(), response.size());
+      Send({response});
     }
     answered_ = true;
     Linger();
   }
 
-  // ---- httplib::Stream, as process_request() uses it ----
-
-  bool is_readable() const override {
-    return head_left_ > 0 || !buffered().empty() ||
-           WaitForInput(After(options_.read_timeout), false) == Wait::kReady;
-  }
-
-  bool is_writable() const override {
-    if (answered_ || write_failed_) return false;
-    // A streamed body is about to wait for its first piece: the head goes now.
-    if (!held_.empty() && !const_cast<Connection*>(this)->FlushHeld()) return false;
-    pollfd out{fd_, POLLOUT, 0};
-    if (::poll(&out, 1, MillisecondsUntil(After(options_.write_timeout))) <= 0 ||
-        (out.revents & (POLLERR | POLLHUP)) != 0) {
-      return false;
+  // Sends `parts` in order, in one sendmsg() when the socket takes them all;
+  // gives up when the socket takes no byte for the write timeout.
+  bool Send(std::initializer_list<absl::string_view> parts) {
+    if (write_failed_) return false;
+    iovec iov[4];
+    size_t count = 0;
+    for (absl::string_view part : parts) {
+      if (part.empty()) continue;
+      iov[count++] = {const_cast<char*>(part.data()), part.size()};
+      written_ += part.size();
     }
-    char byte;
-    return ::recv(fd_, &byte, 1, MSG_PEEK | MSG_DONTWAIT) != 0;  // 0: the client closed
-  }
-
-  ssize_t read(char* ptr, size_t size) override {
-    if (answered_) return -1;
-    if (head_left_ > 0) return Take(ptr, std::min(size, head_left_), &head_left_);
-    switch (framing_.kind) {
-      case BodyFraming::Kind::kNone:
-        return 0;
-      case BodyFraming::Kind::kLength:
-        if (body_left_ == 0) return 0;
-        if (!FillIfEmpty()) return -1;
-        return Take(ptr, std::min<uint64_t>(size, body_left_), &body_left_);
-      case BodyFraming::Kind::kChunked:
-        return ReadChunked(ptr, size);
-    }
-    return -1;
-  }
-
-  ssize_t write(const char* ptr, size_t size) override {
-    // Once refused, httplib's own fallback answer is dropped: the client has
-    // its answer already.
-    if (answered_) return static_cast<ssize_t>(size);
-    if (write_failed_) return -1;
-    // httplib writes a response's head, then its body: the head waits for the
-    // body so that both leave in one send (one syscall, one packet).
-    if (held_.empty() && size <= kMaxHeldHead && size >= 4 && std::memcmp(ptr + size - 4, "\r\n\r\n", 4) == 0) {
-      held_.assign(ptr, size);
-      return static_cast<ssize_t>(size);
-    }
-    written_ += size;
-    return WriteAll(ptr, size) ? static_cast<ssize_t>(size) : -1;
-  }
-
-  // Bytes of the response written since the last call.
-  size_t TakeWritten() { return std::exchange(written_, 0); }
-
-  // Sends a held response head (end of a request without a body, or before a
-  // streamed body waits for its first piece).
-  bool FlushHeld() {
-    if (held_.empty()) return !write_failed_;
-    std::string head = std::move(held_);
-    held_.clear();
-    return WriteAll(head.data(), head.size());
-  }
-
-  // Asked for every request; a connection's addresses never change, so the
-  // system is asked once per connection.
-  void get_remote_ip_and_port(std::string& ip, int& port) const override {
-    if (!remote_known_) {
-      AddressOf(fd_, /*peer=*/true, remote_ip_, remote_port_);
-      remote_known_ = true;
-    }
-    ip = remote_ip_;
-    port = remote_port_;
-  }
-  void get_local_ip_and_port(std::string& ip, int& port) const override {
-    if (!local_known_) {
-      AddressOf(fd_, /*peer=*/false, local_ip_, local_port_);
-      local_known_ = true;
-    }
-    ip = local_ip_;
-    port = local_port_;
-  }
-  socket_t socket() const override { return fd_; }
-
- private:
-  static constexpr size_t kMaxHeldHead = 16 * 1024;
-  static constexpr uint64_t kMaxReserve = 64 << 20;
-  std::string held_;  // a response head waiting for its body (write())
-  size_t written_ = 0;
-  mutable bool remote_known_ = false;
-  mutable bool local_known_ = false;
-  mutable std::string remote_ip_;
-  mutable std::string local_ip_;
-  mutable int remote_port_ = 0;
-  mutable int local_port_ = 0;
-
-  // Copies up to `size` buffered bytes to `ptr`, counting them off `*left`.
-  template <typename Count>
-  ssize_t Take(char* ptr, Count size, Count* left) {
-    const size_t n = std::min<size_t>(static_cast<size_t>(size), buffered().size());
-    std::memcpy(ptr, buffer_.get() + begin_, n);
-    begin_ += n;
-    *left -= static_cast<Count>(n);
-    return static_cast<ssize_t>(n);
-  }
-
-  bool FillIfEmpty() {
-    if (!buffered().empty()) return true;
-    return FillWithinReadTimeout();
-  }
-
-  bool FillWithinReadTimeout() {
-    return Fill(After(options_.read_timeout), /*watch_stop=*/false) == Wait::kReady;
-  }
-
-  ssize_t ReadChunked(char* ptr, size_t size) {
-    while (true) {
-      size_t consumed = 0;
-      const ChunkedBodyDecoder::State state = decoder_.Advance(buffered(), &consumed);
-      begin_ += consumed;
-      switch (state) {
-        case ChunkedBodyDecoder::State::kEnd:
-          return 0;
-        case ChunkedBodyDecoder::State::kMalformed:
-          Refuse(400, decoder_.error());
-          return -1;
-        case ChunkedBodyDecoder::State::kNeedMore:
-          if (!FillWithinReadTimeout()) return -1;
-          continue;
-        case ChunkedBodyDecoder::State::kData: {
-          // Refused as soon as the chunk sizes say the body will be too large,
-          // before its data is read.
-          if (decoder_.announced() > options_.limits.max_body_bytes) {
-            Refuse(413, BodyTooLargeDetail(options_.limits.max_body_bytes));
-            return -1;
-          }
-          if (!FillIfEmpty()) return -1;
-          uint64_t left = decoder_.data_remaining();
-          const ssize_t n = Take(ptr, std::min<uint64_t>(size, left), &left);
-          decoder_.TakeData(static_cast<size_t>(n));
-          return n;
-        }
-      }
-    }
-  }
-
-  // Sends the held head, if any, then `data`: in one sendmsg() when the
-  // socket takes it all.
-  bool WriteAll(const char* data, size_t size) {
-    const Clock::time_point deadline = After(options_.write_timeout);
-    std::string head = std::move(held_);
-    held_.clear();
-    size_t head_left = head.size();
-    while (head_left + size > 0) {
-      iovec parts[2];
-      int count = 0;
-      if (head_left > 0) parts[count++] = {head.data() + head.size() - head_left, head_left};
-      if (size > 0) parts[count++] = {const_cast<char*>(data), size};
+    size_t first = 0;
+    Clock::time_point deadline = After(options_.write_timeout);
+    while (first < count) {
       msghdr message{};
-      message.msg_iov = parts;
-      message.msg_iovlen = static_cast<size_t>(count);
+      message.msg_iov = iov + first;
+      message.msg_iovlen = count - first;
       ssize_t n = ::sendmsg(fd_, &message, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n > 0) {
-        const size_t from_head = std::min(head_left, static_cast<size_t>(n));
-        head_left -= from_head;
-        n -= static_cast<ssize_t>(from_head);
-        data += n;
-        size -= static_cast<size_t>(n);
+        while (n > 0 && first < count) {
+          const size_t taken = std::min(iov[first].iov_len, static_cast<size_t>(n));
+          iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + taken;
+          iov[first].iov_len -= taken;
+          n -= static_cast<ssize_t>(taken);
+          if (iov[first].iov_len == 0) ++first;
+        }
+        deadline = After(options_.write_timeout);
         continue;
       }
       if (n < 0 && errno == EINTR) continue;
@@ -467,6 +290,93 @@ class Connection final : public httplib::Stream {
       return false;
     }
     return true;
+  }
+
+  // Bytes of responses sent since the last call.
+  size_t TakeWritten() { return std::exchange(written_, 0); }
+
+ private:
+  static constexpr uint64_t kMaxReserve = 64 << 20;
+
+  bool ReadLengthBody(uint64_t length, std::string* body) {
+    // Room for all of it and the padding, so that it is not copied as it
+    // grows; capped, since the bytes have not arrived yet.
+    body->reserve(static_cast<size_t>(std::min<uint64_t>(length, kMaxReserve)) + kJsonPadding);
+    const size_t first = static_cast<size_t>(std::min<uint64_t>(length, buffered().size()));
+    body->append(buffer_.get() + begin_, first);
+    begin_ += first;
+    // The rest straight from the socket into the body, which grows (by
+    // doubling) only as bytes arrive: a length that is only claimed costs
+    // nothing.
+    size_t got = body->size();
+    while (got < length) {
+      if (got == body->size()) {
+        body->resize(static_cast<size_t>(
+            std::min<uint64_t>(length, std::max<uint64_t>(2 * got, kReadChunk))));
+      }
+      const ssize_t n = ::recv(fd_, body->data() + got, body->size() - got, MSG_DONTWAIT);
+      if (n > 0) {
+        got += static_cast<size_t>(n);
+        continue;
+      }
+      if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) return false;
+      if (errno == EINTR) continue;
+      if (!WaitForBody()) return false;
+    }
+    return true;
+  }
+
+  bool ReadChunkedBody(std::string* body) {
+    ChunkedBodyDecoder decoder;
+    while (true) {
+      size_t consumed = 0;
+      const ChunkedBodyDecoder::State state = decoder.Advance(buffered(), &consumed);
+      begin_ += consumed;
+      switch (state) {
+        case ChunkedBodyDecoder::State::kEnd:
+          return true;
+        case ChunkedBodyDecoder::State::kMalformed:
+          Refuse(400, decoder.error());
+          return false;
+        case ChunkedBodyDecoder::State::kNeedMore:
+          if (!FillBody()) return false;
+          break;
+        case ChunkedBodyDecoder::State::kData: {
+          // Refused as soon as the chunk sizes say the body will be too large,
+          // before its data is read.
+          if (decoder.announced() > options_.limits.max_body_bytes) {
+            Refuse(413, BodyTooLargeDetail(options_.limits.max_body_bytes));
+            return false;
+          }
+          if (buffered().empty() && !FillBody()) return false;
+          const size_t n = static_cast<size_t>(
+              std::min<uint64_t>(decoder.data_remaining(), buffered().size()));
+          body->append(buffer_.get() + begin_, n);
+          begin_ += n;
+          decoder.TakeData(n);
+          break;
+        }
+      }
+    }
+  }
+
+  // Reads more of a body into the buffer within the read timeout.
+  bool FillBody() {
+    const Wait wait = Fill(After(options_.read_timeout), /*watch_stop=*/false);
+    if (wait == Wait::kTimeout) RefuseStalledBody();
+    return wait == Wait::kReady;
+  }
+
+  // Waits for more of a body within the read timeout.
+  bool WaitForBody() {
+    const Wait wait = WaitForInput(After(options_.read_timeout), /*watch_stop=*/false);
+    if (wait == Wait::kTimeout) RefuseStalledBody();
+    return wait == Wait::kReady;
+  }
+
+  void RefuseStalledBody() {
+    Refuse(408, absl::StrCat("The request body stopped arriving: no byte for ",
+                             absl::FormatDuration(options_.read_timeout)));
   }
 
   // Stops sending, then reads and drops what the client still sends, until
@@ -491,35 +401,70 @@ class Connection final : public httplib::Stream {
   size_t capacity_ = 0;
   size_t begin_ = 0;
   size_t end_ = 0;
-  // The request being served.
-  size_t head_left_ = 0;
-  BodyFraming framing_;
-  uint64_t body_left_ = 0;
-  ChunkedBodyDecoder decoder_;
+  size_t written_ = 0;
   bool answered_ = false;  // refused: nothing more goes out
   bool write_failed_ = false;
 };
 
+// A streamed response's body, in chunks (HTTP/1.1) or as it comes, delimited
+// by the connection's close (HTTP/1.0).
+class StreamWriter final : public ResponseWriter {
+ public:
+  StreamWriter(Connection& connection, bool chunked)
+      : connection_(connection), chunked_(chunked) {}
+
+  bool Write(absl::string_view data) override {
+    if (data.empty()) return !connection_.failed();
+    if (!chunked_) return connection_.Send({data});
+    char size[24];
+    const int length = std::snprintf(size, sizeof(size), "%zx\r\n", data.size());
+    return connection_.Send({absl::string_view(size, static_cast<size_t>(length)), data, "\r\n"});
+  }
+
+  bool End() { return !chunked_ || connection_.Send({"0\r\n\r\n"}); }
+
+ private:
+  Connection& connection_;
+  const bool chunked_;
+};
+
+// The head of `response`: status line and fields, through the blank line.
+std::string ResponseHead(const HttpResponse& response, const ParsedHead& request,
+                         bool keep_alive) {
+  std::string head;
+  head.reserve(128);
+  absl::StrAppend(&head, "HTTP/1.1 ", response.status, " ", ReasonPhrase(response.status), "\r\n");
+  if (!response.content_type.empty()) {
+    absl::StrAppend(&head, "Content-Type: ", response.content_type, "\r\n");
+  }
+  for (const auto& [name, value] : response.headers) {
+    absl::StrAppend(&head, name, ": ", value, "\r\n");
+  }
+  if (!response.stream) {
+    absl::StrAppend(&head, "Content-Length: ", response.body.size(), "\r\n");
+  } else if (request.http_minor >= 1) {
+    head.append("Transfer-Encoding: chunked\r\n");
+  }
+  if (!keep_alive) head.append("Connection: close\r\n");
+  head.append("\r\n");
+  return head;
+}
+
+// What a handler that threw is answered with.
+void InternalError(HttpResponse& response, absl::string_view what) {
+  spdlog::error("request failed: {}", std::string(what));
+  response = HttpResponse();
+  response.Reply(500, "application/json",
+                 DumpJson(Json{{"detail", absl::StrCat("Internal Server Error: ", what)}}));
+}
+
 }  // namespace
 
-FrontDoorServer::FrontDoorServer(FrontDoorOptions options)
-    : options_(std::move(options)), stop_event_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
-  const size_t max_threads = static_cast<size_t>(std::max(1, options_.max_connections)) + kSpareThreads;
-  new_task_queue = [max_threads] { return new ConnectionThreads(max_threads); };
-  // What httplib writes in its Keep-Alive header; the front door enforces it.
-  set_keep_alive_timeout(static_cast<time_t>(
-      absl::ToInt64Seconds(absl::Ceil(options_.keep_alive_timeout, absl::Seconds(1)))));
-  set_keep_alive_max_count(100000);  // advertised only: the front door closes no busy connection
+FrontDoorServer::FrontDoorServer(FrontDoorOptions options, Handler handler)
+    : options_(std::move(options)),
+      handler_(std::move(handler)),
+      stop_event_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
   trimmer_ = std::thread([this] { TrimWhenIdle(); });
-  set_payload_max_length(options_.limits.max_body_bytes);
-  // httplib's default socket options add SO_REUSEPORT, with which a second
-  // server binds the same port and silently takes part of its connections.
-  // SO_REUSEADDR alone still lets a restarted server bind while connections
-  // of the old one linger in TIME_WAIT.
-  set_socket_options([](socket_t sock) {
-    int yes = 1;
-    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-  });
 }
 
 FrontDoorServer::~FrontDoorServer() {
@@ -529,24 +474,95 @@ FrontDoorServer::~FrontDoorServer() {
   }
   if (trimmer_.joinable()) trimmer_.join();
   Shutdown();
+  if (const int listener = listener_.exchange(-1); listener >= 0) ::close(listener);
   if (stop_event_ >= 0) ::close(stop_event_);
 }
 
 absl::StatusOr<int> FrontDoorServer::Listen(const std::string& host, int port) {
-  errno = 0;
-  const int bound = port == 0 ? bind_to_any_port(host) : (bind_to_port(host, port) ? port : -1);
-  if (bound < 0) {
-    const int error = errno;
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* addresses = nullptr;
+  const std::string service = absl::StrCat(port);
+  if (const int error = getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints,
+                                    &addresses);
+      error != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot listen for HTTP on ", host, ":", port, ": ", gai_strerror(error)));
+  }
+  int error = 0;
+  int listener = -1;
+  for (addrinfo* address = addresses; address != nullptr && listener < 0;
+       address = address->ai_next) {
+    const int fd = ::socket(address->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      error = errno;
+      continue;
+    }
+    // SO_REUSEADDR lets a restarted server bind while connections of the old
+    // one linger in TIME_WAIT; no SO_REUSEPORT, with which a second server
+    // would bind the same port and silently take part of its connections.
+    const int yes = 1;
+    const int no = 0;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    if (address->ai_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &no, sizeof(no));
+    // The system's largest backlog: a burst of connections that overflows it
+    // waits for the client's SYN retransmit (a second or more).
+    if (::bind(fd, address->ai_addr, address->ai_addrlen) != 0 || ::listen(fd, SOMAXCONN) != 0) {
+      error = errno;
+      ::close(fd);
+      continue;
+    }
+    listener = fd;
+  }
+  freeaddrinfo(addresses);
+  if (listener < 0) {
     return absl::UnavailableError(absl::StrCat(
         "cannot listen for HTTP on ", host, ":", port, ": ",
         error == EADDRINUSE ? "the port is in use by another process"
                             : (error != 0 ? std::strerror(error) : "cannot bind")));
   }
-  // httplib listens with a backlog of 5 (compiled in): a burst of connections
-  // overflows it, and the overflow waits for the client's SYN retransmit (a
-  // second or more). listen() on a listening socket only sets its backlog.
-  ::listen(svr_sock_, SOMAXCONN);
-  return bound;
+  sockaddr_storage bound{};
+  socklen_t size = sizeof(bound);
+  getsockname(listener, reinterpret_cast<sockaddr*>(&bound), &size);
+  const int bound_port = ntohs(bound.ss_family == AF_INET6
+                                   ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                   : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  if (const int old = listener_.exchange(listener); old >= 0) ::close(old);
+  return bound_port;
+}
+
+void FrontDoorServer::Serve() {
+  ConnectionThreads threads(static_cast<size_t>(std::max(1, options_.max_connections)) +
+                            kSpareThreads);
+  const int listener = listener_.load();
+  while (listener >= 0 && !stopping_) {
+    pollfd fds[2] = {{listener, POLLIN, 0}, {stop_event_, POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      spdlog::error("HTTP accept loop: poll failed: {}", std::strerror(errno));
+      break;
+    }
+    if ((fds[1].revents & POLLIN) != 0) break;
+    if ((fds[0].revents & (POLLERR | POLLNVAL)) != 0) break;
+    const int fd = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        // Out of descriptors or memory: the connection waits in the backlog
+        // until some are freed, instead of this loop spinning.
+        spdlog::warn("HTTP accept failed: {}; retrying in 10 ms", std::strerror(errno));
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+      continue;
+    }
+    // Answers go out as whole writes; without this, Nagle and delayed ACKs
+    // would hold a keep-alive answer back by ~40 ms.
+    const int yes = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof(yes));
+    threads.Enqueue([this, fd] { ServeConnection(fd); });
+  }
+  threads.Shutdown();  // every connection ends first
 }
 
 void FrontDoorServer::Shutdown() {
@@ -555,17 +571,12 @@ void FrontDoorServer::Shutdown() {
     const uint64_t one = 1;
     [[maybe_unused]] ssize_t written = ::write(stop_event_, &one, sizeof(one));
   }
-  // As httplib's stop(), which acts only once its accept loop has started:
-  // stopping before that would leave the loop running. Its loop ends when the
-  // socket is gone, started or not.
-  const socket_t sock = svr_sock_.exchange(INVALID_SOCKET);
-  if (sock != INVALID_SOCKET) {
-    ::shutdown(sock, SHUT_RDWR);
-    ::close(sock);
-  }
+  // Refuses new connections now; the descriptor is closed when the server is
+  // destroyed, so that the accept loop never sees its number reused.
+  if (const int listener = listener_.load(); listener >= 0) ::shutdown(listener, SHUT_RDWR);
 }
 
-bool FrontDoorServer::process_and_close_socket(socket_t sock) {
+void FrontDoorServer::ServeConnection(int fd) {
   if (open_connections_.fetch_add(1) >= options_.max_connections) {
     // Not counted while it is told: it must not keep out the next one.
     open_connections_.fetch_sub(1);
@@ -575,15 +586,14 @@ bool FrontDoorServer::process_and_close_socket(socket_t sock) {
       spdlog::warn("refusing HTTP connections with 503: {} are open (--max-connections)",
                    options_.max_connections);
     }
-    Connection(sock, options_, stop_event_)
+    Connection(fd, options_, stop_event_)
         .Refuse(503, absl::StrCat("The server has ", options_.max_connections,
                                   " connections open, its limit (--max-connections); "
                                   "try again later"));
-    return true;
+    return;
   }
-  Serve(sock);
+  ServeRequests(fd);
   open_connections_.fetch_sub(1);
-  return true;
 }
 
 void FrontDoorServer::TrimWhenIdle() {
@@ -608,7 +618,7 @@ void FrontDoorServer::TrimWhenIdle() {
   }
 }
 
-void FrontDoorServer::Serve(int fd) {
+void FrontDoorServer::ServeRequests(int fd) {
   Connection connection(fd, options_, stop_event_);
   bool first = true;
   while (!stopping_) {
@@ -620,9 +630,9 @@ void FrontDoorServer::Serve(int fd) {
     }
     // From its first byte, a request has header_timeout to send its head.
     const Clock::time_point head_deadline = After(options_.header_timeout);
-    RequestHeadScanner head(options_.limits);
+    RequestHeadScanner scanner(options_.limits);
     RequestHeadScanner::Result scanned;
-    while ((scanned = head.Scan(connection.buffered())) == RequestHeadScanner::Result::kIncomplete) {
+    while ((scanned = scanner.Scan(connection.buffered())) == RequestHeadScanner::Result::kIncomplete) {
       const Connection::Wait wait = connection.Fill(head_deadline, /*watch_stop=*/true);
       if (wait == Connection::Wait::kTimeout) {
         return connection.Refuse(
@@ -632,19 +642,59 @@ void FrontDoorServer::Serve(int fd) {
       if (wait != Connection::Wait::kReady) return;
     }
     if (scanned == RequestHeadScanner::Result::kRefused) {
-      spdlog::debug("refused a request: {} {}", head.refusal().status, head.refusal().detail);
-      return connection.Refuse(head.refusal().status, head.refusal().detail);
+      spdlog::debug("refused a request: {} {}", scanner.refusal().status, scanner.refusal().detail);
+      return connection.Refuse(scanner.refusal().status, scanner.refusal().detail);
     }
-    connection.BeginRequest(head);
-    bool connection_closed = false;
-    const bool written =
-        process_request(connection, /*close_connection=*/stopping_.load(), connection_closed,
-                        [&connection](httplib::Request& request) { connection.ReserveBody(request); });
-    if (connection.TakeWritten() + head.body().length >= kTrimAfterBytes) {
+    HttpRequest request;
+    ParsedHead parsed;
+    if (std::optional<Refusal> refusal =
+            ParseRequestHead(connection.buffered().substr(0, scanner.head_size()), &request, &parsed)) {
+      spdlog::debug("refused a request: {} {}", refusal->status, refusal->detail);
+      return connection.Refuse(refusal->status, refusal->detail);
+    }
+    connection.Consume(scanner.head_size());
+    const BodyFraming& framing = scanner.body();
+    const bool has_body = framing.kind == BodyFraming::Kind::kChunked ||
+                          (framing.kind == BodyFraming::Kind::kLength && framing.length > 0);
+    if (parsed.expect_continue && has_body && connection.buffered().empty() &&
+        !connection.Send({"HTTP/1.1 100 Continue\r\n\r\n"})) {
+      return;
+    }
+    if (!connection.ReadBody(framing, &request.body)) return;
+    connection.ReleaseBufferIfEmpty();
+    request.socket = fd;
+
+    HttpResponse response;
+    try {
+      handler_(request, response);
+    } catch (const std::exception& e) {
+      InternalError(response, e.what());
+    } catch (...) {
+      InternalError(response, "unknown error");
+    }
+    // An HTTP/1.0 stream ends with the connection.
+    const bool keep_alive = parsed.keep_alive && !stopping_ &&
+                            !(response.stream && parsed.http_minor == 0);
+    const std::string head = ResponseHead(response, parsed, keep_alive);
+    bool sent;
+    if (!response.stream) {
+      sent = connection.Send({head, parsed.head_only ? absl::string_view() : response.body});
+    } else {
+      connection.Send({head});
+      if (!parsed.head_only) {
+        // Called even if the head could not go: the stream's owner learns
+        // from its first write that the client is gone.
+        StreamWriter writer(connection, /*chunked=*/parsed.http_minor >= 1);
+        response.stream(writer);
+        writer.End();
+      }
+      sent = !connection.failed();
+    }
+    if (connection.TakeWritten() + request.body.size() >= kTrimAfterBytes) {
       absl::MutexLock lock(&trim_mu_);
       large_transfer_end_ = absl::Now();
     }
-    if (!connection.FlushHeld() || !written || connection_closed || !connection.EndRequest()) return;
+    if (!sent || !keep_alive) return;
     first = false;
   }
 }

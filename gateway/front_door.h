@@ -1,40 +1,42 @@
-// FrontDoorServer: cpp-httplib's Server with a front door that slow, idle,
-// hostile or too many clients cannot get past.
+// FrontDoorServer: the HTTP/1.1 server of the REST gateway, with a front door
+// that slow, idle, hostile or too many clients cannot get past.
 //
-// cpp-httplib 0.11 (built by Debian as a shared library, its CPPHTTPLIB_*
-// limits compiled in) gives each connection a thread for its whole life, reads
-// a head line of any length into memory, counts no header fields, has no
-// deadline for a whole head (only per read, so a byte every few seconds keeps
-// a connection for ever), no size limit for chunked bodies, no connection
-// limit, a listen backlog of 5, and sets SO_REUSEPORT (a second server on the
-// same port shares it silently). Its options cannot change any of that, so
-// this subclass takes over the one virtual it offers for it,
-// process_and_close_socket(): per connection it
+// Per connection it
 //   * refuses connections beyond `max_connections` with 503 at once;
-//   * reads each request's head itself, within `header_timeout` of its first
-//     byte (408 and close after that; a new connection that sends nothing
-//     for `header_timeout` is closed) and within the limits of `limits`
+//   * reads each request's head within `header_timeout` of its first byte
+//     (408 and close after that; a new connection that sends nothing for
+//     `header_timeout` is closed) and within the limits of `limits`
 //     (414 / 431 / 413 / 400 / 501 with {"detail": ...}, then close), never
 //     holding much more than `limits.max_header_bytes` for it;
-//   * delimits the body itself (Content-Length, or chunked decoded here and
-//     refused with 413 once it passes `limits.max_body_bytes`);
-//   * hands the head and body to httplib's own process_request(), which
-//     routes and answers as before;
+//   * reads the body whole (Content-Length, or chunked, decoded and refused
+//     with 413 once it passes `limits.max_body_bytes`), answering
+//     `Expect: 100-continue` first;
+//   * calls the handler on the connection's thread, then writes its answer
+//     (the head and body in one send; a streamed one chunked as it comes);
 //   * waits at most `keep_alive_timeout` for the next request, and wakes at
 //     once when the server stops.
 // Connections run on a pool that grows to max_connections threads as needed,
 // so that idle and half-open connections never take the last thread from a
 // health check.
 //
-// Use it as an httplib::Server: routes, handlers, error handler. Then
-// Listen(), listen_after_bind() on a thread of yours, and Shutdown() (any
-// thread) to stop: it closes the listening socket, wakes idle connections,
-// and listen_after_bind() returns once every connection has ended.
+// Why not cpp-httplib's server, which this was built on until 2026-11: Debian
+// builds it as a shared library with its limits compiled in (no deadline for
+// a head, no limit on chunked bodies or connections, a backlog of 5,
+// SO_REUSEPORT); it gives a handler no socket to watch for a client's close;
+// and its request loop (a head read a byte at a time through a virtual call,
+// header maps compared with tolower per character, regex routing, an
+// ostringstream per answer) cost ~60,000 instructions of a null prediction's
+// ~115,000 in the server (callgrind).
+//
+// Listen(), then Serve() on a thread of yours, and Shutdown() (any thread) to
+// stop: it closes the listening socket, wakes idle connections, and Serve()
+// returns once every connection has ended.
 #ifndef COG_GATEWAY_FRONT_DOOR_H_
 #define COG_GATEWAY_FRONT_DOOR_H_
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <thread>
@@ -44,7 +46,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "gateway/http_framing.h"
-#include "httplib.h"
+#include "gateway/http_message.h"
 
 namespace cog {
 
@@ -60,15 +62,22 @@ struct FrontDoorOptions {
   absl::Duration write_timeout = absl::Seconds(5);
 };
 
-class FrontDoorServer final : public httplib::Server {
+class FrontDoorServer {
  public:
-  explicit FrontDoorServer(FrontDoorOptions options);
-  ~FrontDoorServer() override;
+  // Called for each request on its connection's thread, concurrently for
+  // different connections. An exception it throws is answered with 500.
+  using Handler = std::function<void(HttpRequest&, HttpResponse&)>;
+
+  FrontDoorServer(FrontDoorOptions options, Handler handler);
+  ~FrontDoorServer();
 
   // Binds `host`:`port` (0: a free port) without SO_REUSEPORT, so that a port
   // in use is an error, and listens with the system's largest backlog.
   // Returns the bound port.
   absl::StatusOr<int> Listen(const std::string& host, int port);
+  // Accepts and serves connections until Shutdown(); returns once every
+  // connection has ended. Call once, after Listen().
+  void Serve();
   // Stops accepting, wakes connections waiting for a request; requests being
   // served finish. Idempotent; callable before, during or after listening.
   void Shutdown();
@@ -77,8 +86,9 @@ class FrontDoorServer final : public httplib::Server {
   int open_connections() const { return open_connections_.load(); }
 
  private:
-  bool process_and_close_socket(socket_t sock) override;
-  void Serve(int fd);
+  // One connection, from accept to close.
+  void ServeConnection(int fd);
+  void ServeRequests(int fd);
   // Hands free heap pages back to the system (malloc_trim) kTrimDelay after
   // the last request that moved kTrimAfterBytes or more: such a request
   // leaves its buffers free in the arenas of the threads that made them, and
@@ -89,6 +99,8 @@ class FrontDoorServer final : public httplib::Server {
   static constexpr absl::Duration kTrimDelay = absl::Seconds(1);
 
   const FrontDoorOptions options_;
+  const Handler handler_;
+  std::atomic<int> listener_{-1};
   std::atomic<int> open_connections_{0};
   std::atomic<bool> stopping_{false};
   std::atomic<int64_t> last_limit_warning_{0};  // Unix seconds: warned at most every 10 s

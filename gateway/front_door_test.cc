@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -20,20 +21,35 @@
 namespace cog {
 namespace {
 
-// A front door serving POST /echo (the body back) and GET /ok, on a free port.
+// What the test server answers: POST /echo the body back, GET /ok "ok",
+// GET /stream three chunks, anything else 404.
+void Answer(HttpRequest& request, HttpResponse& response) {
+  if (request.method == "POST" && request.path == "/echo") {
+    response.Reply(200, "text/plain", request.body);
+  } else if (request.method == "GET" && request.path == "/ok") {
+    response.Reply(200, "text/plain", "ok");
+  } else if (request.method == "GET" && request.path == "/stream") {
+    response.content_type = "text/plain";
+    response.stream = [](ResponseWriter& writer) {
+      for (const char* piece : {"one ", "two ", "three"}) {
+        if (!writer.Write(piece)) return;
+      }
+    };
+  } else if (request.path == "/throw") {
+    throw std::runtime_error("the handler broke");
+  } else {
+    response.Reply(404, "text/plain", "no");
+  }
+}
+
+// A front door serving Answer() on a free port.
 class Served {
  public:
-  explicit Served(FrontDoorOptions options) : server_(std::move(options)) {
-    server_.Post("/echo", [](const httplib::Request& request, httplib::Response& response) {
-      response.set_content(request.body, "text/plain");
-    });
-    server_.Get("/ok", [](const httplib::Request&, httplib::Response& response) {
-      response.set_content("ok", "text/plain");
-    });
+  explicit Served(FrontDoorOptions options) : server_(std::move(options), Answer) {
     absl::StatusOr<int> port = server_.Listen("127.0.0.1", 0);
     EXPECT_TRUE(port.ok()) << port.status();
     port_ = port.value_or(0);
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    thread_ = std::thread([this] { server_.Serve(); });
   }
   ~Served() {
     server_.Shutdown();
@@ -90,6 +106,20 @@ class Client {
       }
       if (!Receive(deadline)) return "";
     }
+  }
+
+  // The bytes received, raw, until they contain `until` (the connection's
+  // close if empty) or `timeout` passes.
+  std::string Raw(absl::Duration timeout, absl::string_view until) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (until.empty() || !absl::StrContains(input_, until)) {
+      if (!Receive(deadline)) break;
+    }
+    size_t end = input_.size();
+    if (!until.empty() && absl::StrContains(input_, until)) end = input_.find(std::string(until)) + until.size();
+    std::string raw = input_.substr(0, end);
+    input_.erase(0, end);
+    return raw;
   }
 
   // Whether the server closed the connection within `timeout`.
@@ -231,12 +261,110 @@ TEST(FrontDoorTest, ShutdownClosesIdleConnectionsAtOnce) {
 
 TEST(FrontDoorTest, APortInUseIsAnErrorNotAShare) {
   Served first(SmallLimits());
-  FrontDoorServer second(SmallLimits());
+  FrontDoorServer second(SmallLimits(), Answer);
   absl::StatusOr<int> port = second.Listen("127.0.0.1", first.port());
   ASSERT_FALSE(port.ok());
   EXPECT_TRUE(absl::StrContains(port.status().message(), absl::StrCat(":", first.port())))
       << port.status();
   EXPECT_TRUE(absl::StrContains(port.status().message(), "in use")) << port.status();
+}
+
+TEST(FrontDoorTest, AStreamedAnswerIsChunkedAndTheConnectionStaysOpen) {
+  Served served(SmallLimits());
+  Client client(served.port());
+  ASSERT_TRUE(client.Send("GET /stream HTTP/1.1\r\n\r\nGET /ok HTTP/1.1\r\n\r\n"));
+  const std::string raw = client.Raw(absl::Seconds(10), "0\r\n\r\n");
+  EXPECT_TRUE(absl::StartsWith(raw, "HTTP/1.1 200 OK\r\n")) << raw;
+  EXPECT_TRUE(absl::StrContains(raw, "Transfer-Encoding: chunked\r\n")) << raw;
+  EXPECT_TRUE(absl::StrContains(raw, "\r\n\r\n4\r\none \r\n4\r\ntwo \r\n5\r\nthree\r\n0\r\n\r\n"))
+      << raw;
+  EXPECT_EQ(client.Response(), "200 ok");
+}
+
+TEST(FrontDoorTest, Http10GetsItsAnswerAndTheConnectionCloses) {
+  Served served(SmallLimits());
+  Client client(served.port());
+  ASSERT_TRUE(client.Send("GET /stream HTTP/1.0\r\n\r\n"));
+  const std::string raw = client.Raw(absl::Seconds(10), "");
+  EXPECT_TRUE(absl::StartsWith(raw, "HTTP/1.1 200 OK\r\n")) << raw;
+  EXPECT_FALSE(absl::StrContains(raw, "chunked")) << raw;
+  EXPECT_TRUE(absl::StrContains(raw, "Connection: close\r\n")) << raw;
+  EXPECT_TRUE(absl::EndsWith(raw, "\r\n\r\none two three")) << raw;
+
+  Client keep(served.port());
+  ASSERT_TRUE(keep.Send("GET /ok HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+  EXPECT_EQ(keep.Response(), "200 ok");
+  ASSERT_TRUE(keep.Send("GET /ok HTTP/1.1\r\nConnection: close\r\n\r\n"));
+  EXPECT_EQ(keep.Response(), "200 ok");
+  EXPECT_TRUE(keep.Closed(absl::Seconds(5)));
+}
+
+TEST(FrontDoorTest, ExpectContinueIsAnsweredBeforeTheBodyIsSent) {
+  Served served(SmallLimits());
+  Client client(served.port());
+  ASSERT_TRUE(client.Send("POST /echo HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"));
+  EXPECT_EQ(client.Raw(absl::Seconds(10), "\r\n\r\n"), "HTTP/1.1 100 Continue\r\n\r\n");
+  ASSERT_TRUE(client.Send("hello"));
+  EXPECT_EQ(client.Response(), "200 hello");
+}
+
+TEST(FrontDoorTest, HeadGetsTheHeadOnly) {
+  Served served(SmallLimits());
+  Client client(served.port());
+  ASSERT_TRUE(client.Send("HEAD /ok HTTP/1.1\r\n\r\nGET /ok HTTP/1.1\r\n\r\n"));
+  const std::string raw = client.Raw(absl::Seconds(10), "ok");
+  EXPECT_TRUE(absl::StartsWith(raw, "HTTP/1.1 200 OK\r\n")) << raw;
+  // The HEAD's Content-Length says 2, and no body follows it: the next
+  // answer starts right after its blank line.
+  EXPECT_TRUE(absl::StrContains(raw, "Content-Length: 2\r\n\r\nHTTP/1.1 200 OK\r\n")) << raw;
+}
+
+TEST(FrontDoorTest, AHandlerThatThrowsIs500AndTheServerServesOn) {
+  Served served(SmallLimits());
+  Client client(served.port());
+  ASSERT_TRUE(client.Send("GET /throw HTTP/1.1\r\n\r\n"));
+  const std::string response = client.Response();
+  EXPECT_TRUE(absl::StartsWith(response, "500 ")) << response;
+  EXPECT_TRUE(absl::StrContains(response, "the handler broke")) << response;
+  ASSERT_TRUE(client.Send("GET /ok HTTP/1.1\r\n\r\n"));
+  EXPECT_EQ(client.Response(), "200 ok");
+}
+
+TEST(FrontDoorTest, ABodyThatStopsArrivingIs408) {
+  FrontDoorOptions options = SmallLimits();
+  options.read_timeout = absl::Milliseconds(200);
+  Served served(options);
+  Client client(served.port());
+  ASSERT_TRUE(client.Send("POST /echo HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc"));
+  const std::string response = client.Response();
+  EXPECT_TRUE(absl::StartsWith(response, "408 ")) << response;
+  EXPECT_TRUE(absl::StrContains(response, "stopped arriving")) << response;
+  EXPECT_TRUE(client.Closed(absl::Seconds(5)));
+}
+
+TEST(FrontDoorTest, ALargeBodyArrivesWhole) {
+  FrontDoorOptions options = SmallLimits();
+  options.limits.max_body_bytes = 8 << 20;
+  Served served(options);
+  std::string body(5 << 20, 'x');
+  for (size_t i = 0; i < body.size(); i += 4093) body[i] = static_cast<char>('a' + i % 26);
+  Client client(served.port());
+  std::thread sender([&] {
+    client.Send(absl::StrCat("POST /echo HTTP/1.1\r\nContent-Length: ", body.size(), "\r\n\r\n"));
+    client.Send(body);
+  });
+  const std::string response = client.Response(absl::Seconds(30));
+  sender.join();
+  EXPECT_EQ(response.size(), body.size() + 4);
+  EXPECT_TRUE(response == "200 " + body);
+}
+
+TEST(FrontDoorTest, AnUnsupportedVersionIs505) {
+  Served served(SmallLimits());
+  Client client(served.port());
+  ASSERT_TRUE(client.Send("GET /ok HTTP/2.0\r\n\r\n"));
+  const std::string response = client.Response();
+  EXPECT_TRUE(absl::StartsWith(response, "505 ")) << response;
 }
 
 }  // namespace

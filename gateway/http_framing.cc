@@ -8,6 +8,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 
 namespace cog {
 namespace {
@@ -39,6 +40,11 @@ std::string BodyTooLargeDetail(uint64_t max_body_bytes) {
 
 absl::string_view ReasonPhrase(int status) {
   switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
     case 400: return "Bad Request";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
@@ -55,6 +61,7 @@ absl::string_view ReasonPhrase(int status) {
     case 500: return "Internal Server Error";
     case 501: return "Not Implemented";
     case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
     default: return "Error";
   }
 }
@@ -130,11 +137,10 @@ bool RequestHeadScanner::CheckLine(absl::string_view head, size_t start, size_t 
     }
     return true;
   }
-  return CheckFieldLine(line, start, size_with_crlf);
+  return CheckFieldLine(line, size_with_crlf);
 }
 
-bool RequestHeadScanner::CheckFieldLine(absl::string_view line, size_t offset,
-                                        size_t size_with_crlf) {
+bool RequestHeadScanner::CheckFieldLine(absl::string_view line, size_t size_with_crlf) {
   if (size_with_crlf > kMaxHeaderLineBytes) {
     Refuse(431, absl::StrCat("A request header field is longer than ", kMaxHeaderLineBytes,
                              " bytes"));
@@ -186,12 +192,118 @@ bool RequestHeadScanner::CheckFieldLine(absl::string_view line, size_t offset,
       return false;
     }
     has_transfer_encoding_ = true;
-    te_offset_ = offset;
-    te_size_ = size_with_crlf;
     body_ = BodyFraming{BodyFraming::Kind::kChunked, 0};
   }
   if (has_transfer_encoding_) body_.kind = BodyFraming::Kind::kChunked;
   return true;
+}
+
+namespace {
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// %XX decoded; a % not followed by two hex digits stays as it is.
+std::string PercentDecode(absl::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '%' && i + 2 < text.size() && HexValue(text[i + 1]) >= 0 &&
+        HexValue(text[i + 2]) >= 0) {
+      out.push_back(static_cast<char>(HexValue(text[i + 1]) * 16 + HexValue(text[i + 2])));
+      i += 2;
+    } else {
+      out.push_back(text[i]);
+    }
+  }
+  return out;
+}
+
+Refusal BadRequestLine() {
+  return Refusal{400, "Malformed request line: expected METHOD TARGET HTTP/1.1"};
+}
+
+}  // namespace
+
+std::optional<Refusal> ParseRequestHead(absl::string_view head, HttpRequest* request,
+                                        ParsedHead* parsed) {
+  const size_t line_end = head.find("\r\n");
+  const absl::string_view line = head.substr(0, line_end);
+  const size_t first_space = line.find(' ');
+  const size_t last_space = line.rfind(' ');
+  if (first_space == absl::string_view::npos || first_space == 0 || first_space == last_space) {
+    return BadRequestLine();
+  }
+  const absl::string_view method = line.substr(0, first_space);
+  const absl::string_view target = line.substr(first_space + 1, last_space - first_space - 1);
+  const absl::string_view version = line.substr(last_space + 1);
+  if (!std::all_of(method.begin(), method.end(), IsTokenChar) || target.empty() ||
+      target.find(' ') != absl::string_view::npos) {
+    return BadRequestLine();
+  }
+  if (version == "HTTP/1.1") {
+    parsed->http_minor = 1;
+  } else if (version == "HTTP/1.0") {
+    parsed->http_minor = 0;
+  } else if (absl::StartsWith(version, "HTTP/")) {
+    return Refusal{505, absl::StrCat("HTTP version ", version.substr(5),
+                                     " is not supported; send HTTP/1.1 or HTTP/1.0")};
+  } else {
+    return BadRequestLine();
+  }
+  // The path: origin form (/path?query), or the path of an absolute form
+  // (http://host/path), or * (OPTIONS).
+  absl::string_view path = target;
+  if (path.front() != '/' && path != "*") {
+    const size_t scheme_end = path.find("://");
+    if (scheme_end == absl::string_view::npos ||
+        !(absl::EqualsIgnoreCase(path.substr(0, scheme_end), "http") ||
+          absl::EqualsIgnoreCase(path.substr(0, scheme_end), "https"))) {
+      return Refusal{400, "Malformed request target: expected a path starting with /"};
+    }
+    const size_t slash = path.find('/', scheme_end + 3);
+    path = slash == absl::string_view::npos ? absl::string_view("/") : path.substr(slash);
+  }
+  path = path.substr(0, path.find_first_of("?#"));
+  request->method.assign(method.data(), method.size());
+  request->target.assign(target.data(), target.size());
+  request->path = PercentDecode(path);
+  if (request->method == "HEAD") {
+    request->method = "GET";
+    parsed->head_only = true;
+  }
+
+  bool close = false;
+  bool keep_alive = false;
+  size_t start = line_end + 2;
+  while (start < head.size()) {
+    const size_t end = head.find("\r\n", start);
+    if (end == absl::string_view::npos || end == start) break;  // the blank line
+    const absl::string_view field = head.substr(start, end - start);
+    start = end + 2;
+    const size_t colon = field.find(':');  // the scanner checked there is one
+    const absl::string_view name = field.substr(0, colon);
+    const absl::string_view value = TrimSpaceAndTab(field.substr(colon + 1));
+    request->headers.emplace_back(std::string(name), std::string(value));
+    if (absl::EqualsIgnoreCase(name, "Connection")) {
+      for (absl::string_view option : absl::StrSplit(value, ',')) {
+        option = TrimSpaceAndTab(option);
+        close = close || absl::EqualsIgnoreCase(option, "close");
+        keep_alive = keep_alive || absl::EqualsIgnoreCase(option, "keep-alive");
+      }
+    } else if (absl::EqualsIgnoreCase(name, "Expect")) {
+      if (!absl::EqualsIgnoreCase(value, "100-continue")) {
+        return Refusal{417, absl::StrCat("Expect: ", value, " is not supported (only 100-continue)")};
+      }
+      parsed->expect_continue = true;
+    }
+  }
+  parsed->keep_alive = !close && (parsed->http_minor >= 1 || keep_alive);
+  return std::nullopt;
 }
 
 ChunkedBodyDecoder::State ChunkedBodyDecoder::Malformed(std::string error) {

@@ -1,12 +1,7 @@
-// HTTP/1.1 request framing, as the front door (front_door.h) checks it before
-// cpp-httplib sees a byte: where a request's head ends, whether the head keeps
-// to the limits, how its body is delimited, and an incremental decoder of
+// HTTP/1.1 request framing, as the front door (front_door.h) reads it: where
+// a request's head ends, whether the head keeps to the limits, what it says
+// (ParseRequestHead), how its body is delimited, and an incremental decoder of
 // chunked bodies.
-//
-// Why here and not in cpp-httplib: Debian builds cpp-httplib 0.11.4 as a
-// shared library, so its CPPHTTPLIB_* limits are compiled in, and it reads a
-// head line of any length into memory before it looks at the length, counts no
-// header fields, and applies no size limit to a chunked body.
 //
 // Pure functions and small value types over bytes: no I/O, no shared state;
 // each object is used by one thread at a time.
@@ -15,9 +10,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "absl/strings/string_view.h"
+#include "gateway/http_message.h"
 
 namespace cog {
 
@@ -74,14 +71,10 @@ class RequestHeadScanner {
 
   Result Scan(absl::string_view buffer);
 
-  // After kComplete: the head's size (request line to blank line inclusive),
-  // its body framing, and where its Transfer-Encoding field line is (offset and
-  // size within the head, 0/0 if none) so that it can be removed: the front
-  // door decodes chunked bodies itself and hands httplib the decoded bytes.
+  // After kComplete: the head's size (request line to blank line inclusive)
+  // and its body framing.
   size_t head_size() const { return head_size_; }
   const BodyFraming& body() const { return body_; }
-  size_t transfer_encoding_offset() const { return te_offset_; }
-  size_t transfer_encoding_size() const { return te_size_; }
   // After kRefused.
   const Refusal& refusal() const { return refusal_; }
 
@@ -90,7 +83,7 @@ class RequestHeadScanner {
   Result RefuseTooLarge();
   // Checks one complete line [start, end) (CRLF excluded); false if refused.
   bool CheckLine(absl::string_view head, size_t start, size_t end);
-  bool CheckFieldLine(absl::string_view line, size_t offset, size_t size_with_crlf);
+  bool CheckFieldLine(absl::string_view line, size_t size_with_crlf);
 
   const RequestLimits limits_;
   size_t scanned_ = 0;     // bytes looked at
@@ -100,10 +93,23 @@ class RequestHeadScanner {
   BodyFraming body_;
   bool has_length_ = false;
   bool has_transfer_encoding_ = false;
-  size_t te_offset_ = 0;
-  size_t te_size_ = 0;
   Refusal refusal_;
 };
+
+// What a request's head says about how to answer it.
+struct ParsedHead {
+  int http_minor = 1;            // HTTP/1.<minor>
+  bool keep_alive = true;        // the connection may carry another request
+  bool expect_continue = false;  // Expect: 100-continue
+  bool head_only = false;        // a HEAD request (its method is given as GET)
+};
+
+// Parses a head RequestHeadScanner accepted (request line through the blank
+// line) into `request`'s method, target, path (percent-decoded, without the
+// query) and headers. A request line that is not METHOD SP TARGET SP
+// HTTP/1.x, or an Expect other than 100-continue, is refused.
+std::optional<Refusal> ParseRequestHead(absl::string_view head, HttpRequest* request,
+                                        ParsedHead* parsed);
 
 // Decodes a chunked body (RFC 9112 section 7.1) incrementally, without
 // copying: it walks the framing (size lines, the CRLF after each chunk's data,

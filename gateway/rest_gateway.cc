@@ -1,18 +1,14 @@
 #include "gateway/rest_gateway.h"
 
-#include <dirent.h>
-#include <netdb.h>
 #include <poll.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 
-#include <cstdlib>
-#include <map>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
@@ -20,7 +16,6 @@
 #include "gateway/front_door.h"
 #include "gateway/http_framing.h"
 #include "gateway/http_status.h"
-#include "httplib.h"
 #include "server/input_schema.h"
 #include "server/json.h"
 #include "server/version.h"
@@ -31,20 +26,17 @@ namespace {
 
 constexpr char kJson[] = "application/json";
 
-void ReplyText(httplib::Response& response, int status, std::string body) {
-  response.status = status;
-  // What set_content() does, without its copy of the body (1 MiB and more
-  // for a large string or a data: URI).
-  response.body = std::move(body);
-  response.headers.erase("Content-Type");
-  response.set_header("Content-Type", kJson);
+// The body is moved, not copied (1 MiB and more for a large string or a
+// data: URI).
+void ReplyText(HttpResponse& response, int status, std::string body) {
+  response.Reply(status, kJson, std::move(body));
 }
 
-void Reply(httplib::Response& response, int status, const Json& body) {
+void Reply(HttpResponse& response, int status, const Json& body) {
   ReplyText(response, status, DumpJson(body));
 }
 
-void ReplyError(httplib::Response& response, const absl::Status& status) {
+void ReplyError(HttpResponse& response, const absl::Status& status) {
   Reply(response, HttpStatusFor(status), ErrorBody(status));
 }
 
@@ -74,10 +66,7 @@ Json HealthJson(const HealthReport& report) {
 }
 
 // The headers a prediction request reads, each the first of its name, or
-// null. Found in one pass: each of httplib's own lookups costs ~700
-// instructions (a std::string made for the name, then case-insensitive
-// compares a character at a time); the five took ~4,000 of a null
-// prediction's 134,000 (callgrind).
+// null, found in one pass over the fields.
 struct PredictionHeaders {
   const std::string* content_type = nullptr;
   const std::string* traceparent = nullptr;
@@ -85,7 +74,7 @@ struct PredictionHeaders {
   const std::string* prefer = nullptr;
   const std::string* accept = nullptr;
 
-  explicit PredictionHeaders(const httplib::Headers& headers) {
+  explicit PredictionHeaders(const std::vector<std::pair<std::string, std::string>>& headers) {
     const std::pair<absl::string_view, const std::string**> wanted[] = {
         {"Content-Type", &content_type}, {"traceparent", &traceparent}, {"tracestate", &tracestate},
         {"Prefer", &prefer}, {"Accept", &accept}};
@@ -100,7 +89,7 @@ struct PredictionHeaders {
 };
 
 // A JSON body, or the 415 / 422 a Cog client expects instead.
-absl::StatusOr<Json> ParseBody(const httplib::Request& request, const std::string* content_type,
+absl::StatusOr<Json> ParseBody(const HttpRequest& request, const std::string* content_type,
                                int max_depth) {
   if (content_type != nullptr) {
     const std::string type = absl::AsciiStrToLower(*content_type);
@@ -209,51 +198,6 @@ absl::StatusOr<PredictionRequest> ToRequest(Json& body, PredictionKind kind,
   return request;
 }
 
-// Where a request came from, as cpp-httplib reports it.
-struct ClientAddress {
-  std::string remote_addr;
-  int remote_port;
-  int local_port;
-};
-
-// The socket of the connection a request came on, found by its addresses.
-// cpp-httplib 0.11 gives a handler no way to its socket, nor any signal when
-// the client goes away. A sync request looks for it only once it has waited a
-// while, so that quick predictions pay nothing; a stream, before it writes.
-// -1 if not found.
-int FindClientSocket(const ClientAddress& client) {
-  DIR* fds = opendir("/proc/self/fd");
-  if (fds == nullptr) return -1;
-  int found = -1;
-  while (dirent* entry = readdir(fds)) {
-    char* end = nullptr;
-    const long fd = std::strtol(entry->d_name, &end, 10);
-    struct stat info;
-    if (*end != '\0' || fd == dirfd(fds) || fstat(static_cast<int>(fd), &info) != 0 ||
-        !S_ISSOCK(info.st_mode)) {
-      continue;
-    }
-    sockaddr_storage local{}, peer{};
-    socklen_t local_size = sizeof(local), peer_size = sizeof(peer);
-    char host[NI_MAXHOST], port[NI_MAXSERV], local_port[NI_MAXSERV];
-    if (getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&local), &local_size) != 0 ||
-        getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&peer), &peer_size) != 0 ||
-        getnameinfo(reinterpret_cast<sockaddr*>(&local), local_size, nullptr, 0, local_port,
-                    sizeof(local_port), NI_NUMERICSERV) != 0 ||
-        getnameinfo(reinterpret_cast<sockaddr*>(&peer), peer_size, host, sizeof(host), port,
-                    sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
-      continue;
-    }
-    if (client.remote_addr == host && absl::StrCat(client.remote_port) == port &&
-        absl::StrCat(client.local_port) == local_port) {
-      found = static_cast<int>(fd);
-      break;
-    }
-  }
-  closedir(fds);
-  return found;
-}
-
 // Whether the peer closed (or reset) the connection on `fd`. Bytes the client
 // may have pipelined do not count: only the end of its side of the stream.
 bool ClientHasGone(int fd) {
@@ -348,137 +292,131 @@ FrontDoorOptions FrontDoorOptionsFor(const RestGateway::Options& options) {
 }  // namespace
 
 RestGateway::RestGateway(PredictionService* core, Options options)
-    : core_(core),
-      options_(std::move(options)),
-      server_(std::make_unique<FrontDoorServer>(FrontDoorOptionsFor(options_))) {
+    : core_(core), options_(std::move(options)) {
   RegisterRoutes();
+  server_ = std::make_unique<FrontDoorServer>(
+      FrontDoorOptionsFor(options_),
+      [this](HttpRequest& request, HttpResponse& response) { Handle(request, response); });
 }
 
 RestGateway::~RestGateway() { Stop(); }
 
+bool RestGateway::Route::Matches(absl::string_view path, std::string* id) const {
+  if (!absl::ConsumePrefix(&path, prefix)) return false;
+  if (shape == Shape::kExact) return path.empty();
+  if (!absl::ConsumePrefix(&path, "/")) return false;
+  if (shape == Shape::kIdCancel && !absl::ConsumeSuffix(&path, "/cancel")) return false;
+  if (path.empty() || path.find('/') != absl::string_view::npos) return false;
+  id->assign(path.data(), path.size());
+  return true;
+}
+
 void RestGateway::RegisterRoutes() {
-  using Handler = std::function<void(const httplib::Request&, httplib::Response&)>;
+  using Shape = Route::Shape;
   // Every known path answers every method: the ones it serves, or 405.
-  auto route = [this](const std::string& pattern, std::map<std::string, Handler> methods) {
+  auto route = [this](std::string prefix, Shape shape,
+                      std::vector<std::pair<std::string, Handler>> methods) {
     std::vector<std::string> allowed;
-    for (const auto& [method, handler] : methods) allowed.push_back(method);
-    const std::string allow = absl::StrJoin(allowed, ", ");
-    auto handler_for = [methods, allow](const std::string& method) -> Handler {
-      auto it = methods.find(method);
-      if (it != methods.end()) return it->second;
-      return [allow](const httplib::Request&, httplib::Response& response) {
-        response.set_header("Allow", allow);
-        Reply(response, 405, Json{{"detail", "Method Not Allowed"}});
-      };
-    };
-    server_->Get(pattern, handler_for("GET"));
-    server_->Post(pattern, handler_for("POST"));
-    server_->Put(pattern, handler_for("PUT"));
-    server_->Delete(pattern, handler_for("DELETE"));
-    server_->Patch(pattern, handler_for("PATCH"));
+    for (const auto& method : methods) allowed.push_back(method.first);
+    std::string allow = absl::StrJoin(allowed, ", ");
+    routes_.push_back(Route{std::move(prefix), shape, std::move(methods), std::move(allow)});
   };
 
-  // httplib tries a method's routes in the order they were added, matching a
-  // std::regex for each: the most frequent first.
-  route("/health-check", {{"GET", [this](const httplib::Request&, httplib::Response& response) {
-          Reply(response, 200, HealthJson(core_->Health()));
-        }}});
+  // Tried in this order: the most frequent first.
   for (const auto& [prefix, kind] : {std::pair{std::string("/predictions"), PredictionKind::kPredict},
                                      std::pair{std::string("/trainings"), PredictionKind::kTrain}}) {
     const PredictionKind k = kind;
-    route(prefix, {{"POST", [this, k](const httplib::Request& request, httplib::Response& response) {
-            HandlePrediction(request, response, k, "");
-          }}});
-    route(prefix + "/([^/]+)",
-          {{"PUT", [this, k](const httplib::Request& request, httplib::Response& response) {
-             HandlePrediction(request, response, k, request.matches[1]);
-           }},
-           {"GET", [this, k](const httplib::Request& request, httplib::Response& response) {
-             HandleGet(request.matches[1], k, response);
-           }}});
-    route(prefix + "/([^/]+)/cancel",
-          {{"POST", [this](const httplib::Request& request, httplib::Response& response) {
-             HandleCancel(request.matches[1], response);
-           }}});
+    route(prefix, Shape::kExact,
+          {{"POST", [this, k](const HttpRequest& request, HttpResponse& response, const std::string&) {
+              HandlePrediction(request, response, k, "");
+            }}});
+    route(prefix, Shape::kId,
+          {{"PUT", [this, k](const HttpRequest& request, HttpResponse& response, const std::string& id) {
+              HandlePrediction(request, response, k, id);
+            }},
+           {"GET", [this, k](const HttpRequest&, HttpResponse& response, const std::string& id) {
+              HandleGet(id, k, response);
+            }}});
+    route(prefix, Shape::kIdCancel,
+          {{"POST", [this](const HttpRequest&, HttpResponse& response, const std::string& id) {
+              HandleCancel(id, response);
+            }}});
   }
+  route("/health-check", Shape::kExact,
+        {{"GET", [this](const HttpRequest&, HttpResponse& response, const std::string&) {
+            Reply(response, 200, HealthJson(core_->Health()));
+          }}});
   // Ours, for load balancers and Kubernetes probes. Live: the process can serve
   // (not after a failed setup or a dead runner, so an orchestrator restarts it).
   // Ready: setup succeeded, a slot is free, and no shutdown is under way.
-  route("/v2/health/live", {{"GET", [this](const httplib::Request&, httplib::Response& response) {
-          const HealthReport health = core_->Health();
-          const bool live = health.status != HealthStatus::kSetupFailed &&
-                            health.status != HealthStatus::kDefunct;
-          Reply(response, live ? 200 : 503,
-                Json{{"live", live}, {"status", HealthStatusName(health.status)}});
-        }}});
-  route("/v2/health/ready", {{"GET", [this](const httplib::Request&, httplib::Response& response) {
-          const HealthReport health = core_->Health();
-          const bool ready = health.status == HealthStatus::kReady && !health.shutting_down;
-          Reply(response, ready ? 200 : 503,
-                Json{{"ready", ready}, {"status", HealthStatusName(health.status)}});
-        }}});
-  route("/openapi.json", {{"GET", [this](const httplib::Request&, httplib::Response& response) {
-          absl::StatusOr<std::string> schema = core_->Schema();
-          if (!schema.ok()) return ReplyError(response, schema.status());
-          response.status = 200;
-          response.set_content(*schema, kJson);
-        }}});
-  if (options_.metrics != nullptr) {
-    route("/metrics", {{"GET", [this](const httplib::Request&, httplib::Response& response) {
-            response.status = 200;
-            response.set_content(options_.metrics->Render(core_->Health()),
-                                 "text/plain; version=0.0.4; charset=utf-8");
+  route("/v2/health/live", Shape::kExact,
+        {{"GET", [this](const HttpRequest&, HttpResponse& response, const std::string&) {
+            const HealthReport health = core_->Health();
+            const bool live = health.status != HealthStatus::kSetupFailed &&
+                              health.status != HealthStatus::kDefunct;
+            Reply(response, live ? 200 : 503,
+                  Json{{"live", live}, {"status", HealthStatusName(health.status)}});
           }}});
+  route("/v2/health/ready", Shape::kExact,
+        {{"GET", [this](const HttpRequest&, HttpResponse& response, const std::string&) {
+            const HealthReport health = core_->Health();
+            const bool ready = health.status == HealthStatus::kReady && !health.shutting_down;
+            Reply(response, ready ? 200 : 503,
+                  Json{{"ready", ready}, {"status", HealthStatusName(health.status)}});
+          }}});
+  route("/openapi.json", Shape::kExact,
+        {{"GET", [this](const HttpRequest&, HttpResponse& response, const std::string&) {
+            absl::StatusOr<std::string> schema = core_->Schema();
+            if (!schema.ok()) return ReplyError(response, schema.status());
+            ReplyText(response, 200, *std::move(schema));
+          }}});
+  if (options_.metrics != nullptr) {
+    route("/metrics", Shape::kExact,
+          {{"GET", [this](const HttpRequest&, HttpResponse& response, const std::string&) {
+              response.Reply(200, "text/plain; version=0.0.4; charset=utf-8",
+                             options_.metrics->Render(core_->Health()));
+            }}});
   }
-  route("/", {{"GET", [this](const httplib::Request&, httplib::Response& response) {
-             Json index = Json::object();
-             index["cog_version"] = kCogApiVersion;
-             index["docs_url"] = "/docs";
-             index["openapi_url"] = "/openapi.json";
-             index["shutdown_url"] = "/shutdown";
-             index["healthcheck_url"] = "/health-check";
-             index["predictions_url"] = "/predictions";
-             index["predictions_idempotent_url"] = "/predictions/{prediction_id}";
-             index["predictions_cancel_url"] = "/predictions/{prediction_id}/cancel";
-             if (core_->has_train()) {
-               index["trainings_url"] = "/trainings";
-               index["trainings_idempotent_url"] = "/trainings/{training_id}";
-               index["trainings_cancel_url"] = "/trainings/{training_id}/cancel";
-             }
-             Reply(response, 200, index);
-           }}});
-  route("/shutdown", {{"POST", [this](const httplib::Request&, httplib::Response& response) {
-          Reply(response, 200, Json::object());
-          if (options_.request_shutdown) options_.request_shutdown();
-        }}});
-  // Errors httplib answers itself (no route, a request line it cannot parse,
-  // a bad Range, ...) get a JSON body like every other answer. Limits are the
-  // front door's (front_door.h), which answers before httplib reads on.
-  const size_t limit = options_.max_body_bytes;
-  server_->set_error_handler([limit](const httplib::Request&, httplib::Response& response) {
-    if (!response.body.empty() || response.has_header("Content-Type")) return;  // a route's answer
-    const std::string detail = response.status == 413
-                                   ? BodyTooLargeDetail(limit)
-                                   : std::string(ReasonPhrase(response.status));
-    Reply(response, response.status, Json{{"detail", detail}});
-  });
-  server_->set_exception_handler(
-      [](const httplib::Request&, httplib::Response& response, std::exception_ptr error) {
-        std::string what = "unknown error";
-        try {
-          std::rethrow_exception(error);
-        } catch (const std::exception& e) {
-          what = e.what();
-        } catch (...) {
-        }
-        spdlog::error("request failed: {}", what);
-        Reply(response, 500, Json{{"detail", absl::StrCat("Internal Server Error: ", what)}});
-      });
+  route("/", Shape::kExact,
+        {{"GET", [this](const HttpRequest&, HttpResponse& response, const std::string&) {
+            Json index = Json::object();
+            index["cog_version"] = kCogApiVersion;
+            index["docs_url"] = "/docs";
+            index["openapi_url"] = "/openapi.json";
+            index["shutdown_url"] = "/shutdown";
+            index["healthcheck_url"] = "/health-check";
+            index["predictions_url"] = "/predictions";
+            index["predictions_idempotent_url"] = "/predictions/{prediction_id}";
+            index["predictions_cancel_url"] = "/predictions/{prediction_id}/cancel";
+            if (core_->has_train()) {
+              index["trainings_url"] = "/trainings";
+              index["trainings_idempotent_url"] = "/trainings/{training_id}";
+              index["trainings_cancel_url"] = "/trainings/{training_id}/cancel";
+            }
+            Reply(response, 200, index);
+          }}});
+  route("/shutdown", Shape::kExact,
+        {{"POST", [this](const HttpRequest&, HttpResponse& response, const std::string&) {
+            Reply(response, 200, Json::object());
+            if (options_.request_shutdown) options_.request_shutdown();
+          }}});
 }
 
-void RestGateway::HandlePrediction(const httplib::Request& http_request,
-                                   httplib::Response& response, PredictionKind kind,
-                                   const std::string& path_id) {
+void RestGateway::Handle(const HttpRequest& request, HttpResponse& response) const {
+  std::string id;
+  for (const Route& route : routes_) {
+    if (!route.Matches(request.path, &id)) continue;
+    for (const auto& [method, handler] : route.methods) {
+      if (method == request.method) return handler(request, response, id);
+    }
+    response.headers.emplace_back("Allow", route.allow);
+    return Reply(response, 405, Json{{"detail", "Method Not Allowed"}});
+  }
+  Reply(response, 404, Json{{"detail", "Not Found"}});
+}
+
+void RestGateway::HandlePrediction(const HttpRequest& http_request, HttpResponse& response,
+                                   PredictionKind kind, const std::string& path_id) const {
   const PredictionHeaders headers(http_request.headers);
   absl::StatusOr<Json> body = ParseBody(http_request, headers.content_type, options_.max_json_depth);
   if (!body.ok()) {
@@ -520,41 +458,33 @@ void RestGateway::HandlePrediction(const httplib::Request& http_request,
   // A client that goes away cancels its prediction: nobody would read the
   // answer, and the slot is better used by the next request.
   constexpr absl::Duration kCheckEvery = absl::Milliseconds(100);
-  const ClientAddress address{http_request.remote_addr, http_request.remote_port,
-                              http_request.local_port};
+  const int client = http_request.socket;
   if (stream) {
-    // Found now, while the connection is whole: once a write has met the
-    // client's close, the socket is reset and has no peer address any more.
-    const int client = FindClientSocket(address);
-    response.set_header("Cache-Control", "no-cache");
-    response.set_chunked_content_provider(
-        "text/event-stream",
-        [this, events, client, id = started->id, canceled = false](
-            size_t, httplib::DataSink& sink) mutable {
-          auto [text, ended] = events->Take(kCheckEvery);
-          if (!text.empty() && !sink.write(text.data(), text.size())) {
-            if (!ended && !canceled) core_->Cancel(id).IgnoreError();
-            return false;  // the connection is gone; events still queued are dropped with it
-          }
-          if (ended) {
-            sink.done();
-            return true;
-          }
-          if (!canceled && client >= 0 && ClientHasGone(client)) {
-            spdlog::info("the client of streamed prediction {} disconnected; canceling it", id);
-            core_->Cancel(id).IgnoreError();
-            canceled = true;
-          }
-          return true;
-        });
+    response.status = 200;
+    response.content_type = "text/event-stream";
+    response.headers.emplace_back("Cache-Control", "no-cache");
+    response.stream = [this, events, client, id = started->id](ResponseWriter& writer) {
+      bool canceled = false;
+      while (true) {
+        auto [text, ended] = events->Take(kCheckEvery);
+        if (!text.empty() && !writer.Write(text)) {
+          // The connection is gone; events still queued are dropped with it.
+          if (!ended && !canceled) core_->Cancel(id).IgnoreError();
+          return;
+        }
+        if (ended) return;
+        if (!canceled && ClientHasGone(client)) {
+          spdlog::info("the client of streamed prediction {} disconnected; canceling it", id);
+          core_->Cancel(id).IgnoreError();
+          canceled = true;
+        }
+      }
+    };
     return;
   }
-  std::optional<int> client;  // looked for once
   bool canceled = false;
   while (!result->done.WaitForNotificationWithTimeout(kCheckEvery)) {
-    if (canceled) continue;
-    if (!client.has_value()) client = FindClientSocket(address);
-    if (*client >= 0 && ClientHasGone(*client)) {
+    if (!canceled && ClientHasGone(client)) {
       spdlog::info("the client of prediction {} disconnected; canceling it", started->id);
       core_->Cancel(started->id).IgnoreError();
       canceled = true;
@@ -563,7 +493,7 @@ void RestGateway::HandlePrediction(const httplib::Request& http_request,
   ReplyText(response, 200, std::move(result->body));
 }
 
-void RestGateway::HandleGet(const std::string& id, PredictionKind kind, httplib::Response& response) {
+void RestGateway::HandleGet(const std::string& id, PredictionKind kind, HttpResponse& response) const {
   absl::StatusOr<Prediction> prediction = core_->Get(id);
   if (prediction.ok() && prediction->kind != kind) {
     prediction = absl::NotFoundError(absl::StrCat("'", id, "' is no ",
@@ -573,18 +503,15 @@ void RestGateway::HandleGet(const std::string& id, PredictionKind kind, httplib:
   ReplyText(response, 200, PredictionJsonText(*prediction));
 }
 
-void RestGateway::HandleCancel(const std::string& id, httplib::Response& response) {
+void RestGateway::HandleCancel(const std::string& id, HttpResponse& response) const {
   absl::Status status = core_->Cancel(id);
   Reply(response, status.ok() ? 200 : 404, Json::object());
 }
 
 absl::StatusOr<int> RestGateway::Start() {
-  // Responses go out as headers and body; without this, Nagle and delayed ACKs
-  // hold every keep-alive response back by ~40 ms.
-  server_->set_tcp_nodelay(true);
   absl::StatusOr<int> port = server_->Listen(options_.host, options_.port);
   if (!port.ok()) return port.status();
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  thread_ = std::thread([this] { server_->Serve(); });
   return port;
 }
 

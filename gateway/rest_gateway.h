@@ -1,4 +1,5 @@
-// RestGateway: the Cog HTTP API, served by cpp-httplib over the core.
+// RestGateway: the Cog HTTP API, served by the front door (front_door.h) over
+// the core.
 //
 // Routes:
 //   GET  /                          index of the routes
@@ -25,17 +26,14 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "gateway/http_message.h"
 #include "server/metrics.h"
 #include "server/prediction_service.h"
-
-namespace httplib {
-class Server;
-class Request;
-class Response;
-}  // namespace httplib
 
 namespace cog {
 
@@ -68,16 +66,31 @@ class RestGateway {
   void Stop();
 
  private:
+  // A route: a path of one of three shapes, and what each method does there.
+  using Handler = std::function<void(const HttpRequest&, HttpResponse&, const std::string& id)>;
+  struct Route {
+    enum class Shape { kExact, kId, kIdCancel };  // prefix, prefix/{id}, prefix/{id}/cancel
+    std::string prefix;
+    Shape shape;
+    std::vector<std::pair<std::string, Handler>> methods;
+    std::string allow;  // the methods, for a 405's Allow
+    // Whether `path` is this route's; the {id} in it, if any, into *id.
+    bool Matches(absl::string_view path, std::string* id) const;
+  };
+
   void RegisterRoutes();
-  void HandlePrediction(const httplib::Request& request, httplib::Response& response,
-                        PredictionKind kind, const std::string& path_id);
+  // Routes a request: its route's handler, or 404 / 405.
+  void Handle(const HttpRequest& request, HttpResponse& response) const;
+  void HandlePrediction(const HttpRequest& request, HttpResponse& response, PredictionKind kind,
+                        const std::string& path_id) const;
   // GET /predictions/{id}: a running or recently ended prediction (see
   // PredictionService::Get), 404 otherwise.
-  void HandleGet(const std::string& id, PredictionKind kind, httplib::Response& response);
-  void HandleCancel(const std::string& id, httplib::Response& response);
+  void HandleGet(const std::string& id, PredictionKind kind, HttpResponse& response) const;
+  void HandleCancel(const std::string& id, HttpResponse& response) const;
 
   PredictionService* const core_;
   const Options options_;
+  std::vector<Route> routes_;  // in the order they are tried, the most frequent first
   std::unique_ptr<FrontDoorServer> server_;
   std::thread thread_;
 };

@@ -1,0 +1,65 @@
+// HttpRequest and HttpResponse: what the front door (front_door.h) hands a
+// handler and what the handler answers with.
+#ifndef COG_GATEWAY_HTTP_MESSAGE_H_
+#define COG_GATEWAY_HTTP_MESSAGE_H_
+
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/string_view.h"
+
+namespace cog {
+
+struct HttpRequest {
+  std::string method;  // as sent, e.g. "POST"; HEAD reaches handlers as GET
+  std::string target;  // as sent: path and query
+  std::string path;    // the target's path, percent-decoded
+  std::vector<std::pair<std::string, std::string>> headers;  // in order, values trimmed
+  // The whole body, chunked ones decoded. Its capacity leaves kJsonPadding
+  // (server/json.h) past the end, so that the JSON parser reads it in place.
+  std::string body;
+  // The client's connection: a handler that waits may poll it for the
+  // client's close. Only for that; the front door reads and writes it.
+  int socket = -1;
+
+  // The first field of this name (case-insensitive), or null.
+  const std::string* Header(absl::string_view name) const {
+    for (const auto& [field, value] : headers) {
+      if (absl::EqualsIgnoreCase(field, name)) return &value;
+    }
+    return nullptr;
+  }
+};
+
+// Writes a streamed response's body, piece by piece, on the connection's
+// thread (HttpResponse::stream).
+class ResponseWriter {
+ public:
+  virtual ~ResponseWriter() = default;
+  // Sends `data` now; false once the client is gone (nothing more can go).
+  virtual bool Write(absl::string_view data) = 0;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type;  // empty: none
+  std::vector<std::pair<std::string, std::string>> headers;  // more fields, as given
+  std::string body;
+  // If set, the body is streamed instead (chunked): called once, on the
+  // connection's thread, after the head is sent; the response ends when it
+  // returns.
+  std::function<void(ResponseWriter&)> stream;
+
+  void Reply(int status_code, std::string type, std::string text) {
+    status = status_code;
+    content_type = std::move(type);
+    body = std::move(text);
+  }
+};
+
+}  // namespace cog
+
+#endif  // COG_GATEWAY_HTTP_MESSAGE_H_
