@@ -7,8 +7,8 @@
 #   fuzz/run.sh rest_input_fuzzer 600 -jobs=2 -workers=2
 #   fuzz/run.sh all 20          # every target, 20 s each
 #
-# TARGET is frame_fuzzer, data_uri_fuzzer, cog_config_fuzzer, rest_input_fuzzer
-# or all. The build uses the output base of --config=asan (COG_ASAN_OUTPUT_BASE,
+# TARGET is frame_fuzzer, data_uri_fuzzer, cog_config_fuzzer, rest_input_fuzzer,
+# http_request_fuzzer or all. The build uses the output base of --config=asan (COG_ASAN_OUTPUT_BASE,
 # by default under ~/.cache), whose objects --config=fuzz only relinks, and not
 # the default one, whose cache would be thrown away.
 # Inputs the run finds are left in the scratch folder it prints (removed after

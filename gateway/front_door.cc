@@ -292,6 +292,21 @@ class Connection final {
     return true;
   }
 
+  // Sends what the socket takes of `data` now, without waiting; returns how
+  // many bytes that was (0 also if it failed: Send() then fails too).
+  size_t SendWithoutWaiting(absl::string_view data) {
+    while (true) {
+      const ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n >= 0) {
+        written_ += static_cast<size_t>(n);
+        return static_cast<size_t>(n);
+      }
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) write_failed_ = true;
+      return 0;
+    }
+  }
+
   // Bytes of responses sent since the last call.
   size_t TakeWritten() { return std::exchange(written_, 0); }
 
@@ -449,6 +464,42 @@ std::string ResponseHead(const HttpResponse& response, const ParsedHead& request
   head.append("\r\n");
   return head;
 }
+
+// HttpRequest::early_answer: sends what the socket takes at once on the
+// calling thread; the connection's thread sends the rest, if any, once the
+// handler has returned.
+class ConnectionEarlyAnswer final : public EarlyAnswer {
+ public:
+  ConnectionEarlyAnswer(Connection& connection, const ParsedHead& request,
+                        const std::atomic<bool>& stopping)
+      : connection_(connection), request_(request), stopping_(stopping) {}
+
+  void Send(int status, absl::string_view content_type, std::string body) override {
+    HttpResponse response;
+    response.Reply(status, std::string(content_type), std::move(body));
+    keep_alive_ = request_.keep_alive && !stopping_;
+    bytes_ = ResponseHead(response, request_, keep_alive_);
+    if (!request_.head_only) bytes_.append(response.body);
+    sent_ = connection_.SendWithoutWaiting(bytes_);
+    used_ = true;
+  }
+
+  bool used() const { return used_; }
+  bool keep_alive() const { return keep_alive_; }
+  // On the connection's thread, after the handler: sends what is left.
+  bool Finish() { return connection_.Send({absl::string_view(bytes_).substr(sent_)}); }
+
+ private:
+  Connection& connection_;
+  const ParsedHead& request_;
+  const std::atomic<bool>& stopping_;
+  // Written by Send() before the handler's thread learns of it (the handler
+  // returns after it), read by the connection's thread after the handler.
+  bool used_ = false;
+  bool keep_alive_ = false;
+  std::string bytes_;
+  size_t sent_ = 0;
+};
 
 // What a handler that threw is answered with.
 void InternalError(HttpResponse& response, absl::string_view what) {
@@ -663,6 +714,8 @@ void FrontDoorServer::ServeRequests(int fd) {
     if (!connection.ReadBody(framing, &request.body)) return;
     connection.ReleaseBufferIfEmpty();
     request.socket = fd;
+    ConnectionEarlyAnswer early_answer(connection, parsed, stopping_);
+    request.early_answer = &early_answer;
 
     HttpResponse response;
     try {
@@ -673,14 +726,18 @@ void FrontDoorServer::ServeRequests(int fd) {
       InternalError(response, "unknown error");
     }
     // An HTTP/1.0 stream ends with the connection.
-    const bool keep_alive = parsed.keep_alive && !stopping_ &&
-                            !(response.stream && parsed.http_minor == 0);
-    const std::string head = ResponseHead(response, parsed, keep_alive);
+    const bool keep_alive =
+        early_answer.used() ? early_answer.keep_alive()
+                            : parsed.keep_alive && !stopping_ &&
+                                  !(response.stream && parsed.http_minor == 0);
     bool sent;
-    if (!response.stream) {
+    if (early_answer.used()) {
+      sent = early_answer.Finish();
+    } else if (!response.stream) {
+      const std::string head = ResponseHead(response, parsed, keep_alive);
       sent = connection.Send({head, parsed.head_only ? absl::string_view() : response.body});
     } else {
-      connection.Send({head});
+      connection.Send({ResponseHead(response, parsed, keep_alive)});
       if (!parsed.head_only) {
         // Called even if the head could not go: the stream's owner learns
         // from its first write that the client is gone.

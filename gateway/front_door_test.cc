@@ -35,6 +35,16 @@ void Answer(HttpRequest& request, HttpResponse& response) {
         if (!writer.Write(piece)) return;
       }
     };
+  } else if (request.path == "/early") {
+    // Answered from another thread while the handler waits, as a sync
+    // prediction is; what the handler then sets is not sent.
+    ASSERT_NE(request.early_answer, nullptr);
+    const size_t size = request.body.empty() ? 5 : std::stoul(request.body);
+    std::thread answerer([&request, size] {
+      request.early_answer->Send(200, "text/plain", std::string(size, 'e'));
+    });
+    answerer.join();
+    response.Reply(500, "text/plain", "not this");
   } else if (request.path == "/throw") {
     throw std::runtime_error("the handler broke");
   } else {
@@ -357,6 +367,24 @@ TEST(FrontDoorTest, ALargeBodyArrivesWhole) {
   sender.join();
   EXPECT_EQ(response.size(), body.size() + 4);
   EXPECT_TRUE(response == "200 " + body);
+}
+
+TEST(FrontDoorTest, AnAnswerSentEarlyFromAnotherThreadIsTheAnswer) {
+  Served served(SmallLimits());
+  Client client(served.port());
+  ASSERT_TRUE(client.Send("GET /early HTTP/1.1\r\n\r\nGET /ok HTTP/1.1\r\n\r\n"));
+  EXPECT_EQ(client.Response(), "200 eeeee");
+  EXPECT_EQ(client.Response(), "200 ok");
+  // Larger than the socket takes at once: the connection's thread sends the
+  // rest after the handler.
+  const size_t large = 8 << 20;
+  ASSERT_TRUE(client.Send(absl::StrCat("POST /early HTTP/1.1\r\nContent-Length: ",
+                                       std::to_string(large).size(), "\r\n\r\n", large,
+                                       "GET /ok HTTP/1.1\r\n\r\n")));
+  const std::string response = client.Response(absl::Seconds(30));
+  EXPECT_EQ(response.size(), 4 + large);
+  EXPECT_TRUE(response == "200 " + std::string(large, 'e'));
+  EXPECT_EQ(client.Response(), "200 ok");
 }
 
 TEST(FrontDoorTest, AnUnsupportedVersionIs505) {

@@ -18,10 +18,9 @@
 
 namespace cog {
 
-// The longest request line, and the longest header field line, cpp-httplib
-// 0.11 accepts (its compiled CPPHTTPLIB_REQUEST_URI_MAX_LENGTH and
-// CPPHTTPLIB_HEADER_MAX_LENGTH, CRLF included). The front door refuses longer
-// ones itself, with a status that says why instead of httplib's bare 400.
+// The longest request line, and the longest header field line, accepted
+// (CRLF included; as cpp-httplib 0.11's compiled limits, which the server used
+// to run on). Longer ones are refused with a status that says why.
 inline constexpr size_t kMaxRequestLineBytes = 8192;
 inline constexpr size_t kMaxHeaderLineBytes = 8192;
 

@@ -205,23 +205,33 @@ bool ClientHasGone(int fd) {
   return poll(&check, 1, 0) > 0 && (check.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
-// Waits for a sync prediction's end on the gateway thread; the response body
-// is rendered once, straight from the core's final state.
+// A sync prediction's end, for the connection's thread that waits for it.
+// The response body is rendered once, straight from the core's final state,
+// and sent at once from the thread that learns of the end when the front door
+// offers it (HttpRequest::early_answer), else by the waiting thread.
 class SyncObserver final : public PredictionObserver {
  public:
   struct Result {
     absl::Notification done;
     std::string body;
   };
-  explicit SyncObserver(std::shared_ptr<Result> result) : result_(std::move(result)) {}
+  // `early_answer` (may be null) is valid until `result` is notified: the
+  // handler it belongs to waits for that.
+  SyncObserver(std::shared_ptr<Result> result, EarlyAnswer* early_answer)
+      : result_(std::move(result)), early_answer_(early_answer) {}
   void OnCompleted(const Prediction& prediction) override {
-    result_->body = PredictionJsonText(prediction);
+    if (early_answer_ != nullptr) {
+      early_answer_->Send(200, kJson, PredictionJsonText(prediction));
+    } else {
+      result_->body = PredictionJsonText(prediction);
+    }
     result_->done.Notify();
   }
   bool WantsEachOutput() const override { return false; }  // the client sees the end only
 
  private:
   std::shared_ptr<Result> result_;
+  EarlyAnswer* const early_answer_;
 };
 
 // Server-sent events of one prediction: the observer queues them rendered,
@@ -442,7 +452,7 @@ void RestGateway::HandlePrediction(const HttpRequest& http_request, HttpResponse
     observer = std::make_unique<StreamObserver>(events);
   } else if (!respond_async) {
     result = std::make_shared<SyncObserver::Result>();
-    observer = std::make_unique<SyncObserver>(result);
+    observer = std::make_unique<SyncObserver>(result, http_request.early_answer);
   }
   const std::string id = request->id;
   absl::StatusOr<Prediction> started = core_->Start(std::move(*request), std::move(observer));
@@ -490,7 +500,7 @@ void RestGateway::HandlePrediction(const HttpRequest& http_request, HttpResponse
       canceled = true;
     }
   }
-  ReplyText(response, 200, std::move(result->body));
+  ReplyText(response, 200, std::move(result->body));  // unused if sent early
 }
 
 void RestGateway::HandleGet(const std::string& id, PredictionKind kind, HttpResponse& response) const {
