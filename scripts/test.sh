@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds everything and runs the whole test suite
 # (GoogleTest unit tests, the codec conformance test, end-to-end tests against
-# the real binaries), then the core's unit tests and the fuzz corpora under
-# ASan + UBSan and each fuzz target for a bounded time (fuzz/run.sh), and prints
-# a summary ending in "N passed, N failed".
+# the real binaries), then the core's and the HTTP server's unit tests and the
+# fuzz corpora under ASan + UBSan and each fuzz target for a bounded time
+# (fuzz/run.sh), and prints a summary ending in "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh || exit 1
@@ -14,13 +14,14 @@ targets=$(bazel query --color=no --curses=no 'tests(//...)' 2>/dev/null)
 # last Bazel command, and the ASan one below uses another output base.
 default_logs=$(bazel info --color=no bazel-testlogs 2>/dev/null)
 
-# The core's unit tests and the fuzz corpora again under ASan + UBSan, in an
-# output base of their own (other flags: the default build's cache stays).
+# The core's and the HTTP server's unit tests and the fuzz corpora again under
+# ASan + UBSan, in an output base of their own (other flags: the default
+# build's cache stays).
 cache="${XDG_CACHE_HOME:-$HOME/.cache}"
 asan=(bazel --output_base="${COG_ASAN_OUTPUT_BASE:-$cache/bazel-cog-asan}")
 "${asan[@]}" test --config=asan --build_tests_only --color=no --curses=no --test_output=errors \
-    //server/... //fuzz/... || status=1
-asan_targets=$("${asan[@]}" query --color=no --curses=no 'tests(//server/... + //fuzz/...)' 2>/dev/null)
+    //server/... //gateway/... //fuzz/... || status=1
+asan_targets=$("${asan[@]}" query --color=no --curses=no 'tests(//server/... + //gateway/... + //fuzz/...)' 2>/dev/null)
 asan_logs=$("${asan[@]}" info --config=asan bazel-testlogs 2>/dev/null)
 
 # Each libFuzzer target for a bounded time (COG_FUZZ_SECONDS each; 0 skips),
