@@ -122,6 +122,24 @@ class CodecConformanceTest(unittest.TestCase):
                 else:
                     self.assertEqual(bytes(frame), bytes(wire.encode_frame(messages.RUNNER_MESSAGE, {name: fields})))
 
+    def test_a_generators_item_encoder_writes_what_the_general_encoder_writes(self):
+        # wire.member_encoder (a str item's Output frame, its id encoded once):
+        # byte for byte the general encoding, at every length boundary of the
+        # item, of the id and of the whole message (one-, two- and three-byte
+        # lengths).
+        for id_size in (1, 20, 100, 127, 128, 300):
+            prediction_id = "p" * id_size
+            encode = wire.member_encoder(messages.RUNNER_MESSAGE, "output", {"id": prediction_id},
+                                         "value_text")
+            for size in (1, 2, 100, 104, 105, 106, 121, 125, 126, 127, 128, 129, 200, 16250,
+                         16383, 16384, 16385, 70000):
+                fields = {"id": prediction_id, "value_text": "é✓".encode() * (size // 5) + b"v" * (size % 5)}
+                self.assertEqual(bytes(encode(fields["value_text"])),
+                                 bytes(wire.encode_frame(messages.RUNNER_MESSAGE, {"output": fields})),
+                                 (id_size, size))
+        with self.assertRaises(ValueError):  # the varying field must come after the fixed ones
+            wire.member_encoder(messages.RUNNER_MESSAGE, "output", {"value_text": b"x"}, "value_json")
+
     def test_large_payloads_sent_as_parts_read_the_same_in_cpp(self):
         # A large output or log leaves the runner as buffers of its own (not
         # copied into the frame), after the message's other fields: C++ must

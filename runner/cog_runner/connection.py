@@ -148,25 +148,36 @@ class Connection:
             parts, size = wire.encode_frame_parts(messages.RUNNER_MESSAGE, {name: fields})
         else:
             parts, size = None, len(frame)
+        if parts is None:
+            self.send_frame(frame, hold)
+            return
         if size - 4 > self.max_send_bytes:
             raise FrameTooLarge(size - 4, self.max_send_bytes)
         with self._send_lock:
             self._sender = threading.get_ident()
             try:
-                if parts is None:
-                    if hold or self._held:
-                        now = time.monotonic()
-                        if not self._held:
-                            self._held_since = now
-                        self._held += frame
-                        self._held_count += 1
-                        if (hold and self._held_count < _HOLD_FRAMES and len(self._held) < _HOLD_BYTES
-                                and now - self._held_since < _HOLD_SECONDS):
-                            return
-                        frame = self._take_held()
-                    self._sock.sendall(frame)
-                else:
-                    self._send_parts([self._take_held()] + parts if self._held else parts)
+                self._send_parts([self._take_held()] + parts if self._held else parts)
+            finally:
+                self._sender = 0
+
+    def send_frame(self, frame: bytearray, hold: bool = False) -> None:
+        """send() of a frame already encoded (length prefix included)."""
+        if len(frame) - 4 > self.max_send_bytes:
+            raise FrameTooLarge(len(frame) - 4, self.max_send_bytes)
+        with self._send_lock:
+            self._sender = threading.get_ident()
+            try:
+                if hold or self._held:
+                    now = time.monotonic()
+                    if not self._held:
+                        self._held_since = now
+                    self._held += frame
+                    self._held_count += 1
+                    if (hold and self._held_count < _HOLD_FRAMES and len(self._held) < _HOLD_BYTES
+                            and now - self._held_since < _HOLD_SECONDS):
+                        return
+                    frame = self._take_held()
+                self._sock.sendall(frame)
             finally:
                 self._sender = 0
 

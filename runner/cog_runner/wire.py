@@ -17,7 +17,7 @@ or unknown wire type) raises DecodeError, and nothing else: the runner reports
 such a frame and goes on (tests/runner_wire_fuzz_test.py holds it to that).
 """
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 Table = Dict[int, Tuple[str, str, Optional[dict]]]
 Buffer = Union[bytes, bytearray, memoryview]
@@ -194,6 +194,53 @@ def encode_member_frame(table: Table, name: str, values: Dict[str, Any],
         raise ValueError("a message of %d bytes does not fit a frame" % size)
     frame[0:4] = size.to_bytes(4, "big")
     return frame
+
+
+def member_encoder(table: Table, name: str, fixed: Dict[str, Any],
+                   field: str) -> Callable[[bytes], bytearray]:
+    """A function of `data` (non-empty bytes) returning
+    encode_member_frame(table, name, dict(fixed, **{field: data})): the same
+    bytes, with `fixed` encoded once instead of for every frame. For frames
+    that differ in one bytes field numbered after every field of `fixed`, as a
+    generator's items do (the same prediction id, a new value each)."""
+    key, layout = _members(table)[name]
+    prefix = bytearray()
+    field_key = b""
+    for field_name, field_key_bytes, _ in layout:
+        if field_name == field:
+            field_key = field_key_bytes
+        elif field_name in fixed:
+            if field_key:
+                raise ValueError("%s must come after the fixed fields" % field)
+            _encode_flat([(field_name, field_key_bytes, _)], fixed, prefix, _MASK64)
+    if not field_key:
+        raise ValueError("%s is no bytes field of %s" % (field, name))
+    fixed_size = len(prefix) + len(field_key)
+
+    def encode(data: bytes) -> bytearray:
+        size = len(data)
+        message_size = fixed_size + (1 if size < 0x80 else _varint_size(size)) + size
+        out = bytearray(4)
+        out.append(key)
+        if message_size < 0x80:
+            out.append(message_size)
+        else:
+            _encode_varint(message_size, out)
+        out[0:4] = (len(out) - 4 + message_size).to_bytes(4, "big")
+        out += prefix
+        out += field_key
+        if size < 0x80:
+            out.append(size)
+        else:
+            _encode_varint(size, out)
+        out += data
+        return out
+
+    return encode
+
+
+def _varint_size(value: int) -> int:
+    return max(1, (value.bit_length() + 6) // 7)
 
 
 def decode_member(table: Table, data: Buffer) -> Tuple[str, Dict[str, Any]]:

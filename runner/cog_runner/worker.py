@@ -23,7 +23,7 @@ import cog
 from cog import scope as cog_scope
 from cog.server.exceptions import CancelationException
 
-from . import messages
+from . import messages, wire
 from .coerce import input_converters
 from .connection import MAX_FRAME_BYTES, Connection, ConnectionClosed, Frame, FrameTooLarge
 from .fd_capture import FdCapture
@@ -92,6 +92,9 @@ class Worker:
         self._fds: Optional[FdCapture] = None
         # `with self._user_code:` marks where a cancel may interrupt: the predictor's own code.
         self._user_code = _UserCode(self)
+        # Encodes the Output frame of a str item for the prediction it was made for.
+        self._item_encoder: Optional[Callable[[bytes], bytearray]] = None
+        self._item_encoder_id = ""
 
     # ---- frames out ----
 
@@ -111,6 +114,18 @@ class Worker:
         except OSError:
             self._stopping = True  # the server is gone; the main loop ends
             return
+        self._after_send()
+
+    def _send_frame(self, frame: bytearray, hold: bool) -> None:
+        """send() of a frame already encoded. FrameTooLarge if over the limit."""
+        try:
+            self.conn.send_frame(frame, hold)
+        except OSError:
+            self._stopping = True
+            return
+        self._after_send()
+
+    def _after_send(self) -> None:
         if (self._in_user_code and self._input_waiting
                 and threading.current_thread() is threading.main_thread()):
             # Input arrived while the frame was going out (see _on_input): SIGIO
@@ -400,6 +415,26 @@ class Worker:
         return cog_scope._set_scope(cog_scope.Scope(context, self._metric_recorder(fields["id"])))
 
     def _send_item(self, prediction_id: str, item: Any, index: int, hold: bool = False) -> None:
+        if type(item) is str and 0 < len(item) < wire.LARGE_PAYLOAD:
+            # The common item, a short str: its frame from an encoder that has
+            # the prediction's id encoded already (~2 us an item less than
+            # the general path, which gives the same bytes).
+            try:
+                text = item.encode()
+            except UnicodeEncodeError:
+                pass  # a lone surrogate: the general path sends it as JSON
+            else:
+                if len(text) > self.conn.max_send_bytes:  # as encode_output_fields says it
+                    raise too_large("output[%d]" % index, len(text), self.conn.max_send_bytes, "UTF-8")
+                if self._item_encoder_id != prediction_id:
+                    self._item_encoder = wire.member_encoder(
+                        messages.RUNNER_MESSAGE, "output", {"id": prediction_id}, "value_text")
+                    self._item_encoder_id = prediction_id
+                try:
+                    self._send_frame(self._item_encoder(text), hold)
+                except FrameTooLarge as e:
+                    raise too_large("output[%d]" % index, e.size, e.limit) from None
+                return
         where = "output[%d]" % index
         fields = encode_output_fields(item, "value_json", where, self.conn.max_send_bytes)
         fields["id"] = prediction_id
