@@ -292,11 +292,17 @@ class Connection final {
     return true;
   }
 
-  // Sends what the socket takes of `data` now, without waiting; returns how
-  // many bytes that was (0 also if it failed: Send() then fails too).
-  size_t SendWithoutWaiting(absl::string_view data) {
+  // Sends what the socket takes of `first` then `second` now, without
+  // waiting; returns how many bytes that was (0 also if it failed: Send()
+  // then fails too).
+  size_t SendWithoutWaiting(absl::string_view first, absl::string_view second) {
+    iovec iov[2] = {{const_cast<char*>(first.data()), first.size()},
+                    {const_cast<char*>(second.data()), second.size()}};
+    msghdr message{};
+    message.msg_iov = iov;
+    message.msg_iovlen = second.empty() ? 1 : 2;
     while (true) {
-      const ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      const ssize_t n = ::sendmsg(fd_, &message, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n >= 0) {
         written_ += static_cast<size_t>(n);
         return static_cast<size_t>(n);
@@ -475,21 +481,29 @@ class ConnectionEarlyAnswer final : public EarlyAnswer {
       : connection_(connection), request_(request), stopping_(stopping) {}
 
   void Send(int status, absl::string_view content_type, std::string body) override {
-    HttpResponse response;
-    response.Reply(status, std::string(content_type), std::move(body));
+    response_.Reply(status, std::string(content_type), std::move(body));
     keep_alive_ = request_.keep_alive && !stopping_;
-    bytes_ = ResponseHead(response, request_, keep_alive_);
-    if (!request_.head_only) bytes_.append(response.body);
-    sent_ = connection_.SendWithoutWaiting(bytes_);
+    head_ = ResponseHead(response_, request_, keep_alive_);
+    sent_ = connection_.SendWithoutWaiting(head_, Body());
     used_ = true;
   }
 
   bool used() const { return used_; }
   bool keep_alive() const { return keep_alive_; }
   // On the connection's thread, after the handler: sends what is left.
-  bool Finish() { return connection_.Send({absl::string_view(bytes_).substr(sent_)}); }
+  bool Finish() {
+    const absl::string_view head(head_);
+    const absl::string_view body = Body();
+    if (sent_ >= head.size()) return connection_.Send({body.substr(sent_ - head.size())});
+    return connection_.Send({head.substr(sent_), body});
+  }
 
  private:
+  // What follows the head: nothing for a HEAD request.
+  absl::string_view Body() const {
+    return request_.head_only ? absl::string_view() : absl::string_view(response_.body);
+  }
+
   Connection& connection_;
   const ParsedHead& request_;
   const std::atomic<bool>& stopping_;
@@ -497,8 +511,9 @@ class ConnectionEarlyAnswer final : public EarlyAnswer {
   // returns after it), read by the connection's thread after the handler.
   bool used_ = false;
   bool keep_alive_ = false;
-  std::string bytes_;
-  size_t sent_ = 0;
+  HttpResponse response_;
+  std::string head_;
+  size_t sent_ = 0;  // bytes of head_, then of response_.body
 };
 
 // What a handler that threw is answered with.

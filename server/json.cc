@@ -264,7 +264,8 @@ size_t PlainRunEnd(const unsigned char* p, size_t j, size_t n, bool utf8) {
 void AppendString(absl::string_view text, std::string* out) {
   const auto* p = reinterpret_cast<const unsigned char*>(text.data());
   const size_t n = text.size();
-  out->reserve(out->size() + n + 2);
+  // Room for the quotes and some escapes: growing past it copies the text.
+  out->reserve(out->size() + n + n / 8 + 2);
   BlockWriter writer(out);
   writer.Write("\"", 1);
   // Valid UTF-8 as a whole (all that ParseJson makes is; checking it costs a
