@@ -313,6 +313,15 @@ class Connection final {
     }
   }
 
+  // Ends a connection whose last answer went out whole: if the client has
+  // sent more (pipelined requests that will not be served), its bytes are
+  // read and dropped first (Linger), since closing with unread input sends a
+  // reset that can destroy the answer before the client reads it.
+  void Close() {
+    pollfd in{fd_, POLLIN, 0};
+    if (!buffered().empty() || (::poll(&in, 1, 0) > 0 && (in.revents & POLLIN) != 0)) Linger();
+  }
+
   // Bytes of responses sent since the last call.
   size_t TakeWritten() { return std::exchange(written_, 0); }
 
@@ -766,7 +775,8 @@ void FrontDoorServer::ServeRequests(int fd) {
       absl::MutexLock lock(&trim_mu_);
       large_transfer_end_ = absl::Now();
     }
-    if (!sent || !keep_alive) return;
+    if (!sent) return;
+    if (!keep_alive) return connection.Close();
     first = false;
   }
 }

@@ -387,6 +387,23 @@ TEST(FrontDoorTest, AnAnswerSentEarlyFromAnotherThreadIsTheAnswer) {
   EXPECT_EQ(client.Response(), "200 ok");
 }
 
+TEST(FrontDoorTest, AClosingConnectionReadsWhatTheClientStillSendsInsteadOfResettingIt) {
+  // Closing a socket with unread input sends a reset, which can destroy an
+  // answer still in flight; the server reads the client's remaining bytes
+  // first, so the client's sending ends normally, not with a reset.
+  Served served(SmallLimits());
+  Client client(served.port());
+  bool sent_whole = false;
+  std::thread sender([&] {
+    sent_whole = client.Send("GET /ok HTTP/1.1\r\nConnection: close\r\n\r\n" +
+                             std::string(4 << 20, 'x'));
+  });
+  EXPECT_EQ(client.Response(), "200 ok");
+  sender.join();
+  EXPECT_TRUE(sent_whole);
+  EXPECT_TRUE(client.Closed(absl::Seconds(5)));
+}
+
 TEST(FrontDoorTest, AnUnsupportedVersionIs505) {
   Served served(SmallLimits());
   Client client(served.port());
