@@ -207,6 +207,66 @@ class LimitsTest(unittest.TestCase):
         self.assert_still_serving()
 
 
+class HttpClientsTest(unittest.TestCase):
+    """What real HTTP clients do besides keep-alive POSTs, against the real binary."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = CogServer("echo")
+        cls.server.wait_for_status("READY")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+
+    def curl(self, *args, body=None):
+        with tempfile.NamedTemporaryFile() as f:
+            if body is not None:
+                f.write(body)
+                f.flush()
+                args += ("--data-binary", "@" + f.name)
+            return subprocess.run(["curl", "-sS", "-v", "--max-time", "20", *args],
+                                  capture_output=True, timeout=60)
+
+    def test_curl_waits_for_100_continue_before_a_large_body_and_gets_its_answer(self):
+        # curl asks for 100 Continue before a body over 1 MiB; with a 30 s
+        # timeout for it, only a server that answers it is done within 20 s.
+        text = "y" * (2 << 20)
+        result = self.curl("--expect100-timeout", "30", "-H", "Content-Type: application/json",
+                           "http://127.0.0.1:%d/predictions" % self.server.http_port,
+                           body=json.dumps({"input": {"s": text}}).encode())
+        self.assertEqual(result.returncode, 0, result.stderr[-2000:])
+        self.assertIn(b"Expect: 100-continue", result.stderr)
+        self.assertIn(b"HTTP/1.1 100 Continue", result.stderr)
+        self.assertEqual(json.loads(result.stdout)["output"], text)
+
+    def test_head_gets_the_head_of_get_without_a_body(self):
+        result = self.curl("-I", "http://127.0.0.1:%d/health-check" % self.server.http_port)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        head = result.stdout.decode()
+        self.assertTrue(head.startswith("HTTP/1.1 200 OK\r\n"), head)
+        length = int([line.split(":")[1] for line in head.split("\r\n")
+                      if line.lower().startswith("content-length:")][0])
+        self.assertEqual(length, len(json.dumps(self.server.health(), separators=(",", ":")).encode()))
+
+    def test_http_1_0_is_answered_and_closed(self):
+        sock = connect(self.server)
+        body = json.dumps({"input": {"s": "old"}}).encode()
+        sock.sendall(b"POST /predictions HTTP/1.0\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        status, answer = read_response(sock)
+        self.assertEqual((status, answer["output"]), (200, "old"))
+        sock.settimeout(10)
+        self.assertEqual(sock.recv(1), b"", "the connection is closed after the answer")
+        sock.close()
+
+    def test_a_percent_encoded_id_in_the_path_is_the_decoded_id(self):
+        status, _, body = self.server.request("PUT", "/predictions/an%20id%2B1", {"input": {"s": "x"}})
+        self.assertEqual((status, body["id"]), (200, "an id+1"))
+        status, _, body = self.server.request("GET", "/predictions/an%20id%2B1")
+        self.assertEqual((status, body["id"], body["output"]), (200, "an id+1", "x"))
+
+
 class SlowClientsTest(unittest.TestCase):
     def test_64_half_open_and_64_idle_connections_leave_health_and_predictions_answering(self):
         server = CogServer("echo")
