@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/attributes.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/cord.h"
 #include "absl/strings/numbers.h"
@@ -219,6 +220,25 @@ __attribute__((target("avx2"))) size_t PlainRunEndAvx2(const unsigned char* p, s
   return j;
 }
 
+// Bit k set where p[k] (k < 64) is a quote, a backslash or a control: the
+// bytes of valid UTF-8 text that JSON escapes.
+__attribute__((target("avx2"))) uint64_t EscapeMaskAvx2(const unsigned char* p) {
+  const __m256i quote = _mm256_set1_epi8('"');
+  const __m256i backslash = _mm256_set1_epi8('\\');
+  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
+  const __m256i control_limit = _mm256_set1_epi8(static_cast<char>(0x20 ^ 0x80));
+  const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32));
+  const __m256i low =
+      _mm256_or_si256(_mm256_or_si256(_mm256_cmpeq_epi8(a, quote), _mm256_cmpeq_epi8(a, backslash)),
+                      _mm256_cmpgt_epi8(control_limit, _mm256_xor_si256(a, flip)));
+  const __m256i high =
+      _mm256_or_si256(_mm256_or_si256(_mm256_cmpeq_epi8(b, quote), _mm256_cmpeq_epi8(b, backslash)),
+                      _mm256_cmpgt_epi8(control_limit, _mm256_xor_si256(b, flip)));
+  return static_cast<uint32_t>(_mm256_movemask_epi8(low)) |
+         (uint64_t{static_cast<uint32_t>(_mm256_movemask_epi8(high))} << 32);
+}
+
 // __builtin_cpu_init first: this runs as a static initializer, maybe before
 // the compiler's own CPU detection has.
 const bool kHasAvx2 = [] {
@@ -261,6 +281,37 @@ size_t PlainRunEnd(const unsigned char* p, size_t j, size_t n, bool utf8) {
   return j;
 }
 
+// Writes the escape of a quote, backslash or control byte `c`.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void WriteEscape(unsigned char c, BlockWriter& writer) {
+  switch (c) {
+    case '"':
+      writer.Write("\\\"", 2);
+      break;
+    case '\\':
+      writer.Write("\\\\", 2);
+      break;
+    case '\n':
+      writer.Write("\\n", 2);
+      break;
+    case '\r':
+      writer.Write("\\r", 2);
+      break;
+    case '\t':
+      writer.Write("\\t", 2);
+      break;
+    case '\b':
+      writer.Write("\\b", 2);
+      break;
+    case '\f':
+      writer.Write("\\f", 2);
+      break;
+    default: {
+      const char escape[6] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 0xF]};
+      writer.Write(escape, 6);
+    }
+  }
+}
+
 void AppendString(absl::string_view text, std::string* out) {
   const auto* p = reinterpret_cast<const unsigned char*>(text.data());
   const size_t n = text.size();
@@ -279,6 +330,24 @@ void AppendString(absl::string_view text, std::string* out) {
     return c >= 0x20 && c != '"' && c != '\\' && (utf8 || c < 0x80);
   };
   size_t i = 0;
+#ifdef COG_JSON_AVX2
+  if (utf8 && kHasAvx2) {
+    // 64 bytes at a time, every byte to escape in a block found from one
+    // mask: text with an escape every few dozen bytes (prose with newlines
+    // and quotes) is not scanned again from each escape.
+    size_t block = 0;
+    for (; block + 64 <= n; block += 64) {
+      for (uint64_t mask = EscapeMaskAvx2(p + block); mask != 0; mask &= mask - 1) {
+        const size_t k = block + static_cast<size_t>(__builtin_ctzll(mask));
+        writer.Write(p + i, k - i);
+        WriteEscape(p[k], writer);
+        i = k + 1;
+      }
+    }
+    writer.Write(p + i, block - i);  // plain up to here; the loop below does the rest
+    i = block;
+  }
+#endif
   while (i < n) {
     // Copy the longest plain run in one go.
     size_t j = PlainRunEnd(p, i, n, utf8);
@@ -298,33 +367,7 @@ void AppendString(absl::string_view text, std::string* out) {
       }
       continue;
     }
-    switch (c) {
-      case '"':
-        writer.Write("\\\"", 2);
-        break;
-      case '\\':
-        writer.Write("\\\\", 2);
-        break;
-      case '\n':
-        writer.Write("\\n", 2);
-        break;
-      case '\r':
-        writer.Write("\\r", 2);
-        break;
-      case '\t':
-        writer.Write("\\t", 2);
-        break;
-      case '\b':
-        writer.Write("\\b", 2);
-        break;
-      case '\f':
-        writer.Write("\\f", 2);
-        break;
-      default: {
-        const char escape[6] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 0xF]};
-        writer.Write(escape, 6);
-      }
-    }
+    WriteEscape(c, writer);
     ++i;
   }
   writer.Write("\"", 1);
