@@ -16,10 +16,9 @@
 #include <climits>
 #include <cstdio>
 #include <cstring>
-#include <initializer_list>
 #include <deque>
 #include <functional>
-#include <limits>
+#include <initializer_list>
 #include <list>
 #include <memory>
 #include <optional>
@@ -28,10 +27,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "server/json.h"
 #include "spdlog/spdlog.h"
@@ -157,7 +153,6 @@ class Connection final {
       : fd_(fd), options_(options), stop_event_(stop_event) {}
   ~Connection() { ::close(fd_); }
 
-  int fd() const { return fd_; }
   bool failed() const { return answered_ || write_failed_; }
 
   absl::string_view buffered() const {
