@@ -479,6 +479,7 @@ def main() -> None:
             usage = CpuUsage((server.process.pid,))
             if args.warmup > 0:
                 wrk(server.port, path, args.warmup, args.connections)
+                server.wait_ready(60)  # the warm-up's last request may still be running
             results[case] = wrk(server.port, path, args.duration, args.connections)
             usage.stop()
             results[case]["others"] = usage.others()
