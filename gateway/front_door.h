@@ -12,7 +12,12 @@
 //     with 413 once it passes `limits.max_body_bytes`), answering
 //     `Expect: 100-continue` first;
 //   * calls the handler on the connection's thread, then writes its answer
-//     (the head and body in one send; a streamed one chunked as it comes);
+//     (the head and body in one send; a streamed one chunked as it comes),
+//     unless the handler had it sent from another thread already
+//     (HttpRequest::early_answer);
+//   * after an answer that ends the connection (Connection: close, HTTP/1.0)
+//     or a refusal, reads and drops what the client still sends before
+//     closing, so that the answer is not lost to a reset;
 //   * waits at most `keep_alive_timeout` for the next request, and wakes at
 //     once when the server stops.
 // Connections run on a pool that grows to max_connections threads as needed,
@@ -29,7 +34,8 @@
 // ~115,000 in the server (callgrind).
 //
 // Listen(), then Serve() on a thread of yours, and Shutdown() (any thread) to
-// stop: it closes the listening socket, wakes idle connections, and Serve()
+// stop: it shuts the listening socket down (new connections are refused; the
+// descriptor is closed with the server), wakes idle connections, and Serve()
 // returns once every connection has ended.
 #ifndef COG_GATEWAY_FRONT_DOOR_H_
 #define COG_GATEWAY_FRONT_DOOR_H_

@@ -28,7 +28,7 @@ absl::string_view TrimSpaceAndTab(absl::string_view s) {
 // A chunk size line is a few hex digits and perhaps an extension; nothing
 // legitimate comes near this.
 constexpr size_t kMaxChunkSizeLineBytes = 1024;
-// cpp-httplib ignores trailer fields; they may not grow without bound either.
+// Trailer fields are ignored; they may not grow without bound either.
 constexpr size_t kMaxTrailerBytes = 8192;
 
 }  // namespace
@@ -130,7 +130,7 @@ bool RequestHeadScanner::CheckLine(absl::string_view head, size_t start, size_t 
     Refuse(400, "Malformed request: a stray CR or NUL in the head");
     return false;
   }
-  if (start == 0) {  // the request line; httplib parses the rest of it
+  if (start == 0) {  // the request line; ParseRequestHead reads the rest of it
     if (size_with_crlf > kMaxRequestLineBytes) {
       Refuse(414, absl::StrCat("Request line is longer than ", kMaxRequestLineBytes, " bytes"));
       return false;
@@ -152,8 +152,9 @@ bool RequestHeadScanner::CheckFieldLine(absl::string_view line, size_t size_with
     return false;
   }
   // A field name is a token right before the colon. Anything else (a folded
-  // continuation line, "Name : value") is refused: httplib would read such a
-  // line differently from this scanner, and the two must agree on the framing.
+  // continuation line, "Name : value") is refused (RFC 9112 section 5.1):
+  // a proxy in front could read such a line differently, and the two must
+  // agree on the framing.
   const size_t colon = line.find(':');
   if (colon == absl::string_view::npos || colon == 0) {
     Refuse(400, "Malformed request: a header line without a field name and colon");
@@ -388,7 +389,7 @@ ChunkedBodyDecoder::State ChunkedBodyDecoder::Advance(absl::string_view input, s
           phase_ = Phase::kEnd;
           return State::kEnd;
         }
-        break;  // a trailer field: ignored, as cpp-httplib ignores them
+        break;  // a trailer field: ignored
       }
       case Phase::kEnd:
         return State::kEnd;
