@@ -7,6 +7,11 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh || exit 1
+# Bazel's convenience links (bazel-bin, bazel-<folder>, ...) follow the last
+# Bazel command; after one with another output base (a sanitizer build, the
+# README's by-hand commands) //... would walk into that base's sources and
+# fail to load. The next command makes them again.
+find . -maxdepth 1 -name 'bazel-*' -type l -delete
 bazel test --color=no --curses=no --test_output=errors //... "$@"
 status=$?
 targets=$(bazel query --color=no --curses=no 'tests(//...)' 2>/dev/null)
