@@ -206,13 +206,13 @@ def member_encoder(table: Table, name: str, fixed: Dict[str, Any],
     key, layout = _members(table)[name]
     prefix = bytearray()
     field_key = b""
-    for field_name, field_key_bytes, _ in layout:
+    for field_name, field_key_bytes, varint in layout:
         if field_name == field:
             field_key = field_key_bytes
         elif field_name in fixed:
             if field_key:
                 raise ValueError("%s must come after the fixed fields" % field)
-            _encode_flat([(field_name, field_key_bytes, _)], fixed, prefix, _MASK64)
+            _encode_flat([(field_name, field_key_bytes, varint)], fixed, prefix, _MASK64)
     if not field_key:
         raise ValueError("%s is no bytes field of %s" % (field, name))
     fixed_size = len(prefix) + len(field_key)
