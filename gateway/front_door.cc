@@ -140,6 +140,33 @@ class ConnectionThreads final {
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
 };
 
+// The head of `response`: status line and fields, through the blank line.
+std::string ResponseHead(const HttpResponse& response, const ParsedHead& request,
+                         bool keep_alive) {
+  std::string head;
+  head.reserve(128);
+  absl::StrAppend(&head, "HTTP/1.1 ", response.status, " ", ReasonPhrase(response.status), "\r\n");
+  if (!response.content_type.empty()) {
+    absl::StrAppend(&head, "Content-Type: ", response.content_type, "\r\n");
+  }
+  for (const auto& [name, value] : response.headers) {
+    absl::StrAppend(&head, name, ": ", value, "\r\n");
+  }
+  if (!response.stream) {
+    absl::StrAppend(&head, "Content-Length: ", response.body.size(), "\r\n");
+  } else if (request.http_minor >= 1) {
+    head.append("Transfer-Encoding: chunked\r\n");
+  }
+  if (!keep_alive) head.append("Connection: close\r\n");
+  head.append("\r\n");
+  return head;
+}
+
+// The JSON body of an answer the front door makes itself: {"detail": ...}.
+std::string DetailBody(absl::string_view detail) {
+  return DumpJson(Json{{"detail", std::string(detail)}});
+}
+
 // One client connection: its socket and the bytes read from it and not yet
 // used. Bytes past a request stay buffered for the next one.
 //
@@ -235,29 +262,27 @@ class Connection final {
   // served, and the connection is not used again.
   void Refuse(int status, absl::string_view detail) {
     if (!failed()) {
-      std::string body = DumpJson(Json{{"detail", std::string(detail)}});
-      std::string response =
-          absl::StrCat("HTTP/1.1 ", status, " ", ReasonPhrase(status),
-                       "\r\nContent-Type: application/json\r\nContent-Length: ", body.size(),
-                       "\r\nConnection: close\r\n", status == 503 ? "Retry-After: 1\r\n" : "",
-                       "\r\n", body);
-      Send({response});
+      HttpResponse response;
+      response.Reply(status, "application/json", DetailBody(detail));
+      if (status == 503) response.headers.emplace_back("Retry-After", "1");
+      Send({ResponseHead(response, ParsedHead(), /*keep_alive=*/false), response.body});
     }
     answered_ = true;
     Linger();
   }
 
-  // Sends `parts` in order, in one sendmsg() when the socket takes them all;
-  // gives up when the socket takes no byte for the write timeout.
-  bool Send(std::initializer_list<absl::string_view> parts) {
-    if (write_failed_) return false;
+  // Sends `parts` in order, in one sendmsg() when the socket takes them all.
+  // With `wait`, until every byte is out or the socket has taken none for the
+  // write timeout (the connection has then failed); without, only what the
+  // socket takes now. Returns the bytes sent.
+  size_t Write(std::initializer_list<absl::string_view> parts, bool wait) {
+    if (write_failed_) return 0;
     iovec iov[4];
     size_t count = 0;
     for (absl::string_view part : parts) {
-      if (part.empty()) continue;
-      iov[count++] = {const_cast<char*>(part.data()), part.size()};
-      written_ += part.size();
+      if (!part.empty()) iov[count++] = {const_cast<char*>(part.data()), part.size()};
     }
+    size_t sent = 0;
     size_t first = 0;
     Clock::time_point deadline = After(options_.write_timeout);
     while (first < count) {
@@ -266,6 +291,7 @@ class Connection final {
       message.msg_iovlen = count - first;
       ssize_t n = ::sendmsg(fd_, &message, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n > 0) {
+        sent += static_cast<size_t>(n);
         while (n > 0 && first < count) {
           const size_t taken = std::min(iov[first].iov_len, static_cast<size_t>(n));
           iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + taken;
@@ -278,34 +304,21 @@ class Connection final {
       }
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        if (!wait) break;
         pollfd out{fd_, POLLOUT, 0};
         if (::poll(&out, 1, MillisecondsUntil(deadline)) > 0) continue;
       }
       write_failed_ = true;
-      return false;
+      break;
     }
-    return true;
+    written_ += sent;
+    return sent;
   }
 
-  // Sends what the socket takes of `first` then `second` now, without
-  // waiting; returns how many bytes that was (0 also if it failed: Send()
-  // then fails too).
-  size_t SendWithoutWaiting(absl::string_view first, absl::string_view second) {
-    iovec iov[2] = {{const_cast<char*>(first.data()), first.size()},
-                    {const_cast<char*>(second.data()), second.size()}};
-    msghdr message{};
-    message.msg_iov = iov;
-    message.msg_iovlen = second.empty() ? 1 : 2;
-    while (true) {
-      const ssize_t n = ::sendmsg(fd_, &message, MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (n >= 0) {
-        written_ += static_cast<size_t>(n);
-        return static_cast<size_t>(n);
-      }
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) write_failed_ = true;
-      return 0;
-    }
+  // Write() with waiting; false if the connection has failed.
+  bool Send(std::initializer_list<absl::string_view> parts) {
+    Write(parts, /*wait=*/true);
+    return !write_failed_;
   }
 
   // Ends a connection whose last answer went out whole: if the client has
@@ -453,28 +466,6 @@ class StreamWriter final : public ResponseWriter {
   const bool chunked_;
 };
 
-// The head of `response`: status line and fields, through the blank line.
-std::string ResponseHead(const HttpResponse& response, const ParsedHead& request,
-                         bool keep_alive) {
-  std::string head;
-  head.reserve(128);
-  absl::StrAppend(&head, "HTTP/1.1 ", response.status, " ", ReasonPhrase(response.status), "\r\n");
-  if (!response.content_type.empty()) {
-    absl::StrAppend(&head, "Content-Type: ", response.content_type, "\r\n");
-  }
-  for (const auto& [name, value] : response.headers) {
-    absl::StrAppend(&head, name, ": ", value, "\r\n");
-  }
-  if (!response.stream) {
-    absl::StrAppend(&head, "Content-Length: ", response.body.size(), "\r\n");
-  } else if (request.http_minor >= 1) {
-    head.append("Transfer-Encoding: chunked\r\n");
-  }
-  if (!keep_alive) head.append("Connection: close\r\n");
-  head.append("\r\n");
-  return head;
-}
-
 // HttpRequest::early_answer: sends what the socket takes at once on the
 // calling thread; the connection's thread sends the rest, if any, once the
 // handler has returned.
@@ -488,7 +479,7 @@ class ConnectionEarlyAnswer final : public EarlyAnswer {
     response_.Reply(status, std::string(content_type), std::move(body));
     keep_alive_ = request_.keep_alive && !stopping_;
     head_ = ResponseHead(response_, request_, keep_alive_);
-    sent_ = connection_.SendWithoutWaiting(head_, Body());
+    sent_ = connection_.Write({head_, Body()}, /*wait=*/false);
     used_ = true;
   }
 
@@ -524,8 +515,7 @@ class ConnectionEarlyAnswer final : public EarlyAnswer {
 void InternalError(HttpResponse& response, absl::string_view what) {
   spdlog::error("request failed: {}", std::string(what));
   response = HttpResponse();
-  response.Reply(500, "application/json",
-                 DumpJson(Json{{"detail", absl::StrCat("Internal Server Error: ", what)}}));
+  response.Reply(500, "application/json", DetailBody(absl::StrCat("Internal Server Error: ", what)));
 }
 
 }  // namespace
