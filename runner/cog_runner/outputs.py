@@ -61,18 +61,26 @@ def encode_output_json(value: Any, where: str = "output", limit: Optional[int] =
 TEXT_FIELDS = {"value_json": "value_text", "output_json": "output_text"}
 
 
+def output_text(value: Any, where: str = "output", limit: Optional[int] = None) -> Optional[bytes]:
+    """The UTF-8 bytes a non-empty str travels as (TEXT_FIELDS); None for any
+    other value, which travels as JSON. OutputError if they are over `limit`."""
+    if type(value) is not str or not value:
+        return None
+    try:
+        text = value.encode()
+    except UnicodeEncodeError:
+        return None  # a lone surrogate: JSON's \ud800 escape says what it is
+    if limit is not None and len(text) > limit:
+        raise too_large(where, len(text), limit, "UTF-8")
+    return text
+
+
 def encode_output_fields(value: Any, value_field: str, where: str = "output",
                          limit: Optional[int] = None) -> Dict[str, Any]:
     """The fields of an Output or Done frame that carry `value`."""
-    if type(value) is str and value:
-        try:
-            text = value.encode()
-        except UnicodeEncodeError:
-            pass  # a lone surrogate: JSON's \ud800 escape says what it is
-        else:
-            if limit is not None and len(text) > limit:
-                raise too_large(where, len(text), limit, "UTF-8")
-            return {TEXT_FIELDS[value_field]: text}
+    text = output_text(value, where, limit)
+    if text is not None:
+        return {TEXT_FIELDS[value_field]: text}
     files: List[str] = []
     fields: Dict[str, Any] = {value_field: encode_output_json(value, where, limit, files)}
     if files:

@@ -217,6 +217,8 @@ def member_encoder(table: Table, name: str, fixed: Dict[str, Any],
         raise ValueError("%s is no bytes field of %s" % (field, name))
     fixed_size = len(prefix) + len(field_key)
 
+    # The one-byte varints are written in line, as in _encode_flat: calling
+    # _encode_varint for them cost a generator of 100 ~260k instructions more.
     def encode(data: bytes) -> bytearray:
         size = len(data)
         message_size = fixed_size + (1 if size < 0x80 else _varint_size(size)) + size

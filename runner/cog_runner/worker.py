@@ -28,7 +28,7 @@ from .coerce import input_converters
 from .connection import MAX_FRAME_BYTES, Connection, ConnectionClosed, Frame, FrameTooLarge
 from .fd_capture import FdCapture
 from .log_capture import LogStream
-from .outputs import OutputError, encode_output_fields, encode_output_json, too_large
+from .outputs import OutputError, encode_output_fields, encode_output_json, output_text, too_large
 from .predictor_ref import LoadedPredictor, load, unwrap
 from .schema import predictor_document
 
@@ -415,31 +415,23 @@ class Worker:
         return cog_scope._set_scope(cog_scope.Scope(context, self._metric_recorder(fields["id"])))
 
     def _send_item(self, prediction_id: str, item: Any, index: int, hold: bool = False) -> None:
-        if type(item) is str and 0 < len(item) < wire.LARGE_PAYLOAD:
-            # The common item, a short str: its frame from an encoder that has
-            # the prediction's id encoded already (~2 us an item less than
-            # the general path, which gives the same bytes).
-            try:
-                text = item.encode()
-            except UnicodeEncodeError:
-                pass  # a lone surrogate: the general path sends it as JSON
-            else:
-                if len(text) > self.conn.max_send_bytes:  # as encode_output_fields says it
-                    raise too_large("output[%d]" % index, len(text), self.conn.max_send_bytes, "UTF-8")
+        where = "output[%d]" % index
+        text = output_text(item, where, self.conn.max_send_bytes)
+        try:
+            if text is not None and len(text) < wire.LARGE_PAYLOAD:
+                # The common item, a short str: its frame from an encoder that
+                # has the prediction's id encoded already (the bytes send()
+                # would write, ~2 us an item less).
                 if self._item_encoder_id != prediction_id:
                     self._item_encoder = wire.member_encoder(
                         messages.RUNNER_MESSAGE, "output", {"id": prediction_id}, "value_text")
                     self._item_encoder_id = prediction_id
-                try:
-                    self._send_frame(self._item_encoder(text), hold)
-                except FrameTooLarge as e:
-                    raise too_large("output[%d]" % index, e.size, e.limit) from None
-                return
-        where = "output[%d]" % index
-        fields = encode_output_fields(item, "value_json", where, self.conn.max_send_bytes)
-        fields["id"] = prediction_id
-        try:
-            self.send("output", fields, hold)
+                self._send_frame(self._item_encoder(text), hold)
+            else:
+                fields = ({"value_text": text} if text is not None else
+                          encode_output_fields(item, "value_json", where, self.conn.max_send_bytes))
+                fields["id"] = prediction_id
+                self.send("output", fields, hold)
         except FrameTooLarge as e:
             raise too_large(where, e.size, e.limit) from None
 
