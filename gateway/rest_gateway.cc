@@ -500,7 +500,8 @@ void RestGateway::HandlePrediction(const HttpRequest& http_request, HttpResponse
       canceled = true;
     }
   }
-  ReplyText(response, 200, std::move(result->body));  // unused if sent early
+  // The observer has sent the answer itself when the front door let it.
+  if (http_request.early_answer == nullptr) ReplyText(response, 200, std::move(result->body));
 }
 
 void RestGateway::HandleGet(const std::string& id, PredictionKind kind, HttpResponse& response) const {
