@@ -7,14 +7,17 @@
 //   prediction_bench --server PATH --predictor DIR [--body JSON] [--expect TEXT]
 //                    [--requests N] [--grpc=false] [--floors=false]
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -52,11 +55,57 @@ struct Result {
   double p50_us;
   double p99_us;
   int failures;
+  double server_cpu_us;    // cog-server's user + system CPU per request
+  double server_switches;  // the server threads' voluntary context switches per request
+  double client_cpu_us;    // this client's CPU per request
 };
 
-Result Measure(const std::string& name, const std::function<bool()>& request) {
+// What a process has spent so far: CPU (its own threads, live and exited, in
+// clock ticks) and its live threads' voluntary context switches, each a sleep
+// and a wake-up.
+struct ProcessCost {
+  double cpu_us = 0;
+  long switches = 0;
+};
+
+ProcessCost CostOf(pid_t pid) {
+  ProcessCost cost;
+  const std::string dir = "/proc/" + std::to_string(pid);
+  std::ifstream stat(dir + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  const size_t paren = text.rfind(')');
+  if (paren != std::string::npos) {
+    std::istringstream fields(text.substr(paren + 2));
+    std::string field;
+    long ticks = 0;
+    for (int i = 3; fields >> field && i <= 15; ++i) {
+      if (i == 14 || i == 15) ticks += std::stol(field);  // utime, stime
+    }
+    cost.cpu_us = 1e6 * static_cast<double>(ticks) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  }
+  std::error_code error;
+  for (const auto& task : std::filesystem::directory_iterator(dir + "/task", error)) {
+    std::ifstream status(task.path() / "status");
+    std::string line;
+    while (std::getline(status, line)) {
+      if (line.rfind("voluntary_ctxt_switches:", 0) == 0) cost.switches += std::stol(line.substr(24));
+    }
+  }
+  return cost;
+}
+
+double ClientCpuUs() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return 1e6 * static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+         static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
+}
+
+Result Measure(const std::string& name, pid_t server, const std::function<bool()>& request) {
   for (int i = 0; i < absl::GetFlag(FLAGS_warmup); ++i) request();
   const int n = absl::GetFlag(FLAGS_requests);
+  const ProcessCost server_before = CostOf(server);
+  const double client_before = ClientCpuUs();
   std::vector<double> latencies;
   latencies.reserve(n);
   int failures = 0;
@@ -67,8 +116,17 @@ Result Measure(const std::string& name, const std::function<bool()>& request) {
     latencies.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
   }
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  const double client_cpu = ClientCpuUs() - client_before;
+  const ProcessCost server_after = CostOf(server);
   std::sort(latencies.begin(), latencies.end());
-  return {name, n / seconds, latencies[n / 2], latencies[static_cast<size_t>(n * 0.99)], failures};
+  return {name,
+          n / seconds,
+          latencies[n / 2],
+          latencies[static_cast<size_t>(n * 0.99)],
+          failures,
+          (server_after.cpu_us - server_before.cpu_us) / n,
+          static_cast<double>(server_after.switches - server_before.switches) / n,
+          client_cpu / n};
 }
 
 long RssKib(pid_t pid) {
@@ -144,23 +202,24 @@ int main(int argc, char** argv) {
                                            grpc::InsecureChannelCredentials(), arguments);
   auto stub = cog::v1::Predictor::NewStub(channel);
 
+  const pid_t server_pid = (*server)->pid();
   const std::string body = absl::GetFlag(FLAGS_body);
   const std::string expect = absl::GetFlag(FLAGS_expect);
   const std::string name = absl::GetFlag(FLAGS_name);
   std::vector<Result> results;
   if (absl::GetFlag(FLAGS_floors)) {
-    results.push_back(Measure("REST  GET /health-check (floor: no runner hop)", [&] {
+    results.push_back(Measure("REST  GET /health-check (floor: no runner hop)", server_pid, [&] {
       auto response = http.Get("/health-check");
       return response && response->status == 200;
     }));
   }
-  results.push_back(Measure("REST  POST /predictions (" + name + ")", [&] {
+  results.push_back(Measure("REST  POST /predictions (" + name + ")", server_pid, [&] {
     auto response = http.Post("/predictions", body, "application/json");
     return response && response->status == 200 && response->body.find(expect) != std::string::npos;
   }));
   if (absl::GetFlag(FLAGS_grpc)) {
     if (absl::GetFlag(FLAGS_floors)) {
-      results.push_back(Measure("gRPC  Health (floor: no runner hop)", [&] {
+      results.push_back(Measure("gRPC  Health (floor: no runner hop)", server_pid, [&] {
         grpc::ClientContext context;
         cog::v1::HealthResponse response;
         return stub->Health(&context, cog::v1::HealthRequest(), &response).ok();
@@ -174,7 +233,7 @@ int main(int argc, char** argv) {
       else if (value.is_number()) field.set_number_value(value.get<double>());
       else if (value.is_boolean()) field.set_bool_value(value.get<bool>());
     }
-    results.push_back(Measure("gRPC  Predict (" + name + ")", [&] {
+    results.push_back(Measure("gRPC  Predict (" + name + ")", server_pid, [&] {
       grpc::ClientContext context;
       cog::v1::Prediction response;
       return stub->Predict(&context, request, &response).ok() &&
@@ -182,18 +241,21 @@ int main(int argc, char** argv) {
     }));
   }
 
-  const pid_t server_pid = (*server)->pid();
   long runner_rss = 0;
   for (pid_t child : Children(server_pid)) runner_rss += RssKib(child);
   const long server_rss = RssKib(server_pid);
 
   std::printf("\n%s, one client, sequential, %d requests each (after %d warm-up)\n\n",
               name.c_str(), absl::GetFlag(FLAGS_requests), absl::GetFlag(FLAGS_warmup));
-  std::printf("%-52s %10s %10s %10s %8s\n", "", "req/s", "p50 us", "p99 us", "errors");
+  std::printf("%-52s %9s %8s %8s %6s %12s %12s %12s\n", "", "req/s", "p50 us", "p99 us",
+              "errors", "server CPU", "server wakes", "client CPU");
   for (const Result& r : results) {
-    std::printf("%-52s %10.1f %10.1f %10.1f %8d\n", r.name.c_str(), r.per_second, r.p50_us,
-                r.p99_us, r.failures);
+    std::printf("%-52s %9.1f %8.1f %8.1f %6d %9.1f us %12.2f %9.1f us\n", r.name.c_str(),
+                r.per_second, r.p50_us, r.p99_us, r.failures, r.server_cpu_us, r.server_switches,
+                r.client_cpu_us);
   }
+  std::printf("(CPU and wake-ups per request; a wake-up is a voluntary context switch of one of\n"
+              " the server's threads. The runner's are not counted.)\n");
   std::printf("\nRSS: cog-server %.1f MiB, runner %.1f MiB, total %.1f MiB\n", server_rss / 1024.0,
               runner_rss / 1024.0, (server_rss + runner_rss) / 1024.0);
   if (sink_thread.joinable()) {

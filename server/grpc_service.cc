@@ -88,26 +88,37 @@ class PredictReactor final : public CountedReactor<grpc::ServerUnaryReactor> {
     std::unique_ptr<PredictionObserver> observer;
     if (!respond_async) observer = std::make_unique<Observer>(this);
     absl::StatusOr<Prediction> started = core_->Start(std::move(request), std::move(observer));
-    absl::MutexLock lock(&mu_);
-    if (!started.ok()) {
-      FinishLocked(ToGrpcStatus(started.status()));
-      return;
+    {
+      absl::MutexLock lock(&mu_);
+      if (started.ok()) id_ = started->id;
+      if (started.ok() && !respond_async) return;  // the observer finishes
+      if (!Claim()) return;
+      if (started.ok()) ToProto(*started, response_);
     }
-    id_ = started->id;
-    if (respond_async) {
-      ToProto(*started, response_);
-      FinishLocked(grpc::Status::OK);
-    }
+    Finish(started.ok() ? grpc::Status::OK : ToGrpcStatus(started.status()));
   }
+
+  // gRPC runs the reactions of an inlineable reactor on the thread that
+  // triggers them instead of handing each to its executor thread: OnDone where
+  // the answer is finished (the core's reader thread), OnCancel where gRPC
+  // sees the client go, or inside a Finish racing the client's cancel (gRPC
+  // may run what a call completes before Finish returns). So no lock of ours is
+  // held across Finish, and neither reaction waits on gRPC: OnDone drops a
+  // reference; OnCancel claims the finish and the core sends one small Cancel
+  // frame. Measured (prediction_bench, null predictor): 7.8 -> 6.2 thread
+  // wake-ups and ~15% less server CPU per call. gRPC calls the hook "not API":
+  // Debian pins gRPC 1.51, and a gRPC without it would only give back the
+  // hand-off.
+  bool InternalInlineable() override { return true; }
 
   void OnCancel() override {
     std::string id;
     {
       absl::MutexLock lock(&mu_);
-      if (finished_) return;
+      if (!Claim()) return;
       id = id_;
-      FinishLocked(ClientGone());
     }
+    Finish(ClientGone());
     if (!id.empty()) core_->Cancel(id).IgnoreError();
   }
 
@@ -116,10 +127,12 @@ class PredictReactor final : public CountedReactor<grpc::ServerUnaryReactor> {
    public:
     explicit Observer(PredictReactor* reactor) : ObserverBase(reactor), reactor_(reactor) {}
     void OnCompleted(const Prediction& prediction) override {
-      absl::MutexLock lock(&reactor_->mu_);
-      if (reactor_->finished_) return;  // the client went away first
-      ToProto(prediction, reactor_->response_);
-      reactor_->FinishLocked(grpc::Status::OK);
+      {
+        absl::MutexLock lock(&reactor_->mu_);
+        if (!reactor_->Claim()) return;  // the client went away first
+        ToProto(prediction, reactor_->response_);
+      }
+      reactor_->Finish(grpc::Status::OK);  // this observer's reference keeps the reactor
     }
     bool WantsEachOutput() const override { return false; }  // a unary answer: the end only
 
@@ -127,10 +140,11 @@ class PredictReactor final : public CountedReactor<grpc::ServerUnaryReactor> {
     PredictReactor* const reactor_;
   };
 
-  void FinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finished_) return;
+  // Whether the caller is the one to call Finish: the first to ask, once.
+  bool Claim() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return false;
     finished_ = true;
-    Finish(status);
+    return true;
   }
 
   PredictionService* const core_;

@@ -4,9 +4,11 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
@@ -198,6 +200,58 @@ TEST_F(GrpcServiceTest, UnaryPredictPastItsDeadlineFinishesAndItsPredictionMayEn
   EXPECT_EQ(channel_.Await(runner::ServerMessage::kCancel), "u-1");
   ShutdownServer();
   Done("u-1", runner::DONE_STATUS_CANCELED);
+}
+
+// The unary reactor's reactions run inline on whichever thread triggers them
+// (InternalInlineable): a client's cancel on gRPC's thread, racing the runner's
+// answer on the core's. Each call still finishes once, with the answer or
+// CANCELLED, and each canceled prediction is canceled in the runner.
+TEST_F(GrpcServiceTest, UnaryCallsCanceledByTheirClientsRacingTheirAnswers) {
+  for (int i = 0; i < 50; ++i) {
+    grpc::ClientContext context;
+    v1::PredictionRequest request;
+    request.set_id("race-" + std::to_string(i));
+    v1::Prediction response;
+    absl::Notification finished;
+    grpc::Status status;
+    stub_->async()->Predict(&context, &request, &response, [&](grpc::Status s) {
+      status = std::move(s);
+      finished.Notify();
+    });
+    EXPECT_EQ(channel_.Await(runner::ServerMessage::kPredict), request.id());
+    std::thread answer([&] { Done(request.id(), runner::DONE_STATUS_SUCCEEDED); });
+    if (i % 2 == 0) context.TryCancel();
+    answer.join();
+    finished.WaitForNotification();
+    if (status.ok()) {
+      EXPECT_EQ(response.id(), request.id());
+      EXPECT_EQ(response.status(), v1::PREDICTION_STATUS_SUCCEEDED);
+    } else {
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED) << status.error_message();
+      EXPECT_EQ(i % 2, 0) << "only the calls that were canceled may fail";
+    }
+  }
+  ShutdownServer();
+}
+
+TEST_F(GrpcServiceTest, UnaryCallCanceledByItsClientCancelsItsPrediction) {
+  grpc::ClientContext context;
+  v1::PredictionRequest request;
+  request.set_id("u-2");
+  v1::Prediction response;
+  absl::Notification finished;
+  grpc::Status status;
+  stub_->async()->Predict(&context, &request, &response, [&](grpc::Status s) {
+    status = std::move(s);
+    finished.Notify();
+  });
+  EXPECT_EQ(channel_.Await(runner::ServerMessage::kPredict), "u-2");
+  context.TryCancel();
+  finished.WaitForNotification();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_EQ(channel_.Await(runner::ServerMessage::kCancel), "u-2");
+  ShutdownServer();
+  Done("u-2", runner::DONE_STATUS_CANCELED);
 }
 
 TEST_F(GrpcServiceTest, ManyCanceledStreamsAllFinish) {
