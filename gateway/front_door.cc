@@ -28,6 +28,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "server/json.h"
 #include "spdlog/spdlog.h"
@@ -237,6 +238,8 @@ class Connection final {
   // be served: the client's input ended or the socket failed, or the body was
   // refused (answered here).
   bool ReadBody(const BodyFraming& framing, std::string* body) {
+    body_started_ = Clock::now();
+    body_bytes_ = 0;
     switch (framing.kind) {
       case BodyFraming::Kind::kNone:
         return true;
@@ -343,6 +346,7 @@ class Connection final {
     const size_t first = static_cast<size_t>(std::min<uint64_t>(length, buffered().size()));
     body->append(buffer_.get() + begin_, first);
     begin_ += first;
+    body_bytes_ += first;
     // The rest straight from the socket into the body, which grows (by
     // doubling) only as bytes arrive: a length that is only claimed costs
     // nothing.
@@ -355,6 +359,7 @@ class Connection final {
       const ssize_t n = ::recv(fd_, body->data() + got, body->size() - got, MSG_DONTWAIT);
       if (n > 0) {
         got += static_cast<size_t>(n);
+        body_bytes_ += static_cast<uint64_t>(n);
         continue;
       }
       if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) return false;
@@ -398,21 +403,49 @@ class Connection final {
     }
   }
 
-  // Reads more of a body into the buffer within the read timeout.
+  // Reads more of a body into the buffer, within the read timeout and the
+  // body's rate.
   bool FillBody() {
-    const Wait wait = Fill(After(options_.read_timeout), /*watch_stop=*/false);
-    if (wait == Wait::kTimeout) RefuseStalledBody();
+    const size_t before = end_ - begin_;
+    const Wait wait = Fill(BodyDeadline(), /*watch_stop=*/false);
+    if (wait == Wait::kReady) body_bytes_ += (end_ - begin_) - before;
+    if (wait == Wait::kTimeout) RefuseSlowBody();
     return wait == Wait::kReady;
   }
 
-  // Waits for more of a body within the read timeout.
+  // Waits for more of a body, within the read timeout and the body's rate.
   bool WaitForBody() {
-    const Wait wait = WaitForInput(After(options_.read_timeout), /*watch_stop=*/false);
-    if (wait == Wait::kTimeout) RefuseStalledBody();
+    const Wait wait = WaitForInput(BodyDeadline(), /*watch_stop=*/false);
+    if (wait == Wait::kTimeout) RefuseSlowBody();
     return wait == Wait::kReady;
   }
 
-  void RefuseStalledBody() {
+  // When the body's next byte is due: within read_timeout of now, and by
+  // when the bytes so far keep the minimum rate after the grace.
+  Clock::time_point BodyDeadline() const {
+    return std::min(After(options_.read_timeout), RateDeadline());
+  }
+
+  Clock::time_point RateDeadline() const {
+    const uint64_t rate = options_.min_body_bytes_per_second;
+    if (rate == 0) return Clock::time_point::max();
+    const std::chrono::duration<double> earned(static_cast<double>(body_bytes_) /
+                                               static_cast<double>(rate));
+    return body_started_ +
+           std::chrono::duration_cast<Clock::duration>(
+               absl::ToChronoNanoseconds(options_.body_grace) + earned);
+  }
+
+  void RefuseSlowBody() {
+    const Clock::time_point now = Clock::now();
+    if (now >= RateDeadline()) {
+      const double seconds = std::chrono::duration<double>(now - body_started_).count();
+      Refuse(408, absl::StrCat("The request body arrived too slowly: ", body_bytes_, " bytes in ",
+                               absl::StrFormat("%.1f", seconds), " s; after the first ",
+                               absl::FormatDuration(options_.body_grace), " a body must average ",
+                               options_.min_body_bytes_per_second, " bytes/s"));
+      return;
+    }
     Refuse(408, absl::StrCat("The request body stopped arriving: no byte for ",
                              absl::FormatDuration(options_.read_timeout)));
   }
@@ -442,6 +475,9 @@ class Connection final {
   size_t written_ = 0;
   bool answered_ = false;  // refused: nothing more goes out
   bool write_failed_ = false;
+  // The body being read: when its reading began, and its bytes since.
+  Clock::time_point body_started_;
+  uint64_t body_bytes_ = 0;
 };
 
 // A streamed response's body, in chunks (HTTP/1.1) or as it comes, delimited

@@ -352,6 +352,50 @@ TEST(FrontDoorTest, ABodyThatStopsArrivingIs408) {
   EXPECT_TRUE(client.Closed(absl::Seconds(5)));
 }
 
+// Each byte comes well within read_timeout, but the body falls behind the
+// minimum rate once the grace has passed: refused, long before it would end.
+TEST(FrontDoorTest, ABodyTrickledTooSlowlyIs408AfterItsGrace) {
+  FrontDoorOptions options = SmallLimits();
+  options.read_timeout = absl::Seconds(5);
+  options.body_grace = absl::Milliseconds(300);
+  options.min_body_bytes_per_second = 100;
+  Served served(options);
+  Client client(served.port());
+  const absl::Time start = absl::Now();
+  ASSERT_TRUE(client.Send("POST /echo HTTP/1.1\r\nContent-Length: 900\r\n\r\n"));
+  std::string response;
+  for (int i = 0; i < 900 && absl::Now() - start < absl::Seconds(8); ++i) {
+    if (!client.Send("x")) break;  // refused and closed: the send may fail
+    response = client.Response(absl::Milliseconds(50));
+    if (!response.empty()) break;
+  }
+  if (response.empty()) response = client.Response();
+  EXPECT_TRUE(absl::StartsWith(response, "408 ")) << response;
+  EXPECT_TRUE(absl::StrContains(response, "arrived too slowly")) << response;
+  EXPECT_TRUE(absl::StrContains(response, "100 bytes/s")) << response;
+  // ~20 bytes a second: behind 100/s from the grace's end on, so refused
+  // soon after it, not after the 45 s the whole body would take.
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  EXPECT_TRUE(client.Closed(absl::Seconds(5)));
+}
+
+// A body that keeps the rate is read whole however long it takes.
+TEST(FrontDoorTest, ASlowBodyThatKeepsTheRateIsServed) {
+  FrontDoorOptions options = SmallLimits();
+  options.body_grace = absl::Milliseconds(100);
+  options.min_body_bytes_per_second = 1000;
+  Served served(options);
+  Client client(served.port());
+  ASSERT_TRUE(client.Send("POST /echo HTTP/1.1\r\nContent-Length: 600\r\n\r\n"));
+  for (int i = 0; i < 6; ++i) {  // 100 bytes every 50 ms: 2,000 bytes/s
+    ASSERT_TRUE(client.Send(std::string(100, 'a' + i)));
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  const std::string response = client.Response();
+  EXPECT_TRUE(absl::StartsWith(response, "200 ")) << response;
+  EXPECT_EQ(response.size(), 4 + 600u) << response;
+}
+
 TEST(FrontDoorTest, ALargeBodyArrivesWhole) {
   FrontDoorOptions options = SmallLimits();
   options.limits.max_body_bytes = 8 << 20;

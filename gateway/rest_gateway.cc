@@ -296,6 +296,8 @@ FrontDoorOptions FrontDoorOptionsFor(const RestGateway::Options& options) {
   front_door.max_connections = options.max_connections;
   front_door.header_timeout = options.header_timeout;
   front_door.keep_alive_timeout = options.keep_alive_timeout;
+  front_door.min_body_bytes_per_second = options.min_body_bytes_per_second;
+  front_door.body_grace = options.header_timeout;  // a body's grace is a head's deadline
   return front_door;
 }
 

@@ -22,6 +22,7 @@
 #ifndef COG_GATEWAY_REST_GATEWAY_H_
 #define COG_GATEWAY_REST_GATEWAY_H_
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -52,6 +53,7 @@ class RestGateway {
     int max_connections = 256;           // further connections get 503
     absl::Duration header_timeout = absl::Seconds(10);      // first byte to end of head; then 408
     absl::Duration keep_alive_timeout = absl::Seconds(60);  // idle between requests; then closed
+    uint64_t min_body_bytes_per_second = 16 << 10;  // a body slower than this gets 408 after header_timeout
     std::function<void()> request_shutdown;
     // GET /metrics renders these; null: no /metrics route.
     const PredictionMetrics* metrics = nullptr;

@@ -82,6 +82,10 @@ ABSL_FLAG(int, max_connections, 256,
           "Most HTTP connections open at once; further ones are answered 503 and closed");
 ABSL_FLAG(double, header_timeout, 10.0,
           "Seconds an HTTP request has from its first byte to the end of its headers; then 408");
+ABSL_FLAG(int64_t, min_body_rate, 16 << 10,
+          "Bytes per second a request body must average once --header-timeout has passed "
+          "since it began; a slower one gets 408 (0: no minimum; each read of a body still "
+          "waits at most 5 s)");
 ABSL_FLAG(double, keep_alive_timeout, 60.0,
           "Seconds an idle HTTP keep-alive connection is kept open waiting for its next request");
 ABSL_FLAG(double, healthcheck_interval, 10.0,
@@ -429,6 +433,8 @@ int Run() {
   rest_options.max_connections = absl::GetFlag(FLAGS_max_connections);
   rest_options.header_timeout = absl::Seconds(absl::GetFlag(FLAGS_header_timeout));
   rest_options.keep_alive_timeout = absl::Seconds(absl::GetFlag(FLAGS_keep_alive_timeout));
+  rest_options.min_body_bytes_per_second =
+      static_cast<uint64_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_min_body_rate)));
   RestGateway gateway(&core, rest_options);
   absl::StatusOr<int> http_port = gateway.Start();
   if (!http_port.ok()) {

@@ -335,6 +335,49 @@ class SlowClientsTest(unittest.TestCase):
         finally:
             server.stop()
 
+    def test_a_body_trickled_below_min_body_rate_is_408_after_the_header_timeout(self):
+        # Each byte comes well within the 5 s a read may wait: only the rate
+        # (--min-body-rate, counted from --header-timeout on) ends it.
+        server = CogServer("echo", args=["--header-timeout", "1", "--min-body-rate", "100"])
+        try:
+            server.wait_for_status("READY")
+            sock = connect(server, timeout=30)
+            body = json.dumps({"input": {"s": "x" * 2000}}).encode()
+            start = time.monotonic()
+            sock.sendall(b"POST /predictions HTTP/1.1\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n" % len(body))
+            received = b""
+            for byte in body:  # ~20 bytes a second: the whole body would take ~100 s
+                try:
+                    sock.sendall(bytes([byte]))
+                except OSError:
+                    break  # refused and closed
+                readable, _, _ = select.select([sock], [], [], 0.05)
+                if readable:
+                    break
+                if time.monotonic() - start > 20:
+                    break
+            while True:
+                chunk = sock.recv(65536)  # the socket timeout (30 s) fails the test
+                if not chunk:
+                    break
+                received += chunk
+            waited = time.monotonic() - start
+            sock.close()
+            print("a body trickled at ~20 bytes/s with --min-body-rate 100 was refused after %.2f s"
+                  % waited)
+            self.assertTrue(received.startswith(b"HTTP/1.1 408 "), received)
+            self.assertIn(b"The request body arrived too slowly", received)
+            self.assertIn(b"100 bytes/s", received)
+            self.assertLess(waited, 15)
+            # The server is not held: it serves the next client at once.
+            self.assertEqual(server.health()["status"], "READY")
+            status, _, body = server.request("POST", "/predictions", {"input": {"s": "after"}})
+            self.assertEqual(status, 200, body)
+            self.assertEqual(body["output"], "after")
+        finally:
+            server.stop()
+
     def test_connections_over_max_connections_are_503_until_one_closes(self):
         server = CogServer("echo", args=["--max-connections", "4"])
         idle = []
