@@ -5,7 +5,9 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <linux/sockios.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -179,7 +181,15 @@ class Connection final {
 
   Connection(int fd, const FrontDoorOptions& options, int stop_event)
       : fd_(fd), options_(options), stop_event_(stop_event) {}
-  ~Connection() { ::close(fd_); }
+  ~Connection() {
+    if (write_failed_) {
+      // A reset, not a close: the kernel would otherwise go on feeding what
+      // is queued (megabytes) to a client that reads too slowly.
+      const linger abort{1, 0};
+      ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &abort, sizeof(abort));
+    }
+    ::close(fd_);
+  }
 
   bool failed() const { return answered_ || write_failed_; }
 
@@ -275,9 +285,11 @@ class Connection final {
   }
 
   // Sends `parts` in order, in one sendmsg() when the socket takes them all.
-  // With `wait`, until every byte is out or the socket has taken none for the
-  // write timeout (the connection has then failed); without, only what the
-  // socket takes now. Returns the bytes sent.
+  // With `wait`, until every byte is out, or the socket has taken none for the
+  // write timeout or, past the grace, has fallen behind the minimum rate (the
+  // connection has then failed: a client reading a large answer a few bytes
+  // at a time does not hold its thread); without, only what the socket takes
+  // now. Returns the bytes sent.
   size_t Write(std::initializer_list<absl::string_view> parts, bool wait) {
     if (write_failed_) return 0;
     iovec iov[4];
@@ -288,6 +300,10 @@ class Connection final {
     size_t sent = 0;
     size_t first = 0;
     Clock::time_point deadline = After(options_.write_timeout);
+    // From the first time the client holds the write up: when, and what it
+    // had taken by then (bytes sent less those still queued in the kernel).
+    std::optional<Clock::time_point> blocked_since;
+    int64_t taken_then = 0;
     while (first < count) {
       msghdr message{};
       message.msg_iov = iov + first;
@@ -308,14 +324,32 @@ class Connection final {
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
         if (!wait) break;
-        pollfd out{fd_, POLLOUT, 0};
-        if (::poll(&out, 1, MillisecondsUntil(deadline)) > 0) continue;
+        // Held up by the client: what it takes from now on (not what the
+        // kernel queues for it, megabytes on loopback) must keep the rate.
+        const int64_t taken = static_cast<int64_t>(sent) - static_cast<int64_t>(Unsent());
+        if (!blocked_since.has_value()) {
+          blocked_since = Clock::now();
+          taken_then = taken;
+        }
+        const Clock::time_point rate_due = RateDeadline(
+            *blocked_since, static_cast<uint64_t>(std::max<int64_t>(0, taken - taken_then)));
+        if (Clock::now() < rate_due) {
+          pollfd out{fd_, POLLOUT, 0};
+          if (::poll(&out, 1, MillisecondsUntil(std::min(deadline, rate_due))) > 0) continue;
+        }
       }
       write_failed_ = true;
       break;
     }
     written_ += sent;
     return sent;
+  }
+
+  // Bytes written to the socket that its peer has not acknowledged yet.
+  size_t Unsent() const {
+    int queued = 0;
+    if (::ioctl(fd_, SIOCOUTQ, &queued) != 0 || queued < 0) return 0;
+    return static_cast<size_t>(queued);
   }
 
   // Write() with waiting; false if the connection has failed.
@@ -423,22 +457,23 @@ class Connection final {
   // When the body's next byte is due: within read_timeout of now, and by
   // when the bytes so far keep the minimum rate after the grace.
   Clock::time_point BodyDeadline() const {
-    return std::min(After(options_.read_timeout), RateDeadline());
+    return std::min(After(options_.read_timeout), RateDeadline(body_started_, body_bytes_));
   }
 
-  Clock::time_point RateDeadline() const {
+  // When a transfer that began at `started` and has moved `bytes` falls
+  // behind the minimum rate.
+  Clock::time_point RateDeadline(Clock::time_point started, uint64_t bytes) const {
     const uint64_t rate = options_.min_body_bytes_per_second;
     if (rate == 0) return Clock::time_point::max();
-    const std::chrono::duration<double> earned(static_cast<double>(body_bytes_) /
+    const std::chrono::duration<double> earned(static_cast<double>(bytes) /
                                                static_cast<double>(rate));
-    return body_started_ +
-           std::chrono::duration_cast<Clock::duration>(
-               absl::ToChronoNanoseconds(options_.body_grace) + earned);
+    return started + std::chrono::duration_cast<Clock::duration>(
+                         absl::ToChronoNanoseconds(options_.body_grace) + earned);
   }
 
   void RefuseSlowBody() {
     const Clock::time_point now = Clock::now();
-    if (now >= RateDeadline()) {
+    if (now >= RateDeadline(body_started_, body_bytes_)) {
       const double seconds = std::chrono::duration<double>(now - body_started_).count();
       Refuse(408, absl::StrCat("The request body arrived too slowly: ", body_bytes_, " bytes in ",
                                absl::StrFormat("%.1f", seconds), " s; after the first ",

@@ -12,7 +12,8 @@
 //     with 413 once it passes `limits.max_body_bytes`), answering
 //     `Expect: 100-continue` first; 408 and close for a body that stops for
 //     `read_timeout`, or falls behind `min_body_bytes_per_second` after
-//     `body_grace`;
+//     `body_grace` (an answer the client reads as slowly: the connection is
+//     closed);
 //   * calls the handler on the connection's thread, then writes its answer
 //     (the head and body in one send; a streamed one chunked as it comes),
 //     unless the handler had it sent from another thread already
@@ -68,11 +69,12 @@ struct FrontDoorOptions {
   // How long one read of a body, or one write of a response, may wait.
   absl::Duration read_timeout = absl::Seconds(5);
   absl::Duration write_timeout = absl::Seconds(5);
-  // A body must keep up this average rate once `body_grace` has passed: by
-  // `body_grace` + n / rate after its first byte was awaited, n bytes must be
-  // in. A client trickling a byte every few seconds (each read within
-  // read_timeout) would otherwise hold a connection, and a thread, for as long
-  // as its body is long. 0 turns the rate off.
+  // A body, a request's coming in or an answer's going out, must keep up this
+  // average rate once `body_grace` has passed: by `body_grace` + n / rate
+  // after it began, n bytes must have moved. A client trickling a byte every
+  // few seconds, or reading an answer that slowly (each read or write within
+  // its timeout), would otherwise hold a connection, and a thread, for as long
+  // as the body is long. 0 turns the rate off.
   absl::Duration body_grace = absl::Seconds(10);
   uint64_t min_body_bytes_per_second = 16 << 10;
 };

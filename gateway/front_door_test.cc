@@ -77,7 +77,11 @@ class Served {
 // A raw client socket.
 class Client {
  public:
-  explicit Client(int port) : fd_(socket(AF_INET, SOCK_STREAM, 0)) {
+  // `receive_buffer`: SO_RCVBUF before connecting (0: the kernel's).
+  explicit Client(int port, int receive_buffer = 0) : fd_(socket(AF_INET, SOCK_STREAM, 0)) {
+    if (receive_buffer > 0) {
+      setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof(receive_buffer));
+    }
     sockaddr_in address{};
     address.sin_family = AF_INET;
     address.sin_port = htons(static_cast<uint16_t>(port));
@@ -154,6 +158,17 @@ class Client {
 
   int fd_;
   std::string input_;
+
+ public:
+  // Reads at most `n` bytes (waiting up to `timeout`); how many came, 0 at
+  // the end of the connection or when none came.
+  size_t ReadSome(size_t n, absl::Duration timeout) {
+    pollfd in{fd_, POLLIN, 0};
+    if (poll(&in, 1, static_cast<int>(absl::ToInt64Milliseconds(timeout))) <= 0) return 0;
+    std::string buffer(n, '\0');
+    const ssize_t got = recv(fd_, buffer.data(), n, 0);
+    return got > 0 ? static_cast<size_t>(got) : 0;
+  }
 };
 
 FrontDoorOptions SmallLimits() {
@@ -394,6 +409,51 @@ TEST(FrontDoorTest, ASlowBodyThatKeepsTheRateIsServed) {
   const std::string response = client.Response();
   EXPECT_TRUE(absl::StartsWith(response, "200 ")) << response;
   EXPECT_EQ(response.size(), 4 + 600u) << response;
+}
+
+// A client that reads a large answer a little at a time (each read keeping
+// the write within its timeout) falls behind the rate: the server gives up on
+// it and closes, long before the answer would be out.
+TEST(FrontDoorTest, AnAnswerReadTooSlowlyEndsTheConnection) {
+  FrontDoorOptions options = SmallLimits();
+  options.body_grace = absl::Milliseconds(300);
+  options.min_body_bytes_per_second = 64 << 10;
+  Served served(options);
+  Client client(served.port(), /*receive_buffer=*/4096);
+  ASSERT_TRUE(client.Send("POST /early HTTP/1.1\r\nContent-Length: 8\r\n\r\n16000000"));
+  const absl::Time start = absl::Now();
+  size_t received = 0;
+  while (absl::Now() - start < absl::Seconds(20)) {
+    const size_t got = client.ReadSome(1024, absl::Seconds(6));  // ~10 KiB/s at most
+    if (got == 0) break;  // closed (or nothing for 6 s: the write timeout is 5 s)
+    received += got;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_LT(received, 16000000u);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(15)) << received << " bytes read";
+  // The server still serves others.
+  Client other(served.port());
+  ASSERT_TRUE(other.Send("GET /ok HTTP/1.1\r\n\r\n"));
+  EXPECT_EQ(other.Response(), "200 ok");
+}
+
+// A client that reads slowly but above the rate gets the whole answer.
+TEST(FrontDoorTest, AnAnswerReadSlowlyButAboveTheRateArrivesWhole) {
+  FrontDoorOptions options = SmallLimits();
+  options.body_grace = absl::Milliseconds(300);
+  options.min_body_bytes_per_second = 100 << 10;
+  Served served(options);
+  Client client(served.port(), /*receive_buffer=*/8192);
+  ASSERT_TRUE(client.Send("POST /early HTTP/1.1\r\nContent-Length: 7\r\n\r\n1000000"));
+  const absl::Time start = absl::Now();
+  size_t received = 0;
+  while (received < 1000000 && absl::Now() - start < absl::Seconds(30)) {
+    const size_t got = client.ReadSome(4096, absl::Seconds(6));  // ~400 KiB/s at most
+    if (got == 0) break;
+    received += got;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_GT(received, 1000000u) << "the head and 1,000,000 bytes of body";
 }
 
 TEST(FrontDoorTest, ALargeBodyArrivesWhole) {

@@ -84,8 +84,9 @@ ABSL_FLAG(double, header_timeout, 10.0,
           "Seconds an HTTP request has from its first byte to the end of its headers; then 408");
 ABSL_FLAG(int64_t, min_body_rate, 16 << 10,
           "Bytes per second a request body must average once --header-timeout has passed "
-          "since it began; a slower one gets 408 (0: no minimum; each read of a body still "
-          "waits at most 5 s)");
+          "since it began (a slower one gets 408), and a client must read an answer it holds "
+          "up (else the connection is reset); 0: no minimum (each read or write still waits "
+          "at most 5 s)");
 ABSL_FLAG(double, keep_alive_timeout, 60.0,
           "Seconds an idle HTTP keep-alive connection is kept open waiting for its next request");
 ABSL_FLAG(double, healthcheck_interval, 10.0,

@@ -378,6 +378,44 @@ class SlowClientsTest(unittest.TestCase):
         finally:
             server.stop()
 
+    def test_a_client_reading_a_large_answer_below_min_body_rate_is_reset(self):
+        server = CogServer("echo", args=["--header-timeout", "1", "--min-body-rate", "1000000"])
+        try:
+            server.wait_for_status("READY")
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+            sock.settimeout(30)
+            sock.connect(("127.0.0.1", server.http_port))
+            body = json.dumps({"input": {"s": "y" * (8 << 20)}}).encode()  # echoed twice: 16 MiB
+            sock.sendall(b"POST /predictions HTTP/1.1\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            start = time.monotonic()
+            received = 0
+            ended = None
+            while time.monotonic() - start < 60:
+                try:
+                    chunk = sock.recv(4096)  # ~80 KB/s, against 1 MB/s
+                except ConnectionResetError:
+                    ended = "reset"
+                    break
+                if not chunk:
+                    ended = "closed"
+                    break
+                received += len(chunk)
+                time.sleep(0.05)
+            waited = time.monotonic() - start
+            sock.close()
+            print("a client reading at ~80 KB/s with --min-body-rate 1000000: %s after %.2f s, "
+                  "%d bytes read" % (ended, waited, received))
+            self.assertIsNotNone(ended, "the server kept feeding a client below the rate")
+            self.assertLess(received, 16 << 20)
+            self.assertLess(waited, 30)
+            self.assertEqual(server.health()["status"], "READY")
+            status, _, answer = server.request("POST", "/predictions", {"input": {"s": "after"}})
+            self.assertEqual(status, 200, answer)
+        finally:
+            server.stop()
+
     def test_connections_over_max_connections_are_503_until_one_closes(self):
         server = CogServer("echo", args=["--max-connections", "4"])
         idle = []
