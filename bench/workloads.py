@@ -10,7 +10,7 @@ predictors in bench/predictors/:
   null        POST /predictions, echo predictor; then the RSS of the server,
               the runner's guardian and the runner
   startup     exec of cog-server to its first READY health check, 11 starts
-  async       async echo predictor (concurrency.max 32) at 1, 8 and 32 connections
+  async       async echo predictor (concurrency.max 32) at 1, 2, 4, 8, 16 and 32 connections
   generator   a generator of 100 items, sync request (the whole list back)
   first item  how long after the predictor yields its first item it reaches
               an SSE client and a gRPC PredictStream client (the item is the
@@ -60,6 +60,16 @@ def wrk(port: int, body: Optional[str], seconds: float, connections: int = 1,
     command.append(f"http://127.0.0.1:{port}{path}")
     output = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
     return string_io.parse_wrk(output)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used (its exited threads included)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kib(pid: int) -> int:
@@ -210,7 +220,19 @@ def main() -> None:
         # server cancels them when it sees the close): the measured run starts
         # on an idle server, not with 409s.
         server.wait_ready(30)
+        # CPU of the server and of the runner (its guardian and the runner
+        # itself) while the case runs: per request, and as busy cores.
+        runner = descendants(server.process.pid)
+        before = (cpu_seconds(server.process.pid), sum(cpu_seconds(pid) for pid in runner))
+        started = time.monotonic()
         result = wrk(server.port, body, args.duration, connections, path)
+        elapsed = time.monotonic() - started
+        used = (cpu_seconds(server.process.pid) - before[0],
+                sum(cpu_seconds(pid) for pid in runner) - before[1])
+        requests = max(1.0, result["rps"] * args.duration)
+        cpu = (f"CPU/request server {used[0] / requests * 1e6:,.0f} µs, runner {used[1] / requests * 1e6:,.0f} µs"
+               f" (cores busy {used[0] / elapsed:.2f} / {used[1] / elapsed:.2f})")
+        extra = (extra + "; " if extra else "") + cpu
         if result["errors"]:
             extra = (extra + "; " if extra else "") + f"{result['errors']} non-2xx"
         rows.append((case, result["p50"] * 1e3, result["p99"] * 1e3, result["rps"], extra))
@@ -246,7 +268,9 @@ def main() -> None:
         if "async" in only:
             server = Server(binary, "async_echo", workdir)
             try:
-                for connections in (1, 8, 32):
+                # The curve: throughput should grow with connections until the
+                # runner's one core is busy (its "cores busy" near 1).
+                for connections in (1, 2, 4, 8, 16, 32):
                     measure(f"async {connections}", server, body("async", {"input": {"s": "hello"}}),
                             connections)
             finally:
