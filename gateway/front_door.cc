@@ -53,8 +53,9 @@ constexpr size_t kResidentThreads = 8;
 // briefly, to be told 503.
 constexpr int kSpareThreads = 16;
 
+// Capped at a year: a timeout from a huge flag must not overflow the clock.
 Clock::time_point After(absl::Duration duration) {
-  return Clock::now() + absl::ToChronoNanoseconds(duration);
+  return Clock::now() + absl::ToChronoNanoseconds(std::min(duration, absl::Hours(24 * 365)));
 }
 
 int MillisecondsUntil(Clock::time_point deadline) {
@@ -465,10 +466,12 @@ class Connection final {
   Clock::time_point RateDeadline(Clock::time_point started, uint64_t bytes) const {
     const uint64_t rate = options_.min_body_bytes_per_second;
     if (rate == 0) return Clock::time_point::max();
-    const std::chrono::duration<double> earned(static_cast<double>(bytes) /
-                                               static_cast<double>(rate));
-    return started + std::chrono::duration_cast<Clock::duration>(
-                         absl::ToChronoNanoseconds(options_.body_grace) + earned);
+    // In seconds, capped at a year: a grace from a huge --header-timeout
+    // must not overflow the clock.
+    const double due = std::min(absl::ToDoubleSeconds(options_.body_grace) +
+                                    static_cast<double>(bytes) / static_cast<double>(rate),
+                                365.0 * 24 * 3600);
+    return started + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(due));
   }
 
   void RefuseSlowBody() {
