@@ -1,11 +1,15 @@
 // Prediction benchmark: starts the real cog-server on a predictor and measures
 // sequential requests from one client over REST (keep-alive) and gRPC:
-// requests/s, p50, p99, and the RSS of the server and the runner. The same
-// server's /health-check and gRPC Health, which never reach the runner, are
-// measured in the same run as the floor.
+// requests/s, p50, p99, the server's CPU and thread wake-ups and the client's
+// CPU per request, and the RSS of the server and the runner. The same server's
+// /health-check and gRPC Health, which never reach the runner, are measured in
+// the same run as the floor. With --stream_first_item (bench/predictors/gen),
+// also the time from the predictor's yield to the first item's arrival over
+// gRPC PredictStream, with this C++ client.
 //
 //   prediction_bench --server PATH --predictor DIR [--body JSON] [--expect TEXT]
 //                    [--requests N] [--grpc=false] [--floors=false]
+//                    [--stream_first_item]
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -25,7 +29,9 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "cog/v1/predictor.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "httplib.h"
@@ -42,6 +48,10 @@ ABSL_FLAG(std::string, expect, "\"output\":\"hello\"", "Text every REST response
 ABSL_FLAG(std::string, name, "null predictor", "What the predictor is, for the report");
 ABSL_FLAG(bool, grpc, true, "Also measure gRPC Predict");
 ABSL_FLAG(bool, floors, true, "Also measure the no-runner floors (health checks)");
+ABSL_FLAG(bool, stream_first_item, false,
+          "For a predictor whose items are the wall-clock time (ns) they were yielded at "
+          "(bench/predictors/gen): also measure yield -> arrival of the first item over gRPC "
+          "PredictStream");
 ABSL_FLAG(bool, upload_sink, false,
           "Start a local HTTP server that takes uploads and pass it as --upload-url");
 
@@ -207,6 +217,7 @@ int main(int argc, char** argv) {
   const std::string expect = absl::GetFlag(FLAGS_expect);
   const std::string name = absl::GetFlag(FLAGS_name);
   std::vector<Result> results;
+  std::string stream_line;
   if (absl::GetFlag(FLAGS_floors)) {
     results.push_back(Measure("REST  GET /health-check (floor: no runner hop)", server_pid, [&] {
       auto response = http.Get("/health-check");
@@ -239,6 +250,41 @@ int main(int argc, char** argv) {
       return stub->Predict(&context, request, &response).ok() &&
              response.status() == cog::v1::PREDICTION_STATUS_SUCCEEDED;
     }));
+    if (absl::GetFlag(FLAGS_stream_first_item)) {
+      // From the predictor's yield (the item's value, read off the same
+      // clock) to the item's arrival here.
+      std::vector<double> first_item_us;
+      int failures = 0;
+      const int warmup = absl::GetFlag(FLAGS_warmup);
+      for (int i = 0; i < warmup + absl::GetFlag(FLAGS_requests); ++i) {
+        grpc::ClientContext context;
+        auto reader = stub->PredictStream(&context, request);
+        cog::v1::PredictionEvent event;
+        while (reader->Read(&event)) {
+          if (!event.has_output() || event.output().index() != 0) continue;
+          const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                  std::chrono::system_clock::now().time_since_epoch())
+                                  .count();
+          int64_t yielded = 0;
+          if (!absl::SimpleAtoi(event.output().value().string_value(), &yielded)) {
+            ++failures;
+          } else if (i >= warmup) {
+            first_item_us.push_back(static_cast<double>(now - yielded) / 1e3);
+          }
+        }
+        if (!reader->Finish().ok()) ++failures;
+      }
+      std::sort(first_item_us.begin(), first_item_us.end());
+      stream_line = first_item_us.empty()
+                        ? std::string("gRPC PredictStream: no item carried a time "
+                                      "(use bench/predictors/gen)")
+                        : absl::StrFormat(
+                              "gRPC PredictStream, the predictor's yield -> the first item here: "
+                              "p50 %.1f us, p99 %.1f us (%d streams, %d errors)",
+                              first_item_us[first_item_us.size() / 2],
+                              first_item_us[first_item_us.size() * 99 / 100],
+                              static_cast<int>(first_item_us.size()), failures);
+    }
   }
 
   long runner_rss = 0;
@@ -256,6 +302,7 @@ int main(int argc, char** argv) {
   }
   std::printf("(CPU and wake-ups per request; a wake-up is a voluntary context switch of one of\n"
               " the server's threads. The runner's are not counted.)\n");
+  if (!stream_line.empty()) std::printf("\n%s\n", stream_line.c_str());
   std::printf("\nRSS: cog-server %.1f MiB, runner %.1f MiB, total %.1f MiB\n", server_rss / 1024.0,
               runner_rss / 1024.0, (server_rss + runner_rss) / 1024.0);
   if (sink_thread.joinable()) {
