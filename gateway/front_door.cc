@@ -46,6 +46,9 @@ constexpr size_t kReadChunk = 64 << 10;
 // dropped before closing: a close with unread input sends a reset, which can
 // destroy the answer before the client reads it.
 constexpr auto kLinger = std::chrono::seconds(2);
+// How long a keep-alive connection keeps its read buffer while it waits for
+// its next request.
+constexpr absl::Duration kKeepBufferWhileIdle = absl::Milliseconds(200);
 // Threads that have served no connection for this long end, down to a few.
 constexpr absl::Duration kIdleThreadLifetime = absl::Seconds(30);
 constexpr size_t kResidentThreads = 8;
@@ -760,7 +763,18 @@ void FrontDoorServer::ServeRequests(int fd) {
     if (connection.buffered().empty()) {
       const Clock::time_point idle_deadline =
           After(first ? options_.header_timeout : options_.keep_alive_timeout);
-      if (connection.Fill(idle_deadline, /*watch_stop=*/true) != Connection::Wait::kReady) return;
+      // The read buffer (64 KiB) is kept for a client that sends its next
+      // request soon, and let go by one that idles: freeing it after every
+      // request made glibc consolidate its fastbins each time (the block is
+      // past its threshold): 2.8% of the server's CPU (perf) with 32 busy
+      // keep-alive connections.
+      Connection::Wait wait = connection.Fill(std::min(idle_deadline, After(kKeepBufferWhileIdle)),
+                                              /*watch_stop=*/true);
+      if (wait == Connection::Wait::kTimeout && Clock::now() < idle_deadline) {
+        connection.ReleaseBufferIfEmpty();
+        wait = connection.Fill(idle_deadline, /*watch_stop=*/true);
+      }
+      if (wait != Connection::Wait::kReady) return;
     }
     // From its first byte, a request has header_timeout to send its head.
     const Clock::time_point head_deadline = After(options_.header_timeout);
@@ -795,7 +809,6 @@ void FrontDoorServer::ServeRequests(int fd) {
       return;
     }
     if (!connection.ReadBody(framing, &request.body)) return;
-    connection.ReleaseBufferIfEmpty();
     request.socket = fd;
     ConnectionEarlyAnswer early_answer(connection, parsed, stopping_);
     request.early_answer = &early_answer;
