@@ -268,7 +268,7 @@ class Connection final {
     return true;
   }
 
-  // A connection waiting for its next request holds no buffer.
+  // Lets the read buffer go when it holds nothing (a connection that idles).
   void ReleaseBufferIfEmpty() {
     if (begin_ != end_) return;
     buffer_.reset();
