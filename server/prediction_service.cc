@@ -372,6 +372,7 @@ absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
                                                            : runner::KIND_PREDICT);
   predict->set_context_json(DumpJson(request.context));
   predict->set_batch_outputs(batch_outputs);
+  predict->set_batch_text_items(batch_outputs);
   if (file_inputs.empty()) {
     // `prediction` holds the shown input until SendPredict returns.
     const absl::string_view input_text =
@@ -909,6 +910,7 @@ void PredictionService::AppendLogs(Active& active, absl::string_view text) {
 }
 
 void PredictionService::HandleOutput(const runner::Output& output) {
+  if (output.value_items()) return HandleOutputItems(output);
   absl::StatusOr<Json> parsed = output.value_text().empty()
                                     ? ParseRunnerJson(output.value_json(), "an output")
                                     : RunnerText(output.value_text(), "an output");
@@ -942,6 +944,40 @@ void PredictionService::HandleOutput(const runner::Output& output) {
     added = &list.back();
   }
   for (const auto& o : active->observers) o->OnOutput(active->prediction, *added);
+}
+
+// Several items in one frame (Output.value_items): a JSON array, each element
+// an item of its own, as if each had come in an Output of its own.
+void PredictionService::HandleOutputItems(const runner::Output& output) {
+  absl::StatusOr<Json> parsed = ParseRunnerJson(output.value_json(), "outputs");
+  absl::Status error = parsed.status();
+  if (error.ok() && (!parsed->is_array() || !output.files_json().empty() ||
+                     !output.value_text().empty())) {
+    error = absl::InvalidArgumentError(
+        "cog-server could not read outputs from the runner: an Output with value_items must "
+        "carry a JSON array in value_json, and nothing in files_json or value_text");
+  }
+  Active* active;
+  size_t first;
+  {
+    absl::MutexLock lock(&mu_);
+    active = FindActive(output.id());
+    if (active == nullptr) return;
+    if (!error.ok()) {
+      if (active->file_error.empty()) active->file_error = std::string(error.message());
+      return;
+    }
+    Json& list = active->prediction.output;
+    if (!list.is_array()) list = Json::array();
+    first = list.size();
+    for (Json& item : *parsed) list.push_back(std::move(item));
+  }
+  // Only this prediction's own event handling, which this is, changes its
+  // output: the items stay where they are while the observers read them.
+  const Json& list = active->prediction.output;
+  for (size_t i = first; i < list.size(); ++i) {
+    for (const auto& o : active->observers) o->OnOutput(active->prediction, list[i]);
+  }
 }
 
 void PredictionService::HandleMetric(const runner::Metric& metric) {

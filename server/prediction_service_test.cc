@@ -1,5 +1,6 @@
 #include "server/prediction_service.h"
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -254,7 +255,10 @@ TEST_F(PredictionServiceTest, OutputsAreBatchedOnlyWhenNoObserverWantsEachOne) {
   expected.emplace_back("polled", false);
   std::vector<std::pair<std::string, bool>> sent;
   for (const runner::ServerMessage& message : channel_.sent()) {
-    if (message.has_predict()) sent.emplace_back(message.predict().id(), message.predict().batch_outputs());
+    if (!message.has_predict()) continue;
+    sent.emplace_back(message.predict().id(), message.predict().batch_outputs());
+    // Several str items to a frame: only where outputs are batched at all.
+    EXPECT_EQ(message.predict().batch_text_items(), message.predict().batch_outputs());
   }
   EXPECT_EQ(sent, expected);
 }
@@ -311,6 +315,51 @@ TEST_F(PredictionServiceTest, IteratorOutputsAccumulateIntoAList) {
   ASSERT_TRUE(events.completed.has_value());
   EXPECT_EQ(events.completed->output, Json::parse(R"(["a","b"])"));
   EXPECT_EQ(events.seen[1], R"(output "a")");
+}
+
+TEST_F(PredictionServiceTest, SeveralItemsInOneOutputAreEachAnItemInOrder) {
+  Connect();
+  Hello();
+  SetupDone(true);
+  Events events;
+  ASSERT_TRUE(service_->Start(Request("it"), std::make_unique<RecordingObserver>(&events)).ok());
+  auto output = [this](const std::string& json, bool items) {
+    runner::RunnerMessage message;
+    message.mutable_output()->set_id("it");
+    message.mutable_output()->set_value_json(json);
+    message.mutable_output()->set_value_items(items);
+    service_->OnRunnerMessage(message);
+  };
+  output(R"(["a","b \"q\""])", true);
+  output(R"(["c"])", false);  // an item that is a list
+  output(R"([])", true);      // no items
+  output(R"(["d",1,null])", true);
+  Done("it", runner::DONE_STATUS_SUCCEEDED, "");
+  ASSERT_TRUE(events.completed.has_value());
+  EXPECT_EQ(events.completed->status, PredictionStatus::kSucceeded);
+  EXPECT_EQ(events.completed->output, Json::parse(R"(["a","b \"q\"",["c"],"d",1,null])"));
+  // Each heard as an output of its own.
+  EXPECT_EQ(std::count_if(events.seen.begin(), events.seen.end(),
+                          [](const std::string& e) { return e.rfind("output ", 0) == 0; }),
+            6);
+}
+
+TEST_F(PredictionServiceTest, SeveralItemsThatAreNotAListFailThePredictionSayingWhy) {
+  Connect();
+  Hello();
+  SetupDone(true);
+  Events events;
+  ASSERT_TRUE(service_->Start(Request("bad"), std::make_unique<RecordingObserver>(&events)).ok());
+  runner::RunnerMessage message;
+  message.mutable_output()->set_id("bad");
+  message.mutable_output()->set_value_json(R"("not a list")");
+  message.mutable_output()->set_value_items(true);
+  service_->OnRunnerMessage(message);
+  Done("bad", runner::DONE_STATUS_SUCCEEDED, "");
+  ASSERT_TRUE(events.completed.has_value());
+  EXPECT_EQ(events.completed->status, PredictionStatus::kFailed);
+  const std::string error = events.completed->error.value_or("");
+  EXPECT_NE(error.find("must carry a JSON array"), std::string::npos) << error;
 }
 
 TEST_F(PredictionServiceTest, FailureAndCancelAreReported) {

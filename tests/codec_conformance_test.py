@@ -18,7 +18,8 @@ SERVER = [
     {"predict": {"id": "p-1", "kind": messages.KIND_TRAIN,
                  "input_json": '{"s": "hé"}'.encode(), "context_json": b'{"a": "b"}'}},
     {"predict": {"id": "p-2", "input_json": b'{"prompt": null}', "input_text_name": "prompt",
-                 "input_text": "long ✓ text\n".encode(), "batch_outputs": True}},
+                 "input_text": "long ✓ text\n".encode(), "batch_outputs": True,
+                 "batch_text_items": True}},
     {"cancel": {"id": "p-1"}},
     {"healthcheck": {"sequence": 18446744073709551615}},
     {"shutdown": {}},
@@ -42,6 +43,7 @@ RUNNER = [
     {"healthcheck_result": {"sequence": 300, "healthy": True, "error": "disk full"}},
     {"done": {"id": "p-2", "status": messages.DONE_SUCCEEDED}},
     {"bad_frame": {"error": "field 1 (id) is not valid UTF-8", "id": b"\xffp"}},
+    {"output": {"id": "p-4", "value_json": '["a","✓"]'.encode(), "value_items": True}},
 ]
 
 

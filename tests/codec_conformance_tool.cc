@@ -36,6 +36,7 @@ const std::vector<std::string> kServerMessages = {
            input_text_name: "prompt"
            input_text: "long \342\234\223 text\n"
            batch_outputs: true
+           batch_text_items: true
          })pb",
     R"pb(cancel { id: "p-1" })pb",
     R"pb(healthcheck { sequence: 18446744073709551615 })pb",
@@ -69,6 +70,7 @@ const std::vector<std::string> kRunnerMessages = {
     R"pb(healthcheck_result { sequence: 300 healthy: true error: "disk full" })pb",
     R"pb(done { id: "p-2" status: DONE_STATUS_SUCCEEDED })pb",
     R"pb(bad_frame { error: "field 1 (id) is not valid UTF-8" id: "\377p" })pb",
+    R"pb(output { id: "p-4" value_json: "[\"a\",\"\342\234\223\"]" value_items: true })pb",
 };
 
 template <typename Message>

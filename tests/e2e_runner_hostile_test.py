@@ -102,6 +102,42 @@ class OutputsThroughTheServerTest(unittest.TestCase):
         # The items before the bad one were streamed and stay.
         self.assertEqual(self.predict("nan_item")["output"], [0.5, 1.5])
 
+    # The runner holds a sync prediction's short str items and sends them
+    # several to a frame (Predict.batch_text_items); a polled prediction's go
+    # one by one. Both must give the same output, item for item.
+    TEXTS = ['"quoted"', "back\\slash", "new\nline", "\x01\x1f\x7f", "é ✓ 😀", "x" * 256, "y" * 257, ""]
+
+    def polled(self, kind, n):
+        status, _, body = self.server.request("POST", "/predictions", body=predictions_api_request(kind, n),
+                                              headers={"Prefer": "respond-async"})
+        self.assertEqual(status, 202, body)
+        path = "/predictions/" + body["id"]
+        deadline = time.monotonic() + 120
+        while body["status"] not in ("succeeded", "failed", "canceled") and time.monotonic() < deadline:
+            time.sleep(0.05)
+            status, _, body = self.server.request("GET", path)
+            self.assertEqual(status, 200, body)
+        return body
+
+    def test_str_items_sent_several_to_a_frame_are_the_list_sent_one_by_one(self):
+        n = 6000  # tokens enough for several held frames of up to 64 KiB
+        expected = self.TEXTS + [1, None, {"a": "b"}] + ["t%d" % i for i in range(n)] + ["after a pause"]
+        together = self.predict("texts", n)
+        self.assertEqual(together["status"], "succeeded", together.get("error"))
+        self.assertEqual(together["output"], expected)
+        self.assertIn("a print between items", together["logs"])
+        one_by_one = self.polled("texts", n)
+        self.assertEqual(one_by_one["status"], "succeeded", one_by_one.get("error"))
+        self.assertEqual(one_by_one["output"], expected)
+
+    def test_a_lone_surrogate_item_ends_the_same_held_or_not(self):
+        together = self.predict("texts_surrogate", 10)
+        one_by_one = self.polled("texts_surrogate", 10)
+        print("a lone surrogate item: %s %r" % (together["status"], together.get("error")))
+        for key in ("status", "output"):
+            self.assertEqual(together[key], one_by_one[key], key)
+        self.assert_serving()
+
     def test_an_output_over_the_default_frame_limit_fails_only_its_prediction(self):
         body = self.predict("big", 300_000_000)  # the size that made the server DEFUNCT
         self.assertEqual(body["status"], "failed")

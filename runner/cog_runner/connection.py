@@ -8,6 +8,7 @@ interrupt it; `receive_nowait` drains what has arrived without blocking.
 
 import collections
 import fcntl
+import json
 import os
 import socket
 import struct
@@ -33,6 +34,12 @@ _LARGE_FRAME = 64 << 10
 _HOLD_FRAMES = 8
 _HOLD_BYTES = 64 << 10
 _HOLD_SECONDS = 0.05
+# Short str items held for one Output frame (hold_text_item): at most this
+# many characters each, so that one item's JSON (at worst 12 bytes a
+# character: an astral one as two \u escapes) always fits the smallest frame
+# limit (MIN_SEND_LIMIT) with room to spare.
+TEXT_ITEM_CHARS = 256
+_TEXT_ITEM_BOUND = 12
 
 # fcntl constants Python does not name (Linux).
 _F_SETOWN_EX = getattr(fcntl, "F_SETOWN_EX", 15)
@@ -87,6 +94,12 @@ class Connection:
         self._held = bytearray()  # frames sent with hold=True, not yet on the socket
         self._held_count = 0
         self._held_since = 0.0
+        # Short str items of one prediction, held to go out as one Output
+        # frame (value_items) ahead of anything sent after them.
+        self._items: List[str] = []
+        self._items_id = ""
+        self._items_bound = 0  # the most bytes their JSON can take
+        self._items_limit = min(_HOLD_BYTES, self.max_send_bytes // 2)  # they go out past this
 
     @classmethod
     def connect(cls, path: str) -> "Connection":
@@ -136,6 +149,7 @@ class Connection:
         if limit <= 0:
             limit = MAX_FRAME_BYTES
         self.max_send_bytes = max(MIN_SEND_LIMIT, min(limit, _MAX_HEADER_SIZE))
+        self._items_limit = min(_HOLD_BYTES, self.max_send_bytes // 2)
 
     def send(self, name: str, fields: Dict[str, Any], hold: bool = False) -> None:
         """Sends one frame whole; FrameTooLarge (nothing sent) if it is over the limit.
@@ -156,7 +170,7 @@ class Connection:
         with self._send_lock:
             self._sender = threading.get_ident()
             try:
-                self._send_parts([self._take_held()] + parts if self._held else parts)
+                self._send_parts([self._take_held()] + parts if self._held or self._items else parts)
             finally:
                 self._sender = 0
 
@@ -167,10 +181,12 @@ class Connection:
         with self._send_lock:
             self._sender = threading.get_ident()
             try:
-                if hold or self._held:
+                if hold or self._held or self._items:
                     now = time.monotonic()
-                    if not self._held:
+                    if not self._held and not self._items:
                         self._held_since = now
+                    if self._items:
+                        self._hold_items()  # they came first
                     self._held += frame
                     self._held_count += 1
                     if (hold and self._held_count < _HOLD_FRAMES and len(self._held) < _HOLD_BYTES
@@ -181,7 +197,47 @@ class Connection:
             finally:
                 self._sender = 0
 
+    def hold_text_item(self, prediction_id: str, item: str) -> None:
+        """Holds a str item of at most TEXT_ITEM_CHARS characters, of a
+        prediction whose Predict allowed batch_text_items: the items held
+        together go out as one Output frame (value_items), in order with the
+        frames send() holds, before any frame sent after them, and at
+        _HOLD_BYTES or _HOLD_SECONDS after the first held (checked as each
+        comes)."""
+        with self._send_lock:
+            if self._items and self._items_id != prediction_id:
+                self._hold_items()
+            now = time.monotonic()
+            if not self._items and not self._held:
+                self._held_since = now
+            self._items.append(item)
+            self._items_id = prediction_id
+            self._items_bound += _TEXT_ITEM_BOUND * len(item) + 3
+            if (self._items_bound + len(self._held) < self._items_limit
+                    and now - self._held_since < _HOLD_SECONDS):
+                return
+            self._sender = threading.get_ident()
+            try:
+                self._sock.sendall(self._take_held())
+            finally:
+                self._sender = 0
+
+    def _hold_items(self) -> None:
+        """The held str items, as one Output frame at the end of the held frames."""
+        try:
+            value = json.dumps(self._items, ensure_ascii=False).encode()
+        except UnicodeEncodeError:  # a lone surrogate: JSON's \ud800 escape says what it is
+            value = json.dumps(self._items).encode()
+        self._held += wire.encode_member_frame(
+            messages.RUNNER_MESSAGE, "output",
+            {"id": self._items_id, "value_json": value, "value_items": True}, wire.LARGE_PAYLOAD)
+        self._held_count += 1
+        self._items = []
+        self._items_bound = 0
+
     def _take_held(self) -> bytearray:
+        if self._items:
+            self._hold_items()
         held = self._held
         self._held = bytearray()
         self._held_count = 0

@@ -31,6 +31,7 @@ PREDICT = {
     5: ("input_text_name", "string", None),
     6: ("input_text", "view", None),  # decoded in place: str() of it is the one copy
     7: ("batch_outputs", "bool", None),
+    8: ("batch_text_items", "bool", None),
 }
 CANCEL = {1: ("id", "string", None)}
 HEALTHCHECK = {1: ("sequence", "uint64", None)}
@@ -65,6 +66,7 @@ OUTPUT = {
     2: ("value_json", "bytes", None),
     3: ("files_json", "bytes", None),
     4: ("value_text", "bytes", None),
+    5: ("value_items", "bool", None),
 }
 METRIC = {
     1: ("id", "string", None),

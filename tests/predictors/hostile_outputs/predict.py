@@ -1,6 +1,7 @@
 # Outputs and prints that once broke the runner or the server: NaN and
 # infinity, outputs over the frame limit, carriage-return progress bars.
 import sys
+import time
 from typing import Any, Iterator
 
 from cog import BaseModel, BasePredictor, current_scope
@@ -13,6 +14,25 @@ class Scores(BaseModel):
 
 def _items(values: list) -> Iterator[Any]:
     yield from values
+
+
+# str items of every shape JSON has to escape, and the lengths around the
+# runner's limit for holding an item with others (256 characters).
+TEXTS = ['"quoted"', "back\\slash", "new\nline", "\x01\x1f\x7f", "é ✓ 😀", "x" * 256, "y" * 257, ""]
+
+
+def _texts(n: int, surrogate: bool) -> Iterator[Any]:
+    yield from TEXTS
+    yield 1
+    yield None
+    yield {"a": "b"}
+    print("a print between items")
+    for i in range(n):
+        yield "t%d" % i
+    time.sleep(0.06)  # longer than the runner holds items
+    yield "after a pause"
+    if surrogate:
+        yield "lone \ud800"
 
 
 class Predictor(BasePredictor):
@@ -44,6 +64,8 @@ class Predictor(BasePredictor):
             sys.stderr.write("\n")
             print("after", end="")  # a final line without "\n" is kept too
             return "done"
+        if kind in ("texts", "texts_surrogate"):
+            return _texts(n, kind == "texts_surrogate")
         if kind == "surrogate":
             print("name: \udcff")  # undecodable bytes of a file name, as os.listdir gives them
             return "survived"
