@@ -160,14 +160,22 @@ class Client {
   std::string input_;
 
  public:
-  // Reads at most `n` bytes (waiting up to `timeout`); how many came, 0 at
-  // the end of the connection or when none came.
-  size_t ReadSome(size_t n, absl::Duration timeout) {
-    pollfd in{fd_, POLLIN, 0};
-    if (poll(&in, 1, static_cast<int>(absl::ToInt64Milliseconds(timeout))) <= 0) return 0;
-    std::string buffer(n, '\0');
-    const ssize_t got = recv(fd_, buffer.data(), n, 0);
-    return got > 0 ? static_cast<size_t>(got) : 0;
+  // Reads up to `chunk` bytes at a time with `pause` between reads, until
+  // `until` bytes came, `timeout` passed, the connection ended, or nothing
+  // came for 6 s; returns how many bytes came.
+  size_t ReadSlowly(size_t chunk, absl::Duration pause, size_t until, absl::Duration timeout) {
+    const absl::Time deadline = absl::Now() + timeout;
+    std::string buffer(chunk, '\0');
+    size_t received = 0;
+    while (received < until && absl::Now() < deadline) {
+      pollfd in{fd_, POLLIN, 0};
+      if (poll(&in, 1, 6000) <= 0) break;
+      const ssize_t got = recv(fd_, buffer.data(), chunk, 0);
+      if (got <= 0) break;
+      received += static_cast<size_t>(got);
+      absl::SleepFor(pause);
+    }
+    return received;
   }
 };
 
@@ -422,13 +430,8 @@ TEST(FrontDoorTest, AnAnswerReadTooSlowlyEndsTheConnection) {
   Client client(served.port(), /*receive_buffer=*/4096);
   ASSERT_TRUE(client.Send("POST /early HTTP/1.1\r\nContent-Length: 8\r\n\r\n16000000"));
   const absl::Time start = absl::Now();
-  size_t received = 0;
-  while (absl::Now() - start < absl::Seconds(20)) {
-    const size_t got = client.ReadSome(1024, absl::Seconds(6));  // ~10 KiB/s at most
-    if (got == 0) break;  // closed (or nothing for 6 s: the write timeout is 5 s)
-    received += got;
-    absl::SleepFor(absl::Milliseconds(100));
-  }
+  // ~10 KiB/s at most; 0 bytes for 6 s would be the write timeout (5 s).
+  const size_t received = client.ReadSlowly(1024, absl::Milliseconds(100), 16000000, absl::Seconds(20));
   EXPECT_LT(received, 16000000u);
   EXPECT_LT(absl::Now() - start, absl::Seconds(15)) << received << " bytes read";
   // The server still serves others.
@@ -445,14 +448,8 @@ TEST(FrontDoorTest, AnAnswerReadSlowlyButAboveTheRateArrivesWhole) {
   Served served(options);
   Client client(served.port(), /*receive_buffer=*/8192);
   ASSERT_TRUE(client.Send("POST /early HTTP/1.1\r\nContent-Length: 7\r\n\r\n1000000"));
-  const absl::Time start = absl::Now();
-  size_t received = 0;
-  while (received < 1000000 && absl::Now() - start < absl::Seconds(30)) {
-    const size_t got = client.ReadSome(4096, absl::Seconds(6));  // ~400 KiB/s at most
-    if (got == 0) break;
-    received += got;
-    absl::SleepFor(absl::Milliseconds(10));
-  }
+  // ~400 KiB/s at most.
+  const size_t received = client.ReadSlowly(4096, absl::Milliseconds(10), 1000001, absl::Seconds(30));
   EXPECT_GT(received, 1000000u) << "the head and 1,000,000 bytes of body";
 }
 

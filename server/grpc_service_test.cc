@@ -202,32 +202,39 @@ TEST_F(GrpcServiceTest, UnaryPredictPastItsDeadlineFinishesAndItsPredictionMayEn
   Done("u-1", runner::DONE_STATUS_CANCELED);
 }
 
-// The unary reactor's reactions run inline on whichever thread triggers them
-// (InternalInlineable): a client's cancel on gRPC's thread, racing the runner's
-// answer on the core's. Each call still finishes once, with the answer or
-// CANCELLED, and each canceled prediction is canceled in the runner.
-TEST_F(GrpcServiceTest, UnaryCallsCanceledByTheirClientsRacingTheirAnswers) {
-  for (int i = 0; i < 50; ++i) {
-    grpc::ClientContext context;
-    v1::PredictionRequest request;
-    request.set_id("race-" + std::to_string(i));
-    v1::Prediction response;
-    absl::Notification finished;
-    grpc::Status status;
-    stub_->async()->Predict(&context, &request, &response, [&](grpc::Status s) {
+// A unary Predict started without waiting for its answer.
+struct PendingPredict {
+  PendingPredict(v1::Predictor::Stub* stub, const std::string& id) {
+    request.set_id(id);
+    stub->async()->Predict(&context, &request, &response, [this](grpc::Status s) {
       status = std::move(s);
       finished.Notify();
     });
-    EXPECT_EQ(channel_.Await(runner::ServerMessage::kPredict), request.id());
-    std::thread answer([&] { Done(request.id(), runner::DONE_STATUS_SUCCEEDED); });
-    if (i % 2 == 0) context.TryCancel();
+  }
+  grpc::ClientContext context;
+  v1::PredictionRequest request;
+  v1::Prediction response;
+  absl::Notification finished;
+  grpc::Status status;
+};
+
+// The unary reactor's reactions run inline on whichever thread triggers them
+// (InternalInlineable): a client's cancel on gRPC's thread, racing the runner's
+// answer on the core's. Each call still finishes once, with the answer or
+// CANCELLED.
+TEST_F(GrpcServiceTest, UnaryCallsCanceledByTheirClientsRacingTheirAnswers) {
+  for (int i = 0; i < 50; ++i) {
+    PendingPredict call(stub_.get(), "race-" + std::to_string(i));
+    EXPECT_EQ(channel_.Await(runner::ServerMessage::kPredict), call.request.id());
+    std::thread answer([&] { Done(call.request.id(), runner::DONE_STATUS_SUCCEEDED); });
+    if (i % 2 == 0) call.context.TryCancel();
     answer.join();
-    finished.WaitForNotification();
-    if (status.ok()) {
-      EXPECT_EQ(response.id(), request.id());
-      EXPECT_EQ(response.status(), v1::PREDICTION_STATUS_SUCCEEDED);
+    call.finished.WaitForNotification();
+    if (call.status.ok()) {
+      EXPECT_EQ(call.response.id(), call.request.id());
+      EXPECT_EQ(call.response.status(), v1::PREDICTION_STATUS_SUCCEEDED);
     } else {
-      EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED) << status.error_message();
+      EXPECT_EQ(call.status.error_code(), grpc::StatusCode::CANCELLED) << call.status.error_message();
       EXPECT_EQ(i % 2, 0) << "only the calls that were canceled may fail";
     }
   }
@@ -235,20 +242,11 @@ TEST_F(GrpcServiceTest, UnaryCallsCanceledByTheirClientsRacingTheirAnswers) {
 }
 
 TEST_F(GrpcServiceTest, UnaryCallCanceledByItsClientCancelsItsPrediction) {
-  grpc::ClientContext context;
-  v1::PredictionRequest request;
-  request.set_id("u-2");
-  v1::Prediction response;
-  absl::Notification finished;
-  grpc::Status status;
-  stub_->async()->Predict(&context, &request, &response, [&](grpc::Status s) {
-    status = std::move(s);
-    finished.Notify();
-  });
+  PendingPredict call(stub_.get(), "u-2");
   EXPECT_EQ(channel_.Await(runner::ServerMessage::kPredict), "u-2");
-  context.TryCancel();
-  finished.WaitForNotification();
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED);
+  call.context.TryCancel();
+  call.finished.WaitForNotification();
+  EXPECT_EQ(call.status.error_code(), grpc::StatusCode::CANCELLED);
   EXPECT_EQ(channel_.Await(runner::ServerMessage::kCancel), "u-2");
   ShutdownServer();
   Done("u-2", runner::DONE_STATUS_CANCELED);
