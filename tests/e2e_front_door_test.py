@@ -39,6 +39,16 @@ def connect(server: CogServer, timeout: float = 10) -> socket.socket:
     return socket.create_connection(("127.0.0.1", server.http_port), timeout=timeout)
 
 
+def read_until_closed(sock: socket.socket) -> bytes:
+    """What the server sends until it closes (the socket's timeout fails the test)."""
+    received = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return received
+        received += chunk
+
+
 def read_response(sock: socket.socket):
     """(status, parsed JSON body) of one response read off `sock`."""
     data = b""
@@ -320,12 +330,7 @@ class SlowClientsTest(unittest.TestCase):
             sock = connect(server, timeout=30)
             start = time.monotonic()
             sock.sendall(b"POST /predictions HTTP/1.1\r\nContent-Le")
-            received = b""
-            while True:
-                chunk = sock.recv(65536)  # the socket timeout (30 s) fails the test
-                if not chunk:
-                    break
-                received += chunk
+            received = read_until_closed(sock)
             waited = time.monotonic() - start
             sock.close()
             print("a half-open client with --header-timeout 1 was closed after %.2f s" % waited)
@@ -346,7 +351,6 @@ class SlowClientsTest(unittest.TestCase):
             start = time.monotonic()
             sock.sendall(b"POST /predictions HTTP/1.1\r\nContent-Type: application/json\r\n"
                          b"Content-Length: %d\r\n\r\n" % len(body))
-            received = b""
             for byte in body:  # ~20 bytes a second: the whole body would take ~100 s
                 try:
                     sock.sendall(bytes([byte]))
@@ -357,11 +361,7 @@ class SlowClientsTest(unittest.TestCase):
                     break
                 if time.monotonic() - start > 20:
                     break
-            while True:
-                chunk = sock.recv(65536)  # the socket timeout (30 s) fails the test
-                if not chunk:
-                    break
-                received += chunk
+            received = read_until_closed(sock)
             waited = time.monotonic() - start
             sock.close()
             print("a body trickled at ~20 bytes/s with --min-body-rate 100 was refused after %.2f s"
