@@ -10,6 +10,7 @@ frames the C++ tool encodes plus frames the runner really sends. The seed of
 `random` is fixed, so a failure reproduces; each failure prints the frame.
 """
 
+import json
 import os
 import random
 import signal
@@ -21,7 +22,7 @@ import time
 import unittest
 
 from cog_runner import messages, wire
-from cog_runner.connection import Connection
+from cog_runner.connection import MIN_SEND_LIMIT, TEXT_ITEM_CHARS, Connection
 
 TOOL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "codec_conformance_tool")
 SEED = 20261128
@@ -282,6 +283,91 @@ class HeldFramesTest(unittest.TestCase):
             connection.send("output", {"id": "p", "value_text": b"item%d" % i}, hold=True)
         frames = self.read_frames(server, 8)
         self.assertEqual([fields["value_text"] for _, fields in frames], [b"item%d" % i for i in range(8)])
+
+
+class HeldTextItemsTest(unittest.TestCase):
+    """Connection.hold_text_item (Predict.batch_text_items): short str items
+    held go out as Output frames of several items each (value_items), in
+    order, ahead of any frame sent after them, each frame within the limit."""
+
+    read_frames = HeldFramesTest.read_frames
+
+    def items_of(self, frames):
+        items = []
+        for name, fields in frames:
+            self.assertEqual(name, "output")
+            if fields.get("value_items"):
+                items.extend(json.loads(fields["value_json"]))
+            else:
+                items.append(fields["value_text"].decode())
+        return items
+
+    def test_items_wait_for_the_next_frame_and_go_first_in_one_frame(self):
+        server, runner = socket.socketpair()
+        self.addCleanup(server.close)
+        connection = Connection(runner)
+        self.addCleanup(connection.close)
+        texts = ['"q"', "back\\", "new\nline", "\x01", "é ✓ 😀", "lone \ud800", "t"]
+        for text in texts:
+            connection.hold_text_item("p", text)
+        server.setblocking(False)
+        with self.assertRaises(BlockingIOError, msg="held items were sent"):
+            server.recv(1)
+        server.setblocking(True)
+        connection.send("done", {"id": "p", "status": messages.DONE_SUCCEEDED})
+        (name, fields), done = self.read_frames(server, 2)
+        self.assertEqual((name, fields["id"], fields["value_items"]), ("output", "p", True))
+        self.assertEqual(json.loads(fields["value_json"]), texts)
+        self.assertEqual(done[0], "done")
+
+    def test_items_held_with_frames_keep_their_order(self):
+        server, runner = socket.socketpair()
+        self.addCleanup(server.close)
+        connection = Connection(runner)
+        self.addCleanup(connection.close)
+        connection.hold_text_item("p", "a")
+        connection.send("output", {"id": "p", "value_json": b"1"}, hold=True)
+        connection.hold_text_item("p", "b")
+        connection.hold_text_item("q", "c")  # another prediction's: a frame of its own
+        connection.send("log", {"id": "p", "source": messages.LOG_STDOUT, "text": "x\n"})
+        frames = self.read_frames(server, 5)
+        self.assertEqual([name for name, _ in frames], ["output"] * 4 + ["log"])
+        self.assertEqual([fields["id"] for _, fields in frames[:4]], ["p", "p", "p", "q"])
+        self.assertEqual([json.loads(fields["value_json"]) for _, fields in frames[:4]],
+                         [["a"], 1, ["b"], ["c"]])
+
+    def test_at_the_smallest_limit_every_frame_fits_and_no_item_is_lost(self):
+        server, runner = socket.socketpair()
+        self.addCleanup(server.close)
+        connection = Connection(runner)
+        self.addCleanup(connection.close)
+        connection.set_send_limit(MIN_SEND_LIMIT)
+        # The worst JSON a character can take (a control character, 6 bytes;
+        # an astral one once a lone surrogate makes it all \u escapes, 12), at
+        # the longest held length and at the length whose bound just fits.
+        near = "😀" * 169 + "\ud800"  # held: its bound is just under the items' limit
+        longest = "😀" * (TEXT_ITEM_CHARS - 1) + "\ud800"
+        texts = [near, longest, near, near, "\x01" * TEXT_ITEM_CHARS, "short"] * 2
+        for text in texts:
+            connection.hold_text_item("p", text)
+        connection.send("done", {"id": "p", "status": messages.DONE_SUCCEEDED})
+        runner.shutdown(socket.SHUT_WR)
+        data = b""
+        while True:
+            chunk = server.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        frames, pos = [], 0
+        while pos < len(data):
+            (size,) = struct.unpack(">I", data[pos:pos + 4])
+            self.assertLessEqual(size, MIN_SEND_LIMIT)
+            message = wire.decode(messages.RUNNER_MESSAGE, data[pos + 4:pos + 4 + size])
+            name = messages.which(message)
+            frames.append((name, message[name]))
+            pos += 4 + size
+        self.assertEqual(frames[-1][0], "done")
+        self.assertEqual(self.items_of(frames[:-1]), texts)
 
 
 if __name__ == "__main__":

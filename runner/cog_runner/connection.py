@@ -204,15 +204,19 @@ class Connection:
         frames send() holds, before any frame sent after them, and at
         _HOLD_BYTES or _HOLD_SECONDS after the first held (checked as each
         comes)."""
+        bound = _TEXT_ITEM_BOUND * len(item) + 3
         with self._send_lock:
-            if self._items and self._items_id != prediction_id:
+            # A frame of its own for the items so far if this one is of another
+            # prediction, or would take their frame past the limit.
+            if self._items and (self._items_id != prediction_id
+                                or self._items_bound + bound > self._items_limit):
                 self._hold_items()
             now = time.monotonic()
             if not self._items and not self._held:
                 self._held_since = now
             self._items.append(item)
             self._items_id = prediction_id
-            self._items_bound += _TEXT_ITEM_BOUND * len(item) + 3
+            self._items_bound += bound
             if (self._items_bound + len(self._held) < self._items_limit
                     and now - self._held_since < _HOLD_SECONDS):
                 return
