@@ -1,6 +1,7 @@
 """Every predictor form answers a real prediction through the real server."""
 
 import base64
+import threading
 import unittest
 
 from server_harness import CogServer
@@ -28,6 +29,29 @@ class FormsTest(unittest.TestCase):
     def test_async_generator(self):
         status, body, _ = run("forms_async_gen", {"input": {"n": 3}})
         self.assertEqual((status, body["output"]), (200, ["item0", "item1", "item2"]))
+
+    def test_async_generators_running_at_once_each_get_their_own_items_in_order(self):
+        # Sync requests: the runner holds each one's short str items and sends
+        # them several to a frame; the predictions' items interleave.
+        server = CogServer("async_gen_many")
+        try:
+            server.wait_for_status("READY")
+            answers = {}
+
+            def predict(tag):
+                answers[tag] = server.request("POST", "/predictions", {"input": {"tag": tag, "n": 2000}})
+
+            threads = [threading.Thread(target=predict, args=("p%d" % i,)) for i in range(6)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            for tag, (status, _, body) in sorted(answers.items()):
+                self.assertEqual(status, 200, body)
+                self.assertEqual(body["output"],
+                                 ["%s-%d" % (tag, i) for i in range(2000)] + ['%s é ✓ 😀 "end"\n' % tag])
+        finally:
+            server.stop()
 
     def test_concatenate_iterator_from_a_module_in_a_subdirectory(self):
         status, body, _ = run("forms_concat", {"input": {}})

@@ -572,6 +572,7 @@ class Worker:
     async def _predict_async(self, fields: Dict[str, Any]) -> None:
         prediction_id = fields["id"]
         _task_prediction.set(prediction_id)  # this task's own context
+        together = fields.get("batch_outputs", False) and fields.get("batch_text_items", False)
         done: Dict[str, Any] = {"id": prediction_id}
         self._enter_scope(fields)
         try:
@@ -580,11 +581,17 @@ class Worker:
             if inspect.isasyncgen(result):
                 index = 0
                 async for item in result:
-                    self._send_item(prediction_id, item, index)
+                    if together and type(item) is str and 0 < len(item) <= TEXT_ITEM_CHARS:
+                        self._hold_text_item(prediction_id, item)
+                    else:
+                        self._send_item(prediction_id, item, index)
                     index += 1
             elif inspect.isgenerator(result):
                 for index, item in enumerate(result):
-                    self._send_item(prediction_id, item, index)
+                    if together and type(item) is str and 0 < len(item) <= TEXT_ITEM_CHARS:
+                        self._hold_text_item(prediction_id, item)
+                    else:
+                        self._send_item(prediction_id, item, index)
             else:
                 if inspect.isawaitable(result):
                     result = await result
