@@ -12,6 +12,7 @@ frames the C++ tool encodes plus frames the runner really sends. The seed of
 
 import json
 import os
+from unittest import mock
 import random
 import signal
 import socket
@@ -21,6 +22,7 @@ import threading
 import time
 import unittest
 
+from cog_runner import connection as connection_module
 from cog_runner import messages, wire
 from cog_runner.connection import MIN_SEND_LIMIT, TEXT_ITEM_CHARS, Connection
 
@@ -292,6 +294,32 @@ class HeldTextItemsTest(unittest.TestCase):
 
     read_frames = HeldFramesTest.read_frames
 
+    def setUp(self):
+        # Items are held for 50 ms at most: a slow machine must not send them
+        # early in the middle of a test.
+        patcher = mock.patch.object(connection_module, "_HOLD_SECONDS", 60)
+        patcher.start()
+        self.addCleanup(patcher.stop)
+
+    def all_frames(self, connection, server, runner):
+        """Every frame `connection` sent, once it is closed for sending."""
+        runner.shutdown(socket.SHUT_WR)
+        data = b""
+        while True:
+            chunk = server.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        frames, pos = [], 0
+        while pos < len(data):
+            (size,) = struct.unpack(">I", data[pos:pos + 4])
+            self.assertLessEqual(size, connection.max_send_bytes)
+            message = wire.decode(messages.RUNNER_MESSAGE, data[pos + 4:pos + 4 + size])
+            name = messages.which(message)
+            frames.append((name, message[name]))
+            pos += 4 + size
+        return frames
+
     def items_of(self, frames):
         items = []
         for name, fields in frames:
@@ -351,23 +379,25 @@ class HeldTextItemsTest(unittest.TestCase):
         for text in texts:
             connection.hold_text_item("p", text)
         connection.send("done", {"id": "p", "status": messages.DONE_SUCCEEDED})
-        runner.shutdown(socket.SHUT_WR)
-        data = b""
-        while True:
-            chunk = server.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        frames, pos = [], 0
-        while pos < len(data):
-            (size,) = struct.unpack(">I", data[pos:pos + 4])
-            self.assertLessEqual(size, MIN_SEND_LIMIT)
-            message = wire.decode(messages.RUNNER_MESSAGE, data[pos + 4:pos + 4 + size])
-            name = messages.which(message)
-            frames.append((name, message[name]))
-            pos += 4 + size
+        frames = self.all_frames(connection, server, runner)
         self.assertEqual(frames[-1][0], "done")
         self.assertEqual(self.items_of(frames[:-1]), texts)
+
+    def test_many_one_character_items_with_a_lone_surrogate_stay_within_the_limit(self):
+        # Escaped all as \u (the surrogate makes it so), one emoji item takes
+        # 12 bytes and its quotes and comma 3 more: the bound counts them all.
+        server, runner = socket.socketpair()
+        self.addCleanup(server.close)
+        connection = Connection(runner)
+        self.addCleanup(connection.close)
+        texts = ["\ud800"] + ["😀"] * 4369 + ["é"] * 5000
+        for text in texts:
+            connection.hold_text_item("p", text)
+        connection.send("log", {"id": "p", "source": messages.LOG_STDOUT, "text": "still sending\n"})
+        connection.send("done", {"id": "p", "status": messages.DONE_SUCCEEDED})
+        frames = self.all_frames(connection, server, runner)
+        self.assertEqual([name for name, _ in frames[-2:]], ["log", "done"])
+        self.assertEqual(self.items_of(frames[:-2]), texts)
 
 
 if __name__ == "__main__":

@@ -204,7 +204,7 @@ class Connection:
         frames send() holds, before any frame sent after them, and at
         _HOLD_BYTES or _HOLD_SECONDS after the first held (checked as each
         comes)."""
-        bound = _TEXT_ITEM_BOUND * len(item) + 3
+        bound = _TEXT_ITEM_BOUND * len(item) + 3  # its quotes and the comma after it
         with self._send_lock:
             # A frame of its own for the items so far if this one is of another
             # prediction, or would take their frame past the limit.
@@ -228,16 +228,16 @@ class Connection:
 
     def _hold_items(self) -> None:
         """The held str items, as one Output frame at the end of the held frames."""
+        items, self._items, self._items_bound = self._items, [], 0
         try:
-            value = json.dumps(self._items, ensure_ascii=False).encode()
+            value = json.dumps(items, ensure_ascii=False, separators=(",", ":")).encode()
         except UnicodeEncodeError:  # a lone surrogate: JSON's \ud800 escape says what it is
-            value = json.dumps(self._items).encode()
+            value = json.dumps(items, separators=(",", ":")).encode()
+        # Always one frame (no `large`): the bound keeps it within the limit.
         self._held += wire.encode_member_frame(
             messages.RUNNER_MESSAGE, "output",
-            {"id": self._items_id, "value_json": value, "value_items": True}, wire.LARGE_PAYLOAD)
+            {"id": self._items_id, "value_json": value, "value_items": True})
         self._held_count += 1
-        self._items = []
-        self._items_bound = 0
 
     def _take_held(self) -> bytearray:
         if self._items:
