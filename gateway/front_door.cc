@@ -56,9 +56,11 @@ constexpr size_t kResidentThreads = 8;
 // briefly, to be told 503.
 constexpr int kSpareThreads = 16;
 
-// Capped at a year: a timeout from a huge flag must not overflow the clock.
+// Between now and a year from now: a timeout from a huge or negative flag
+// must not overflow the clock.
 Clock::time_point After(absl::Duration duration) {
-  return Clock::now() + absl::ToChronoNanoseconds(std::min(duration, absl::Hours(24 * 365)));
+  return Clock::now() +
+         absl::ToChronoNanoseconds(std::clamp(duration, absl::ZeroDuration(), absl::Hours(24 * 365)));
 }
 
 int MillisecondsUntil(Clock::time_point deadline) {
@@ -261,6 +263,7 @@ class Connection final {
         if (!ReadLengthBody(framing.length, body)) return false;
         break;
       case BodyFraming::Kind::kChunked:
+        body_bytes_ = buffered().size();  // what came with the head counts
         if (!ReadChunkedBody(body)) return false;
         break;
     }
@@ -273,6 +276,11 @@ class Connection final {
     if (begin_ != end_) return;
     buffer_.reset();
     capacity_ = begin_ = end_ = 0;
+  }
+
+  // The same for a buffer grown past its usual size (a large head).
+  void ReleaseBufferIfGrown() {
+    if (capacity_ > kReadChunk) ReleaseBufferIfEmpty();
   }
 
   // Answers with `status` and {"detail": ...} and closes: the request is not
@@ -328,25 +336,46 @@ class Connection final {
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
         if (!wait) break;
-        // Held up by the client: what it takes from now on (not what the
-        // kernel queues for it, megabytes on loopback) must keep the rate.
-        const int64_t taken = static_cast<int64_t>(sent) - static_cast<int64_t>(Unsent());
-        if (!blocked_since.has_value()) {
-          blocked_since = Clock::now();
-          taken_then = taken;
-        }
-        const Clock::time_point rate_due = RateDeadline(
-            *blocked_since, static_cast<uint64_t>(std::max<int64_t>(0, taken - taken_then)));
-        if (Clock::now() < rate_due) {
-          pollfd out{fd_, POLLOUT, 0};
-          if (::poll(&out, 1, MillisecondsUntil(std::min(deadline, rate_due))) > 0) continue;
-        }
+        if (WaitForRoom(sent, deadline, blocked_since, taken_then)) continue;
       }
       write_failed_ = true;
       break;
     }
     written_ += sent;
     return sent;
+  }
+
+  // Waits while the client holds a write up, until the socket has room.
+  // False once the client has taken nothing for the write timeout, or, past
+  // the grace, has fallen behind the minimum rate. What it has taken is what
+  // it acknowledged (bytes sent less those still queued: the kernel queues
+  // megabytes on loopback), counted from the first time it held the write up;
+  // the kernel says there is room only once a third of its buffer has
+  // drained, so each second the acknowledgements are looked at again.
+  bool WaitForRoom(size_t sent, Clock::time_point& deadline,
+                   std::optional<Clock::time_point>& blocked_since, int64_t& taken_then) {
+    int64_t taken = static_cast<int64_t>(sent) - static_cast<int64_t>(Unsent());
+    if (!blocked_since.has_value()) {
+      blocked_since = Clock::now();
+      taken_then = taken;
+    }
+    int64_t last_taken = taken;
+    while (true) {
+      const Clock::time_point now = Clock::now();
+      const Clock::time_point rate_due = RateDeadline(
+          *blocked_since, static_cast<uint64_t>(std::max<int64_t>(0, taken - taken_then)));
+      if (now >= deadline || now >= rate_due) return false;
+      pollfd out{fd_, POLLOUT, 0};
+      const Clock::time_point until = std::min({deadline, rate_due, now + std::chrono::seconds(1)});
+      const int ready = ::poll(&out, 1, MillisecondsUntil(until));
+      if (ready > 0) return true;
+      if (ready < 0 && errno != EINTR) return false;
+      taken = static_cast<int64_t>(sent) - static_cast<int64_t>(Unsent());
+      if (taken != last_taken) {  // acknowledged bytes are progress too
+        last_taken = taken;
+        deadline = After(options_.write_timeout);
+      }
+    }
   }
 
   // Bytes written to the socket that its peer has not acknowledged yet.
@@ -772,7 +801,8 @@ void FrontDoorServer::ServeRequests(int fd) {
                                               /*watch_stop=*/true);
       if (wait == Connection::Wait::kTimeout && Clock::now() < idle_deadline) {
         connection.ReleaseBufferIfEmpty();
-        wait = connection.Fill(idle_deadline, /*watch_stop=*/true);
+        wait = connection.WaitForInput(idle_deadline, /*watch_stop=*/true);  // without a buffer
+        if (wait == Connection::Wait::kReady) wait = connection.Fill(idle_deadline, /*watch_stop=*/true);
       }
       if (wait != Connection::Wait::kReady) return;
     }
@@ -809,6 +839,7 @@ void FrontDoorServer::ServeRequests(int fd) {
       return;
     }
     if (!connection.ReadBody(framing, &request.body)) return;
+    connection.ReleaseBufferIfGrown();  // a large head's buffer is not kept through the handler
     request.socket = fd;
     ConnectionEarlyAnswer early_answer(connection, parsed, stopping_);
     request.early_answer = &early_answer;

@@ -53,7 +53,7 @@ class RestGateway {
     int max_connections = 256;           // further connections get 503
     absl::Duration header_timeout = absl::Seconds(10);      // first byte to end of head; then 408
     absl::Duration keep_alive_timeout = absl::Seconds(60);  // idle between requests; then closed
-    uint64_t min_body_bytes_per_second = 16 << 10;  // a body slower than this gets 408 after header_timeout
+    uint64_t min_body_bytes_per_second = 4 << 10;  // a body slower than this gets 408 after header_timeout
     std::function<void()> request_shutdown;
     // GET /metrics renders these; null: no /metrics route.
     const PredictionMetrics* metrics = nullptr;

@@ -82,7 +82,7 @@ ABSL_FLAG(int, max_connections, 256,
           "Most HTTP connections open at once; further ones are answered 503 and closed");
 ABSL_FLAG(double, header_timeout, 10.0,
           "Seconds an HTTP request has from its first byte to the end of its headers; then 408");
-ABSL_FLAG(int64_t, min_body_rate, 16 << 10,
+ABSL_FLAG(int64_t, min_body_rate, 4 << 10,
           "Bytes per second a request body must average once --header-timeout has passed "
           "since it began (a slower one gets 408), and a client must read an answer it holds "
           "up (else the connection is reset); 0: no minimum (each read or write still waits "

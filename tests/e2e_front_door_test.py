@@ -378,7 +378,7 @@ class SlowClientsTest(unittest.TestCase):
         finally:
             server.stop()
 
-    def test_a_client_reading_a_large_answer_below_min_body_rate_is_reset(self):
+    def test_a_client_reading_a_large_answer_below_min_body_rate_is_cut_off(self):
         server = CogServer("echo", args=["--header-timeout", "1", "--min-body-rate", "1000000"])
         try:
             server.wait_for_status("READY")
@@ -408,8 +408,7 @@ class SlowClientsTest(unittest.TestCase):
             print("a client reading at ~80 KB/s with --min-body-rate 1000000: %s after %.2f s, "
                   "%d bytes read" % (ended, waited, received))
             self.assertIsNotNone(ended, "the server kept feeding a client below the rate")
-            self.assertLess(received, 16 << 20)
-            self.assertLess(waited, 30)
+            self.assertLess(waited, 30)  # the whole answer would take ~200 s
             self.assertEqual(server.health()["status"], "READY")
             status, _, answer = server.request("POST", "/predictions", {"input": {"s": "after"}})
             self.assertEqual(status, 200, answer)
