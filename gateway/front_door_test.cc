@@ -35,6 +35,15 @@ void Answer(HttpRequest& request, HttpResponse& response) {
         if (!writer.Write(piece)) return;
       }
     };
+  } else if (request.method == "GET" && request.path == "/slow_stream") {
+    // A producer slower than any rate: an event every 150 ms, as a model's.
+    response.content_type = "text/plain";
+    response.stream = [](ResponseWriter& writer) {
+      for (const char* piece : {"a", "b", "c", "d", "e"}) {
+        absl::SleepFor(absl::Milliseconds(150));
+        if (!writer.Write(piece)) return;
+      }
+    };
   } else if (request.path == "/early") {
     // Answered from another thread while the handler waits, as a sync
     // prediction is; what the handler then sets is not sent.
@@ -312,6 +321,20 @@ TEST(FrontDoorTest, AStreamedAnswerIsChunkedAndTheConnectionStaysOpen) {
   EXPECT_TRUE(absl::StrContains(raw, "\r\n\r\n4\r\none \r\n4\r\ntwo \r\n5\r\nthree\r\n0\r\n\r\n"))
       << raw;
   EXPECT_EQ(client.Response(), "200 ok");
+}
+
+// The minimum rate is the client's to keep, not the producer's: a stream
+// whose events come slower than it, read at once by its client, runs to its end.
+TEST(FrontDoorTest, AStreamSlowerThanTheRateIsNotCutOff) {
+  FrontDoorOptions options = SmallLimits();
+  options.body_grace = absl::Milliseconds(100);
+  options.min_body_bytes_per_second = 1 << 20;
+  Served served(options);
+  Client client(served.port());
+  ASSERT_TRUE(client.Send("GET /slow_stream HTTP/1.1\r\n\r\n"));
+  const std::string raw = client.Raw(absl::Seconds(10), "0\r\n\r\n");
+  EXPECT_TRUE(absl::StrContains(raw, "1\r\na\r\n1\r\nb\r\n1\r\nc\r\n1\r\nd\r\n1\r\ne\r\n0\r\n\r\n"))
+      << raw;
 }
 
 TEST(FrontDoorTest, Http10GetsItsAnswerAndTheConnectionCloses) {
