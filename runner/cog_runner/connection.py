@@ -40,6 +40,11 @@ _HOLD_SECONDS = 0.05
 # limit (MIN_SEND_LIMIT) with room to spare.
 TEXT_ITEM_CHARS = 256
 _TEXT_ITEM_BOUND = 12
+# ... and at most this many to a frame: the server parses a batch while the
+# generator goes on, and its reader does not sleep through a whole generator
+# to be woken at the end. Generator of 100, wrk p50 over 8 interleaved rounds:
+# median 450 us with every item in one frame, 375 us with 25 to a frame.
+_HOLD_ITEMS = 25
 
 # fcntl constants Python does not name (Linux).
 _F_SETOWN_EX = getattr(fcntl, "F_SETOWN_EX", 15)
@@ -202,8 +207,8 @@ class Connection:
         prediction whose Predict allowed batch_text_items: the items held
         together go out as one Output frame (value_items), in order with the
         frames send() holds, before any frame sent after them, and at
-        _HOLD_BYTES or _HOLD_SECONDS after the first held (checked as each
-        comes)."""
+        _HOLD_ITEMS, _HOLD_BYTES or _HOLD_SECONDS after the first held
+        (checked as each comes)."""
         bound = _TEXT_ITEM_BOUND * len(item) + 3  # its quotes and the comma after it
         with self._send_lock:
             # A frame of its own for the items so far if this one is of another
@@ -218,7 +223,7 @@ class Connection:
             self._items_id = prediction_id
             self._items_bound += bound
             if (self._items_bound + len(self._held) < self._items_limit
-                    and now - self._held_since < _HOLD_SECONDS):
+                    and len(self._items) < _HOLD_ITEMS and now - self._held_since < _HOLD_SECONDS):
                 return
             self._sender = threading.get_ident()
             try:
