@@ -255,7 +255,7 @@ class Connection final {
   // refused (answered here).
   bool ReadBody(const BodyFraming& framing, std::string* body) {
     body_started_ = Clock::now();
-    body_bytes_ = 0;
+    body_bytes_ = buffered().size();  // what came with the head counts
     switch (framing.kind) {
       case BodyFraming::Kind::kNone:
         return true;
@@ -263,7 +263,6 @@ class Connection final {
         if (!ReadLengthBody(framing.length, body)) return false;
         break;
       case BodyFraming::Kind::kChunked:
-        body_bytes_ = buffered().size();  // what came with the head counts
         if (!ReadChunkedBody(body)) return false;
         break;
     }
@@ -312,10 +311,12 @@ class Connection final {
     size_t sent = 0;
     size_t first = 0;
     Clock::time_point deadline = After(options_.write_timeout);
-    // From the first time the client holds the write up: when, and what it
-    // had taken by then (bytes sent less those still queued in the kernel).
-    std::optional<Clock::time_point> blocked_since;
+    // While the client holds the write up: since when, and what it had taken
+    // then and at the last look. What it has taken is what it acknowledged:
+    // bytes sent less those the kernel still queues (megabytes on loopback).
+    std::optional<Clock::time_point> held_since;
     int64_t taken_then = 0;
+    int64_t taken_last = 0;
     while (first < count) {
       msghdr message{};
       message.msg_iov = iov + first;
@@ -336,46 +337,31 @@ class Connection final {
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
         if (!wait) break;
-        if (WaitForRoom(sent, deadline, blocked_since, taken_then)) continue;
+        const int64_t taken = static_cast<int64_t>(sent) - static_cast<int64_t>(Unsent());
+        if (!held_since.has_value()) {
+          held_since = Clock::now();
+          taken_then = taken_last = taken;
+        }
+        if (taken != taken_last) {  // acknowledged bytes are progress too
+          taken_last = taken;
+          deadline = After(options_.write_timeout);
+        }
+        const Clock::time_point now = Clock::now();
+        const Clock::time_point rate_due =
+            RateDeadline(*held_since, static_cast<uint64_t>(std::max<int64_t>(0, taken - taken_then)));
+        if (now < deadline && now < rate_due) {
+          // The kernel says there is room only once a third of its buffer has
+          // drained: the acknowledgements are looked at again each second.
+          pollfd out{fd_, POLLOUT, 0};
+          ::poll(&out, 1, MillisecondsUntil(std::min({deadline, rate_due, now + std::chrono::seconds(1)})));
+          continue;  // an error on the socket fails the next send
+        }
       }
       write_failed_ = true;
       break;
     }
     written_ += sent;
     return sent;
-  }
-
-  // Waits while the client holds a write up, until the socket has room.
-  // False once the client has taken nothing for the write timeout, or, past
-  // the grace, has fallen behind the minimum rate. What it has taken is what
-  // it acknowledged (bytes sent less those still queued: the kernel queues
-  // megabytes on loopback), counted from the first time it held the write up;
-  // the kernel says there is room only once a third of its buffer has
-  // drained, so each second the acknowledgements are looked at again.
-  bool WaitForRoom(size_t sent, Clock::time_point& deadline,
-                   std::optional<Clock::time_point>& blocked_since, int64_t& taken_then) {
-    int64_t taken = static_cast<int64_t>(sent) - static_cast<int64_t>(Unsent());
-    if (!blocked_since.has_value()) {
-      blocked_since = Clock::now();
-      taken_then = taken;
-    }
-    int64_t last_taken = taken;
-    while (true) {
-      const Clock::time_point now = Clock::now();
-      const Clock::time_point rate_due = RateDeadline(
-          *blocked_since, static_cast<uint64_t>(std::max<int64_t>(0, taken - taken_then)));
-      if (now >= deadline || now >= rate_due) return false;
-      pollfd out{fd_, POLLOUT, 0};
-      const Clock::time_point until = std::min({deadline, rate_due, now + std::chrono::seconds(1)});
-      const int ready = ::poll(&out, 1, MillisecondsUntil(until));
-      if (ready > 0) return true;
-      if (ready < 0 && errno != EINTR) return false;
-      taken = static_cast<int64_t>(sent) - static_cast<int64_t>(Unsent());
-      if (taken != last_taken) {  // acknowledged bytes are progress too
-        last_taken = taken;
-        deadline = After(options_.write_timeout);
-      }
-    }
   }
 
   // Bytes written to the socket that its peer has not acknowledged yet.
@@ -413,7 +399,6 @@ class Connection final {
     const size_t first = static_cast<size_t>(std::min<uint64_t>(length, buffered().size()));
     body->append(buffer_.get() + begin_, first);
     begin_ += first;
-    body_bytes_ += first;
     // The rest straight from the socket into the body, which grows (by
     // doubling) only as bytes arrive: a length that is only claimed costs
     // nothing.

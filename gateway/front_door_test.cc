@@ -199,6 +199,14 @@ FrontDoorOptions SmallLimits() {
   return options;
 }
 
+// SmallLimits with a minimum body rate after a grace.
+FrontDoorOptions WithRate(absl::Duration grace, uint64_t bytes_per_second) {
+  FrontDoorOptions options = SmallLimits();
+  options.body_grace = grace;
+  options.min_body_bytes_per_second = bytes_per_second;
+  return options;
+}
+
 TEST(FrontDoorTest, ServesKeepAliveAndPipelinedRequests) {
   Served served(SmallLimits());
   Client client(served.port());
@@ -326,10 +334,7 @@ TEST(FrontDoorTest, AStreamedAnswerIsChunkedAndTheConnectionStaysOpen) {
 // The minimum rate is the client's to keep, not the producer's: a stream
 // whose events come slower than it, read at once by its client, runs to its end.
 TEST(FrontDoorTest, AStreamSlowerThanTheRateIsNotCutOff) {
-  FrontDoorOptions options = SmallLimits();
-  options.body_grace = absl::Milliseconds(100);
-  options.min_body_bytes_per_second = 1 << 20;
-  Served served(options);
+  Served served(WithRate(absl::Milliseconds(100), 1 << 20));
   Client client(served.port());
   ASSERT_TRUE(client.Send("GET /slow_stream HTTP/1.1\r\n\r\n"));
   const std::string raw = client.Raw(absl::Seconds(10), "0\r\n\r\n");
@@ -401,11 +406,7 @@ TEST(FrontDoorTest, ABodyThatStopsArrivingIs408) {
 // Each byte comes well within read_timeout, but the body falls behind the
 // minimum rate once the grace has passed: refused, long before it would end.
 TEST(FrontDoorTest, ABodyTrickledTooSlowlyIs408AfterItsGrace) {
-  FrontDoorOptions options = SmallLimits();
-  options.read_timeout = absl::Seconds(5);
-  options.body_grace = absl::Milliseconds(300);
-  options.min_body_bytes_per_second = 100;
-  Served served(options);
+  Served served(WithRate(absl::Milliseconds(300), 100));
   Client client(served.port());
   const absl::Time start = absl::Now();
   ASSERT_TRUE(client.Send("POST /echo HTTP/1.1\r\nContent-Length: 900\r\n\r\n"));
@@ -427,10 +428,7 @@ TEST(FrontDoorTest, ABodyTrickledTooSlowlyIs408AfterItsGrace) {
 
 // A body that keeps the rate is read whole however long it takes.
 TEST(FrontDoorTest, ASlowBodyThatKeepsTheRateIsServed) {
-  FrontDoorOptions options = SmallLimits();
-  options.body_grace = absl::Milliseconds(300);
-  options.min_body_bytes_per_second = 1000;
-  Served served(options);
+  Served served(WithRate(absl::Milliseconds(300), 1000));
   Client client(served.port());
   ASSERT_TRUE(client.Send("POST /echo HTTP/1.1\r\nContent-Length: 1000\r\n\r\n"));
   // 100 bytes every 50 ms, 2,000 bytes/s, for 0.5 s: past the grace, and far
@@ -448,10 +446,7 @@ TEST(FrontDoorTest, ASlowBodyThatKeepsTheRateIsServed) {
 // the write within its timeout) falls behind the rate: the server gives up on
 // it and closes, long before the answer would be out.
 TEST(FrontDoorTest, AnAnswerReadTooSlowlyEndsTheConnection) {
-  FrontDoorOptions options = SmallLimits();
-  options.body_grace = absl::Milliseconds(300);
-  options.min_body_bytes_per_second = 64 << 10;
-  Served served(options);
+  Served served(WithRate(absl::Milliseconds(300), 64 << 10));
   Client client(served.port(), /*receive_buffer=*/4096);
   ASSERT_TRUE(client.Send("POST /early HTTP/1.1\r\nContent-Length: 8\r\n\r\n16000000"));
   const absl::Time start = absl::Now();
@@ -467,10 +462,7 @@ TEST(FrontDoorTest, AnAnswerReadTooSlowlyEndsTheConnection) {
 
 // A client that reads slowly but above the rate gets the whole answer.
 TEST(FrontDoorTest, AnAnswerReadSlowlyButAboveTheRateArrivesWhole) {
-  FrontDoorOptions options = SmallLimits();
-  options.body_grace = absl::Milliseconds(300);
-  options.min_body_bytes_per_second = 100 << 10;
-  Served served(options);
+  Served served(WithRate(absl::Milliseconds(300), 100 << 10));
   Client client(served.port(), /*receive_buffer=*/8192);
   ASSERT_TRUE(client.Send("POST /early HTTP/1.1\r\nContent-Length: 7\r\n\r\n1000000"));
   // ~400 KiB/s at most.

@@ -910,13 +910,21 @@ void PredictionService::AppendLogs(Active& active, absl::string_view text) {
 }
 
 void PredictionService::HandleOutput(const runner::Output& output) {
-  if (output.value_items()) return HandleOutputItems(output);
+  if (output.value_items()) {
+    // Several items in one frame: a JSON array, each element an item of its own.
+    absl::StatusOr<Json> items = ParseRunnerJson(output.value_json(), "outputs");
+    if (items.ok() && (!items->is_array() || !output.files_json().empty() ||
+                       !output.value_text().empty())) {
+      items = absl::InvalidArgumentError(
+          "cog-server could not read outputs from the runner: an Output with value_items must "
+          "carry a JSON array in value_json, and nothing in files_json or value_text");
+    }
+    return AppendOutputs(output.id(), std::move(items));
+  }
   absl::StatusOr<Json> parsed = output.value_text().empty()
                                     ? ParseRunnerJson(output.value_json(), "an output")
                                     : RunnerText(output.value_text(), "an output");
-  Json item = parsed.ok() ? *std::move(parsed) : Json();
-  absl::Status files = parsed.status();
-  if (files.ok() && !output.files_json().empty()) {
+  if (parsed.ok() && !output.files_json().empty()) {
     // Only on file_work_, where nothing else touches this prediction: the
     // transfer runs without the lock.
     PredictionFiles::OutputTarget* target;
@@ -926,51 +934,32 @@ void PredictionService::HandleOutput(const runner::Output& output) {
       if (active == nullptr) return;
       target = &active->outputs;
     }
-    files = files_.ResolveOutputs(item, ParseFilePointers(output.files_json()), *target);
+    absl::Status files = files_.ResolveOutputs(*parsed, ParseFilePointers(output.files_json()), *target);
+    if (!files.ok()) parsed = files;
   }
-  Active* active;
-  const Json* added;
-  {
-    absl::MutexLock lock(&mu_);
-    active = FindActive(output.id());
-    if (active == nullptr) return;
-    if (!files.ok()) {
-      if (active->file_error.empty()) active->file_error = std::string(files.message());
-      return;
-    }
-    Json& list = active->prediction.output;
-    if (!list.is_array()) list = Json::array();
-    list.push_back(std::move(item));
-    added = &list.back();
-  }
-  for (const auto& o : active->observers) o->OnOutput(active->prediction, *added);
+  if (!parsed.ok()) return AppendOutputs(output.id(), parsed.status());
+  Json one = Json::array();
+  one.push_back(*std::move(parsed));
+  AppendOutputs(output.id(), std::move(one));
 }
 
-// Several items in one frame (Output.value_items): a JSON array, each element
-// an item of its own, as if each had come in an Output of its own.
-void PredictionService::HandleOutputItems(const runner::Output& output) {
-  absl::StatusOr<Json> parsed = ParseRunnerJson(output.value_json(), "outputs");
-  absl::Status error = parsed.status();
-  if (error.ok() && (!parsed->is_array() || !output.files_json().empty() ||
-                     !output.value_text().empty())) {
-    error = absl::InvalidArgumentError(
-        "cog-server could not read outputs from the runner: an Output with value_items must "
-        "carry a JSON array in value_json, and nothing in files_json or value_text");
-  }
+// Appends `items` (a JSON array) to the prediction's output, each an output
+// its observers hear of; an error instead fails the prediction when it ends.
+void PredictionService::AppendOutputs(const std::string& id, absl::StatusOr<Json> items) {
   Active* active;
   size_t first;
   {
     absl::MutexLock lock(&mu_);
-    active = FindActive(output.id());
+    active = FindActive(id);
     if (active == nullptr) return;
-    if (!error.ok()) {
-      if (active->file_error.empty()) active->file_error = std::string(error.message());
+    if (!items.ok()) {
+      if (active->file_error.empty()) active->file_error = std::string(items.status().message());
       return;
     }
     Json& list = active->prediction.output;
     if (!list.is_array()) list = Json::array();
     first = list.size();
-    for (Json& item : *parsed) list.push_back(std::move(item));
+    for (Json& item : *items) list.push_back(std::move(item));
   }
   // Only this prediction's own event handling, which this is, changes its
   // output: the items stay where they are while the observers read them.

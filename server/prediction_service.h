@@ -284,7 +284,7 @@ class PredictionService {
   void HandleSetupDone(const v1::runner::SetupDone& done);
   void HandleLog(const v1::runner::Log& log);
   void HandleOutput(const v1::runner::Output& output);
-  void HandleOutputItems(const v1::runner::Output& output);
+  void AppendOutputs(const std::string& id, absl::StatusOr<Json> items);
   void HandleMetric(const v1::runner::Metric& metric);
   void HandleDone(v1::runner::Done& done);
   void HandleHealthcheckResult(const v1::runner::HealthcheckResult& result);
