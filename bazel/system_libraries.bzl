@@ -3,6 +3,11 @@
 Each target's link options and defines are read from pkg-config when the repository
 is fetched, so that the build follows whatever the machine's packages declare instead
 of a hand-kept list of flags.
+
+Libraries named in `static` are linked from the archives Debian's -dev packages ship
+(libX.a) instead of their shared objects, where this machine has the archive. A
+library linked both ways would be two copies in one process, so the choice is by
+library name across every target.
 """
 
 def _pkg_config(ctx, args):
@@ -11,11 +16,37 @@ def _pkg_config(ctx, args):
         fail("pkg-config %s failed (run scripts/setup.sh): %s" % (" ".join(args), result.stderr))
     return [flag for flag in result.stdout.strip().split(" ") if flag]
 
+def _is_static(ctx, library):
+    for pattern in ctx.attr.static:
+        if library == pattern or (pattern.endswith("*") and library.startswith(pattern[:-1])):
+            return True
+    return False
+
+def _archive(ctx, library, archives):
+    """The path of Debian's libX.a for -lX, or None if this machine has none."""
+    if library not in archives:
+        result = ctx.execute(["gcc", "-print-file-name=lib%s.a" % library])
+        path = result.stdout.strip()
+        archives[library] = path if result.return_code == 0 and path.startswith("/") else None
+    return archives[library]
+
+def _link_statically(ctx, linkopts, archives):
+    """-lX for the libraries named in `static` becomes -l:libX.a (where the archive exists)."""
+    result = []
+    for flag in linkopts:
+        library = flag[2:] if flag.startswith("-l") else None
+        if library and _is_static(ctx, library) and _archive(ctx, library, archives):
+            flag = "-l:lib%s.a" % library
+        result.append(flag)
+    return result
+
 def _system_libraries_impl(ctx):
     lines = ['package(default_visibility = ["//visibility:public"])', ""]
+    archives = {}
     for name, modules in ctx.attr.libraries.items():
         linkopts = _pkg_config(ctx, ["--libs"] + modules)
         linkopts += ctx.attr.extra_linkopts.get(name, [])
+        linkopts = _link_statically(ctx, linkopts, archives)
         defines = []
         for flag in _pkg_config(ctx, ["--cflags"] + modules):
             if flag.startswith("-D"):
@@ -39,6 +70,7 @@ system_libraries = repository_rule(
     attrs = {
         "libraries": attr.string_list_dict(doc = "target name -> pkg-config modules"),
         "extra_linkopts": attr.string_list_dict(doc = "target name -> link options pkg-config omits"),
+        "static": attr.string_list(doc = "libraries (X of -lX; a trailing * matches a prefix) linked from libX.a"),
         "headers_only": attr.string_list(doc = "header-only libraries found in /usr/include"),
     },
     local = True,

@@ -109,6 +109,46 @@ class CommandLineTest(unittest.TestCase):
         self.assertEqual(result.returncode, 2)
 
 
+class RunnerFlagsTest(unittest.TestCase):
+    """The runner's flags: read without argparse as cog-server passes them, and by
+    argparse (help, errors) otherwise, with the same meaning either way."""
+
+    def parse(self, *argv: str) -> dict:
+        sys.path.insert(0, RUNNER)
+        from cog_runner.__main__ import _parse
+        return vars(_parse(list(argv)))
+
+    def test_the_servers_flags_are_read_without_argparse(self):
+        result = isolated("import sys\nfrom cog_runner.__main__ import _parse\n"
+                          "args = _parse(sys.argv[1:])\nprint(sorted(vars(args).items()), 'argparse' in sys.modules)",
+                          "--working-directory", "/m", "--predict", "predict.py:Predictor",
+                          "--max-concurrency", "8", "--socket", "/s")
+        self.assertEqual(result.stdout.strip(),
+                         "[('max_concurrency', 8), ('predict', 'predict.py:Predictor'), ('socket', '/s'), "
+                         "('train', ''), ('working_directory', '/m')] False", result.stderr)
+
+    def test_both_spellings_and_defaults(self):
+        self.assertEqual(self.parse("--socket=/s", "--train", "train.py:train", "--working-directory=a=b"),
+                         {"socket": "/s", "working_directory": "a=b", "predict": "", "train": "train.py:train",
+                          "max_concurrency": 1})
+        self.assertEqual(self.parse("--socket", "/s", "--max-concurrency=+3")["max_concurrency"], 3)
+
+    def test_what_the_quick_path_does_not_take_argparse_explains(self):
+        for argv, message in [([], "the following arguments are required: --socket"),
+                              (["--socket", "/s", "--max-concurrency", "many"],
+                               "argument --max-concurrency: invalid int value: 'many'"),
+                              (["--socket", "/s", "--max-concurrency", "\u00b2"],
+                               "argument --max-concurrency: invalid int value: '\u00b2'"),
+                              (["--socket", "--predict", "p.py:P"], "argument --socket: expected one argument"),
+                              (["--socket", "/s", "--frobnicate", "1"], "unrecognized arguments: --frobnicate 1")]:
+            with self.subTest(argv=argv):
+                result = isolated("from cog_runner.__main__ import _parse\n_parse(sys.argv[1:])", *argv)
+                self.assertEqual(result.returncode, 2, result.stderr)
+                self.assertIn("cog_runner: error: " + message, result.stderr)
+        # argparse's abbreviations still work.
+        self.assertEqual(self.parse("--sock", "/s", "--max-conc", "2")["max_concurrency"], 2)
+
+
 class CogYamlTest(unittest.TestCase):
     def test_reads_predict_train_and_concurrency(self):
         sys.path.insert(0, RUNNER)
