@@ -6,8 +6,11 @@ started that way; and in an interpreter that has pydantic/typing_extensions/
 protobuf around (Debian's has protobuf), none of them is ever imported.
 """
 
+import glob
+import importlib.util
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -55,6 +58,28 @@ class IsolationTest(unittest.TestCase):
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertEqual(json.loads(result.stdout), [])
+
+    def test_the_runner_ships_its_bytecode(self):
+        # Where Python may not write __pycache__ (PYTHONDONTWRITEBYTECODE, a read-only
+        # directory), a runner without its build-time bytecode compiled every module at
+        # every start: ~26 ms of start -> READY. Shipped: checked-hash .pyc files (Python
+        # writes timestamp ones) of the sources as they are.
+        sources = glob.glob(os.path.join(RUNNER, "**", "*.py"), recursive=True)
+        self.assertGreater(len(sources), 15)
+        for source in sources:
+            with self.subTest(source=os.path.relpath(source, RUNNER)):
+                with open(importlib.util.cache_from_source(source), "rb") as f:
+                    header = f.read(16)
+                with open(source, "rb") as f:
+                    source_hash = importlib.util.source_hash(f.read())
+                self.assertEqual(int.from_bytes(header[4:8], "little"), 0b11, "not a checked-hash .pyc")
+                self.assertEqual(header[8:16], source_hash, "the bytecode of another source")
+        code = "import sys; sys.path.insert(0, %r)\nimport cog_runner.worker, cog_runner.cli" % RUNNER
+        result = subprocess.run([sys.executable, "-B", "-v", "-c", code], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, timeout=60)
+        compiled = [path for path in re.findall(r"^# code object from ([^'\n]+\.py)$", result.stderr, re.M)
+                    if re.search(r"/(cog|cog_runner)/", path)]
+        self.assertEqual(compiled, [], "compiled at import")
 
     def test_the_server_serves_through_an_isolated_runner(self):
         # cog-server runs `<python> -m cog_runner ...`; this interpreter wrapper
