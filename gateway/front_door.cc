@@ -566,12 +566,13 @@ class ConnectionEarlyAnswer final : public EarlyAnswer {
                         const std::atomic<bool>& stopping)
       : connection_(connection), request_(request), stopping_(stopping) {}
 
-  void Send(int status, absl::string_view content_type, std::string body) override {
+  bool Send(int status, absl::string_view content_type, std::string body) override {
     response_.Reply(status, std::string(content_type), std::move(body));
     keep_alive_ = request_.keep_alive && !stopping_;
     head_ = ResponseHead(response_, request_, keep_alive_);
     sent_ = connection_.Write({head_, Body()}, /*wait=*/false);
     used_ = true;
+    return keep_alive_ && sent_ == head_.size() + Body().size();
   }
 
   bool used() const { return used_; }

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -23,6 +24,9 @@ namespace {
 
 // What the test server answers: POST /echo the body back, GET /ok "ok",
 // GET /stream three chunks, anything else 404.
+// What the last /early answer's Send() returned: 1 whole on a kept connection, 0 not.
+std::atomic<int> last_early_send{-1};
+
 void Answer(HttpRequest& request, HttpResponse& response) {
   if (request.method == "POST" && request.path == "/echo") {
     response.Reply(200, "text/plain", request.body);
@@ -50,7 +54,7 @@ void Answer(HttpRequest& request, HttpResponse& response) {
     ASSERT_NE(request.early_answer, nullptr);
     const size_t size = request.body.empty() ? 5 : std::stoul(request.body);
     std::thread answerer([&request, size] {
-      request.early_answer->Send(200, "text/plain", std::string(size, 'e'));
+      last_early_send = request.early_answer->Send(200, "text/plain", std::string(size, 'e')) ? 1 : 0;
     });
     answerer.join();
     response.Reply(500, "text/plain", "not this");
@@ -493,6 +497,7 @@ TEST(FrontDoorTest, AnAnswerSentEarlyFromAnotherThreadIsTheAnswer) {
   ASSERT_TRUE(client.Send("GET /early HTTP/1.1\r\n\r\nGET /ok HTTP/1.1\r\n\r\n"));
   EXPECT_EQ(client.Response(), "200 eeeee");
   EXPECT_EQ(client.Response(), "200 ok");
+  EXPECT_EQ(last_early_send, 1) << "sent whole, the connection kept: nothing left for its thread";
   // Larger than the socket takes at once: the connection's thread sends the
   // rest after the handler.
   const size_t large = 8 << 20;
@@ -502,7 +507,12 @@ TEST(FrontDoorTest, AnAnswerSentEarlyFromAnotherThreadIsTheAnswer) {
   const std::string response = client.Response(absl::Seconds(30));
   EXPECT_EQ(response.size(), 4 + large);
   EXPECT_TRUE(response == "200 " + std::string(large, 'e'));
+  EXPECT_EQ(last_early_send, 0) << "the connection's thread had the rest to send";
   EXPECT_EQ(client.Response(), "200 ok");
+  // Whole, but the connection is to be closed: that is the connection's thread's to do.
+  ASSERT_TRUE(client.Send("GET /early HTTP/1.1\r\nConnection: close\r\n\r\n"));
+  EXPECT_EQ(client.Response(), "200 eeeee");
+  EXPECT_EQ(last_early_send, 0);
 }
 
 TEST(FrontDoorTest, AClosingConnectionReadsWhatTheClientStillSendsInsteadOfResettingIt) {

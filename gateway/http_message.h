@@ -22,8 +22,11 @@ class EarlyAnswer {
   virtual ~EarlyAnswer() = default;
   // Sends this answer (never streamed) now, from any thread, at most once and
   // only while the handler is still running. What the handler then puts in
-  // its HttpResponse is not sent.
-  virtual void Send(int status, absl::string_view content_type, std::string body) = 0;
+  // its HttpResponse is not sent. True if it went whole and the connection
+  // stays open: the connection's thread then has nothing left to do for this
+  // request, and a handler waiting for the answer need not be woken for it
+  // (it may as well return when the client's next request comes).
+  virtual bool Send(int status, absl::string_view content_type, std::string body) = 0;
 };
 
 struct HttpRequest {

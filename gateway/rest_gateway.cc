@@ -1,7 +1,11 @@
 #include "gateway/rest_gateway.h"
 
 #include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstdint>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -205,6 +209,20 @@ bool ClientHasGone(int fd) {
   return poll(&check, 1, 0) > 0 && (check.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
+// An eventfd of the calling thread's own, kept for the thread's life (-1 if
+// none could be made): a connection's thread parks on it and its client's
+// socket while a sync prediction runs (RestGateway::HandlePredict).
+int ThreadWakeFd() {
+  struct WakeFd {
+    const int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    ~WakeFd() {
+      if (fd >= 0) ::close(fd);
+    }
+  };
+  thread_local WakeFd wake;
+  return wake.fd;
+}
+
 // A sync prediction's end, for the connection's thread that waits for it.
 // The response body is rendered once, straight from the core's final state,
 // and sent at once from the thread that learns of the end when the front door
@@ -216,12 +234,16 @@ class SyncObserver final : public PredictionObserver {
     std::string body;
   };
   // `early_answer` (may be null) is valid until `result` is notified: the
-  // handler it belongs to waits for that.
-  SyncObserver(std::shared_ptr<Result> result, EarlyAnswer* early_answer)
-      : result_(std::move(result)), early_answer_(early_answer) {}
+  // handler it belongs to waits for that. `wake_fd` (-1: none) is written when
+  // the early answer leaves the connection's thread something to do.
+  SyncObserver(std::shared_ptr<Result> result, EarlyAnswer* early_answer, int wake_fd)
+      : result_(std::move(result)), early_answer_(early_answer), wake_fd_(wake_fd) {}
   void OnCompleted(const Prediction& prediction) override {
     if (early_answer_ != nullptr) {
-      early_answer_->Send(200, kJson, PredictionJsonText(prediction));
+      if (!early_answer_->Send(200, kJson, PredictionJsonText(prediction)) && wake_fd_ >= 0) {
+        const uint64_t one = 1;
+        (void)!::write(wake_fd_, &one, sizeof(one));
+      }
     } else {
       result_->body = PredictionJsonText(prediction);
     }
@@ -232,6 +254,7 @@ class SyncObserver final : public PredictionObserver {
  private:
   std::shared_ptr<Result> result_;
   EarlyAnswer* const early_answer_;
+  const int wake_fd_;
 };
 
 // Server-sent events of one prediction: the observer queues them rendered,
@@ -449,12 +472,14 @@ void RestGateway::HandlePrediction(const HttpRequest& http_request, HttpResponse
   std::shared_ptr<SyncObserver::Result> result;
   std::shared_ptr<EventStream> events;
   std::unique_ptr<PredictionObserver> observer;
+  int wake_fd = -1;
   if (stream) {
     events = std::make_shared<EventStream>();
     observer = std::make_unique<StreamObserver>(events);
   } else if (!respond_async) {
     result = std::make_shared<SyncObserver::Result>();
-    observer = std::make_unique<SyncObserver>(result, http_request.early_answer);
+    wake_fd = http_request.early_answer != nullptr ? ThreadWakeFd() : -1;
+    observer = std::make_unique<SyncObserver>(result, http_request.early_answer, wake_fd);
   }
   const std::string id = request->id;
   absl::StatusOr<Prediction> started = core_->Start(std::move(*request), std::move(observer));
@@ -495,13 +520,30 @@ void RestGateway::HandlePrediction(const HttpRequest& http_request, HttpResponse
     return;
   }
   bool canceled = false;
-  while (!result->done.WaitForNotificationWithTimeout(kCheckEvery)) {
+  auto cancel_if_client_has_gone = [&] {
     if (!canceled && ClientHasGone(client)) {
       spdlog::info("the client of prediction {} disconnected; canceling it", started->id);
       core_->Cancel(started->id).IgnoreError();
       canceled = true;
     }
+  };
+  // Parked on the client's socket and the wake fd rather than on `done`: the
+  // thread that reads the runner's answer sends it whole and wakes nobody, and
+  // this thread goes on when the client's next request comes (one wake-up a
+  // request less). Anything else, the client's bytes or close before the end
+  // included, ends the parking: the wait below then sees to it.
+  while (wake_fd >= 0 && !result->done.HasBeenNotified()) {
+    pollfd fds[2] = {{client, POLLIN | POLLRDHUP, 0}, {wake_fd, POLLIN, 0}};
+    const int ready = poll(fds, 2, static_cast<int>(absl::ToInt64Milliseconds(kCheckEvery)));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready != 0) {
+      uint64_t count;
+      if ((fds[1].revents & POLLIN) != 0) (void)!::read(wake_fd, &count, sizeof(count));
+      break;
+    }
+    cancel_if_client_has_gone();
   }
+  while (!result->done.WaitForNotificationWithTimeout(kCheckEvery)) cancel_if_client_has_gone();
   // The observer has sent the answer itself when the front door let it.
   if (http_request.early_answer == nullptr) ReplyText(response, 200, std::move(result->body));
 }

@@ -444,5 +444,60 @@ class SlowClientsTest(unittest.TestCase):
             server.stop()
 
 
+class SyncAnswersOnOneConnectionTest(unittest.TestCase):
+    """A sync prediction's answer is sent by the thread that reads the runner's
+    end, while the connection's thread waits on the client's socket: whatever
+    the client does meanwhile, each request gets its whole answer, in order."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = CogServer("echo")
+        cls.server.wait_for_status("READY")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+
+    @staticmethod
+    def post(text: str, extra: str = "") -> bytes:
+        body = json.dumps({"input": {"s": text}}).encode()
+        return (b"POST /predictions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                + extra.encode() + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+    def test_back_to_back_requests_each_get_their_answer(self):
+        with connect(self.server) as sock:
+            for i in range(300):
+                sock.sendall(self.post("request %d" % i))
+                status, body = read_response(sock)
+                self.assertEqual((status, body["output"]), (200, "request %d" % i))
+
+    def test_pipelined_requests_are_answered_in_order(self):
+        # The second request's bytes come while the first runs.
+        with connect(self.server) as sock:
+            sock.sendall(b"".join(self.post("pipelined %d" % i) for i in range(5)))
+            for i in range(5):
+                status, body = read_response(sock)
+                self.assertEqual((status, body["output"]), (200, "pipelined %d" % i))
+
+    def test_an_answer_larger_than_the_socket_takes_at_once_arrives_whole(self):
+        # The reading thread cannot send it all: the connection's thread is woken for the rest.
+        text = "".join(chr(ord("a") + i % 26) for i in range(8 << 20))
+        with connect(self.server, timeout=60) as sock:
+            sock.sendall(self.post(text))
+            status, body = read_response(sock)
+            self.assertEqual(status, 200)
+            self.assertTrue(body["output"] == text and body["input"]["s"] == text)
+            sock.sendall(self.post("after"))
+            self.assertEqual(read_response(sock)[1]["output"], "after")
+
+    def test_connection_close_is_answered_and_closed(self):
+        with connect(self.server) as sock:
+            sock.sendall(self.post("last", "Connection: close\r\n"))
+            received = read_until_closed(sock)
+        self.assertTrue(received.startswith(b"HTTP/1.1 200 OK\r\n"), received[:200])
+        self.assertIn(b"Connection: close\r\n", received)
+        self.assertIn(b'"output":"last"', received)
+
+
 if __name__ == "__main__":
     unittest.main()
