@@ -114,14 +114,13 @@ std::unique_ptr<PredictionObserver> WebhookSender::ObserverFor(WebhookSender* se
   return std::make_unique<WebhookObserver>(sender, request, std::move(snapshot));
 }
 
-WebhookSender::WebhookSender(Options options)
-    : options_(std::move(options)), multi_((InitCurlOnce(), curl_multi_init())) {
+WebhookSender::WebhookSender(Options options) : options_(std::move(options)) {
   thread_ = std::thread([this] { Loop(); });
 }
 
 WebhookSender::~WebhookSender() {
   Stop();
-  curl_multi_cleanup(multi_);
+  if (multi_ != nullptr) curl_multi_cleanup(multi_);
 }
 
 void WebhookSender::Stop() {
@@ -215,6 +214,22 @@ void WebhookSender::Finished(const std::string& prediction_id) {
 }
 
 void WebhookSender::Loop() {
+  {
+    absl::MutexLock lock(&mu_);
+    auto first = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_ || outstanding_ > 0; };
+    mu_.Await(absl::Condition(&first));
+    if (stopping_) return;
+  }
+  InitCurlOnce();
+  CURLM* const multi = curl_multi_init();
+  if (multi == nullptr) {
+    spdlog::error("webhooks cannot be sent: libcurl could not start (out of memory?)");
+    return;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    multi_ = multi;
+  }
   // Transfers on multi_, by their handle; transfers waiting for their retry.
   absl::flat_hash_map<CURL*, std::unique_ptr<Transfer>> running;
   std::vector<std::unique_ptr<Transfer>> waiting;

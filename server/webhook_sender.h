@@ -124,7 +124,11 @@ class WebhookSender {
   void Finished(const std::string& prediction_id) ABSL_LOCKS_EXCLUDED(mu_);
 
   const Options options_;
-  CURLM* const multi_;  // driven by the sending thread only; curl_multi_wakeup from any
+  // Made by the sending thread when the first webhook comes: libcurl's global
+  // set-up (OpenSSL's, ~2.3 MiB of RSS) waits until a server sends one. Set
+  // under mu_ by that thread and driven by it only; curl_multi_wakeup from
+  // any thread under mu_.
+  CURLM* multi_ = nullptr;
   absl::Mutex mu_;
   // A queue stays after its last webhook while its logs throttle runs.
   absl::flat_hash_map<std::string, Queue> queues_ ABSL_GUARDED_BY(mu_);
