@@ -133,9 +133,20 @@ class OutputsThroughTheServerTest(unittest.TestCase):
     def test_a_lone_surrogate_item_ends_the_same_held_or_not(self):
         together = self.predict("texts_surrogate", 10)
         one_by_one = self.polled("texts_surrogate", 10)
-        print("a lone surrogate item: %s %r" % (together["status"], together.get("error")))
-        for key in ("status", "output"):
-            self.assertEqual(together[key], one_by_one[key], key)
+        for body in (together, one_by_one):
+            self.assertEqual(body["status"], "failed")
+            self.assertIn("not valid Unicode (a lone surrogate, \\ud800)", body["error"])
+        self.assertEqual(together["output"], one_by_one["output"])
+        self.assert_serving()
+
+    def test_an_output_with_a_lone_surrogate_fails_saying_so(self):
+        for n, escape in ((0, "\\udc80"), (1, "\\ud800")):  # a str, and one nested after a valid pair
+            body = self.predict("surrogate_output", n)
+            self.assertEqual(body["status"], "failed", body)
+            self.assertEqual(body["error"], "cog-server could not read the output from the runner: it holds a "
+                             "str that is not valid Unicode (a lone surrogate, %s), which JSON cannot carry; "
+                             "replace it before returning it, e.g. s.encode('utf-8', 'replace').decode()" % escape)
+            self.assertIsNone(body["output"])
         self.assert_serving()
 
     def test_an_output_over_the_default_frame_limit_fails_only_its_prediction(self):

@@ -66,6 +66,8 @@ class Predictor(BasePredictor):
             return "done"
         if kind in ("texts", "texts_surrogate"):
             return _texts(n, kind == "texts_surrogate")
+        if kind == "surrogate_output":  # a str that is not valid Unicode, alone or nested
+            return "lone \udc80" if n == 0 else {"a": ["ok \ud83d\ude00", "lone \ud800"]}
         if kind == "surrogate":
             print("name: \udcff")  # undecodable bytes of a file name, as os.listdir gives them
             return "survived"
