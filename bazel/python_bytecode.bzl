@@ -35,8 +35,11 @@ for source, target in zip(args[0::2], args[1::2]):
 def _py_bytecode_impl(ctx):
     outputs = []
     args = ctx.actions.args()
+    prefix = ctx.label.package + "/" if ctx.label.package else ""
     for source in ctx.files.srcs:
-        path = source.short_path[len(ctx.label.package) + 1:] if ctx.label.package else source.short_path
+        if not source.short_path.startswith(prefix) or source.short_path.startswith("../"):
+            fail("%s: %s is not in this package; its bytecode would not sit beside it" % (ctx.label, source.short_path))
+        path = source.short_path[len(prefix):]
         directory, _, name = path.rpartition("/")
         output = ctx.actions.declare_file("%s__pycache__/%s.%s.pyc" % (
             directory + "/" if directory else "",

@@ -5,9 +5,11 @@ is fetched, so that the build follows whatever the machine's packages declare in
 of a hand-kept list of flags.
 
 Libraries named in `static` are linked from the archives Debian's -dev packages ship
-(libX.a) instead of their shared objects, where this machine has the archive. A
-library linked both ways would be two copies in one process, so the choice is by
-library name across every target.
+(libX.a) instead of their shared objects. A library linked both ways would be two
+copies in one process, so the choice is by library name across every target, and a
+missing archive fails the fetch instead of falling back to the shared object.
+`--define=system_libraries=shared` links them all shared again (--config=tsan does:
+its Abseil shim interposes on the shared library).
 """
 
 def _pkg_config(ctx, args):
@@ -22,31 +24,32 @@ def _is_static(ctx, library):
             return True
     return False
 
-def _archive(ctx, library, archives):
-    """The path of Debian's libX.a for -lX, or None if this machine has none."""
-    if library not in archives:
-        result = ctx.execute(["gcc", "-print-file-name=lib%s.a" % library])
-        path = result.stdout.strip()
-        archives[library] = path if result.return_code == 0 and path.startswith("/") else None
-    return archives[library]
+def _check_archive(ctx, library, checked):
+    if library in checked:
+        return
+    result = ctx.execute(["gcc", "-print-file-name=lib%s.a" % library])
+    if result.return_code != 0 or not result.stdout.strip().startswith("/"):
+        fail("lib%s.a, named in `static`, is not on this machine (run scripts/setup.sh)" % library)
+    checked[library] = True
 
-def _link_statically(ctx, linkopts, archives):
-    """-lX for the libraries named in `static` becomes -l:libX.a (where the archive exists)."""
+def _link_statically(ctx, linkopts, checked):
+    """-lX for the libraries named in `static` becomes -l:libX.a."""
     result = []
     for flag in linkopts:
         library = flag[2:] if flag.startswith("-l") else None
-        if library and _is_static(ctx, library) and _archive(ctx, library, archives):
+        if library and _is_static(ctx, library):
+            _check_archive(ctx, library, checked)
             flag = "-l:lib%s.a" % library
         result.append(flag)
     return result
 
 def _system_libraries_impl(ctx):
     lines = ['package(default_visibility = ["//visibility:public"])', ""]
-    archives = {}
+    checked = {}
     for name, modules in ctx.attr.libraries.items():
-        linkopts = _pkg_config(ctx, ["--libs"] + modules)
-        linkopts += ctx.attr.extra_linkopts.get(name, [])
-        linkopts = _link_statically(ctx, linkopts, archives)
+        shared = _pkg_config(ctx, ["--libs"] + modules)
+        shared += ctx.attr.extra_linkopts.get(name, [])
+        static = _link_statically(ctx, shared, checked)
         defines = []
         for flag in _pkg_config(ctx, ["--cflags"] + modules):
             if flag.startswith("-D"):
@@ -55,7 +58,13 @@ def _system_libraries_impl(ctx):
             # -I flags name system include folders the compiler searches anyway.
         lines.append("cc_library(")
         lines.append("    name = %r," % name)
-        lines.append("    linkopts = %r," % linkopts)
+        if static == shared:
+            lines.append("    linkopts = %r," % shared)
+        else:
+            lines.append("    linkopts = select({")
+            lines.append("        %r: %r," % (ctx.attr.shared_setting, shared))
+            lines.append("        \"//conditions:default\": %r," % static)
+            lines.append("    }),")
         lines.append("    defines = %r," % defines)
         lines.append(")")
         lines.append("")
@@ -71,6 +80,7 @@ system_libraries = repository_rule(
         "libraries": attr.string_list_dict(doc = "target name -> pkg-config modules"),
         "extra_linkopts": attr.string_list_dict(doc = "target name -> link options pkg-config omits"),
         "static": attr.string_list(doc = "libraries (X of -lX; a trailing * matches a prefix) linked from libX.a"),
+        "shared_setting": attr.string(doc = "config_setting (a label in the main repository: @//…) under which `static` is ignored"),
         "headers_only": attr.string_list(doc = "header-only libraries found in /usr/include"),
     },
     local = True,

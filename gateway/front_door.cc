@@ -562,9 +562,11 @@ class StreamWriter final : public ResponseWriter {
 // handler has returned.
 class ConnectionEarlyAnswer final : public EarlyAnswer {
  public:
+  // `pipelined`: the client's next request is in the connection's buffer
+  // already (no poll of the socket would say so).
   ConnectionEarlyAnswer(Connection& connection, const ParsedHead& request,
-                        const std::atomic<bool>& stopping)
-      : connection_(connection), request_(request), stopping_(stopping) {}
+                        const std::atomic<bool>& stopping, bool pipelined)
+      : connection_(connection), request_(request), stopping_(stopping), pipelined_(pipelined) {}
 
   bool Send(int status, absl::string_view content_type, std::string body) override {
     response_.Reply(status, std::string(content_type), std::move(body));
@@ -572,7 +574,7 @@ class ConnectionEarlyAnswer final : public EarlyAnswer {
     head_ = ResponseHead(response_, request_, keep_alive_);
     sent_ = connection_.Write({head_, Body()}, /*wait=*/false);
     used_ = true;
-    return keep_alive_ && sent_ == head_.size() + Body().size();
+    return keep_alive_ && !pipelined_ && sent_ == head_.size() + Body().size();
   }
 
   bool used() const { return used_; }
@@ -594,6 +596,7 @@ class ConnectionEarlyAnswer final : public EarlyAnswer {
   Connection& connection_;
   const ParsedHead& request_;
   const std::atomic<bool>& stopping_;
+  const bool pipelined_;
   // Written by Send() before the handler's thread learns of it (the handler
   // returns after it), read by the connection's thread after the handler.
   bool used_ = false;
@@ -827,7 +830,8 @@ void FrontDoorServer::ServeRequests(int fd) {
     if (!connection.ReadBody(framing, &request.body)) return;
     connection.ReleaseBufferIfGrown();  // a large head's buffer is not kept through the handler
     request.socket = fd;
-    ConnectionEarlyAnswer early_answer(connection, parsed, stopping_);
+    request.stop_event = stop_event_;
+    ConnectionEarlyAnswer early_answer(connection, parsed, stopping_, !connection.buffered().empty());
     request.early_answer = &early_answer;
 
     HttpResponse response;

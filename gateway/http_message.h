@@ -22,10 +22,10 @@ class EarlyAnswer {
   virtual ~EarlyAnswer() = default;
   // Sends this answer (never streamed) now, from any thread, at most once and
   // only while the handler is still running. What the handler then puts in
-  // its HttpResponse is not sent. True if it went whole and the connection
-  // stays open: the connection's thread then has nothing left to do for this
-  // request, and a handler waiting for the answer need not be woken for it
-  // (it may as well return when the client's next request comes).
+  // its HttpResponse is not sent. True if it went whole, the connection
+  // stays open and the client's next request has not come yet: the
+  // connection's thread then has nothing to do until it comes, and a handler
+  // waiting on the client's socket (HttpRequest::socket) need not be woken.
   virtual bool Send(int status, absl::string_view content_type, std::string body) = 0;
 };
 
@@ -38,8 +38,12 @@ struct HttpRequest {
   // (server/json.h) past the end, so that the JSON parser reads it in place.
   std::string body;
   // The client's connection: a handler that waits may poll it for the
-  // client's close. Only for that; the front door reads and writes it.
+  // client's close or next request. Only for that; the front door reads and
+  // writes it.
   int socket = -1;
+  // Readable once the server stops (an eventfd; -1: none): a handler that
+  // waits may poll it too.
+  int stop_event = -1;
   // Null if the front door offers none.
   EarlyAnswer* early_answer = nullptr;
 

@@ -530,11 +530,13 @@ void RestGateway::HandlePrediction(const HttpRequest& http_request, HttpResponse
   // Parked on the client's socket and the wake fd rather than on `done`: the
   // thread that reads the runner's answer sends it whole and wakes nobody, and
   // this thread goes on when the client's next request comes (one wake-up a
-  // request less). Anything else, the client's bytes or close before the end
-  // included, ends the parking: the wait below then sees to it.
+  // request less). Anything else, the client's bytes or close before the end,
+  // an answer that leaves this thread work (EarlyAnswer::Send) and the
+  // server's stop included, ends the parking: the wait below then sees to it.
   while (wake_fd >= 0 && !result->done.HasBeenNotified()) {
-    pollfd fds[2] = {{client, POLLIN | POLLRDHUP, 0}, {wake_fd, POLLIN, 0}};
-    const int ready = poll(fds, 2, static_cast<int>(absl::ToInt64Milliseconds(kCheckEvery)));
+    pollfd fds[3] = {{client, POLLIN | POLLRDHUP, 0}, {wake_fd, POLLIN, 0},
+                     {http_request.stop_event, POLLIN, 0}};
+    const int ready = poll(fds, 3, static_cast<int>(absl::ToInt64Milliseconds(kCheckEvery)));
     if (ready < 0 && errno == EINTR) continue;
     if (ready != 0) {
       uint64_t count;

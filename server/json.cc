@@ -13,11 +13,13 @@
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/base/attributes.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/cord.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -494,9 +496,47 @@ class ErrorOffsetFinder final : public nlohmann::json_sax<Json> {
 };
 
 constexpr char kOffsetPayload[] = "type.cog/json_error_offset";
+constexpr char kLoneSurrogatePayload[] = "type.cog/json_lone_surrogate";
+
+// The first \uXXXX escape in JSON text that is a lone UTF-16 surrogate (as
+// Python's json writes a str holding one), if any: what simdjson refuses as
+// a malformed string, said more precisely.
+std::optional<absl::string_view> FindLoneSurrogate(absl::string_view json) {
+  auto unit_at = [json](size_t at) -> int {  // the escape's code unit at `at`, or -1
+    if (at + 6 > json.size() || json[at] != '\\' || json[at + 1] != 'u') return -1;
+    int unit = 0;
+    for (size_t i = at + 2; i < at + 6; ++i) {
+      const int digit = absl::ascii_isdigit(json[i]) ? json[i] - '0'
+                        : absl::ascii_isxdigit(json[i]) ? (json[i] | 0x20) - 'a' + 10
+                                                        : -1;
+      if (digit < 0) return -1;
+      unit = unit * 16 + digit;
+    }
+    return unit;
+  };
+  for (size_t i = 0; i + 1 < json.size(); ++i) {
+    if (json[i] != '\\') continue;
+    const int unit = unit_at(i);
+    if (unit < 0xD800 || unit > 0xDFFF) {
+      ++i;  // another escape, or a code unit that is not a surrogate: past its backslash's pair
+      continue;
+    }
+    const int next = unit_at(i + 6);
+    if (unit > 0xDBFF || next < 0xDC00 || next > 0xDFFF) return json.substr(i, 6);
+    i += 11;  // a pair
+  }
+  return std::nullopt;
+}
 
 absl::Status ParseError(simdjson::error_code code, int max_depth, absl::string_view text) {
-  absl::Status status = absl::InvalidArgumentError(ParseErrorMessage(code, max_depth));
+  std::optional<absl::string_view> surrogate;
+  if (code == simdjson::STRING_ERROR) surrogate = FindLoneSurrogate(text);
+  absl::Status status = absl::InvalidArgumentError(
+      surrogate.has_value()
+          ? absl::StrCat("JSON string holds a lone surrogate (", *surrogate,
+                         "), which is not valid Unicode")
+          : ParseErrorMessage(code, max_depth));
+  if (surrogate.has_value()) status.SetPayload(kLoneSurrogatePayload, absl::Cord(*surrogate));
   if (code != simdjson::DEPTH_ERROR && code != simdjson::CAPACITY) {
     ErrorOffsetFinder finder;
     Json::sax_parse(text.begin(), text.end(), &finder, nlohmann::detail::input_format_t::json,
@@ -513,6 +553,12 @@ std::optional<size_t> JsonErrorOffset(const absl::Status& status) {
   size_t offset;
   if (!payload.has_value() || !absl::SimpleAtoi(std::string(*payload), &offset)) return std::nullopt;
   return offset;
+}
+
+std::optional<std::string> JsonLoneSurrogate(const absl::Status& status) {
+  absl::optional<absl::Cord> payload = status.GetPayload(kLoneSurrogatePayload);
+  if (!payload.has_value()) return std::nullopt;
+  return std::string(*payload);
 }
 
 absl::StatusOr<Json> ParseJson(absl::string_view text, int max_depth, size_t readable_after) {

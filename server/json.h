@@ -44,6 +44,11 @@ absl::StatusOr<Json> ParseJson(absl::string_view text, int max_depth = kDefaultM
 // json reports it), when it could be told.
 std::optional<size_t> JsonErrorOffset(const absl::Status& status);
 
+// The escape (e.g. "\ud800") of a ParseJson error that is a string holding a
+// lone UTF-16 surrogate, which is not valid Unicode (Python's json writes one
+// for a str that holds it).
+std::optional<std::string> JsonLoneSurrogate(const absl::Status& status);
+
 // The text of `value`, compact, as Python's json.dumps(separators=(",", ":"),
 // ensure_ascii=False) would write it. Never throws: bytes that are not UTF-8 are
 // written as U+FFFD, non-finite numbers (which JSON cannot carry) as null.

@@ -1,6 +1,8 @@
 #include "server/json.h"
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -64,6 +66,33 @@ TEST(ParseJsonTest, ErrorsSayWhereTheTextGoesWrong) {
   parsed = ParseJson(std::string(100000, '[') + std::string(100000, ']'), 128);
   ASSERT_FALSE(parsed.ok());
   EXPECT_FALSE(JsonErrorOffset(parsed.status()).has_value());
+}
+
+TEST(ParseJsonTest, ALoneSurrogateIsNamed) {
+  for (const auto& [text, escape] : std::vector<std::pair<std::string, std::string>>{
+           {R"(["a\ud800"])", R"(\ud800)"},
+           // A low one alone; a pair, then a high one before an escaped backslash;
+           // a high one before another escape.
+           {R"({"k": "\uDC80 b"})", R"(\uDC80)"},
+           {R"(["\ud83d\ude00", "x\ud800\\udc00"])", R"(\ud800)"},
+           {R"(["\ud800\u0041"])", R"(\ud800)"}}) {
+    absl::StatusOr<Json> parsed = ParseJson(text);
+    ASSERT_FALSE(parsed.ok()) << text;
+    EXPECT_EQ(JsonLoneSurrogate(parsed.status()), escape) << text;
+    EXPECT_EQ(parsed.status().message(),
+              "JSON string holds a lone surrogate (" + escape + "), which is not valid Unicode");
+  }
+  // Pairs and escaped backslashes before a "u" are no surrogates.
+  absl::StatusOr<Json> parsed = ParseJson(R"(["\ud83d\ude00", "\\ud800"])");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ((*parsed)[1], "\\ud800");
+  // Other errors are not blamed on a surrogate, even with one in the text.
+  parsed = ParseJson(R"(["\ud800", )");
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_FALSE(JsonLoneSurrogate(parsed.status()).has_value()) << parsed.status();
+  parsed = ParseJson(R"(["\ud8)");
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_FALSE(JsonLoneSurrogate(parsed.status()).has_value()) << parsed.status();
 }
 
 TEST(IsUtf8Test, TellsValidFromInvalid) {

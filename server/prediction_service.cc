@@ -2,9 +2,9 @@
 
 #include <algorithm>
 #include <optional>
+#include <string>
 #include <utility>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -38,35 +38,6 @@ absl::string_view HealthStatusName(HealthStatus status) {
 
 namespace {
 
-// The first \uXXXX escape in JSON text that is a lone UTF-16 surrogate (as
-// Python's json writes a str holding one), if any.
-std::optional<absl::string_view> FindLoneSurrogate(absl::string_view json) {
-  auto unit_at = [json](size_t at) -> int {  // the escape's code unit at `at`, or -1
-    if (at + 6 > json.size() || json[at] != '\\' || json[at + 1] != 'u') return -1;
-    int unit = 0;
-    for (size_t i = at + 2; i < at + 6; ++i) {
-      const int digit = absl::ascii_isdigit(json[i]) ? json[i] - '0'
-                        : absl::ascii_isxdigit(json[i]) ? (json[i] | 0x20) - 'a' + 10
-                                                        : -1;
-      if (digit < 0) return -1;
-      unit = unit * 16 + digit;
-    }
-    return unit;
-  };
-  for (size_t i = 0; i + 1 < json.size(); ++i) {
-    if (json[i] != '\\') continue;
-    const int unit = unit_at(i);
-    if (unit < 0xD800 || unit > 0xDFFF) {
-      ++i;  // another escape, or a code unit that is not a surrogate: past its backslash's pair
-      continue;
-    }
-    const int next = unit_at(i + 6);
-    if (unit > 0xDBFF || next < 0xDC00 || next > 0xDFFF) return json.substr(i, 6);
-    i += 11;  // a pair
-  }
-  return std::nullopt;
-}
-
 // What the runner sent as JSON: its writer (Python's json with
 // allow_nan=False) only writes what ParseJson reads, so an error here means a
 // broken runner or a limit, and says so; or a str the predictor returned
@@ -74,11 +45,11 @@ std::optional<absl::string_view> FindLoneSurrogate(absl::string_view json) {
 absl::StatusOr<Json> ParseRunnerJson(const std::string& text, absl::string_view what) {
   absl::StatusOr<Json> value = ParseJson(text);
   if (!value.ok()) {
-    if (std::optional<absl::string_view> escape = FindLoneSurrogate(text)) {
+    if (std::optional<std::string> escape = JsonLoneSurrogate(value.status())) {
       return absl::InvalidArgumentError(absl::StrCat(
           "cog-server could not read ", what, " from the runner: it holds a str that is not valid "
-          "Unicode (a lone surrogate, ", *escape, "), which JSON cannot carry; replace it before "
-          "returning it, e.g. s.encode('utf-8', 'replace').decode()"));
+          "Unicode (a lone surrogate, ", *escape, "), which cannot be written as UTF-8; replace "
+          "it, e.g. s.encode('utf-8', 'replace').decode()"));
     }
     return absl::InvalidArgumentError(
         absl::StrCat("cog-server could not read ", what, " from the runner: ", value.status().message()));

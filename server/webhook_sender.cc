@@ -222,12 +222,17 @@ void WebhookSender::Loop() {
   }
   InitCurlOnce();
   CURLM* const multi = curl_multi_init();
-  if (multi == nullptr) {
-    spdlog::error("webhooks cannot be sent: libcurl could not start (out of memory?)");
-    return;
-  }
   {
     absl::MutexLock lock(&mu_);
+    if (multi == nullptr) {
+      // Nothing can go: what is queued and what comes is dropped, and Drain
+      // does not wait for it.
+      spdlog::error("webhooks cannot be sent: libcurl could not start (out of memory?)");
+      stopping_ = true;
+      queues_.clear();
+      outstanding_ = 0;
+      return;
+    }
     multi_ = multi;
   }
   // Transfers on multi_, by their handle; transfers waiting for their retry.

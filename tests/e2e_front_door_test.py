@@ -471,13 +471,18 @@ class SyncAnswersOnOneConnectionTest(unittest.TestCase):
                 status, body = read_response(sock)
                 self.assertEqual((status, body["output"]), (200, "request %d" % i))
 
-    def test_pipelined_requests_are_answered_in_order(self):
-        # The second request's bytes come while the first runs.
+    def test_pipelined_requests_are_answered_in_order_without_stalling(self):
+        # The next requests' bytes are in the server's buffer, not the socket,
+        # when each answer goes: the connection's thread must not be left to
+        # find them at its next periodic check (100 ms), which would make these
+        # 40 take 4 s or more.
+        started = time.monotonic()
         with connect(self.server) as sock:
-            sock.sendall(b"".join(self.post("pipelined %d" % i) for i in range(5)))
-            for i in range(5):
+            sock.sendall(b"".join(self.post("pipelined %d" % i) for i in range(40)))
+            for i in range(40):
                 status, body = read_response(sock)
                 self.assertEqual((status, body["output"]), (200, "pipelined %d" % i))
+        self.assertLess(time.monotonic() - started, 2.0)
 
     def test_an_answer_larger_than_the_socket_takes_at_once_arrives_whole(self):
         # The reading thread cannot send it all: the connection's thread is woken for the rest.

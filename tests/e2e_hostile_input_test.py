@@ -149,6 +149,10 @@ class HostileInputTest(unittest.TestCase):
             status, _, body = self.post_raw(raw)
             self.assert_json_invalid(status, body, "UTF-8")
 
+    def test_a_lone_surrogate_escape_is_a_422_naming_it(self):
+        status, _, body = self.post_raw(b'{"input": {"s": "a \\ud83d\\ude00 pair, then a lone \\udc80"}}')
+        self.assert_json_invalid(status, body, "JSON string holds a lone surrogate (\\udc80), which is not valid Unicode")
+
     def test_malformed_json_says_where(self):
         status, _, body = self.post_raw(b'{"input": }')
         self.assertEqual(status, 422, body)

@@ -144,8 +144,8 @@ class OutputsThroughTheServerTest(unittest.TestCase):
             body = self.predict("surrogate_output", n)
             self.assertEqual(body["status"], "failed", body)
             self.assertEqual(body["error"], "cog-server could not read the output from the runner: it holds a "
-                             "str that is not valid Unicode (a lone surrogate, %s), which JSON cannot carry; "
-                             "replace it before returning it, e.g. s.encode('utf-8', 'replace').decode()" % escape)
+                             "str that is not valid Unicode (a lone surrogate, %s), which cannot be written as "
+                             "UTF-8; replace it, e.g. s.encode('utf-8', 'replace').decode()" % escape)
             self.assertIsNone(body["output"])
         self.assert_serving()
 

@@ -165,7 +165,9 @@ class RunnerFlagsTest(unittest.TestCase):
                               (["--socket", "/s", "--max-concurrency", "\u00b2"],
                                "argument --max-concurrency: invalid int value: '\u00b2'"),
                               (["--socket", "--predict", "p.py:P"], "argument --socket: expected one argument"),
-                              (["--socket", "/s", "--frobnicate", "1"], "unrecognized arguments: --frobnicate 1")]:
+                              (["--socket", "/s", "--frobnicate", "1"], "unrecognized arguments: --frobnicate 1"),
+                              (["--socket", "/s", "--max_concurrency", "2"],
+                               "unrecognized arguments: --max_concurrency 2")]:
             with self.subTest(argv=argv):
                 result = isolated("from cog_runner.__main__ import _parse\n_parse(sys.argv[1:])", *argv)
                 self.assertEqual(result.returncode, 2, result.stderr)

@@ -14,6 +14,7 @@ from typing import List, Optional
 from . import guardian
 
 _DEFAULTS = {"socket": None, "working_directory": ".", "predict": "", "train": "", "max_concurrency": 1}
+_FLAGS = {"--" + name.replace("_", "-"): name for name in _DEFAULTS}
 
 
 def _parse(argv: List[str]) -> types.SimpleNamespace:
@@ -32,14 +33,15 @@ def _parse(argv: List[str]) -> types.SimpleNamespace:
 
 def _parse_quickly(argv: List[str]) -> Optional[types.SimpleNamespace]:
     """The flags as cog-server passes them (`--flag value` or `--flag=value`), without
-    argparse: importing it (and the gettext, locale and shutil it pulls in) took ~6 ms
-    of every start. None for anything else, which argparse then parses or explains."""
+    argparse: importing it (and the gettext, locale and shutil it pulls in) took ~11 ms
+    of every start on a slow machine. None for anything else (help, abbreviations,
+    unknown flags, missing values), which argparse then parses or explains."""
     values = dict(_DEFAULTS)
     i = 0
     while i < len(argv):
         flag, equals, value = argv[i].partition("=")
-        name = flag[2:].replace("-", "_") if flag.startswith("--") else ""
-        if name not in values:
+        name = _FLAGS.get(flag)
+        if name is None:
             return None
         if not equals:
             if i + 1 == len(argv) or argv[i + 1].startswith("-"):
