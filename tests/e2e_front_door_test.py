@@ -415,6 +415,52 @@ class SlowClientsTest(unittest.TestCase):
         finally:
             server.stop()
 
+    def test_an_event_stream_read_below_min_body_rate_is_cut_off_and_its_prediction_canceled(self):
+        server = CogServer("async_gen_many", args=["--header-timeout", "1", "--min-body-rate", "1000000"])
+        try:
+            server.wait_for_status("READY")
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+            sock.settimeout(30)
+            sock.connect(("127.0.0.1", server.http_port))
+            body = json.dumps({"id": "slow-reader", "input": {"tag": "x" * 64, "n": 2_000_000}}).encode()
+            sock.sendall(b"POST /predictions HTTP/1.1\r\nContent-Type: application/json\r\n"
+                         b"Accept: text/event-stream\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+            start = time.monotonic()
+            received = 0
+            ended = None
+            while time.monotonic() - start < 60:
+                try:
+                    chunk = sock.recv(4096)  # ~80 KB/s, against 1 MB/s
+                except ConnectionResetError:
+                    ended = "reset"
+                    break
+                if not chunk:
+                    ended = "closed"
+                    break
+                received += len(chunk)
+                time.sleep(0.05)
+            waited = time.monotonic() - start
+            sock.close()
+            print("an event stream read at ~80 KB/s with --min-body-rate 1000000: %s after %.2f s, "
+                  "%d bytes read" % (ended, waited, received))
+            self.assertIsNotNone(ended, "the server kept feeding a client below the rate")
+            self.assertGreater(received, 0)
+            self.assertLess(waited, 30)  # its ~150 MB of events would take half an hour
+            # The stream's end canceled its prediction, which was far from done.
+            def ended_prediction():
+                status, _, prediction = server.request("GET", "/predictions/slow-reader")
+                self.assertEqual(status, 200, prediction)
+                return prediction if prediction["status"] in ("canceled", "succeeded", "failed") else None
+
+            final = wait_until(ended_prediction, timeout=30, what="the prediction's end")
+            self.assertEqual(final["status"], "canceled", final.get("error"))
+            self.assertEqual(server.health()["status"], "READY")
+            status, _, answer = server.request("POST", "/predictions", {"input": {"tag": "after", "n": 2}})
+            self.assertEqual((status, answer["output"][0]), (200, "after-0"), answer)
+        finally:
+            server.stop()
+
     def test_connections_over_max_connections_are_503_until_one_closes(self):
         server = CogServer("echo", args=["--max-connections", "4"])
         idle = []
@@ -477,12 +523,27 @@ class SyncAnswersOnOneConnectionTest(unittest.TestCase):
         # find them at its next periodic check (100 ms), which would make these
         # 40 take 4 s or more.
         started = time.monotonic()
-        with connect(self.server) as sock:
+        with connect(self.server) as sock, sock.makefile("rb") as responses:
             sock.sendall(b"".join(self.post("pipelined %d" % i) for i in range(40)))
             for i in range(40):
-                status, body = read_response(sock)
+                status, body = self.read_buffered_response(responses)
                 self.assertEqual((status, body["output"]), (200, "pipelined %d" % i))
         self.assertLess(time.monotonic() - started, 2.0)
+
+    @staticmethod
+    def read_buffered_response(responses):
+        """(status, JSON body) of the next response; what follows it stays buffered
+        (read_response would drop a second response that came in the same read)."""
+        status = int(responses.readline().split()[1])
+        length = 0
+        while True:
+            line = responses.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value)
+        return status, json.loads(responses.read(length))
 
     def test_an_answer_larger_than_the_socket_takes_at_once_arrives_whole(self):
         # The reading thread cannot send it all: the connection's thread is woken for the rest.
