@@ -53,6 +53,8 @@ size_t WriteToFile(char* data, size_t size, size_t count, void* file) {
   return std::fwrite(data, size, count, static_cast<FILE*>(file)) * size;
 }
 
+constexpr long kUploadBufferBytes = 2 << 20;
+
 size_t ReadFromFile(char* buffer, size_t size, size_t count, void* file) {
   const size_t read = std::fread(buffer, size, count, static_cast<FILE*>(file)) * size;
   if (read == 0 && std::ferror(static_cast<FILE*>(file))) return CURL_READFUNC_ABORT;
@@ -170,6 +172,10 @@ absl::StatusOr<std::string> UploadFile(const std::string& url, const std::string
     curl_easy_setopt(c, CURLOPT_READFUNCTION, ReadFromFile);
     curl_easy_setopt(c, CURLOPT_READDATA, file.get());
     curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(size));
+    // libcurl's largest upload buffer (its default is 64 KiB): bench/upload_bench's
+    // sending CPU 0.53-0.61 -> 0.32-0.37 ms/MiB on loopback. Allocated for the
+    // transfer only, and touched only as far as the file goes.
+    curl_easy_setopt(c, CURLOPT_UPLOAD_BUFFERSIZE, kUploadBufferBytes);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, list.get());
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, KeepLocation);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &location);
