@@ -82,6 +82,34 @@ def send_ignoring_close(sock: socket.socket, data: bytes):
         pass
 
 
+def read_slowly_until_cut_off(server: CogServer, rest_of_request: bytes):
+    """POSTs /predictions (`rest_of_request`: the last header fields, the blank line and
+    the body), then reads the answer at ~80 KB/s through an 8 KiB receive buffer until
+    the server ends the connection or 60 s pass: ("reset" / "closed" / None, seconds, bytes)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    sock.settimeout(30)
+    sock.connect(("127.0.0.1", server.http_port))
+    sock.sendall(b"POST /predictions HTTP/1.1\r\nContent-Type: application/json\r\n" + rest_of_request)
+    start = time.monotonic()
+    received = 0
+    ended = None
+    while time.monotonic() - start < 60:
+        try:
+            chunk = sock.recv(4096)
+        except ConnectionResetError:
+            ended = "reset"
+            break
+        if not chunk:
+            ended = "closed"
+            break
+        received += len(chunk)
+        time.sleep(0.05)
+    waited = time.monotonic() - start
+    sock.close()
+    return ended, waited, received
+
+
 def timed_health(server: CogServer, timeout: float = 2.0):
     """(seconds, status) of one GET /health-check on a new connection."""
     start = time.monotonic()
@@ -382,29 +410,9 @@ class SlowClientsTest(unittest.TestCase):
         server = CogServer("echo", args=["--header-timeout", "1", "--min-body-rate", "1000000"])
         try:
             server.wait_for_status("READY")
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
-            sock.settimeout(30)
-            sock.connect(("127.0.0.1", server.http_port))
             body = json.dumps({"input": {"s": "y" * (8 << 20)}}).encode()  # echoed twice: 16 MiB
-            sock.sendall(b"POST /predictions HTTP/1.1\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: %d\r\n\r\n" % len(body) + body)
-            start = time.monotonic()
-            received = 0
-            ended = None
-            while time.monotonic() - start < 60:
-                try:
-                    chunk = sock.recv(4096)  # ~80 KB/s, against 1 MB/s
-                except ConnectionResetError:
-                    ended = "reset"
-                    break
-                if not chunk:
-                    ended = "closed"
-                    break
-                received += len(chunk)
-                time.sleep(0.05)
-            waited = time.monotonic() - start
-            sock.close()
+            ended, waited, received = read_slowly_until_cut_off(
+                server, b"Content-Length: %d\r\n\r\n" % len(body) + body)
             print("a client reading at ~80 KB/s with --min-body-rate 1000000: %s after %.2f s, "
                   "%d bytes read" % (ended, waited, received))
             self.assertIsNotNone(ended, "the server kept feeding a client below the rate")
@@ -419,29 +427,9 @@ class SlowClientsTest(unittest.TestCase):
         server = CogServer("async_gen_many", args=["--header-timeout", "1", "--min-body-rate", "1000000"])
         try:
             server.wait_for_status("READY")
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
-            sock.settimeout(30)
-            sock.connect(("127.0.0.1", server.http_port))
             body = json.dumps({"id": "slow-reader", "input": {"tag": "x" * 64, "n": 2_000_000}}).encode()
-            sock.sendall(b"POST /predictions HTTP/1.1\r\nContent-Type: application/json\r\n"
-                         b"Accept: text/event-stream\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
-            start = time.monotonic()
-            received = 0
-            ended = None
-            while time.monotonic() - start < 60:
-                try:
-                    chunk = sock.recv(4096)  # ~80 KB/s, against 1 MB/s
-                except ConnectionResetError:
-                    ended = "reset"
-                    break
-                if not chunk:
-                    ended = "closed"
-                    break
-                received += len(chunk)
-                time.sleep(0.05)
-            waited = time.monotonic() - start
-            sock.close()
+            ended, waited, received = read_slowly_until_cut_off(
+                server, b"Accept: text/event-stream\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
             print("an event stream read at ~80 KB/s with --min-body-rate 1000000: %s after %.2f s, "
                   "%d bytes read" % (ended, waited, received))
             self.assertIsNotNone(ended, "the server kept feeding a client below the rate")
