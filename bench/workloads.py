@@ -18,6 +18,8 @@ predictors in bench/predictors/:
   1 MiB       a 1 MiB string in (int out), and out (short input)
   data URI    a 10 MiB Path output returned as a data: URI, and the server's
               RSS after it
+  upload      a 10 MiB file uploaded as a Path output is (cog::UploadFile,
+              upload_bench) beside sendfile(2) of it, on loopback
 
 Each row shows p50/p99, req/s, the p50 as a multiple of the health-check
 floor, legacy Cog's figure measured on this kind of machine (issue 11's table,
@@ -47,7 +49,7 @@ LEGACY = {"start → READY": "690 ms", "null": "p50 666 µs, 1,425 req/s", "asyn
 TARGET = {"null": "p50 ≤ 70 µs", "generator": "p50 ≤ 400 µs", "1 MiB in": "p50 ≤ 1 ms",
           "1 MiB out": "p50 ≤ 1 ms", "data URI": "p50 ≤ 25 ms, RSS < 60 MB",
           "first item SSE": "≤ 100 µs", "first item gRPC": "≤ 100 µs", "start → READY": "≤ 150 ms"}
-ALL = "floors,null,startup,async,generator,first,string,datauri"
+ALL = "floors,null,startup,async,generator,first,string,datauri,upload"
 
 
 def wrk(port: int, body: Optional[str], seconds: float, connections: int = 1,
@@ -200,7 +202,7 @@ def main() -> None:
     cache = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "cog-bench")
     run(["./scripts/setup.sh"], cwd=REPO)
     bin_dir, label = string_io.build(None if args.server else args.rev, cache, "tree", (
-        "//server:cog-server", "//bench:uds_floor", "//tests:grpc_client_stubs_gen"))
+        "//server:cog-server", "//bench:uds_floor", "//bench:upload_bench", "//tests:grpc_client_stubs_gen"))
     binary = os.path.join(bin_dir, "server", "cog-server")
     if args.server:
         binary, label = os.path.abspath(args.server), f"binary {args.server}"
@@ -212,6 +214,7 @@ def main() -> None:
                     for _ in range(os.cpu_count() or 1)]
     rows = []  # (case, p50 µs, p99 µs, req/s, extra)
     floor_rows = ""
+    upload_rows = ""
 
     def measure(case, server, body, connections=1, path="/predictions", extra=""):
         wait_for_quiet(args.quiet_wait)
@@ -315,6 +318,10 @@ def main() -> None:
                                            f"{rss_kib(server.process.pid) / 1024:.0f} MiB 2 s later",)
             finally:
                 server.stop()
+        if "upload" in only:
+            wait_for_quiet(args.quiet_wait)
+            upload_rows = subprocess.run([os.path.join(bin_dir, "bench", "upload_bench"), "--mib", "10",
+                                          "--rounds", "11"], check=True, capture_output=True, text=True).stdout
     finally:
         for spinner in spinners:
             spinner.kill()
@@ -340,6 +347,9 @@ def main() -> None:
         ratio = f"{p50 / floor:.1f}×" if floor else "-"
         print(f"| {case} | {p50:,.0f} | {p99:,.0f} | {rps:,.0f} | {ratio} | {LEGACY.get(case, '-')} "
               f"| {TARGET.get(case, '-')} | {extra} |")
+    if upload_rows:
+        print()
+        print(upload_rows.rstrip() + "  (target: 1 GB/s)")
 
 
 if __name__ == "__main__":
