@@ -22,11 +22,11 @@
 namespace cog {
 namespace {
 
-// What the test server answers: POST /echo the body back, GET /ok "ok",
-// GET /stream three chunks, anything else 404.
 // What the last /early answer's Send() returned: 1 whole on a kept connection, 0 not.
 std::atomic<int> last_early_send{-1};
 
+// What the test server answers: POST /echo the body back, GET /ok "ok",
+// GET /stream three chunks, anything else 404.
 void Answer(HttpRequest& request, HttpResponse& response) {
   if (request.method == "POST" && request.path == "/echo") {
     response.Reply(200, "text/plain", request.body);
