@@ -162,8 +162,14 @@ int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   const int64_t size = static_cast<int64_t>(absl::GetFlag(FLAGS_mib)) << 20;
   const int rounds = std::max(1, absl::GetFlag(FLAGS_rounds));
-  char path[] = "/tmp/cog-upload-bench-XXXXXX";
+  const char* tmpdir = std::getenv("TMPDIR");
+  std::string path_template = absl::StrCat(tmpdir != nullptr && *tmpdir ? tmpdir : "/tmp", "/cog-upload-bench-XXXXXX");
+  char* path = path_template.data();
   const int fd = mkstemp(path);
+  if (fd < 0) {
+    std::perror("mkstemp");
+    return 1;
+  }
   {
     std::vector<char> block(1 << 20);
     for (size_t i = 0; i < block.size(); ++i) block[i] = static_cast<char>((i * 2654435761u) >> 13);
