@@ -8,6 +8,7 @@
 #define COG_JSON_AVX2 1
 #endif
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -504,13 +505,12 @@ constexpr char kLoneSurrogatePayload[] = "type.cog/json_lone_surrogate";
 std::optional<absl::string_view> FindLoneSurrogate(absl::string_view json) {
   auto unit_at = [json](size_t at) -> int {  // the escape's code unit at `at`, or -1
     if (at + 6 > json.size() || json[at] != '\\' || json[at + 1] != 'u') return -1;
-    int unit = 0;
-    for (size_t i = at + 2; i < at + 6; ++i) {
-      const int digit = absl::ascii_isdigit(json[i]) ? json[i] - '0'
-                        : absl::ascii_isxdigit(json[i]) ? (json[i] | 0x20) - 'a' + 10
-                                                        : -1;
-      if (digit < 0) return -1;
-      unit = unit * 16 + digit;
+    const absl::string_view digits = json.substr(at + 2, 4);
+    int unit;
+    if (!std::all_of(digits.begin(), digits.end(),
+                     [](char c) { return absl::ascii_isxdigit(static_cast<unsigned char>(c)); }) ||
+        !absl::SimpleHexAtoi(digits, &unit)) {
+      return -1;
     }
     return unit;
   };

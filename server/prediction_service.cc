@@ -41,7 +41,8 @@ namespace {
 // What the runner sent as JSON: its writer (Python's json with
 // allow_nan=False) only writes what ParseJson reads, so an error here means a
 // broken runner or a limit, and says so; or a str the predictor returned
-// holding a lone surrogate, which Python's json writes and JSON cannot carry.
+// holding a lone surrogate, which Python's json writes as a \u escape and
+// which is no Unicode text cog-server can write.
 absl::StatusOr<Json> ParseRunnerJson(const std::string& text, absl::string_view what) {
   absl::StatusOr<Json> value = ParseJson(text);
   if (!value.ok()) {

@@ -9,7 +9,7 @@
 
 import sys
 import types
-from typing import List, Optional
+from typing import Any, List, Optional
 
 from . import guardian
 
@@ -17,7 +17,9 @@ _DEFAULTS = {"socket": None, "working_directory": ".", "predict": "", "train": "
 _FLAGS = {"--" + name.replace("_", "-"): name for name in _DEFAULTS}
 
 
-def _parse(argv: List[str]) -> types.SimpleNamespace:
+def _parse(argv: List[str]) -> Any:
+    """The flags' values as attributes (socket, working_directory, predict, train,
+    max_concurrency)."""
     args = _parse_quickly(argv)
     if args is not None:
         return args
@@ -28,7 +30,7 @@ def _parse(argv: List[str]) -> types.SimpleNamespace:
     parser.add_argument("--predict", default="", help='e.g. "predict.py:Predictor"')
     parser.add_argument("--train", default="", help='e.g. "train.py:train"')
     parser.add_argument("--max-concurrency", type=int, default=1)
-    return types.SimpleNamespace(**vars(parser.parse_args(argv)))
+    return parser.parse_args(argv)
 
 
 def _parse_quickly(argv: List[str]) -> Optional[types.SimpleNamespace]:
