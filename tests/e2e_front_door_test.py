@@ -49,28 +49,30 @@ def read_until_closed(sock: socket.socket) -> bytes:
         received += chunk
 
 
-def read_response(sock: socket.socket):
-    """(status, parsed JSON body) of one response read off `sock`."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise AssertionError("connection closed before a response: %r" % data)
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
+def read_buffered_response(responses):
+    """(status, parsed JSON body) of the next response read off `responses` (a
+    socket's buffered reader); what came after it stays buffered for the next call."""
+    status_line = responses.readline()
+    if not status_line:
+        raise AssertionError("connection closed before a response")
+    status = int(status_line.split()[1])
     length = 0
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
+    while True:
+        line = responses.readline()
+        if line in (b"\r\n", b""):
+            break
+        name, _, value = line.decode("latin-1").partition(":")
         if name.strip().lower() == "content-length":
             length = int(value)
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        body += chunk
-    return status, json.loads(body[:length]) if length else None
+    body = responses.read(length)
+    return status, json.loads(body) if length else None
+
+
+def read_response(sock: socket.socket):
+    """(status, parsed JSON body) of one response read off `sock`. A response that
+    came in the same read is dropped: pipelining reads through read_buffered_response."""
+    with sock.makefile("rb") as responses:
+        return read_buffered_response(responses)
 
 
 def send_ignoring_close(sock: socket.socket, data: bytes):
@@ -514,24 +516,9 @@ class SyncAnswersOnOneConnectionTest(unittest.TestCase):
         with connect(self.server) as sock, sock.makefile("rb") as responses:
             sock.sendall(b"".join(self.post("pipelined %d" % i) for i in range(40)))
             for i in range(40):
-                status, body = self.read_buffered_response(responses)
+                status, body = read_buffered_response(responses)
                 self.assertEqual((status, body["output"]), (200, "pipelined %d" % i))
         self.assertLess(time.monotonic() - started, 2.0)
-
-    @staticmethod
-    def read_buffered_response(responses):
-        """(status, JSON body) of the next response; what follows it stays buffered
-        (read_response would drop a second response that came in the same read)."""
-        status = int(responses.readline().split()[1])
-        length = 0
-        while True:
-            line = responses.readline()
-            if line in (b"\r\n", b""):
-                break
-            name, _, value = line.decode("latin-1").partition(":")
-            if name.strip().lower() == "content-length":
-                length = int(value)
-        return status, json.loads(responses.read(length))
 
     def test_an_answer_larger_than_the_socket_takes_at_once_arrives_whole(self):
         # The reading thread cannot send it all: the connection's thread is woken for the rest.
