@@ -7,14 +7,14 @@
 // The receiver is a plain socket server on an ephemeral port that reads each
 // request's head, then its Content-Length bytes into a 4 MiB buffer it never
 // looks at, and answers 200: the cheapest peer there is, so that the figures
-// are the sender's. Prints MB/s (median, min, max) for each.
+// are the sender's. Prints MB/s (median, min, max) and the sending thread's
+// CPU for each.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
-#include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,11 +22,11 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/numbers.h"
@@ -40,15 +40,21 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+sockaddr_in Loopback(int port) {
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  return address;
+}
+
 // Accepts connections one at a time; each carries requests with a
 // Content-Length body until the client closes it.
 class Receiver {
  public:
   Receiver() {
     listener_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sockaddr_in address = Loopback(0);
     socklen_t length = sizeof(address);
     if (bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
         listen(listener_, 16) != 0 ||
@@ -110,10 +116,7 @@ class Receiver {
 // The floor: one connection, the head, then the file by sendfile(2).
 void SendFile(int port, const std::string& path, int64_t size) {
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = htons(static_cast<uint16_t>(port));
+  sockaddr_in address = Loopback(port);
   if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
     std::perror("connect");
     std::exit(1);
@@ -144,6 +147,14 @@ struct Sample {
   double cpu;  // of the sending thread
 };
 
+template <typename Send>
+Sample Timed(Send send) {
+  const Clock::time_point start = Clock::now();
+  const double cpu = ThreadCpu();
+  send();
+  return {std::chrono::duration<double>(Clock::now() - start).count(), ThreadCpu() - cpu};
+}
+
 void Report(const char* what, std::vector<Sample> samples, int64_t size) {
   std::sort(samples.begin(), samples.end(), [](const Sample& a, const Sample& b) { return a.seconds < b.seconds; });
   auto mbps = [size](double s) { return static_cast<double>(size) / s / 1e6; };
@@ -170,6 +181,7 @@ int main(int argc, char** argv) {
     std::perror("mkstemp");
     return 1;
   }
+  absl::Cleanup remove_file = [path] { unlink(path); };
   {
     std::vector<char> block(1 << 20);
     for (size_t i = 0; i < block.size(); ++i) block[i] = static_cast<char>((i * 2654435761u) >> 13);
@@ -187,14 +199,9 @@ int main(int argc, char** argv) {
   std::printf("%d MiB file, %d rounds each, interleaved, loopback\n", absl::GetFlag(FLAGS_mib), rounds);
   std::vector<Sample> floor, ours;
   for (int round = 0; round < rounds + 1; ++round) {  // the first of each is a warm-up
-    Clock::time_point start = Clock::now();
-    double cpu = ThreadCpu();
-    SendFile(receiver.port(), path, size);
-    const Sample floor_sample{std::chrono::duration<double>(Clock::now() - start).count(), ThreadCpu() - cpu};
-    start = Clock::now();
-    cpu = ThreadCpu();
-    absl::StatusOr<std::string> uploaded = cog::UploadFile(url, path, {}, options);
-    const Sample ours_sample{std::chrono::duration<double>(Clock::now() - start).count(), ThreadCpu() - cpu};
+    const Sample floor_sample = Timed([&] { SendFile(receiver.port(), path, size); });
+    absl::StatusOr<std::string> uploaded;
+    const Sample ours_sample = Timed([&] { uploaded = cog::UploadFile(url, path, {}, options); });
     if (!uploaded.ok()) {
       std::fprintf(stderr, "upload failed: %s\n", std::string(uploaded.status().message()).c_str());
       return 1;
@@ -207,6 +214,5 @@ int main(int argc, char** argv) {
   Report("floor: sendfile(2) to the receiver", floor, size);
   Report("cog::UploadFile (libcurl PUT)", ours, size);
   std::printf("received %lld bytes in all\n", static_cast<long long>(receiver.received()));
-  unlink(path);
   return 0;
 }
