@@ -247,8 +247,8 @@ class LimitsTest(unittest.TestCase):
         self.assert_still_serving()
 
 
-class HttpClientsTest(unittest.TestCase):
-    """What real HTTP clients do besides keep-alive POSTs, against the real binary."""
+class EchoServerTest(unittest.TestCase):
+    """One server on the echo predictor for the class's tests."""
 
     @classmethod
     def setUpClass(cls):
@@ -258,6 +258,10 @@ class HttpClientsTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.server.stop()
+
+
+class HttpClientsTest(EchoServerTest):
+    """What real HTTP clients do besides keep-alive POSTs, against the real binary."""
 
     def curl(self, *args, body=None):
         with tempfile.NamedTemporaryFile() as f:
@@ -480,19 +484,10 @@ class SlowClientsTest(unittest.TestCase):
             server.stop()
 
 
-class SyncAnswersOnOneConnectionTest(unittest.TestCase):
+class SyncAnswersOnOneConnectionTest(EchoServerTest):
     """A sync prediction's answer is sent by the thread that reads the runner's
     end, while the connection's thread waits on the client's socket: whatever
     the client does meanwhile, each request gets its whole answer, in order."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.server = CogServer("echo")
-        cls.server.wait_for_status("READY")
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.stop()
 
     @staticmethod
     def post(text: str, extra: str = "") -> bytes:
