@@ -12,7 +12,7 @@ from google.protobuf import struct_pb2
 
 from cogapi.v1 import predictor_pb2, predictor_pb2_grpc
 from grpc_health_v1 import health_pb2, health_pb2_grpc
-from server_harness import CogServer
+from server_harness import CogServer, wait_until
 
 
 def struct(**values):
@@ -201,6 +201,31 @@ class GrpcCancelTest(unittest.TestCase):
             # The stream to the runner is intact: a normal prediction still works.
             status, _, body = server.request("POST", "/predictions", {"input": {"seconds": 0}})
             self.assertEqual((status, body["output"], body["logs"]), (200, "woke up", "sleeping\n"))
+        finally:
+            self.assertEqual(server.stop(), 0)
+
+    def test_cancel_interrupts_a_prediction_whose_input_was_large(self):
+        # The runner holds SIGIO back while it reads a large frame (the kernel
+        # raises it for each piece); it must be let through once predict()
+        # runs, or the cancel waits for --cancel-timeout and a new runner.
+        server = CogServer("sleeper", args=["--cancel-timeout", "120"])
+        try:
+            server.wait_for_status("READY")
+            runners = server.runner_pids()
+            for round in range(3):
+                status, _, _ = server.request(
+                    "POST", "/predictions",
+                    {"id": "large-%d" % round, "input": {"padding": "x" * (2 << 20)}},
+                    headers={"Prefer": "respond-async"})
+                self.assertEqual(status, 202)
+                wait_until(lambda: server.health()["status"] == "BUSY", what="the prediction to start")
+                status, _, _ = server.request("POST", "/predictions/large-%d/cancel" % round)
+                self.assertEqual(status, 200)
+                server.wait_for_status("READY", timeout=30)
+            self.assertEqual(server.runner_pids(), runners, "the runner was replaced, not interrupted")
+            status, _, body = server.request("POST", "/predictions",
+                                             {"input": {"seconds": 0, "padding": "y" * (1 << 20)}})
+            self.assertEqual((status, body["output"]), (200, "woke up"))
         finally:
             self.assertEqual(server.stop(), 0)
 
