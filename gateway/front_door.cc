@@ -550,6 +550,31 @@ class StreamWriter final : public ResponseWriter {
     return connection_.Send({absl::string_view(size, static_cast<size_t>(length)), data, "\r\n"});
   }
 
+  bool WriteNow(absl::string_view data, std::string* rest) override {
+    rest->clear();
+    if (data.empty()) return !connection_.failed();
+    char size[24];
+    const int length = chunked_ ? std::snprintf(size, sizeof(size), "%zx\r\n", data.size()) : 0;
+    const absl::string_view parts[3] = {absl::string_view(size, static_cast<size_t>(length)), data,
+                                        chunked_ ? "\r\n" : ""};
+    size_t sent = connection_.Write({parts[0], parts[1], parts[2]}, /*wait=*/false);
+    if (connection_.failed()) return false;
+    for (absl::string_view part : parts) {
+      if (sent >= part.size()) {
+        sent -= part.size();
+      } else {
+        const absl::string_view left = part.substr(sent);
+        rest->append(left.data(), left.size());
+        sent = 0;
+      }
+    }
+    return true;
+  }
+
+  bool WriteFramed(absl::string_view framed) override {
+    return framed.empty() ? !connection_.failed() : connection_.Send({framed});
+  }
+
   bool End() { return !chunked_ || connection_.Send({"0\r\n\r\n"}); }
 
  private:

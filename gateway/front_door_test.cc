@@ -25,6 +25,16 @@ namespace {
 // What the last /early answer's Send() returned: 1 whole on a kept connection, 0 not.
 std::atomic<int> last_early_send{-1};
 
+// What of the large piece /direct_stream's WriteNow left for the connection's thread.
+std::atomic<int64_t> last_direct_rest{-1};
+
+// A piece of `size` bytes that shows where each byte belongs.
+std::string Marked(size_t size) {
+  std::string piece(size, 'x');
+  for (size_t i = 0; i < size; i += 4093) piece[i] = static_cast<char>('a' + i % 26);
+  return piece;
+}
+
 // What the test server answers: POST /echo the body back, GET /ok "ok",
 // GET /stream three chunks, anything else 404.
 void Answer(HttpRequest& request, HttpResponse& response) {
@@ -47,6 +57,21 @@ void Answer(HttpRequest& request, HttpResponse& response) {
         absl::SleepFor(absl::Milliseconds(150));
         if (!writer.Write(piece)) return;
       }
+    };
+  } else if (request.method == "GET" && request.path == "/direct_stream") {
+    // As the REST gateway's event stream writes: a piece from another thread,
+    // what the socket takes at once, then what it left and more on the
+    // connection's thread.
+    response.content_type = "text/plain";
+    response.stream = [](ResponseWriter& writer) {
+      std::string rest;
+      bool written = false;
+      std::thread other([&] {
+        written = writer.WriteNow("head ", &rest) && rest.empty() && writer.WriteNow(Marked(16 << 20), &rest);
+      });
+      other.join();
+      last_direct_rest = written ? static_cast<int64_t>(rest.size()) : -1;
+      if (written && writer.WriteFramed(rest)) writer.Write(" tail");
     };
   } else if (request.path == "/early") {
     // Answered from another thread while the handler waits, as a sync
@@ -332,6 +357,37 @@ TEST(FrontDoorTest, AStreamedAnswerIsChunkedAndTheConnectionStaysOpen) {
   EXPECT_TRUE(absl::StrContains(raw, "Transfer-Encoding: chunked\r\n")) << raw;
   EXPECT_TRUE(absl::StrContains(raw, "\r\n\r\n4\r\none \r\n4\r\ntwo \r\n5\r\nthree\r\n0\r\n\r\n"))
       << raw;
+  EXPECT_EQ(client.Response(), "200 ok");
+}
+
+// Decodes a chunked body that ends with the last chunk; "" if it is malformed.
+std::string Dechunk(absl::string_view raw) {
+  std::string body;
+  while (true) {
+    const size_t eol = raw.find("\r\n");
+    size_t size = 0;
+    if (eol == absl::string_view::npos || !absl::SimpleHexAtoi(raw.substr(0, eol), &size)) return "";
+    raw.remove_prefix(eol + 2);
+    if (size == 0) return raw == "\r\n" ? body : "";
+    if (raw.size() < size + 2 || raw.substr(size, 2) != "\r\n") return "";
+    body.append(raw.data(), size);
+    raw.remove_prefix(size + 2);
+  }
+}
+
+// A piece written from another thread without waiting goes out in order and
+// whole: what the socket did not take (16 MiB to a client that reads later)
+// is sent, framed as it was, before what the connection's thread writes next.
+TEST(FrontDoorTest, AChunkWrittenFromAnotherThreadAndFinishedByTheConnectionArrivesInOrder) {
+  Served served(SmallLimits());
+  Client client(served.port(), /*receive_buffer=*/4096);
+  ASSERT_TRUE(client.Send("GET /direct_stream HTTP/1.1\r\n\r\nGET /ok HTTP/1.1\r\n\r\n"));
+  const std::string raw = client.Raw(absl::Seconds(30), "\r\n0\r\n\r\n");
+  const size_t body = raw.find("\r\n\r\n");
+  ASSERT_NE(body, std::string::npos) << raw.substr(0, 200);
+  EXPECT_TRUE(Dechunk(absl::string_view(raw).substr(body + 4)) == "head " + Marked(16 << 20) + " tail")
+      << raw.size() << " bytes";
+  EXPECT_GT(last_direct_rest.load(), 0) << "the socket took 16 MiB at once: nothing was left to finish";
   EXPECT_EQ(client.Response(), "200 ok");
 }
 

@@ -63,6 +63,14 @@ class ResponseWriter {
   virtual ~ResponseWriter() = default;
   // Sends `data` now; false once the client is gone (nothing more can go).
   virtual bool Write(absl::string_view data) = 0;
+  // Sends what of `data` the socket takes at once, without waiting; may be
+  // called from another thread than the connection's, provided no other call
+  // on this writer runs at the same time (the caller orders them). What did
+  // not go, framed already, is left in `rest`, to be sent with WriteFramed
+  // before anything else. False once the client is gone.
+  virtual bool WriteNow(absl::string_view data, std::string* rest) = 0;
+  // Sends bytes that WriteNow left, as they are; false once the client is gone.
+  virtual bool WriteFramed(absl::string_view framed) = 0;
 };
 
 struct HttpResponse {

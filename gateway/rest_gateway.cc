@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -257,30 +258,70 @@ class SyncObserver final : public PredictionObserver {
   const int wake_fd_;
 };
 
-// Server-sent events of one prediction: the observer queues them rendered,
-// the response's content provider writes them out on the connection's thread.
+// Server-sent events of one prediction, rendered by the observer (on the
+// thread that reads the runner). An event goes to the client from there at
+// once when nothing is queued before it, the connection's thread is not
+// writing and the socket takes it whole: a streamed token then costs no
+// wake-up of the connection's thread (it sleeps until the end, a slow
+// client or its periodic look at the client). Otherwise it is queued for the
+// connection's thread, which writes in order: first what a direct write left
+// (framed already), then the queue.
 class EventStream {
  public:
+  struct Batch {
+    std::string rest;  // framed bytes a direct write left, to go first
+    std::string text;  // events to frame and send
+    bool ended = false;
+    bool failed = false;  // a direct write found the client gone
+  };
+
   void Push(absl::string_view event, const Json& data, bool last = false) {
     absl::MutexLock lock(&mu_);
+    const bool direct = writer_ != nullptr && !writing_ && rest_.empty() && pending_.empty() && !failed_;
     absl::StrAppend(&pending_, "event: ", event, "\ndata: ");
     AppendJson(data, &pending_);
     pending_.append("\n\n");
     ended_ = ended_ || last;
+    if (direct) {
+      if (!writer_->WriteNow(pending_, &rest_)) failed_ = true;
+      pending_.clear();
+    }
   }
-  // Waits up to `timeout` for events; returns what is pending and whether the
-  // stream has ended (nothing will follow).
-  std::pair<std::string, bool> Take(absl::Duration timeout) {
+
+  // On the connection's thread: direct writes may use `writer` until Detach.
+  void Attach(ResponseWriter* writer) {
     absl::MutexLock lock(&mu_);
-    auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return !pending_.empty() || ended_; };
+    writer_ = writer;
+  }
+  void Detach() {
+    absl::MutexLock lock(&mu_);
+    writer_ = nullptr;
+  }
+
+  // Waits up to `timeout` for something to write or the end. What it returns
+  // is the caller's to write before its next call: until then no direct
+  // write happens (they would overtake it).
+  Batch Take(absl::Duration timeout) {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+      return !pending_.empty() || !rest_.empty() || ended_ || failed_;
+    };
     mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
-    return {std::exchange(pending_, std::string()), ended_};
+    Batch batch{std::exchange(rest_, std::string()), std::exchange(pending_, std::string()), ended_,
+                failed_};
+    writing_ = !batch.rest.empty() || !batch.text.empty();
+    return batch;
   }
 
  private:
   absl::Mutex mu_;
+  ResponseWriter* writer_ ABSL_GUARDED_BY(mu_) = nullptr;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;  // the connection's thread writes what Take gave it
+  std::string rest_ ABSL_GUARDED_BY(mu_);
   std::string pending_ ABSL_GUARDED_BY(mu_);
   bool ended_ ABSL_GUARDED_BY(mu_) = false;
+  bool failed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 class StreamObserver final : public PredictionObserver {
@@ -501,15 +542,18 @@ void RestGateway::HandlePrediction(const HttpRequest& http_request, HttpResponse
     response.content_type = "text/event-stream";
     response.headers.emplace_back("Cache-Control", "no-cache");
     response.stream = [this, events, client, id = started->id](ResponseWriter& writer) {
+      events->Attach(&writer);
+      const absl::Cleanup detach = [&events] { events->Detach(); };
       bool canceled = false;
       while (true) {
-        auto [text, ended] = events->Take(kCheckEvery);
-        if (!text.empty() && !writer.Write(text)) {
+        const EventStream::Batch batch = events->Take(kCheckEvery);
+        if (batch.failed || !writer.WriteFramed(batch.rest) ||
+            (!batch.text.empty() && !writer.Write(batch.text))) {
           // The connection is gone; events still queued are dropped with it.
-          if (!ended && !canceled) core_->Cancel(id).IgnoreError();
+          if (!batch.ended && !canceled) core_->Cancel(id).IgnoreError();
           return;
         }
-        if (ended) return;
+        if (batch.ended) return;
         if (!canceled && ClientHasGone(client)) {
           spdlog::info("the client of streamed prediction {} disconnected; canceling it", id);
           core_->Cancel(id).IgnoreError();
