@@ -11,7 +11,8 @@ predictors in bench/predictors/:
               the runner's guardian and the runner
   startup     exec of cog-server to its first READY health check, 11 starts
   async       async echo predictor (concurrency.max 32) at 1, 2, 4, 8, 16 and 32 connections
-  generator   a generator of 100 items, sync request (the whole list back)
+  generator   a generator of 100 items, sync request (the whole list back),
+              then as server-sent events (Accept: text/event-stream)
   first item  how long after the predictor yields its first item it reaches
               an SSE client and a gRPC PredictStream client (the item is the
               time it was yielded; clients in Python, their overhead included)
@@ -53,12 +54,13 @@ ALL = "floors,null,startup,async,generator,first,string,datauri,upload"
 
 
 def wrk(port: int, body: Optional[str], seconds: float, connections: int = 1,
-        path: str = "/predictions") -> Dict[str, float]:
+        path: str = "/predictions", accept: str = "") -> Dict[str, float]:
     command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "30s", "--latency"]
     env = dict(os.environ)
     if body is not None:
         command += ["-s", os.path.join(BENCH, "wrk_post.lua")]
         env["COG_BENCH_BODY"] = body
+        env["COG_BENCH_ACCEPT"] = accept
     command.append(f"http://127.0.0.1:{port}{path}")
     output = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
     return string_io.parse_wrk(output)
@@ -72,6 +74,25 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def context_switches(pid: int) -> int:
+    """Voluntary context switches of a process's live threads: each a sleep
+    that something had to wake."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/status") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
 
 
 def rss_kib(pid: int) -> int:
@@ -216,9 +237,9 @@ def main() -> None:
     floor_rows = ""
     upload_rows = ""
 
-    def measure(case, server, body, connections=1, path="/predictions", extra=""):
+    def measure(case, server, body, connections=1, path="/predictions", extra="", accept=""):
         wait_for_quiet(args.quiet_wait)
-        wrk(server.port, body, 1, connections, path)
+        wrk(server.port, body, 1, connections, path, accept)
         # The warm-up's last requests may still run (wrk closes mid-request; the
         # server cancels them when it sees the close): the measured run starts
         # on an idle server, not with 409s.
@@ -227,14 +248,16 @@ def main() -> None:
         # itself) while the case runs: per request, and as busy cores.
         runner = descendants(server.process.pid)
         before = (cpu_seconds(server.process.pid), sum(cpu_seconds(pid) for pid in runner))
+        switches = context_switches(server.process.pid)
         started = time.monotonic()
-        result = wrk(server.port, body, args.duration, connections, path)
+        result = wrk(server.port, body, args.duration, connections, path, accept)
         elapsed = time.monotonic() - started
         used = (cpu_seconds(server.process.pid) - before[0],
                 sum(cpu_seconds(pid) for pid in runner) - before[1])
         requests = max(1.0, result["rps"] * args.duration)
+        switches = (context_switches(server.process.pid) - switches) / requests
         cpu = (f"CPU/request server {used[0] / requests * 1e6:,.0f} µs, runner {used[1] / requests * 1e6:,.0f} µs"
-               f" (cores busy {used[0] / elapsed:.2f} / {used[1] / elapsed:.2f})")
+               f" (cores busy {used[0] / elapsed:.2f} / {used[1] / elapsed:.2f}); server sleeps/request {switches:.1f}")
         extra = (extra + "; " if extra else "") + cpu
         if result["errors"]:
             extra = (extra + "; " if extra else "") + f"{result['errors']} non-2xx"
@@ -283,6 +306,8 @@ def main() -> None:
             try:
                 if "generator" in only:
                     measure("generator", server, body("gen", {"input": {"n": 100}}), extra="100 items")
+                    measure("generator SSE", server, body("gen", {"input": {"n": 100}}),
+                            extra="100 items as server-sent events", accept="text/event-stream")
                 if "first" in only:
                     wait_for_quiet(args.quiet_wait)
                     sse = sse_item_latencies(server.port, 1, 300)
