@@ -12,7 +12,8 @@ predictors in bench/predictors/:
   startup     exec of cog-server to its first READY health check, 11 starts
   async       async echo predictor (concurrency.max 32) at 1, 2, 4, 8, 16 and 32 connections
   generator   a generator of 100 items, sync request (the whole list back),
-              then as server-sent events (Accept: text/event-stream)
+              then as server-sent events (Accept: text/event-stream); and 50
+              items 2 ms apart (a model's tokens) as server-sent events
   first item  how long after the predictor yields its first item it reaches
               an SSE client and a gRPC PredictStream client (the item is the
               time it was yielded; clients in Python, their overhead included)
@@ -308,6 +309,8 @@ def main() -> None:
                     measure("generator", server, body("gen", {"input": {"n": 100}}), extra="100 items")
                     measure("generator SSE", server, body("gen", {"input": {"n": 100}}),
                             extra="100 items as server-sent events", accept="text/event-stream")
+                    measure("tokens SSE", server, body("tokens", {"input": {"n": 50, "gap": 0.002}}),
+                            extra="50 items 2 ms apart as server-sent events", accept="text/event-stream")
                 if "first" in only:
                     wait_for_quiet(args.quiet_wait)
                     sse = sse_item_latencies(server.port, 1, 300)

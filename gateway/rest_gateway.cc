@@ -4,6 +4,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <optional>
@@ -266,6 +267,14 @@ class SyncObserver final : public PredictionObserver {
 // client or its periodic look at the client). Otherwise it is queued for the
 // connection's thread, which writes in order: first what a direct write left
 // (framed already), then the queue.
+//
+// Direct writes are rationed (a few at once, then one per kDirectInterval):
+// events that come faster than that, a generator yielding as fast as it can,
+// are left to the connection's thread, which writes them several to a send.
+// Written one by one from here, 100 items back to back cost the server 15-25%
+// more CPU than written in batches (each send to a loopback client runs its
+// TCP receive path in the sender's thread); tokens of a model, milliseconds
+// apart, go out one by one either way, each a wake-up less.
 class EventStream {
  public:
   struct Batch {
@@ -277,7 +286,8 @@ class EventStream {
 
   void Push(absl::string_view event, const Json& data, bool last = false) {
     absl::MutexLock lock(&mu_);
-    const bool direct = writer_ != nullptr && !writing_ && rest_.empty() && pending_.empty() && !failed_;
+    const bool direct = writer_ != nullptr && !writing_ && rest_.empty() && pending_.empty() && !failed_ &&
+                        TakeDirectCredit();
     absl::StrAppend(&pending_, "event: ", event, "\ndata: ");
     AppendJson(data, &pending_);
     pending_.append("\n\n");
@@ -315,7 +325,23 @@ class EventStream {
   }
 
  private:
+  static constexpr double kDirectBurst = 4;
+  static constexpr absl::Duration kDirectInterval = absl::Microseconds(250);
+
+  // Whether a direct write is due: one credit each, kDirectBurst at most,
+  // one more each kDirectInterval.
+  bool TakeDirectCredit() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const absl::Time now = absl::Now();
+    credit_ = std::min(kDirectBurst, credit_ + absl::FDivDuration(now - credited_at_, kDirectInterval));
+    credited_at_ = now;
+    if (credit_ < 1) return false;
+    credit_ -= 1;
+    return true;
+  }
+
   absl::Mutex mu_;
+  double credit_ ABSL_GUARDED_BY(mu_) = kDirectBurst;
+  absl::Time credited_at_ ABSL_GUARDED_BY(mu_) = absl::Now();
   ResponseWriter* writer_ ABSL_GUARDED_BY(mu_) = nullptr;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;  // the connection's thread writes what Take gave it
   std::string rest_ ABSL_GUARDED_BY(mu_);
