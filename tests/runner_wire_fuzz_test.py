@@ -236,6 +236,40 @@ class RunnerWireFuzzTest(unittest.TestCase):
         self.assertEqual(frames[-1], ("cancel", {"id": "after"}))
 
 
+class UnannouncedBytesTest(unittest.TestCase):
+    """The kernel raises no SIGIO for bytes that come while the runner waits in
+    recv. A read of a large frame stops at its end: what came behind it while
+    the runner waited must still be seen before predict() runs
+    (Connection.has_frames), or a Cancel right behind a large Predict waits for
+    the next frame to arrive."""
+
+    def setUp(self):
+        self.ours, self.theirs = socket.socketpair()
+        self.addCleanup(self.ours.close)
+        self.addCleanup(self.theirs.close)
+        self.conn = Connection(self.ours)
+
+    @staticmethod
+    def frame(name, fields):
+        return bytes(wire.encode_member_frame(messages.SERVER_MESSAGE, name, fields))
+
+    def test_a_cancel_right_behind_a_large_predict_is_seen(self):
+        predict = self.frame("predict", {"id": "p", "input_json": b'{"s":"%s"}' % (b"x" * (1 << 20))})
+        sender = threading.Thread(target=self.theirs.sendall, args=(predict + self.frame("cancel", {"id": "p"}),))
+        sender.start()
+        name, fields = self.conn.receive()
+        sender.join()
+        self.assertEqual((name, fields["id"], len(fields["input_json"])), ("predict", "p", (1 << 20) + 8))
+        self.assertTrue(self.conn.has_frames(), "nothing would read the Cancel behind the Predict")
+        self.assertEqual([(name, fields["id"]) for name, fields in self.conn.receive_nowait()], [("cancel", "p")])
+        self.assertFalse(self.conn.has_frames())
+
+    def test_small_frames_read_whole_leave_nothing_unannounced(self):
+        self.theirs.sendall(self.frame("predict", {"id": "p", "input_json": b"{}"}))
+        self.assertEqual(self.conn.receive()[0], "predict")
+        self.assertFalse(self.conn.has_frames())
+
+
 class HeldFramesTest(unittest.TestCase):
     """Connection.send(hold=True) (Predict.batch_outputs): held frames go out
     together, in order, with the next frame sent without hold, large or not."""

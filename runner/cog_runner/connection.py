@@ -92,6 +92,9 @@ class Connection:
         self._discard = 0  # bytes still to skip of a frame over the limit
         self._large: Optional[bytearray] = None  # a large frame being read, and how much of it is
         self._large_filled = 0
+        # A blocking read may have left bytes behind it that came while this
+        # thread waited in recv: the kernel raises no SIGIO for those.
+        self._behind_unread = False
         self.max_send_bytes = MAX_FRAME_BYTES
         self.max_receive_bytes = MAX_FRAME_BYTES
         self._send_lock = threading.Lock()  # predictor threads print too
@@ -306,6 +309,7 @@ class Connection:
     def _read_some(self, flags: int = 0) -> int:
         """One recv (blocking unless `flags` say not); 0 at the end of input."""
         large = self._large
+        blocking = not flags & socket.MSG_DONTWAIT
         if large is not None:
             n = self._sock.recv_into(memoryview(large)[self._large_filled:], 0, flags)
             self._large_filled += n
@@ -313,11 +317,13 @@ class Connection:
                 self._large = None
                 self._add_frame(large)
                 self._parse()
+                self._behind_unread = self._behind_unread or blocking  # (a Cancel right behind a large Predict)
             return n
         chunk = self._sock.recv(1 << 16, flags)
         if chunk:
             self._buffer += chunk
             self._parse()
+            self._behind_unread = self._behind_unread or (blocking and len(chunk) == 1 << 16)
         return len(chunk)
 
     def _inside_frame(self) -> bool:
@@ -336,11 +342,13 @@ class Connection:
         return self._frames.popleft()
 
     def has_frames(self) -> bool:
-        """Whether whole frames were read and not yet taken (no syscall)."""
-        return bool(self._frames)
+        """Whether whole frames were read and not yet taken, or bytes may wait
+        that no SIGIO announced (no syscall): receive_nowait() has work."""
+        return bool(self._frames) or self._behind_unread
 
     def receive_nowait(self) -> List[Frame]:
         """Every whole frame available now, without blocking. Raises ConnectionClosed at EOF."""
+        self._behind_unread = False
         while not self._closed:
             try:
                 if not self._read_some(socket.MSG_DONTWAIT):
