@@ -47,9 +47,9 @@ def _system_libraries_impl(ctx):
     lines = ['package(default_visibility = ["//visibility:public"])', ""]
     checked = {}
     for name, modules in ctx.attr.libraries.items():
-        shared = _pkg_config(ctx, ["--libs"] + modules)
-        shared += ctx.attr.extra_linkopts.get(name, [])
-        static = _link_statically(ctx, shared, checked)
+        extra = ctx.attr.extra_linkopts.get(name, [])
+        static = _link_statically(ctx, _pkg_config(ctx, ["--libs"] + modules) + extra, checked)
+        shared = _pkg_config(ctx, ["--libs"] + ctx.attr.shared_libraries.get(name, modules)) + extra
         defines = []
         for flag in _pkg_config(ctx, ["--cflags"] + modules):
             if flag.startswith("-D"):
@@ -80,6 +80,7 @@ system_libraries = repository_rule(
         "libraries": attr.string_list_dict(doc = "target name -> pkg-config modules"),
         "extra_linkopts": attr.string_list_dict(doc = "target name -> link options pkg-config omits"),
         "static": attr.string_list(doc = "libraries (X of -lX; a trailing * matches a prefix) linked from libX.a"),
+        "shared_libraries": attr.string_list_dict(doc = "target name -> pkg-config modules to link instead under `shared_setting`"),
         "shared_setting": attr.string(doc = "config_setting (a label in the main repository: @//…) under which `static` is ignored"),
         "headers_only": attr.string_list(doc = "header-only libraries found in /usr/include"),
     },
