@@ -9,7 +9,8 @@ Libraries named in `static` are linked from the archives Debian's -dev packages 
 copies in one process, so the choice is by library name across every target, and a
 missing archive fails the fetch instead of falling back to the shared object.
 `--define=system_libraries=shared` links them all shared again (--config=tsan does:
-its Abseil shim interposes on the shared library).
+its Abseil shim interposes on the shared library), with `shared_libraries` naming
+other pkg-config modules for a target where the shared objects need them.
 """
 
 def _pkg_config(ctx, args):
