@@ -6,7 +6,9 @@ import http.client
 import json
 import os
 import shutil
+import socket
 import tempfile
+import time
 import unittest
 
 from http_receiver import Receiver
@@ -122,6 +124,69 @@ class StreamTest(unittest.TestCase):
 
         body = wait_until(ended, 20, "the prediction to end")
         self.assertEqual((body["status"], body["output"]), ("succeeded", ["item0", "item1", "last"]), body)
+
+    def test_a_burst_read_late_through_a_small_buffer_arrives_whole_and_in_order(self):
+        # The thread that reads the runner writes an event itself when the
+        # socket takes it and nothing is queued; otherwise the connection's
+        # thread writes it, after what a direct write left. A client that
+        # reads nothing for half a second through a 4 KiB receive buffer,
+        # while 20,000 items (~1 MB of events) come as fast as the predictor
+        # yields them, gets all three: every event must arrive once, in order.
+        server = self.serve("async_gen_many")
+        n = 20000
+        connection = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=60)
+        self.addCleanup(connection.close)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.http_port))
+        connection.sock = sock
+        connection.request("POST", "/predictions", body=json.dumps({"input": {"tag": "t", "n": n}}),
+                           headers={"Content-Type": "application/json", "Accept": "text/event-stream"})
+        time.sleep(0.5)
+        events = read_events(connection.getresponse())
+        expected = ["t-%d" % i for i in range(n)] + ['t é ✓ 😀 "end"\n']
+        outputs = [data for name, data in events if name == "output"]
+        self.assertEqual(len(outputs), len(expected))
+        self.assertTrue(outputs == [{"index": i, "value": value} for i, value in enumerate(expected)],
+                        "events lost, repeated or out of order")
+        self.assertEqual([name for name, _ in events if name != "output"], ["start", "completed"])
+        self.assertEqual(events[-1][1]["output"], expected)
+
+    def test_paced_items_to_a_full_socket_arrive_whole_and_in_order(self):
+        # Items 0.3 ms apart go out from the thread that reads the runner (no
+        # burst to leave to the connection's thread); once the client's socket
+        # is full, such a write takes part of an event or none, and the
+        # connection's thread must send what it left before anything after it.
+        server = CogServer(files={
+            "cog.yaml": 'predict: "predict.py:Predictor"\n',
+            "predict.py": (
+                "import time\n"
+                "from typing import Iterator\n"
+                "from cog import BasePredictor\n\n\n"
+                "class Predictor(BasePredictor):\n"
+                "    def predict(self, n: int, size: int, gap: float) -> Iterator[str]:\n"
+                "        for i in range(n):\n"
+                "            time.sleep(gap)\n"
+                "            yield str(i) + ':' + 'x' * size\n")})
+        self.addCleanup(server.stop)
+        server.wait_for_status("READY")
+        n, size = 600, 4000
+        connection = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=60)
+        self.addCleanup(connection.close)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.http_port))
+        connection.sock = sock
+        connection.request("POST", "/predictions",
+                           body=json.dumps({"input": {"n": n, "size": size, "gap": 0.0003}}),
+                           headers={"Content-Type": "application/json", "Accept": "text/event-stream"})
+        time.sleep(1)
+        events = read_events(connection.getresponse())
+        outputs = [data for name, data in events if name == "output"]
+        self.assertEqual(len(outputs), n)
+        self.assertTrue(outputs == [{"index": i, "value": "%d:%s" % (i, "x" * size)} for i in range(n)],
+                        "events lost, repeated, cut or out of order")
+        self.assertEqual([name for name, _ in events if name != "output"], ["start", "completed"])
 
     def test_metrics_and_a_plain_return_value(self):
         server = self.serve("forms_metrics")
