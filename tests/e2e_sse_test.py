@@ -47,6 +47,20 @@ class StreamTest(unittest.TestCase):
         server.wait_for_status("READY")
         return server
 
+    def read_late(self, server, body, pause):
+        """The events of a stream whose client reads nothing for `pause` seconds,
+        through a 4 KiB receive buffer."""
+        connection = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=60)
+        self.addCleanup(connection.close)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.http_port))
+        connection.sock = sock
+        connection.request("POST", "/predictions", body=json.dumps(body),
+                           headers={"Content-Type": "application/json", "Accept": "text/event-stream"})
+        time.sleep(pause)
+        return read_events(connection.getresponse())
+
     def test_an_iterator_streams_item_by_item_with_its_logs(self):
         server = self.serve("logs_gen")
         connection, response = open_stream(server, {"id": "s-1", "input": {"n": 3}})
@@ -134,16 +148,7 @@ class StreamTest(unittest.TestCase):
         # yields them, gets all three: every event must arrive once, in order.
         server = self.serve("async_gen_many")
         n = 20000
-        connection = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=60)
-        self.addCleanup(connection.close)
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(("127.0.0.1", server.http_port))
-        connection.sock = sock
-        connection.request("POST", "/predictions", body=json.dumps({"input": {"tag": "t", "n": n}}),
-                           headers={"Content-Type": "application/json", "Accept": "text/event-stream"})
-        time.sleep(0.5)
-        events = read_events(connection.getresponse())
+        events = self.read_late(server, {"input": {"tag": "t", "n": n}}, 0.5)
         expected = ["t-%d" % i for i in range(n)] + ['t é ✓ 😀 "end"\n']
         outputs = [data for name, data in events if name == "output"]
         self.assertEqual(len(outputs), len(expected))
@@ -171,17 +176,7 @@ class StreamTest(unittest.TestCase):
         self.addCleanup(server.stop)
         server.wait_for_status("READY")
         n, size = 600, 4000
-        connection = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=60)
-        self.addCleanup(connection.close)
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(("127.0.0.1", server.http_port))
-        connection.sock = sock
-        connection.request("POST", "/predictions",
-                           body=json.dumps({"input": {"n": n, "size": size, "gap": 0.0003}}),
-                           headers={"Content-Type": "application/json", "Accept": "text/event-stream"})
-        time.sleep(1)
-        events = read_events(connection.getresponse())
+        events = self.read_late(server, {"input": {"n": n, "size": size, "gap": 0.0003}}, 1)
         outputs = [data for name, data in events if name == "output"]
         self.assertEqual(len(outputs), n)
         self.assertTrue(outputs == [{"index": i, "value": "%d:%s" % (i, "x" * size)} for i in range(n)],
