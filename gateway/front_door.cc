@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <climits>
@@ -544,19 +545,16 @@ class StreamWriter final : public ResponseWriter {
 
   bool Write(absl::string_view data) override {
     if (data.empty()) return !connection_.failed();
-    if (!chunked_) return connection_.Send({data});
     char size[24];
-    const int length = std::snprintf(size, sizeof(size), "%zx\r\n", data.size());
-    return connection_.Send({absl::string_view(size, static_cast<size_t>(length)), data, "\r\n"});
+    const Parts parts = Framed(data, size);
+    return connection_.Send({parts[0], parts[1], parts[2]});
   }
 
   bool WriteNow(absl::string_view data, std::string* rest) override {
     rest->clear();
     if (data.empty()) return !connection_.failed();
     char size[24];
-    const int length = chunked_ ? std::snprintf(size, sizeof(size), "%zx\r\n", data.size()) : 0;
-    const absl::string_view parts[3] = {absl::string_view(size, static_cast<size_t>(length)), data,
-                                        chunked_ ? "\r\n" : ""};
+    const Parts parts = Framed(data, size);
     size_t sent = connection_.Write({parts[0], parts[1], parts[2]}, /*wait=*/false);
     if (connection_.failed()) return false;
     for (absl::string_view part : parts) {
@@ -578,6 +576,16 @@ class StreamWriter final : public ResponseWriter {
   bool End() { return !chunked_ || connection_.Send({"0\r\n\r\n"}); }
 
  private:
+  using Parts = std::array<absl::string_view, 3>;
+
+  // `data` as it goes out: a chunk (its size line, written into `size`, the
+  // data, CRLF), or the data alone when the close delimits the body.
+  Parts Framed(absl::string_view data, char (&size)[24]) const {
+    if (!chunked_) return {absl::string_view(), data, absl::string_view()};
+    const int length = std::snprintf(size, sizeof(size), "%zx\r\n", data.size());
+    return {absl::string_view(size, static_cast<size_t>(length)), data, "\r\n"};
+  }
+
   Connection& connection_;
   const bool chunked_;
 };
