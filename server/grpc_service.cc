@@ -203,6 +203,16 @@ class StreamReactor final : public CountedReactor<grpc::ServerWriteReactor<v1::P
     if (!id.empty()) core_->Cancel(id).IgnoreError();
   }
 
+  // gRPC calls OnDone once every other reaction has returned, on its
+  // executor's thread (never inline for a write reactor), and frees the call
+  // right after. Taking mu_ here orders the reactions' calls into gRPC (Finish
+  // from OnCancel, under mu_) before that free in a way TSan sees too: the
+  // hand-off to the executor is inside libgrpc++, which is not instrumented.
+  void OnDone() override {
+    { absl::MutexLock lock(&mu_); }
+    CountedReactor::OnDone();
+  }
+
  private:
   class Observer final : public ObserverBase {
    public:

@@ -94,8 +94,10 @@ class CanceledStreamTest(unittest.TestCase):
         after = rss_kib(pid)
         print("RSS before 200 canceled PredictStreams: %d KiB, after: %d KiB (%+d KiB, %.1f KiB each)"
               % (before, after, after - before, (after - before) / 200.0))
-        # A stream that never finished kept ~60 KB: 200 of them ~12 MB.
-        self.assertLess(after - before, 6 * 1024, "canceled streams are not freed")
+        # A stream that never finished kept ~60 KB: 200 of them ~12 MB. Not
+        # under TSan (--config=tsan), whose shadow memory grows by as much.
+        if os.environ.get("COG_SANITIZER") != "thread":
+            self.assertLess(after - before, 6 * 1024, "canceled streams are not freed")
         elapsed = served.exit_within_bound()
         print("SIGTERM after 220 canceled PredictStreams: exit 0 in %.2f s" % elapsed)
 

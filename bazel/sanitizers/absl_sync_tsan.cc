@@ -39,9 +39,12 @@ void __tsan_release(void* addr);
 // TSan's suppressions, built in (a suppressions file named in TSAN_OPTIONS is
 // looked for beside each executable). Debian's gRPC is not built with TSan
 // either (nor absl_status, whose copies and compares of a call's status gRPC's
-// threads run): its threads share slices and sockets under synchronization TSan
-// cannot see (its atomics, its event engine), and TSan reported its executor's
-// sendmsg() against the main thread freeing a slice buffer at shutdown.
+// threads run, nor absl_cord, which holds a unary call's serialized reply):
+// its threads share slices, cords and sockets under synchronization TSan
+// cannot see (its atomics, its event engine). TSan reported its executor's
+// sendmsg() against the main thread freeing a slice buffer at shutdown, and
+// the transport's copy out of a reply's Cord against the Cord's deletion when
+// the call was done (both inside libabsl_cord, ordered by gRPC's refcounts).
 // Accesses the interceptors see from inside these libraries are not reported;
 // everything instrumented code does still is. And gRPC's callback tags,
 // compiled from its headers into our code, are set on one thread and run on
@@ -50,20 +53,37 @@ void __tsan_release(void* addr);
 // Set's and Clear's writes were reported against Run's reads, a call's batch
 // of operations (CallOpSet: performed on one thread, finalized on gRPC's) and
 // its interceptor bookkeeping likewise, and a call object's destruction
-// (when libgrpc++ says it is done) against its last operation. Only accesses
-// inside those are let go; a race in a reactor's own callback is still
-// reported (its access is in our code, not in them).
+// (when libgrpc++ says it is done) against its last operation. A streaming
+// call's completion op (the callback RunHandler gives BeginCompletionOp) reads
+// the call object it captured and drops a reference; the last reference hands
+// CallOnDone to libgrpc++'s executor, which frees the op on another thread:
+// the read was reported against that free (the hand-off is in libgrpc++).
+// The same hand-off frees the op's callback tag, whose Run had read its
+// std::function before calling it (reported at the top frame, std::function's
+// own code: race_top). And a client's unary callback (CallbackWithStatusTag:
+// grpc_service_test's client) is built on the caller's thread and run on
+// gRPC's, the call started in libgrpc in between.
+// Only accesses inside those are let go; a race in a reactor's own callback
+// (OnDone included) is still reported: its access is in our code, and the
+// other access is not in one of them.
 const char* __tsan_default_suppressions() {
   return "called_from_lib:libgrpc.so.29\n"
          "called_from_lib:libgrpc++.so.1.51\n"
          "called_from_lib:libgpr.so.29\n"
          "called_from_lib:libabsl_status.so.20220623\n"
+         "called_from_lib:libabsl_cord.so.20220623\n"
+         "called_from_lib:libabsl_cord_internal.so.20220623\n"
          "race:grpc::internal::CallbackWithSuccessTag::Set\n"
          "race:grpc::internal::CallbackWithSuccessTag::Clear\n"
          "race:grpc::internal::InterceptorBatchMethodsImpl\n"
          "race:grpc::internal::CallOpSet<\n"
          "race:ServerCallbackWriterImpl::~ServerCallbackWriterImpl\n"
-         "race:ServerCallbackUnaryImpl::~ServerCallbackUnaryImpl\n";
+         "race:ServerCallbackUnaryImpl::~ServerCallbackUnaryImpl\n"
+         "race:grpc::internal::CallbackServerStreamingHandler<*>::RunHandler(*)::{lambda(bool)#1}"
+         "::operator()\n"
+         "race_top:std::_Function_base::_M_empty\n"
+         "race_top:std::function<void (bool)>::operator()\n"
+         "race:grpc::internal::CallbackWithStatusTag::Run\n";
 }
 }
 
