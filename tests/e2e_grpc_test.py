@@ -229,6 +229,36 @@ class GrpcCancelTest(unittest.TestCase):
         finally:
             self.assertEqual(server.stop(), 0)
 
+    def test_cancel_interrupts_a_fast_generator_of_tokens(self):
+        # No one streams this prediction's items, so the runner holds them and
+        # sends them in batches. Between two items it is outside user code,
+        # where SIGIO only marks input as waiting: the next item's start must
+        # read the Cancel, or it waits for --cancel-timeout and a new runner.
+        server = CogServer("tokens", args=["--cancel-timeout", "120"])
+        try:
+            server.wait_for_status("READY")
+            runners = server.runner_pids()
+            for round in range(3):
+                pid = "tokens-%d" % round
+                status, _, _ = server.request("POST", "/predictions", {"id": pid, "input": {}},
+                                              headers={"Prefer": "respond-async"})
+                self.assertEqual(status, 202)
+
+                def tokens_came():
+                    status, _, body = server.request("GET", "/predictions/" + pid)
+                    return status == 200 and len(body.get("output") or []) > 100
+
+                wait_until(tokens_came, what="the generator's first tokens")
+                status, _, _ = server.request("POST", "/predictions/%s/cancel" % pid)
+                self.assertEqual(status, 200)
+                server.wait_for_status("READY", timeout=30)
+                status, _, body = server.request("GET", "/predictions/" + pid)
+                self.assertEqual((status, body["status"]), (200, "canceled"))
+                self.assertEqual(body["output"][:2], ["tok0 ", "tok1 "])
+            self.assertEqual(server.runner_pids(), runners, "the runner was replaced, not interrupted")
+        finally:
+            self.assertEqual(server.stop(), 0)
+
     def test_sigterm_cancels_a_prediction_that_outlives_the_grace_period(self):
         server = CogServer("sleeper", args=["--runner-shutdown-grace-period", "0.5"])
         try:
