@@ -47,9 +47,13 @@ def encode_output(value: Any, files: Optional[List[str]] = None, where: str = "o
                           % (_describe(value, e.pointer, where), e.value)) from None
 
 
+# One encoder for every output: json.dumps() with an argument makes one a call.
+_output_json = json.JSONEncoder(allow_nan=False).encode
+
+
 def encode_output_json(value: Any, where: str = "output", limit: Optional[int] = None,
                        files: Optional[List[str]] = None) -> bytes:
-    text = json.dumps(encode_output(value, files, where), allow_nan=False).encode()
+    text = _output_json(encode_output(value, files, where)).encode()
     if limit is not None and len(text) > limit:
         raise too_large(where, len(text), limit)
     return text
