@@ -7,6 +7,7 @@ or any other process on the path.
   python3 bench/runner_cost.py                       # gen predictor, n=100
   python3 bench/runner_cost.py --predictor echo --input '{"s": "hello"}'
   python3 bench/runner_cost.py --callgrind           # instructions, not time
+  python3 bench/runner_cost.py --profile             # where, in Python (cProfile)
 
 Prints the child's CPU per prediction (user + system, /proc) over --count
 predictions after --warmup ones; with --callgrind, the child runs under
@@ -36,7 +37,12 @@ CHILD = """
 import sys
 sys.path.insert(0, {runner!r})
 from cog_runner.worker import Worker
-sys.exit(Worker({socket!r}, {directory!r}, "predict.py:Predictor", "", 1).run())
+worker = Worker({socket!r}, {directory!r}, "predict.py:Predictor", "", 1)
+if {profile!r}:
+    import cProfile
+    cProfile.run("worker.run()", {profile!r})
+else:
+    sys.exit(worker.run())
 """
 
 
@@ -80,7 +86,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run(args: argparse.Namespace, count: int, callgrind_out: str = "") -> float:
+def run(args: argparse.Namespace, count: int, callgrind_out: str = "", profile: str = "") -> float:
     """Runs the child through `count` predictions after the warm-up; returns
     its CPU seconds over those predictions."""
     with tempfile.TemporaryDirectory(prefix="cog-runner-cost-") as tmp:
@@ -90,7 +96,7 @@ def run(args: argparse.Namespace, count: int, callgrind_out: str = "") -> float:
         listener.listen(1)
         directory = os.path.join(BENCH, "predictors", args.predictor)
         command = [sys.executable, "-c", CHILD.format(
-            runner=os.path.join(REPO, "runner"), socket=path, directory=directory)]
+            runner=os.path.join(REPO, "runner"), socket=path, directory=directory, profile=profile)]
         if callgrind_out:
             command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + callgrind_out] + command
         child = subprocess.Popen(command, stderr=subprocess.DEVNULL if callgrind_out else None)
@@ -152,6 +158,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=500)
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--callgrind", action="store_true")
+    parser.add_argument("--profile", action="store_true",
+                        help="run the child under cProfile and print its 25 costliest functions "
+                        "(own time; the profiler's overhead inflates small calls)")
     parser.add_argument("--keep", metavar="DIR", help="with --callgrind: leave the two callgrind "
                         "files in DIR (callgrind.N, callgrind.0) for callgrind_annotate --diff")
     args = parser.parse_args()
@@ -167,6 +176,12 @@ def main() -> None:
         per = (runs[args.count] - runs[0]) / args.count
         print("%s %s: %.1f k instructions per prediction (%d predictions: %d, none: %d)"
               % (args.predictor, json.dumps(args.input), per / 1e3, args.count, runs[args.count], runs[0]))
+    elif args.profile:
+        import pstats
+        with tempfile.TemporaryDirectory(prefix="cog-runner-profile-") as tmp:
+            out = os.path.join(tmp, "profile")
+            run(args, args.count, profile=out)
+            pstats.Stats(out).sort_stats("tottime").print_stats(25)
     else:
         started = time.monotonic()
         spent = run(args, args.count)

@@ -50,6 +50,10 @@ _HOLD_ITEMS = 25
 # with arguments (~8 k instructions of the ~85 k a batch of 25 tokens costs).
 _items_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
+# A plain int: `flags & socket.MSG_DONTWAIT` (an IntFlag) runs enum's Python
+# __and__, on every read.
+_MSG_DONTWAIT = int(socket.MSG_DONTWAIT)
+
 # fcntl constants Python does not name (Linux).
 _F_SETOWN_EX = getattr(fcntl, "F_SETOWN_EX", 15)
 _F_OWNER_TID = 0
@@ -313,7 +317,7 @@ class Connection:
     def _read_some(self, flags: int = 0) -> int:
         """One recv (blocking unless `flags` say not); 0 at the end of input."""
         large = self._large
-        blocking = not flags & socket.MSG_DONTWAIT
+        blocking = not flags & _MSG_DONTWAIT
         if large is not None:
             n = self._sock.recv_into(memoryview(large)[self._large_filled:], 0, flags)
             self._large_filled += n
@@ -355,7 +359,7 @@ class Connection:
         self._behind_unread = False
         while not self._closed:
             try:
-                if not self._read_some(socket.MSG_DONTWAIT):
+                if not self._read_some(_MSG_DONTWAIT):
                     self._closed = True
             except (BlockingIOError, InterruptedError):
                 break
