@@ -96,7 +96,7 @@ def run(args: argparse.Namespace, count: int, callgrind_out: str = "", profile: 
         listener.listen(1)
         directory = os.path.join(BENCH, "predictors", args.predictor)
         command = [sys.executable, "-c", CHILD.format(
-            runner=os.path.join(REPO, "runner"), socket=path, directory=directory, profile=profile)]
+            runner=args.runner, socket=path, directory=directory, profile=profile)]
         if callgrind_out:
             command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + callgrind_out] + command
         child = subprocess.Popen(command, stderr=subprocess.DEVNULL if callgrind_out else None)
@@ -113,8 +113,11 @@ def run(args: argparse.Namespace, count: int, callgrind_out: str = "", profile: 
                     if not fields.get("succeeded"):
                         raise SystemExit("setup failed: %s" % fields.get("error"))
                     break
+            # As for a sync request (the server may take a generator's items in
+            # batches), or with --stream as for an SSE or gRPC stream client.
+            batch = not args.stream
             predict = {"input_json": json.dumps(args.input).encode(), "context_json": b"{}",
-                       "batch_outputs": True, "batch_text_items": True}
+                       "batch_outputs": batch, "batch_text_items": batch}
 
             def one(i: int) -> None:
                 # As with a server whose next request comes a little later: the
@@ -157,6 +160,11 @@ def main() -> None:
     parser.add_argument("--input", type=json.loads, default={"n": 100}, help="the input, JSON")
     parser.add_argument("--count", type=int, default=500)
     parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--stream", action="store_true",
+                        help="a Predict without batch_outputs: each item its own Output frame, "
+                        "as for a client that streams them (SSE, gRPC PredictStream)")
+    parser.add_argument("--runner", default=os.path.join(REPO, "runner"),
+                        help="the folder holding cog_runner (a copy, to compare with)")
     parser.add_argument("--callgrind", action="store_true")
     parser.add_argument("--profile", action="store_true",
                         help="run the child under cProfile and print its 25 costliest functions "

@@ -50,6 +50,8 @@ _HOLD_ITEMS = 25
 # with arguments (~8 k instructions of the ~85 k a batch of 25 tokens costs).
 _items_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
+_get_ident = threading.get_ident
+
 # A plain int: `flags & socket.MSG_DONTWAIT` (an IntFlag) runs enum's Python
 # __and__, on every read.
 _MSG_DONTWAIT = int(socket.MSG_DONTWAIT)
@@ -195,7 +197,7 @@ class Connection:
         if len(frame) - 4 > self.max_send_bytes:
             raise FrameTooLarge(len(frame) - 4, self.max_send_bytes)
         with self._send_lock:
-            self._sender = threading.get_ident()
+            self._sender = _get_ident()
             try:
                 if hold or self._held or self._items:
                     now = time.monotonic()

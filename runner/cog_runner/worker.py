@@ -452,25 +452,29 @@ class Worker:
         self._after_send()
 
     def _send_item(self, prediction_id: str, item: Any, index: int, hold: bool = False) -> None:
-        where = "output[%d]" % index
-        text = output_text(item, where, self.conn.max_send_bytes)
+        # The common item is a short str, sent as it comes to a client that
+        # streams it: its frame from an encoder that has the prediction's id
+        # encoded already (the bytes send() would write), and where it is in
+        # the output ("output[3]") written only for an error.
+        limit = self.conn.max_send_bytes
+        text = output_text(item)
         try:
-            if text is not None and len(text) < wire.LARGE_PAYLOAD:
-                # The common item, a short str: its frame from an encoder that
-                # has the prediction's id encoded already (the bytes send()
-                # would write, ~2 us an item less).
+            if text is not None and len(text) < wire.LARGE_PAYLOAD and len(text) <= limit:
                 if self._item_encoder_id != prediction_id:
                     self._item_encoder = wire.member_encoder(
                         messages.RUNNER_MESSAGE, "output", {"id": prediction_id}, "value_text")
                     self._item_encoder_id = prediction_id
                 self._send_frame(self._item_encoder(text), hold)
-            else:
-                fields = ({"value_text": text} if text is not None else
-                          encode_output_fields(item, "value_json", where, self.conn.max_send_bytes))
-                fields["id"] = prediction_id
-                self.send("output", fields, hold)
+                return
+            where = "output[%d]" % index
+            if text is not None and len(text) > limit:
+                raise too_large(where, len(text), limit, "UTF-8")
+            fields = ({"value_text": text} if text is not None else
+                      encode_output_fields(item, "value_json", where, limit))
+            fields["id"] = prediction_id
+            self.send("output", fields, hold)
         except FrameTooLarge as e:
-            raise too_large(where, e.size, e.limit) from None
+            raise too_large("output[%d]" % index, e.size, e.limit) from None
 
     def _output_fields(self, result: Any) -> Dict[str, Any]:
         return encode_output_fields(result, "output_json", "output", self.conn.max_send_bytes)
@@ -735,8 +739,6 @@ class _AsyncItems:
         finally:
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
-
-
 
 
 def _utc_now() -> str:
