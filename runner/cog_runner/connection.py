@@ -50,6 +50,7 @@ _HOLD_ITEMS = 25
 # with arguments (~8 k instructions of the ~85 k a batch of 25 tokens costs).
 _items_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
+# Looked up once: send_frame runs for every item a client streams.
 _get_ident = threading.get_ident
 
 # A plain int: `flags & socket.MSG_DONTWAIT` (an IntFlag) runs enum's Python
