@@ -114,15 +114,6 @@ class Worker:
             return
         self._after_send()
 
-    def _send_frame(self, frame: bytearray, hold: bool) -> None:
-        """send() of a frame already encoded. FrameTooLarge if over the limit."""
-        try:
-            self.conn.send_frame(frame, hold)
-        except OSError:
-            self._stopping = True
-            return
-        self._after_send()
-
     def _after_send(self) -> None:
         if (self._in_user_code and self._input_waiting
                 and threading.current_thread() is threading.main_thread()):
@@ -456,7 +447,8 @@ class Worker:
         # streams it: its frame from an encoder that has the prediction's id
         # encoded already (the bytes send() would write), and where it is in
         # the output ("output[3]") written only for an error.
-        limit = self.conn.max_send_bytes
+        conn = self.conn
+        limit = conn.max_send_bytes
         text = output_text(item)
         try:
             if text is not None and len(text) < wire.LARGE_PAYLOAD and len(text) <= limit:
@@ -464,7 +456,13 @@ class Worker:
                     self._item_encoder = wire.member_encoder(
                         messages.RUNNER_MESSAGE, "output", {"id": prediction_id}, "value_text")
                     self._item_encoder_id = prediction_id
-                self._send_frame(self._item_encoder(text), hold)
+                # Without send()'s _after_send: an item is sent outside user
+                # code (between a generator's steps, or from the event loop),
+                # where it has nothing to do. FrameTooLarge if over the limit.
+                try:
+                    conn.send_frame(self._item_encoder(text), hold)
+                except OSError:
+                    self._stopping = True  # the server is gone; the main loop ends
                 return
             where = "output[%d]" % index
             if text is not None and len(text) > limit:
