@@ -94,7 +94,8 @@ def run(args: argparse.Namespace, count: int, callgrind_out: str = "", profile: 
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(path)
         listener.listen(1)
-        directory = os.path.join(BENCH, "predictors", args.predictor)
+        directory = (os.path.join(REPO, args.predictor) if "/" in args.predictor
+                     else os.path.join(BENCH, "predictors", args.predictor))
         command = [sys.executable, "-c", CHILD.format(
             runner=args.runner, socket=path, directory=directory, profile=profile)]
         if callgrind_out:
@@ -156,7 +157,9 @@ def instructions(path: str) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--predictor", default="gen", help="a folder of bench/predictors")
+    parser.add_argument("--predictor", default="gen",
+                        help="a folder of bench/predictors, or a path from the repository's root "
+                        "(tests/predictors/async_gen_many)")
     parser.add_argument("--input", type=json.loads, default={"n": 100}, help="the input, JSON")
     parser.add_argument("--count", type=int, default=500)
     parser.add_argument("--warmup", type=int, default=50)
