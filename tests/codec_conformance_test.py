@@ -139,8 +139,19 @@ class CodecConformanceTest(unittest.TestCase):
                 self.assertEqual(bytes(encode(fields["value_text"])),
                                  bytes(wire.encode_frame(messages.RUNNER_MESSAGE, {"output": fields})),
                                  (id_size, size))
-        with self.assertRaises(ValueError):  # the varying field must come after the fixed ones
-            wire.member_encoder(messages.RUNNER_MESSAGE, "output", {"value_text": b"x"}, "value_json")
+        # Fixed fields numbered after the varying one (a batch of held items:
+        # value_json, then value_items) go after it.
+        for id_size in (1, 127, 128):
+            prediction_id = "b" * id_size
+            encode = wire.member_encoder(messages.RUNNER_MESSAGE, "output",
+                                         {"id": prediction_id, "value_items": True}, "value_json")
+            for size in (1, 121, 122, 123, 127, 128, 16383, 16384, 70000):
+                fields = {"id": prediction_id, "value_json": b"[" * size, "value_items": True}
+                self.assertEqual(bytes(encode(fields["value_json"])),
+                                 bytes(wire.encode_frame(messages.RUNNER_MESSAGE, {"output": fields})),
+                                 (id_size, size))
+        with self.assertRaises(ValueError):  # not a bytes field of the message
+            wire.member_encoder(messages.RUNNER_MESSAGE, "output", {"id": "p"}, "value_items")
 
     def test_large_payloads_sent_as_parts_read_the_same_in_cpp(self):
         # A large output or log leaves the runner as buffers of its own (not

@@ -119,6 +119,9 @@ class Connection:
         self._items_id = ""
         self._items_bound = 0  # the most bytes their JSON can take
         self._items_limit = min(_HOLD_BYTES, self.max_send_bytes // 2)  # they go out past this
+        # Encodes the Output frame of held items for the prediction they are of.
+        self._items_encoder: Optional[Callable[[bytes], bytearray]] = None
+        self._items_encoder_id = None
 
     @classmethod
     def connect(cls, path: str) -> "Connection":
@@ -253,9 +256,13 @@ class Connection:
         except UnicodeEncodeError:  # a lone surrogate: JSON's \ud800 escape says what it is
             value = json.dumps(items, separators=(",", ":")).encode()
         # Always one frame (no `large`): the bound keeps it within the limit.
-        self._held += wire.encode_member_frame(
-            messages.RUNNER_MESSAGE, "output",
-            {"id": self._items_id, "value_json": value, "value_items": True})
+        # From an encoder that has the prediction's id encoded already.
+        if self._items_encoder_id != self._items_id:
+            self._items_encoder = wire.member_encoder(
+                messages.RUNNER_MESSAGE, "output", {"id": self._items_id, "value_items": True},
+                "value_json")
+            self._items_encoder_id = self._items_id
+        self._held += self._items_encoder(value)
         self._held_count += 1
 
     def _take_held(self) -> bytearray:

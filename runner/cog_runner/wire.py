@@ -201,21 +201,23 @@ def member_encoder(table: Table, name: str, fixed: Dict[str, Any],
     """A function of `data` (non-empty bytes) returning
     encode_member_frame(table, name, dict(fixed, **{field: data})): the same
     bytes, with `fixed` encoded once instead of for every frame. For frames
-    that differ in one bytes field numbered after every field of `fixed`, as a
-    generator's items do (the same prediction id, a new value each)."""
+    that differ in one bytes field, as a generator's items do (the same
+    prediction id, a new value each)."""
     key, layout = _members(table)[name]
-    prefix = bytearray()
+    prefix = bytearray()  # the fixed fields numbered before `field`
+    suffix = bytearray()  # and after it
     field_key = b""
     for field_name, field_key_bytes, varint in layout:
         if field_name == field:
+            if varint:
+                raise ValueError("%s is no bytes field of %s" % (field, name))
             field_key = field_key_bytes
         elif field_name in fixed:
-            if field_key:
-                raise ValueError("%s must come after the fixed fields" % field)
-            _encode_flat([(field_name, field_key_bytes, varint)], fixed, prefix, _MASK64)
+            _encode_flat([(field_name, field_key_bytes, varint)], fixed,
+                         suffix if field_key else prefix, _MASK64)
     if not field_key:
         raise ValueError("%s is no bytes field of %s" % (field, name))
-    fixed_size = len(prefix) + len(field_key)
+    fixed_size = len(prefix) + len(field_key) + len(suffix)
 
     # The one-byte varints are written in line, as in _encode_flat: calling
     # _encode_varint for them cost a generator of 100 ~260k instructions more.
@@ -236,6 +238,8 @@ def member_encoder(table: Table, name: str, fixed: Dict[str, Any],
         else:
             _encode_varint(size, out)
         out += data
+        if suffix:
+            out += suffix
         return out
 
     return encode
