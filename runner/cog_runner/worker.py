@@ -54,12 +54,14 @@ class _UserCode:
     def __enter__(self) -> None:
         worker = self._worker
         worker._in_user_code = True
-        if worker._sigio_held or worker._input_waiting or worker.conn.has_frames():
-            try:
+        # has_frames() inside the try too: SIGIO's handler may run as it is
+        # called (in user code now) and raise the cancel.
+        try:
+            if worker._sigio_held or worker._input_waiting or worker.conn.has_frames():
                 worker._user_code_starts()
-            except BaseException:
-                worker._in_user_code = False
-                raise
+        except BaseException:
+            worker._in_user_code = False
+            raise
 
     def __exit__(self, exc_type: Any, exc: Any, traceback: Any) -> None:
         self._worker._in_user_code = False
