@@ -27,8 +27,9 @@ import tempfile
 import time
 from typing import Any, Dict, Tuple
 
-BENCH = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(BENCH)
+from string_io import BENCH, REPO
+from workloads import cpu_seconds
+
 sys.path.insert(0, os.path.join(REPO, "runner"))
 
 from cog_runner import messages, wire  # noqa: E402
@@ -78,12 +79,6 @@ def wait_blocked(pid: int, timeout: float = 2.0) -> None:
         if state == "S" and wchan not in ("", "0"):
             return
         time.sleep(0.0002)
-
-
-def cpu_seconds(pid: int) -> float:
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run(args: argparse.Namespace, count: int, callgrind_out: str = "", profile: str = "") -> float:
