@@ -61,9 +61,10 @@ void __tsan_release(void* addr);
 // The same hand-off frees the op's callback tag, whose Run had read its
 // std::function before calling it (reported at the top frame, std::function's
 // own code: race_top; our code has no std::function<void(bool)>, and a race on
-// one of our std::functions is still reported where its invoker is read). And a client's unary callback (CallbackWithStatusTag:
-// grpc_service_test's client) is built on the caller's thread and run on
-// gRPC's, the call started in libgrpc in between.
+// one of our std::functions is still reported where its invoker is read). And
+// a client's unary callback (CallbackWithStatusTag: grpc_service_test's
+// client) is built on the caller's thread and run on gRPC's, the call started
+// in libgrpc in between.
 // Only accesses inside those are let go; a race in a reactor's own callback
 // (OnDone included) is still reported: its access is in our code, and the
 // other access is not in one of them.
