@@ -13,6 +13,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/io/coded_stream.h"
+#include "server/busy_poller.h"
 
 namespace cog {
 namespace {
@@ -147,7 +148,9 @@ absl::StatusOr<size_t> FrameReader::ReadUpTo(char* out, size_t size) {
     if (ahead && ahead_ == nullptr) ahead_ = std::make_unique<char[]>(kReadAhead);
     // read() returns what is there (at least a byte): never waits for more
     // than this frame needs.
-    ssize_t n = ahead ? ::read(fd_, ahead_.get(), kReadAhead) : ::read(fd_, out + got, want);
+    ssize_t n = !ahead ? ::read(fd_, out + got, want)
+                : poller_ != nullptr ? poller_->Read(ahead_.get(), kReadAhead)
+                                     : ::read(fd_, ahead_.get(), kReadAhead);
     if (n < 0) {
       if (errno == EINTR) continue;
       return absl::UnavailableError(absl::StrCat("reading from runner: ", std::strerror(errno)));

@@ -20,6 +20,8 @@
 
 namespace cog {
 
+class BusyPoller;
+
 // The default limit on frames, both ways: the server never builds a larger one
 // (files travel as paths), and reads none larger unless told otherwise.
 inline constexpr uint32_t kMaxFrameBytes = 256u << 20;
@@ -83,6 +85,10 @@ class FrameReader {
   // for a frame cut short by the end of the stream, or a read error.
   absl::StatusOr<Result> Next(google::protobuf::MessageLite* message);
 
+  // Waits for new frames through `poller` (which reads the same fd) instead
+  // of read(): see BusyPoller. Not owned; null reads as before.
+  void ReadWith(BusyPoller* poller) { poller_ = poller; }
+
   uint32_t max_frame_bytes() const { return max_frame_bytes_; }
   // The last kSkipped frame: its size, its first bytes, what was wrong.
   uint32_t skipped_size() const { return skipped_size_; }
@@ -120,6 +126,7 @@ class FrameReader {
 
   int fd_;
   uint32_t max_frame_bytes_;
+  BusyPoller* poller_ = nullptr;
   bool one_field_frames_ = false;
   Buffer payload_;
   std::unique_ptr<char[]> ahead_;  // kReadAhead bytes, once needed

@@ -3,11 +3,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "cog/v1/runner.pb.h"
 #include "gtest/gtest.h"
+#include "server/busy_poller.h"
 
 namespace cog {
 namespace {
@@ -328,6 +331,82 @@ TEST(FrameIoTest, WriteToClosedPeerIsAnErrorNotSigpipe) {
   // The first write may still land in the socket buffer; keep writing until it fails.
   for (int i = 0; i < 100 && status.ok(); ++i) status = WriteFrame(pair.writer(), message);
   EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable);
+}
+
+// Reads frames until the end of the stream: their cancel ids, then "<end>"
+// or "<error ...>".
+std::vector<std::string> ReadAll(FrameReader& reader) {
+  std::vector<std::string> ids;
+  while (true) {
+    ServerMessage message;
+    absl::StatusOr<Result> result = reader.Next(&message);
+    if (!result.ok()) {
+      ids.push_back("<error " + result.status().ToString() + ">");
+      return ids;
+    }
+    if (*result == Result::kEndOfStream) {
+      ids.push_back("<end>");
+      return ids;
+    }
+    ids.push_back(message.cancel().id());
+  }
+}
+
+std::string CancelFrame(const std::string& id) {
+  ServerMessage message;
+  message.mutable_cancel()->set_id(id);
+  return EncodeFrame(message);
+}
+
+TEST(FrameIoTest, BusyPollingReaderReadsFramesInPiecesAndTheirEnd) {
+  // Frames that come together, a byte at a time, after pauses longer than
+  // the polls (the reader sleeps then), then a frame cut short: what comes
+  // out is what a reader that never polls reads.
+  for (const bool poll : {false, true}) {
+    SocketPair pair;
+    FrameReader reader(pair.reader());
+    BusyPoller poller(pair.reader(), std::chrono::microseconds(200));
+    if (poll) {
+      reader.ReadWith(&poller);
+      poller.Expect();
+    }
+    std::vector<std::string> ids;
+    std::thread thread([&] { ids = ReadAll(reader); });
+    pair.WriteRaw(CancelFrame("a") + CancelFrame("b"));
+    for (char byte : CancelFrame("bytes")) pair.WriteRaw(std::string(1, byte));
+    const std::string paused = CancelFrame(std::string(100000, 'p'));
+    pair.WriteRaw(paused.substr(0, 3));
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    pair.WriteRaw(paused.substr(3, 5000));
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    pair.WriteRaw(paused.substr(5003));
+    const std::string cut = CancelFrame("cut short");
+    pair.WriteRaw(cut.substr(0, cut.size() - 2));
+    pair.CloseWriter();
+    thread.join();
+    ASSERT_EQ(ids.size(), 5u) << (poll ? "polling" : "not polling");
+    EXPECT_EQ(ids[0], "a");
+    EXPECT_EQ(ids[1], "b");
+    EXPECT_EQ(ids[2], "bytes");
+    EXPECT_EQ(ids[3], std::string(100000, 'p'));
+    EXPECT_NE(ids[4].find("DATA_LOSS"), std::string::npos) << ids[4];
+  }
+}
+
+TEST(FrameIoTest, BusyPollingOnAPipeReadsAsWithoutIt) {
+  // recv() cannot poll a pipe (ENOTSOCK): the reader reads it as it would
+  // without a BusyPoller, rather than failing.
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  FrameReader reader(fds[0]);
+  BusyPoller poller(fds[0], std::chrono::microseconds(200));
+  reader.ReadWith(&poller);
+  poller.Expect();
+  const std::string frames = CancelFrame("one") + CancelFrame("two");
+  ASSERT_EQ(::write(fds[1], frames.data(), frames.size()), static_cast<ssize_t>(frames.size()));
+  ::close(fds[1]);
+  EXPECT_EQ(ReadAll(reader), (std::vector<std::string>{"one", "two", "<end>"}));
+  ::close(fds[0]);
 }
 
 }  // namespace

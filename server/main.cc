@@ -34,6 +34,7 @@
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "server/cog_config.h"
+#include "server/cpu_budget.h"
 #include "server/grpc_service.h"
 #include "server/logging.h"
 #include "server/metrics.h"
@@ -116,6 +117,11 @@ ABSL_FLAG(double, finished_predictions_ttl, 600.0,
           "Seconds an ended prediction's result is kept for GetPrediction and GET /predictions/{id}");
 ABSL_FLAG(int64_t, finished_predictions_max_bytes, 32 << 20,
           "Most bytes (inputs, outputs, logs) the kept results of ended predictions take together");
+ABSL_FLAG(int, busy_poll_us, 200,
+          "How long (µs) the thread reading the runner's socket polls it for the next frame "
+          "before it sleeps: a thread that never slept need not be woken (tens of µs on some "
+          "VMs), for at most this much CPU a frame. 0: never; off when fewer than 2 CPUs are "
+          "usable (affinity, cgroup CPU quota)");
 ABSL_FLAG(std::string, port_file, "",
           "Write the bound HTTP and gRPC ports here as JSON once serving (for tests and tools)");
 
@@ -363,6 +369,14 @@ int Run() {
 
   RunnerSupervisor::Options runner_options;
   runner_options.max_output_bytes = core_options.max_output_bytes;
+  if (const int busy_poll_us = absl::GetFlag(FLAGS_busy_poll_us); busy_poll_us > 0) {
+    // Polling where one CPU is all there is would take it from the runner.
+    if (const double cpus = UsableCpus(); cpus >= 2) {
+      runner_options.busy_poll = std::chrono::microseconds(busy_poll_us);
+    } else {
+      spdlog::info("busy polling the runner's socket is off: {:.2f} CPUs usable", cpus);
+    }
+  }
   runner_options.socket_path = absl::GetFlag(FLAGS_runner_socket);
   runner_options.restart_limit = std::max(0, absl::GetFlag(FLAGS_runner_restart_limit));
   runner_options.restart_window =

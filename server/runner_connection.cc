@@ -70,8 +70,12 @@ runner::RunnerMessage FailedDone(const std::string& id, std::string error) {
 
 }  // namespace
 
-RunnerConnection::RunnerConnection(int fd, Listener* listener, uint32_t max_frame_bytes)
-    : fd_(fd), listener_(listener), max_frame_bytes_(max_frame_bytes) {}
+RunnerConnection::RunnerConnection(int fd, Listener* listener, uint32_t max_frame_bytes,
+                                   std::chrono::microseconds busy_poll)
+    : fd_(fd),
+      listener_(listener),
+      max_frame_bytes_(max_frame_bytes),
+      poller_(busy_poll.count() > 0 ? std::make_unique<BusyPoller>(fd, busy_poll) : nullptr) {}
 
 RunnerConnection::~RunnerConnection() {
   Close();
@@ -86,7 +90,20 @@ void RunnerConnection::Start() {
 absl::Status RunnerConnection::Send(const v1::runner::ServerMessage& message) {
   absl::MutexLock lock(&write_mu_);
   if (closed_) return absl::UnavailableError("the runner connection is closed");
-  return WriteFrame(fd_, message);
+  if (!message.has_predict()) return WriteFrame(fd_, message);
+  return WritePredict([&] { return WriteFrame(fd_, message); });
+}
+
+absl::Status RunnerConnection::WritePredict(absl::FunctionRef<absl::Status()> write) {
+  if (poller_ == nullptr) return write();
+  poller_->Expect();  // before: the Done may be read before the write returns
+  absl::Status sent = write();
+  if (sent.ok()) {
+    poller_->Wake();
+  } else {
+    poller_->Fulfilled();
+  }
+  return sent;
 }
 
 absl::Status RunnerConnection::SendPredict(const v1::runner::ServerMessage& message,
@@ -96,9 +113,11 @@ absl::Status RunnerConnection::SendPredict(const v1::runner::ServerMessage& mess
   }
   absl::MutexLock lock(&write_mu_);
   if (closed_) return absl::UnavailableError("the runner connection is closed");
-  return WriteFrameWithTrailingBytes(fd_, v1::runner::ServerMessage::kPredictFieldNumber,
-                                     message.predict(), v1::runner::Predict::kInputTextFieldNumber,
-                                     input_text);
+  return WritePredict([&] {
+    return WriteFrameWithTrailingBytes(fd_, v1::runner::ServerMessage::kPredictFieldNumber,
+                                       message.predict(), v1::runner::Predict::kInputTextFieldNumber,
+                                       input_text);
+  });
 }
 
 void RunnerConnection::Close() {
@@ -111,6 +130,7 @@ void RunnerConnection::Close() {
 void RunnerConnection::ReadLoop() {
   FrameReader reader(fd_, max_frame_bytes_);
   reader.RequireOneFieldFrames();  // bytes that are no frame end the connection
+  reader.ReadWith(poller_.get());
   while (true) {
     runner::RunnerMessage message;
     absl::StatusOr<FrameReader::Result> result = reader.Next(&message);
@@ -129,11 +149,16 @@ void RunnerConnection::ReadLoop() {
         if (message.has_bad_frame()) {
           OnBadFrame(message.bad_frame());
         } else {
-          listener_->OnRunnerMessage(std::move(message));
+          Deliver(std::move(message));
         }
         break;
     }
   }
+}
+
+void RunnerConnection::Deliver(runner::RunnerMessage message) {
+  if (poller_ != nullptr && message.has_done()) poller_->Fulfilled();
+  listener_->OnRunnerMessage(std::move(message));
 }
 
 void RunnerConnection::OnSkippedFrame(const FrameReader& reader) {
@@ -176,7 +201,7 @@ void RunnerConnection::OnSkippedFrame(const FrameReader& reader) {
     default:
       return;
   }
-  listener_->OnRunnerMessage(std::move(stand_in));
+  Deliver(std::move(stand_in));
 }
 
 void RunnerConnection::OnBadFrame(const runner::BadFrame& bad) {
@@ -185,7 +210,7 @@ void RunnerConnection::OnBadFrame(const runner::BadFrame& bad) {
                 bad.id().empty() ? ""
                                  : absl::StrCat(" (prediction \"", absl::CHexEscape(bad.id()), "\")"));
   if (bad.id().empty()) return;
-  listener_->OnRunnerMessage(FailedDone(
+  Deliver(FailedDone(
       bad.id(), absl::StrCat("the runner could not read the request of this prediction: ",
                              bad.error())));
 }

@@ -18,13 +18,17 @@
 #ifndef COG_SERVER_RUNNER_CONNECTION_H_
 #define COG_SERVER_RUNNER_CONNECTION_H_
 
+#include <chrono>
 #include <cstdint>
+#include <memory>
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "cog/v1/runner.pb.h"
+#include "server/busy_poller.h"
 #include "server/frame_io.h"
 
 namespace cog {
@@ -57,7 +61,11 @@ class RunnerConnection : public RunnerChannel {
   };
 
   // Reads frames of up to `max_frame_bytes` (see RunnerFrameLimit).
-  RunnerConnection(int fd, Listener* listener, uint32_t max_frame_bytes = kMaxFrameBytes);
+  // `busy_poll`: how long at most the reader thread polls the socket for the
+  // next frame before it sleeps, while predictions run (BusyPoller); zero
+  // sleeps at once.
+  RunnerConnection(int fd, Listener* listener, uint32_t max_frame_bytes = kMaxFrameBytes,
+                   std::chrono::microseconds busy_poll = std::chrono::microseconds(0));
   ~RunnerConnection() override;
   RunnerConnection(const RunnerConnection&) = delete;
   RunnerConnection& operator=(const RunnerConnection&) = delete;
@@ -72,13 +80,20 @@ class RunnerConnection : public RunnerChannel {
 
  private:
   void ReadLoop();
+  // Writes a Predict with `write`, telling the poller.
+  absl::Status WritePredict(absl::FunctionRef<absl::Status()> write)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   // What a frame that could not be read stood for, from its first bytes.
+  // Hands `message` to the Listener (a Done fulfils its Predict).
+  void Deliver(v1::runner::RunnerMessage message);
   void OnSkippedFrame(const FrameReader& reader);
   void OnBadFrame(const v1::runner::BadFrame& bad);
 
   const int fd_;
   Listener* const listener_;
   const uint32_t max_frame_bytes_;
+  // Null unless busy polling: Expect()s each Predict, Fulfilled() by its Done.
+  const std::unique_ptr<BusyPoller> poller_;
   absl::Mutex write_mu_;
   bool closed_ ABSL_GUARDED_BY(write_mu_) = false;
   std::thread reader_;

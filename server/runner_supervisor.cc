@@ -171,7 +171,8 @@ std::optional<std::string> RunnerSupervisor::Serve(bool spawned) {
     disconnect_status_ = absl::OkStatus();
     restart_reason_.reset();
   }
-  connection_ = std::make_unique<RunnerConnection>(fd, this, RunnerFrameLimit(options_.max_output_bytes));
+  connection_ = std::make_unique<RunnerConnection>(
+      fd, this, RunnerFrameLimit(options_.max_output_bytes), options_.busy_poll);
   service_->OnRunnerConnected(connection_.get(), this);
   connection_->Start();
 
