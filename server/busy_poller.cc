@@ -12,10 +12,19 @@
 namespace cog {
 
 BusyPoller::BusyPoller(int fd, std::chrono::microseconds max)
-    : fd_(fd), max_(max), wake_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)), window_(max) {}
+    : fd_(fd),
+      max_(max),
+      wake_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
+      busy_window_(max),
+      idle_window_(0) {}
 
 BusyPoller::~BusyPoller() {
   if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+void BusyPoller::Expect() {
+  streaming_.store(false, std::memory_order_relaxed);
+  awaited_.fetch_add(1, std::memory_order_seq_cst);
 }
 
 void BusyPoller::Wake() {
@@ -31,6 +40,7 @@ void BusyPoller::Wake() {
 }
 
 void BusyPoller::Fulfilled() {
+  streaming_.store(false, std::memory_order_relaxed);
   // Never below zero: a reply for no request of ours.
   int awaited = awaited_.load(std::memory_order_relaxed);
   while (awaited > 0 &&
@@ -40,16 +50,22 @@ void BusyPoller::Fulfilled() {
 
 ssize_t BusyPoller::Read(char* out, size_t size) {
   while (true) {
-    const bool awaited = awaited_.load(std::memory_order_seq_cst) > 0;
+    const int awaited = awaited_.load(std::memory_order_seq_cst);
+    const bool idle = awaited == 0;
+    std::chrono::microseconds* window = idle ? &idle_window_ : &busy_window_;
+    // Whether this wait is one polling may pay for (see the header).
+    const bool adapts = awaited <= 1 && !streaming_.load(std::memory_order_relaxed);
     const auto start = std::chrono::steady_clock::now();
-    if (awaited && window_.count() > 0 && can_poll_) {
-      const ssize_t n = Poll(out, size);
+    if (adapts && window->count() > 0 && can_poll_) {
+      const ssize_t n = Poll(out, size, *window);
       if (n >= 0 || errno != EAGAIN) return n;
     }
-    if (!awaited) {
+    if (idle) {
       sleeping_.store(true, std::memory_order_seq_cst);
       if (awaited_.load(std::memory_order_seq_cst) > 0) {  // Expect()ed meanwhile: poll
         sleeping_.store(false, std::memory_order_relaxed);
+        // The prediction came but not its frame: the idle poll caught nothing.
+        if (adapts) Adapt(window, std::chrono::steady_clock::duration::max());
         continue;
       }
     }
@@ -60,21 +76,19 @@ ssize_t BusyPoller::Read(char* out, size_t size) {
       if (errno == EINTR) continue;
       return -1;
     }
+    if (adapts) Adapt(window, std::chrono::steady_clock::now() - start);
     if (wake_fd_ >= 0 && (fds[1].revents & POLLIN) != 0) {
       uint64_t count;
       (void)!::read(wake_fd_, &count, sizeof count);
     }
-    if (fds[0].revents != 0) {  // data, the end of the stream or an error: read() tells
-      const ssize_t n = ::read(fd_, out, size);
-      if (awaited) Adapt(std::chrono::steady_clock::now() - start);
-      return n;
-    }
-    // Woken because a prediction started: poll for its frames.
+    // Data, the end of the stream or an error: read() tells. Else woken
+    // because a prediction started: poll for its frames.
+    if (fds[0].revents != 0) return ::read(fd_, out, size);
   }
 }
 
-ssize_t BusyPoller::Poll(char* out, size_t size) {
-  const auto until = std::chrono::steady_clock::now() + window_;
+ssize_t BusyPoller::Poll(char* out, size_t size, std::chrono::microseconds window) {
+  const auto until = std::chrono::steady_clock::now() + window;
   while (true) {
     const ssize_t n = ::recv(fd_, out, size, MSG_DONTWAIT);
     if (n >= 0) return n;
@@ -91,14 +105,15 @@ ssize_t BusyPoller::Poll(char* out, size_t size) {
   }
 }
 
-void BusyPoller::Adapt(std::chrono::steady_clock::duration waited) {
+void BusyPoller::Adapt(std::chrono::microseconds* window,
+                       std::chrono::steady_clock::duration waited) const {
   const std::chrono::microseconds least = std::max(max_ / 8, std::chrono::microseconds(1));
-  if (waited <= window_) return;
+  if (waited <= *window) return;
   if (waited <= max_) {
-    window_ = std::min(max_, std::max(window_ * 2, least));
+    *window = std::min(max_, std::max(*window * 2, least));
   } else {
-    window_ /= 2;
-    if (window_ < least) window_ = std::chrono::microseconds(0);
+    *window /= 2;
+    if (*window < least) *window = std::chrono::microseconds(0);
   }
 }
 

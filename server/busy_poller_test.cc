@@ -130,7 +130,7 @@ TEST(BusyPollerTest, WaitsLongerThanTheBoundStopPollingAndShortOnesBringItBack) 
   // so after a few waits the reader does not poll at all.
   SocketPair pair;
   BusyPoller poller(pair.reader(), microseconds(10000));
-  EXPECT_EQ(poller.window(), microseconds(10000));
+  EXPECT_EQ(poller.busy_window(), microseconds(10000));
   poller.Expect();
   for (int i = 0; i < 6; ++i) {
     std::thread writer([&] {
@@ -140,7 +140,7 @@ TEST(BusyPollerTest, WaitsLongerThanTheBoundStopPollingAndShortOnesBringItBack) 
     EXPECT_EQ(ReadOnce(poller), "x");
     writer.join();
   }
-  EXPECT_EQ(poller.window(), microseconds(0));
+  EXPECT_EQ(poller.busy_window(), microseconds(0));
   // A reply that came soon after the reader slept: polling would have caught
   // it, so the next wait polls again.
   std::thread writer([&] {
@@ -149,7 +149,49 @@ TEST(BusyPollerTest, WaitsLongerThanTheBoundStopPollingAndShortOnesBringItBack) 
   });
   EXPECT_EQ(ReadOnce(poller), "y");
   writer.join();
-  EXPECT_GT(poller.window(), microseconds(0));
+  EXPECT_GT(poller.busy_window(), microseconds(0));
+}
+
+TEST(BusyPollerTest, TheRestOfAStreamAndConcurrentPredictionsAreNotPolled) {
+  // A prediction that sent a frame (Progress) streams: the reader is rarely
+  // idle between its frames. Nor with two predictions running.
+  for (const bool streaming : {true, false}) {
+    SocketPair pair;
+    BusyPoller poller(pair.reader(), std::chrono::seconds(60));
+    poller.Expect();
+    if (streaming) {
+      poller.Progress();
+    } else {
+      poller.Expect();
+    }
+    std::string got;
+    std::thread reader([&] { got = ReadOnce(poller); });
+    std::this_thread::sleep_for(milliseconds(300));
+    EXPECT_LT(ThreadCpu(reader), milliseconds(150)) << (streaming ? "streaming" : "two running");
+    pair.Write("z");
+    reader.join();
+    EXPECT_EQ(got, "z");
+  }
+}
+
+TEST(BusyPollerTest, GapsBetweenPredictionsArePolledOnceTheyAreSeenShort) {
+  // A client that sends its next request as soon as it has the reply: the
+  // reader learns to poll for the next prediction between them.
+  SocketPair pair;
+  BusyPoller poller(pair.reader(), microseconds(10000));
+  EXPECT_EQ(poller.idle_window(), microseconds(0));
+  for (int i = 0; i < 3; ++i) {
+    std::thread client([&] {
+      std::this_thread::sleep_for(milliseconds(1));
+      poller.Expect();
+      pair.Write("r");
+      poller.Wake();
+    });
+    EXPECT_EQ(ReadOnce(poller), "r");
+    poller.Fulfilled();
+    client.join();
+  }
+  EXPECT_GT(poller.idle_window(), microseconds(0));
 }
 
 TEST(BusyPollerTest, ManyRequestsAndRepliesInTurnAllArrive) {

@@ -157,7 +157,13 @@ void RunnerConnection::ReadLoop() {
 }
 
 void RunnerConnection::Deliver(runner::RunnerMessage message) {
-  if (poller_ != nullptr && message.has_done()) poller_->Fulfilled();
+  if (poller_ != nullptr) {
+    if (message.has_done()) {
+      poller_->Fulfilled();
+    } else {
+      poller_->Progress();
+    }
+  }
   listener_->OnRunnerMessage(std::move(message));
 }
 
