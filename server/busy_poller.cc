@@ -11,11 +11,12 @@
 
 namespace cog {
 
-BusyPoller::BusyPoller(int fd, std::chrono::microseconds max)
+BusyPoller::BusyPoller(int fd, BusyPollOptions options)
     : fd_(fd),
-      max_(max),
+      max_(options.max),
+      counts_(options.counts),
       wake_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
-      busy_window_(max),
+      busy_window_(options.max),
       idle_window_(0) {}
 
 BusyPoller::~BusyPoller() {
@@ -40,7 +41,7 @@ void BusyPoller::Wake() {
 }
 
 void BusyPoller::Fulfilled() {
-  streaming_.store(false, std::memory_order_relaxed);
+  streamed_.store(streaming_.exchange(false, std::memory_order_relaxed), std::memory_order_relaxed);
   // Never below zero: a reply for no request of ours.
   int awaited = awaited_.load(std::memory_order_relaxed);
   while (awaited > 0 &&
@@ -54,11 +55,16 @@ ssize_t BusyPoller::Read(char* out, size_t size) {
     const bool idle = awaited == 0;
     std::chrono::microseconds* window = idle ? &idle_window_ : &busy_window_;
     // Whether this wait is one polling may pay for (see the header).
-    const bool adapts = awaited <= 1 && !streaming_.load(std::memory_order_relaxed);
+    const bool adapts = idle ? !streamed_.load(std::memory_order_relaxed)
+                             : awaited == 1 && !streaming_.load(std::memory_order_relaxed);
     const auto start = std::chrono::steady_clock::now();
     if (adapts && window->count() > 0 && can_poll_) {
       const ssize_t n = Poll(out, size, *window);
-      if (n >= 0 || errno != EAGAIN) return n;
+      if (n >= 0 || errno != EAGAIN) {
+        if (n >= 0 && counts_ != nullptr) counts_->caught.fetch_add(1, std::memory_order_relaxed);
+        return n;
+      }
+      if (can_poll_ && counts_ != nullptr) counts_->missed.fetch_add(1, std::memory_order_relaxed);
     }
     if (idle) {
       sleeping_.store(true, std::memory_order_seq_cst);

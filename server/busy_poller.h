@@ -13,7 +13,8 @@
 //    is the only one running: frames of a stream come while the reader
 //    works, and with several predictions running the reader is rarely idle;
 //  * or, with none running, for the next one's first frame: a client that
-//    sends its next request as soon as it has the reply.
+//    sends its next request as soon as it has the reply. Not after a
+//    prediction that streamed: its client has a stream to finish first.
 // How long each kind of wait polls adapts, as Linux's KVM halt polling does: a
 // wait that ended within `max` of its start makes the window longer (polling
 // would have caught it), a longer one makes it shorter, to nothing for
@@ -32,13 +33,27 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 
 namespace cog {
 
+// Waits that polled, for GET /metrics: whether the frame came while the
+// reader polled, or it slept after all. Shared by successive connections.
+struct BusyPollCounts {
+  std::atomic<uint64_t> caught{0};
+  std::atomic<uint64_t> missed{0};
+};
+
+struct BusyPollOptions {
+  std::chrono::microseconds max{0};  // zero: no polling, no BusyPoller
+  BusyPollCounts* counts = nullptr;  // not owned; may be null
+};
+
 class BusyPoller {
  public:
-  // Reads `fd` (a stream socket, not owned), polling for up to `max` a wait.
-  BusyPoller(int fd, std::chrono::microseconds max);
+  // Reads `fd` (a stream socket, not owned), polling for up to `options.max`
+  // a wait.
+  BusyPoller(int fd, BusyPollOptions options);
   ~BusyPoller();
   BusyPoller(const BusyPoller&) = delete;
   BusyPoller& operator=(const BusyPoller&) = delete;
@@ -71,9 +86,12 @@ class BusyPoller {
 
   const int fd_;
   const std::chrono::microseconds max_;
+  BusyPollCounts* const counts_;
   int wake_fd_ = -1;  // an eventfd; -1 if none could be made (never woken)
   std::atomic<int> awaited_{0};
   std::atomic<bool> streaming_{false};
+  // The last prediction to end streamed: the gap after it is not polled.
+  std::atomic<bool> streamed_{false};
   // Set while the reader sleeps with nothing awaited (and only then).
   std::atomic<bool> sleeping_{false};
   std::chrono::microseconds busy_window_;

@@ -68,7 +68,7 @@ std::string ReadOnce(BusyPoller& poller) {
 
 TEST(BusyPollerTest, ReadsWhatComesAndTheEndWhetherAwaitedOrNot) {
   SocketPair pair;
-  BusyPoller poller(pair.reader(), microseconds(200));
+  BusyPoller poller(pair.reader(), {microseconds(200)});
   pair.Write("idle");
   EXPECT_EQ(ReadOnce(poller), "idle");
   poller.Expect();
@@ -87,7 +87,8 @@ TEST(BusyPollerTest, ReadsWhatComesAndTheEndWhetherAwaitedOrNot) {
 TEST(BusyPollerTest, AReaderAwaitingAReplyPollsInsteadOfSleeping) {
   // Polling shows as CPU used while nothing comes (a sleeper uses none).
   SocketPair pair;
-  BusyPoller poller(pair.reader(), std::chrono::seconds(60));
+  BusyPollCounts counts;
+  BusyPoller poller(pair.reader(), {std::chrono::seconds(60), &counts});
   poller.Expect();
   std::string got;
   std::thread reader([&] { got = ReadOnce(poller); });
@@ -95,11 +96,13 @@ TEST(BusyPollerTest, AReaderAwaitingAReplyPollsInsteadOfSleeping) {
   pair.Write("reply");
   reader.join();
   EXPECT_EQ(got, "reply");
+  EXPECT_EQ(counts.caught.load(), 1u);
+  EXPECT_EQ(counts.missed.load(), 0u);
 }
 
 TEST(BusyPollerTest, AReaderWithNothingAwaitedSleepsUntilWokenThenPolls) {
   SocketPair pair;
-  BusyPoller poller(pair.reader(), std::chrono::seconds(60));
+  BusyPoller poller(pair.reader(), {std::chrono::seconds(60)});
   std::string got;
   std::thread reader([&] { got = ReadOnce(poller); });
   std::this_thread::sleep_for(milliseconds(300));
@@ -114,7 +117,8 @@ TEST(BusyPollerTest, AReaderWithNothingAwaitedSleepsUntilWokenThenPolls) {
 
 TEST(BusyPollerTest, AWaitPollsNoLongerThanItsBound) {
   SocketPair pair;
-  BusyPoller poller(pair.reader(), microseconds(1000));
+  BusyPollCounts counts;
+  BusyPoller poller(pair.reader(), {microseconds(1000), &counts});
   poller.Expect();
   std::string got;
   std::thread reader([&] { got = ReadOnce(poller); });
@@ -123,13 +127,15 @@ TEST(BusyPollerTest, AWaitPollsNoLongerThanItsBound) {
   pair.Write("late");
   reader.join();
   EXPECT_EQ(got, "late");
+  EXPECT_EQ(counts.caught.load(), 0u);
+  EXPECT_EQ(counts.missed.load(), 1u);
 }
 
 TEST(BusyPollerTest, WaitsLongerThanTheBoundStopPollingAndShortOnesBringItBack) {
   // Replies 50 ms apart with a 10 ms bound: polling would never catch one,
   // so after a few waits the reader does not poll at all.
   SocketPair pair;
-  BusyPoller poller(pair.reader(), microseconds(10000));
+  BusyPoller poller(pair.reader(), {microseconds(10000)});
   EXPECT_EQ(poller.busy_window(), microseconds(10000));
   poller.Expect();
   for (int i = 0; i < 6; ++i) {
@@ -157,7 +163,7 @@ TEST(BusyPollerTest, TheRestOfAStreamAndConcurrentPredictionsAreNotPolled) {
   // idle between its frames. Nor with two predictions running.
   for (const bool streaming : {true, false}) {
     SocketPair pair;
-    BusyPoller poller(pair.reader(), std::chrono::seconds(60));
+    BusyPoller poller(pair.reader(), {std::chrono::seconds(60)});
     poller.Expect();
     if (streaming) {
       poller.Progress();
@@ -178,7 +184,7 @@ TEST(BusyPollerTest, GapsBetweenPredictionsArePolledOnceTheyAreSeenShort) {
   // A client that sends its next request as soon as it has the reply: the
   // reader learns to poll for the next prediction between them.
   SocketPair pair;
-  BusyPoller poller(pair.reader(), microseconds(10000));
+  BusyPoller poller(pair.reader(), {microseconds(10000)});
   EXPECT_EQ(poller.idle_window(), microseconds(0));
   for (int i = 0; i < 3; ++i) {
     std::thread client([&] {
@@ -194,12 +200,44 @@ TEST(BusyPollerTest, GapsBetweenPredictionsArePolledOnceTheyAreSeenShort) {
   EXPECT_GT(poller.idle_window(), microseconds(0));
 }
 
+TEST(BusyPollerTest, TheGapAfterAStreamingPredictionIsNotPolled) {
+  // Its client has a stream to finish before it sends the next request.
+  for (const bool streamed : {true, false}) {
+    SocketPair pair;
+    BusyPoller poller(pair.reader(), {std::chrono::seconds(60)});
+    std::thread client([&] {
+      std::this_thread::sleep_for(milliseconds(1));
+      poller.Expect();
+      pair.Write("first");
+      poller.Wake();
+    });
+    EXPECT_EQ(ReadOnce(poller), "first");
+    client.join();
+    ASSERT_GT(poller.idle_window(), microseconds(0)) << "a short gap: gaps are polled";
+    if (streamed) poller.Progress();  // "first" was an item, more followed
+    pair.Write("done");
+    EXPECT_EQ(ReadOnce(poller), "done");
+    poller.Fulfilled();
+    std::string got;
+    std::thread reader([&] { got = ReadOnce(poller); });
+    if (streamed) {
+      std::this_thread::sleep_for(milliseconds(300));
+      EXPECT_LT(ThreadCpu(reader), milliseconds(150)) << "polled the gap after a stream";
+    } else {
+      EXPECT_TRUE(UsesCpu(reader, milliseconds(20))) << "did not poll the gap";
+    }
+    pair.Write("next");
+    reader.join();
+    EXPECT_EQ(got, "next");
+  }
+}
+
 TEST(BusyPollerTest, ManyRequestsAndRepliesInTurnAllArrive) {
   // A ping-pong like the server's and the runner's, racing Wake() against
   // the reader going to sleep each time: every reply is read, none twice.
   SocketPair to_runner;
   SocketPair from_runner;
-  BusyPoller poller(from_runner.reader(), microseconds(50));
+  BusyPoller poller(from_runner.reader(), {microseconds(50)});
   std::thread runner([&] {
     char byte;
     while (::read(to_runner.reader(), &byte, 1) == 1) from_runner.Write(std::string(1, byte));

@@ -365,7 +365,7 @@ TEST(FrameIoTest, BusyPollingReaderReadsFramesInPiecesAndTheirEnd) {
   for (const bool poll : {false, true}) {
     SocketPair pair;
     FrameReader reader(pair.reader());
-    BusyPoller poller(pair.reader(), std::chrono::microseconds(200));
+    BusyPoller poller(pair.reader(), {std::chrono::microseconds(200)});
     if (poll) {
       reader.ReadWith(&poller);
       poller.Expect();
@@ -399,7 +399,7 @@ TEST(FrameIoTest, BusyPollingOnAPipeReadsAsWithoutIt) {
   int fds[2];
   ASSERT_EQ(::pipe(fds), 0);
   FrameReader reader(fds[0]);
-  BusyPoller poller(fds[0], std::chrono::microseconds(200));
+  BusyPoller poller(fds[0], {std::chrono::microseconds(200)});
   reader.ReadWith(&poller);
   poller.Expect();
   const std::string frames = CancelFrame("one") + CancelFrame("two");

@@ -359,6 +359,7 @@ int Run() {
   core_options.finished.max_bytes = static_cast<size_t>(
       std::max<int64_t>(0, absl::GetFlag(FLAGS_finished_predictions_max_bytes)));
   PredictionMetrics metrics;
+  BusyPollCounts busy_poll_counts;  // outlives the supervisor and its connections
   core_options.on_completed = [&metrics](const Prediction& prediction) {
     metrics.Observe(prediction);
   };
@@ -369,13 +370,16 @@ int Run() {
 
   RunnerSupervisor::Options runner_options;
   runner_options.max_output_bytes = core_options.max_output_bytes;
-  if (const int busy_poll_us = absl::GetFlag(FLAGS_busy_poll_us); busy_poll_us > 0) {
+  if (const int busy_poll_us = absl::GetFlag(FLAGS_busy_poll_us); busy_poll_us <= 0) {
+    spdlog::info("busy polling the runner's socket is off: --busy_poll_us={}", busy_poll_us);
+  } else if (const double cpus = UsableCpus(); cpus < 2) {
     // Polling where one CPU is all there is would take it from the runner.
-    if (const double cpus = UsableCpus(); cpus >= 2) {
-      runner_options.busy_poll = std::chrono::microseconds(busy_poll_us);
-    } else {
-      spdlog::info("busy polling the runner's socket is off: {:.2f} CPUs usable", cpus);
-    }
+    spdlog::info("busy polling the runner's socket is off: {:.2f} CPUs usable", cpus);
+  } else {
+    runner_options.busy_poll = {std::chrono::microseconds(busy_poll_us), &busy_poll_counts};
+    metrics.ReportBusyPolling(&busy_poll_counts);
+    spdlog::info("busy polling the runner's socket for up to {} µs a wait ({:.2f} CPUs usable)",
+                 busy_poll_us, cpus);
   }
   runner_options.socket_path = absl::GetFlag(FLAGS_runner_socket);
   runner_options.restart_limit = std::max(0, absl::GetFlag(FLAGS_runner_restart_limit));

@@ -83,6 +83,17 @@ std::string PredictionMetrics::Render(const HealthReport& health) const {
                                                                  *health.setup.started_at)),
                     "\n");
   }
+  if (busy_poll_ != nullptr) {
+    absl::StrAppend(&out,
+                    "# HELP cog_runner_frame_polls_total Waits for the runner's next frame that "
+                    "polled its socket (--busy-poll-us): caught, the frame came while polling; "
+                    "missed, the reader slept after all.\n"
+                    "# TYPE cog_runner_frame_polls_total counter\n"
+                    "cog_runner_frame_polls_total{result=\"caught\"} ",
+                    busy_poll_->caught.load(std::memory_order_relaxed), "\n",
+                    "cog_runner_frame_polls_total{result=\"missed\"} ",
+                    busy_poll_->missed.load(std::memory_order_relaxed), "\n");
+  }
   return out;
 }
 

@@ -13,6 +13,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "server/busy_poller.h"
 #include "server/prediction.h"
 
 namespace cog {
@@ -24,6 +25,8 @@ class PredictionMetrics {
   // Counts a prediction that ended (status terminal, times set).
   void Observe(const Prediction& prediction);
   std::string Render(const HealthReport& health) const;
+  // Renders these counts too (not owned; they outlive this).
+  void ReportBusyPolling(const BusyPollCounts* counts) { busy_poll_ = counts; }
 
  private:
   static constexpr std::array<double, 15> kBuckets = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
@@ -34,6 +37,7 @@ class PredictionMetrics {
   uint64_t buckets_[kBuckets.size()] ABSL_GUARDED_BY(mu_) = {};
   uint64_t count_ ABSL_GUARDED_BY(mu_) = 0;
   double sum_seconds_ ABSL_GUARDED_BY(mu_) = 0;
+  const BusyPollCounts* busy_poll_ = nullptr;
 };
 
 }  // namespace cog

@@ -38,6 +38,21 @@ TEST(PredictionMetricsTest, CountsByStatusAndBucketsDurations) {
   EXPECT_NE(text.find("cog_health_status{status=\"BUSY\"} 1\n"), std::string::npos);
   EXPECT_NE(text.find("cog_health_status{status=\"READY\"} 0\n"), std::string::npos);
   EXPECT_NE(text.find("cog_predictions_running 1\n"), std::string::npos);
+  EXPECT_EQ(text.find("cog_runner_frame_polls_total"), std::string::npos) << "not polling";
+}
+
+TEST(PredictionMetricsTest, RendersBusyPollingCountsWhenPolling) {
+  PredictionMetrics metrics;
+  BusyPollCounts counts;
+  metrics.ReportBusyPolling(&counts);
+  counts.caught = 7;
+  counts.missed = 2;
+  const std::string text = metrics.Render(HealthReport());
+  EXPECT_NE(text.find("# TYPE cog_runner_frame_polls_total counter\n"
+                      "cog_runner_frame_polls_total{result=\"caught\"} 7\n"
+                      "cog_runner_frame_polls_total{result=\"missed\"} 2\n"),
+            std::string::npos)
+      << text;
 }
 
 }  // namespace

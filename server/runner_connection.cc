@@ -71,11 +71,11 @@ runner::RunnerMessage FailedDone(const std::string& id, std::string error) {
 }  // namespace
 
 RunnerConnection::RunnerConnection(int fd, Listener* listener, uint32_t max_frame_bytes,
-                                   std::chrono::microseconds busy_poll)
+                                   BusyPollOptions busy_poll)
     : fd_(fd),
       listener_(listener),
       max_frame_bytes_(max_frame_bytes),
-      poller_(busy_poll.count() > 0 ? std::make_unique<BusyPoller>(fd, busy_poll) : nullptr) {}
+      poller_(busy_poll.max.count() > 0 ? std::make_unique<BusyPoller>(fd, busy_poll) : nullptr) {}
 
 RunnerConnection::~RunnerConnection() {
   Close();

@@ -18,7 +18,6 @@
 #ifndef COG_SERVER_RUNNER_CONNECTION_H_
 #define COG_SERVER_RUNNER_CONNECTION_H_
 
-#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <thread>
@@ -62,10 +61,9 @@ class RunnerConnection : public RunnerChannel {
 
   // Reads frames of up to `max_frame_bytes` (see RunnerFrameLimit).
   // `busy_poll`: how long at most the reader thread polls the socket for the
-  // next frame before it sleeps, while predictions run (BusyPoller); zero
-  // sleeps at once.
+  // next frame before it sleeps (BusyPoller); zero sleeps at once.
   RunnerConnection(int fd, Listener* listener, uint32_t max_frame_bytes = kMaxFrameBytes,
-                   std::chrono::microseconds busy_poll = std::chrono::microseconds(0));
+                   BusyPollOptions busy_poll = {});
   ~RunnerConnection() override;
   RunnerConnection(const RunnerConnection&) = delete;
   RunnerConnection& operator=(const RunnerConnection&) = delete;
