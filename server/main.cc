@@ -118,9 +118,10 @@ ABSL_FLAG(double, finished_predictions_ttl, 600.0,
 ABSL_FLAG(int64_t, finished_predictions_max_bytes, 32 << 20,
           "Most bytes (inputs, outputs, logs) the kept results of ended predictions take together");
 ABSL_FLAG(int, busy_poll_us, 200,
-          "How long (µs) the thread reading the runner's socket polls it for the next frame "
-          "before it sleeps: a thread that never slept need not be woken (tens of µs on some "
-          "VMs), for at most this much CPU a frame. 0: never; off when fewer than 2 CPUs are "
+          "How long (µs) the thread reading the runner's socket may poll it before it sleeps, "
+          "where the next frame is likely soon (a lone prediction's first frame, the gap before "
+          "the next prediction; each window adapts to what comes): a thread that never slept "
+          "need not be woken (tens of µs on some VMs). 0: never; off when fewer than 2 CPUs are "
           "usable (affinity, cgroup CPU quota)");
 ABSL_FLAG(std::string, port_file, "",
           "Write the bound HTTP and gRPC ports here as JSON once serving (for tests and tools)");

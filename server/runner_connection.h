@@ -81,9 +81,9 @@ class RunnerConnection : public RunnerChannel {
   // Writes a Predict with `write`, telling the poller.
   absl::Status WritePredict(absl::FunctionRef<absl::Status()> write)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
-  // What a frame that could not be read stood for, from its first bytes.
   // Hands `message` to the Listener (a Done fulfils its Predict).
   void Deliver(v1::runner::RunnerMessage message);
+  // What a frame that could not be read stood for, from its first bytes.
   void OnSkippedFrame(const FrameReader& reader);
   void OnBadFrame(const v1::runner::BadFrame& bad);
 
