@@ -23,9 +23,22 @@ BusyPoller::~BusyPoller() {
   if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
+namespace {
+
+int64_t SteadyNanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
 void BusyPoller::Expect() {
   streaming_.store(false, std::memory_order_relaxed);
-  awaited_.fetch_add(1, std::memory_order_seq_cst);
+  if (awaited_.fetch_add(1, std::memory_order_seq_cst) > 0) {
+    overlapped_until_ns_.store(SteadyNanos() + std::chrono::nanoseconds(kOverlapHold).count(),
+                               std::memory_order_relaxed);
+  }
 }
 
 void BusyPoller::Wake() {
@@ -55,9 +68,12 @@ ssize_t BusyPoller::Read(char* out, size_t size) {
     const bool idle = awaited == 0;
     std::chrono::microseconds* window = idle ? &idle_window_ : &busy_window_;
     // Whether this wait is one polling may pay for (see the header).
-    const bool adapts = idle ? !streamed_.load(std::memory_order_relaxed)
-                             : awaited == 1 && !streaming_.load(std::memory_order_relaxed);
     const auto start = std::chrono::steady_clock::now();
+    const bool adapts =
+        (idle ? !streamed_.load(std::memory_order_relaxed)
+              : awaited == 1 && !streaming_.load(std::memory_order_relaxed)) &&
+        std::chrono::duration_cast<std::chrono::nanoseconds>(start.time_since_epoch()).count() >=
+            overlapped_until_ns_.load(std::memory_order_relaxed);
     if (adapts && window->count() > 0 && can_poll_) {
       const ssize_t n = Poll(out, size, *window);
       if (n >= 0 || errno != EAGAIN) {
@@ -66,14 +82,19 @@ ssize_t BusyPoller::Read(char* out, size_t size) {
       }
       if (can_poll_ && counts_ != nullptr) counts_->missed.fetch_add(1, std::memory_order_relaxed);
     }
-    if (idle) {
-      sleeping_.store(true, std::memory_order_seq_cst);
-      if (awaited_.load(std::memory_order_seq_cst) > 0) {  // Expect()ed meanwhile: poll
-        sleeping_.store(false, std::memory_order_relaxed);
-        // The prediction came but not its frame: the idle poll caught nothing.
-        if (adapts) Adapt(window, std::chrono::steady_clock::duration::max());
-        continue;
-      }
+    if (!idle) {
+      // Only a reader with nothing awaited is woken by Wake(): this one sleeps
+      // in read() alone, as without polling (one system call, not two).
+      const ssize_t n = ::read(fd_, out, size);
+      if (adapts && n >= 0) Adapt(window, std::chrono::steady_clock::now() - start);
+      return n;
+    }
+    sleeping_.store(true, std::memory_order_seq_cst);
+    if (awaited_.load(std::memory_order_seq_cst) > 0) {  // Expect()ed meanwhile: poll
+      sleeping_.store(false, std::memory_order_relaxed);
+      // The prediction came but not its frame: the idle poll caught nothing.
+      if (adapts) Adapt(window, std::chrono::steady_clock::duration::max());
+      continue;
     }
     pollfd fds[2] = {{fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
     const int ready = ::poll(fds, wake_fd_ >= 0 ? 2 : 1, -1);

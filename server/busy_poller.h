@@ -11,7 +11,9 @@
 // (bench/README.md, "Busy polling the runner's socket"), so a wait polls only
 //  * for a prediction that has sent nothing yet (its Done, mostly) while it
 //    is the only one running: frames of a stream come while the reader
-//    works, and with several predictions running the reader is rarely idle;
+//    works, and with several predictions running the reader is rarely idle
+//    (and its polls took CPU the connections' threads needed: none for
+//    kOverlapHold after two predictions ran at once);
 //  * or, with none running, for the next one's first frame: a client that
 //    sends its next request as soon as it has the reply. Not after a
 //    prediction that streamed: its client has a stream to finish first.
@@ -92,6 +94,9 @@ class BusyPoller {
   std::atomic<bool> streaming_{false};
   // The last prediction to end streamed: the gap after it is not polled.
   std::atomic<bool> streamed_{false};
+  // Nothing is polled until then (steady clock, ns): predictions overlapped.
+  static constexpr std::chrono::milliseconds kOverlapHold{100};
+  std::atomic<int64_t> overlapped_until_ns_{0};
   // Set while the reader sleeps with nothing awaited (and only then).
   std::atomic<bool> sleeping_{false};
   std::chrono::microseconds busy_window_;

@@ -180,6 +180,22 @@ TEST(BusyPollerTest, TheRestOfAStreamAndConcurrentPredictionsAreNotPolled) {
   }
 }
 
+TEST(BusyPollerTest, AfterPredictionsOverlappedALonePredictionIsNotPolledForAWhile) {
+  // Concurrent load: the reader's polls would take CPU the connections need.
+  SocketPair pair;
+  BusyPoller poller(pair.reader(), {std::chrono::seconds(60)});
+  poller.Expect();
+  poller.Expect();
+  poller.Fulfilled();  // one left running, a moment after two ran at once
+  std::string got;
+  std::thread reader([&] { got = ReadOnce(poller); });
+  std::this_thread::sleep_for(milliseconds(300));
+  EXPECT_LT(ThreadCpu(reader), milliseconds(150)) << "polled right after an overlap";
+  pair.Write("z");
+  reader.join();
+  EXPECT_EQ(got, "z");
+}
+
 TEST(BusyPollerTest, GapsBetweenPredictionsArePolledOnceTheyAreSeenShort) {
   // A client that sends its next request as soon as it has the reply: the
   // reader learns to poll for the next prediction between them.
