@@ -23,21 +23,12 @@ BusyPoller::~BusyPoller() {
   if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
-namespace {
-
-int64_t SteadyNanos() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-}  // namespace
-
 void BusyPoller::Expect() {
   streaming_.store(false, std::memory_order_relaxed);
   if (awaited_.fetch_add(1, std::memory_order_seq_cst) > 0) {
-    overlapped_until_ns_.store(SteadyNanos() + std::chrono::nanoseconds(kOverlapHold).count(),
-                               std::memory_order_relaxed);
+    overlapped_until_.store(
+        (std::chrono::steady_clock::now() + kOverlapHold).time_since_epoch().count(),
+        std::memory_order_relaxed);
   }
 }
 
@@ -72,8 +63,7 @@ ssize_t BusyPoller::Read(char* out, size_t size) {
     const bool adapts =
         (idle ? !streamed_.load(std::memory_order_relaxed)
               : awaited == 1 && !streaming_.load(std::memory_order_relaxed)) &&
-        std::chrono::duration_cast<std::chrono::nanoseconds>(start.time_since_epoch()).count() >=
-            overlapped_until_ns_.load(std::memory_order_relaxed);
+        start.time_since_epoch().count() >= overlapped_until_.load(std::memory_order_relaxed);
     if (adapts && window->count() > 0 && can_poll_) {
       const ssize_t n = Poll(out, size, *window);
       if (n >= 0 || errno != EAGAIN) {

@@ -94,9 +94,10 @@ class BusyPoller {
   std::atomic<bool> streaming_{false};
   // The last prediction to end streamed: the gap after it is not polled.
   std::atomic<bool> streamed_{false};
-  // Nothing is polled until then (steady clock, ns): predictions overlapped.
+  // Nothing is polled until then (a steady_clock time since its epoch):
+  // predictions overlapped.
   static constexpr std::chrono::milliseconds kOverlapHold{100};
-  std::atomic<int64_t> overlapped_until_ns_{0};
+  std::atomic<std::chrono::steady_clock::rep> overlapped_until_{0};
   // Set while the reader sleeps with nothing awaited (and only then).
   std::atomic<bool> sleeping_{false};
   std::chrono::microseconds busy_window_;

@@ -68,13 +68,19 @@ std::string ReadOnce(BusyPoller& poller) {
 
 TEST(BusyPollerTest, ReadsWhatComesAndTheEndWhetherAwaitedOrNot) {
   SocketPair pair;
-  BusyPoller poller(pair.reader(), {microseconds(200)});
+  BusyPollCounts counts;
+  BusyPoller poller(pair.reader(), {microseconds(200), &counts});
   pair.Write("idle");
   EXPECT_EQ(ReadOnce(poller), "idle");
   poller.Expect();
   std::string got;
   std::thread reader([&] { got = ReadOnce(poller); });
-  std::this_thread::sleep_for(milliseconds(5));  // longer than a poll: it sleeps, then reads
+  // Written once its poll has run out: it sleeps, then reads.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (counts.missed.load() == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();
+  }
+  ASSERT_EQ(counts.missed.load(), 1u);
   pair.Write("awaited");
   reader.join();
   EXPECT_EQ(got, "awaited");
@@ -169,6 +175,9 @@ TEST(BusyPollerTest, TheRestOfAStreamAndConcurrentPredictionsAreNotPolled) {
       poller.Progress();
     } else {
       poller.Expect();
+      // Past the hold that follows an overlap (100 ms): two still running is
+      // what keeps the reader from polling.
+      std::this_thread::sleep_for(milliseconds(150));
     }
     std::string got;
     std::thread reader([&] { got = ReadOnce(poller); });

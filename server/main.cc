@@ -33,6 +33,7 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
+#include "server/busy_poller.h"
 #include "server/cog_config.h"
 #include "server/cpu_budget.h"
 #include "server/grpc_service.h"

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "server/busy_poller.h"
 #include "server/prediction_service.h"
 
 namespace cog {

@@ -13,11 +13,11 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
-#include "server/busy_poller.h"
 #include "server/prediction.h"
 
 namespace cog {
 
+struct BusyPollCounts;
 struct HealthReport;
 
 class PredictionMetrics {

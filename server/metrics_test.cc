@@ -2,6 +2,7 @@
 
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
+#include "server/busy_poller.h"
 #include "server/prediction_service.h"
 
 namespace cog {

@@ -50,7 +50,7 @@ class RunnerSupervisor : public RunnerConnection::Listener, public RunnerControl
     // RunnerFrameLimit of it.
     uint64_t max_output_bytes = kMaxFrameBytes;
     // How long the connection's reader polls for the runner's next frame
-    // before it sleeps (RunnerConnection, FrameReader::BusyPoll).
+    // before it sleeps (RunnerConnection, BusyPoller).
     BusyPollOptions busy_poll;
     // A runner that goes after its setup succeeded is replaced at most this
     // many times within restart_window; one more end and the server is

@@ -130,6 +130,16 @@ class BusyPollTest(unittest.TestCase):
         self.assertEqual((status, body["output"]), (200, "after"), body)
         self.assertEqual(server.stop(), 0)
 
+    def assert_off(self, server, because):
+        """The server says polling is off `because`, serves, and counts no polls."""
+        self.addCleanup(server.close)
+        server.wait_for_status("READY")
+        self.assertIn("busy polling the runner's socket is off: " + because, server.logs())
+        status, _, body = server.request("POST", "/predictions", {"input": {"s": "served"}})
+        self.assertEqual((status, body["output"]), (200, "served"), body)
+        self.assertIsNone(polls(server))
+        self.assertEqual(server.stop(), 0)
+
     def test_one_usable_cpu_turns_polling_off(self):
         saved = os.sched_getaffinity(0)
         os.sched_setaffinity(0, {min(saved)})  # inherited by the server
@@ -137,24 +147,10 @@ class BusyPollTest(unittest.TestCase):
             server = CogServer(files=SILENT)
         finally:
             os.sched_setaffinity(0, saved)
-        self.addCleanup(server.close)
-        server.wait_for_status("READY")
-        self.assertIn("busy polling the runner's socket is off: 1.00 CPUs usable", server.logs())
-        status, _, body = server.request("POST", "/predictions", {"input": {"s": "one"}})
-        self.assertEqual((status, body["output"]), (200, "one"), body)
-        self.assertIsNone(polls(server))
-        self.assertEqual(server.stop(), 0)
+        self.assert_off(server, "1.00 CPUs usable")
 
     def test_zero_turns_polling_off(self):
-        server = CogServer(files=SILENT, args=["--busy-poll-us", "0"])
-        self.addCleanup(server.close)
-        server.wait_for_status("READY")
-        self.assertIn("busy polling the runner's socket is off: --busy_poll_us=0", server.logs())
-        status, _, body = server.request("POST", "/predictions", {"input": {"s": "zero"}})
-        self.assertEqual((status, body["output"]), (200, "zero"), body)
-        self.assertIsNone(polls(server))
-        self.assertEqual(server.stop(), 0)
-
+        self.assert_off(CogServer(files=SILENT, args=["--busy-poll-us", "0"]), "--busy_poll_us=0")
 
 if __name__ == "__main__":
     unittest.main()
