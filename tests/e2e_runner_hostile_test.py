@@ -130,6 +130,19 @@ class OutputsThroughTheServerTest(unittest.TestCase):
         self.assertEqual(one_by_one["status"], "succeeded", one_by_one.get("error"))
         self.assertEqual(one_by_one["output"], expected)
 
+    def test_items_yielded_before_the_generator_raises_are_kept_held_or_not(self):
+        # The runner takes a sync prediction's items several at a time (runs
+        # of 1, 2, 4, ... 25); 40 ends in the middle of a run.
+        for n in (1, 40, 100):
+            with self.subTest(n=n):
+                together = self.predict("texts_then_raise", n)
+                one_by_one = self.polled("texts_then_raise", n)
+                for body in (together, one_by_one):
+                    self.assertEqual(body["status"], "failed")
+                    self.assertEqual(body["error"], "the model's own error after %d items" % n)
+                    self.assertEqual(body["output"], ["t%d" % i for i in range(n)])
+        self.assert_serving()
+
     def test_a_lone_surrogate_item_ends_the_same_held_or_not(self):
         together = self.predict("texts_surrogate", 10)
         one_by_one = self.polled("texts_surrogate", 10)

@@ -433,6 +433,60 @@ class HeldTextItemsTest(unittest.TestCase):
         self.assertEqual([name for name, _ in frames[-2:]], ["log", "done"])
         self.assertEqual(self.items_of(frames[:-2]), texts)
 
+    def test_items_held_a_run_at_a_time_make_the_frames_held_one_by_one(self):
+        # Connection.hold_text_items (a sync generator's items, taken from it
+        # several at a time) must send byte for byte what hold_text_item()
+        # sends for each item in turn: runs shorter and longer than
+        # HOLD_ITEMS, items whose bytes reach the frame limit mid-run, lone
+        # surrogates, another prediction's items, frames sent in between.
+        rng = random.Random(SEED)
+        pool = ["t", "token ", "é ✓ 😀", '"q"', "back\\", "\x01" * 40, "x" * TEXT_ITEM_CHARS,
+                "😀" * (TEXT_ITEM_CHARS - 1) + "\ud800", "lone \ud800"]
+        for limit in (None, MIN_SEND_LIMIT):
+            steps = []
+            for _ in range(400):
+                if rng.random() < 0.05:
+                    steps.append(("log", None))
+                else:
+                    run = [rng.choice(pool[:3] if rng.random() < 0.7 else pool)
+                           for _ in range(rng.choice([1, 2, 7, 25, 26, 60]))]
+                    steps.append(("p" if rng.random() < 0.9 else "q", run))
+            sent = []
+            for together in (False, True):
+                server, runner = socket.socketpair()
+                self.addCleanup(server.close)
+                connection = Connection(runner)
+                self.addCleanup(connection.close)
+                if limit:
+                    connection.set_send_limit(limit)
+                received = bytearray()
+                reader = threading.Thread(target=lambda: received.extend(read_all(server)))
+                reader.start()
+                for prediction_id, run in steps:
+                    if run is None:
+                        connection.send("log", {"id": "p", "source": messages.LOG_STDOUT, "text": "x\n"})
+                    elif together:
+                        connection.hold_text_items(prediction_id, run)
+                    else:
+                        for text in run:
+                            connection.hold_text_item(prediction_id, text)
+                connection.send("done", {"id": "p", "status": messages.DONE_SUCCEEDED})
+                runner.shutdown(socket.SHUT_WR)
+                reader.join()
+                sent.append(bytes(received))
+            with self.subTest(limit=limit):
+                self.assertGreater(len(split_frames(sent[0])), 100)
+                self.assertEqual(sent[1], sent[0])
+
+
+def read_all(sock):
+    data = bytearray()
+    while True:
+        chunk = sock.recv(1 << 16)
+        if not chunk:
+            return data
+        data += chunk
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -16,6 +16,8 @@ import os
 import signal
 import sys
 import threading
+import time
+from itertools import islice as _islice
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import cog
@@ -24,8 +26,8 @@ from cog.server.exceptions import CancelationException
 
 from . import messages, wire
 from .coerce import input_converters
-from .connection import (MAX_FRAME_BYTES, TEXT_ITEM_CHARS, Connection, ConnectionClosed, Frame,
-                         FrameTooLarge)
+from .connection import (HOLD_ITEMS, MAX_FRAME_BYTES, TEXT_ITEM_CHARS, Connection,
+                         ConnectionClosed, Frame, FrameTooLarge)
 from .fd_capture import FdCapture
 from .log_capture import LogStream
 from .outputs import OutputError, encode_output_fields, encode_output_json, output_text, too_large
@@ -37,6 +39,18 @@ RUNNER_VERSION = "0.1.0"
 # What predict() returns when it neither yields nor must be awaited.
 _PLAIN_OUTPUTS = (str, int, float, bool, type(None), dict, list)
 _SIGIO = {signal.SIGIO}
+_monotonic = time.monotonic
+# A run of a batched generator's items (_take_text_batched) taken in less than
+# this: the next run may be twice as long.
+_QUICK_RUN_SECONDS = 0.005
+
+
+def _str_types(items: List[Any]) -> bool:
+    """Whether every one of `items` is exactly a str (one pass in C)."""
+    return set(map(type, items)) == _STR_TYPE
+
+
+_STR_TYPE = {str}
 # The prediction an asyncio task works for (async predictors run several at once).
 _task_prediction: "contextvars.ContextVar[str]" = contextvars.ContextVar("cog_prediction", default="")
 
@@ -514,38 +528,14 @@ class Worker:
                 elif inspect.isawaitable(result):
                     result = _asyncio().run(_await(result))
             if inspect.isgenerator(result) or isinstance(result, _AsyncItems):
-                items = iter(result)
-                index = 0
-                conn = self.conn
-                # A token's path, where every call of Python code counts:
-                # `with self._user_code:` spelled out, has_frames() asked once,
-                # hold_text_item called straight: 15.9 → 12.4 k instructions an
-                # item of a generator of 100 (bench/runner_cost.py --callgrind).
-                hold = conn.hold_text_item if together else None
                 # Frames read with the Predict wait for the first item. After
                 # that, frames are read only where SIGIO says (_on_input), and
                 # whatever that leaves unread sets _input_waiting.
-                waiting = conn.has_frames()
-                while True:
-                    self._in_user_code = True
-                    try:
-                        if waiting or self._sigio_held or self._input_waiting:
-                            waiting = False
-                            self._user_code_starts()
-                        item = next(items)
-                    except StopIteration:
-                        break
-                    finally:
-                        self._in_user_code = False
-                    if hold is not None and type(item) is str and 0 < len(item) <= TEXT_ITEM_CHARS:
-                        # _hold_text_item, spelled out.
-                        try:
-                            hold(prediction_id, item)
-                        except OSError:
-                            self._stopping = True
-                    else:
-                        self._send_item(prediction_id, item, index, batch)
-                    index += 1
+                waiting = self.conn.has_frames()
+                if together:
+                    self._take_text_batched(prediction_id, iter(result), waiting)
+                else:
+                    self._take_one_by_one(prediction_id, iter(result), waiting, batch)
             else:
                 done.update(self._output_fields(result))
             done["status"] = messages.DONE_SUCCEEDED
@@ -559,6 +549,80 @@ class Worker:
         self._running_id = ""
         self._cancel_pending = False
         self._send_done(done)
+
+    def _take_one_by_one(self, prediction_id: str, items: Iterator[Any], waiting: bool,
+                         batch: bool) -> None:
+        """A generator's items, each sent as it comes (a client streams them)."""
+        index = 0
+        # A token's path, where every call of Python code counts:
+        # `with self._user_code:` spelled out, has_frames() asked once
+        # (bench/runner_cost.py --callgrind).
+        while True:
+            self._in_user_code = True
+            try:
+                if waiting or self._sigio_held or self._input_waiting:
+                    waiting = False
+                    self._user_code_starts()
+                item = next(items)
+            except StopIteration:
+                break
+            finally:
+                self._in_user_code = False
+            self._send_item(prediction_id, item, index, batch)
+            index += 1
+
+    def _take_text_batched(self, prediction_id: str, items: Iterator[Any], waiting: bool) -> None:
+        """A generator's items when no one takes them one by one and short str
+        items may share a frame (Predict.batch_text_items): taken several at
+        a time by C code (list.extend of an islice: the generator runs with no
+        Python of the runner's between its steps), and a run of short str
+        items held in one call. From one item at a time, the run doubles
+        while runs take under _QUICK_RUN_SECONDS, up to HOLD_ITEMS, and halves
+        when one takes longer, so that a slow generator's items are not held
+        for long; they leave in the frames hold_text_item() would have made.
+        Items that came before an exception are sent before it is raised."""
+        run: List[Any] = []
+        take = 1
+        index = 0
+        conn = self.conn
+        while True:
+            self._in_user_code = True
+            started = _monotonic()
+            try:
+                if waiting or self._sigio_held or self._input_waiting:
+                    waiting = False
+                    self._user_code_starts()
+                run.extend(_islice(items, take))
+            except BaseException:
+                self._in_user_code = False
+                self._pass_on(prediction_id, run, index)
+                raise
+            self._in_user_code = False
+            count = len(run)
+            if count and _str_types(run) and 0 < min(map(len, run)) and max(map(len, run)) <= TEXT_ITEM_CHARS:
+                try:
+                    conn.hold_text_items(prediction_id, run)
+                except OSError:
+                    self._stopping = True
+            else:
+                self._pass_on(prediction_id, run, index)
+            if count < take:
+                return  # the generator is done
+            index += count
+            run = []
+            if _monotonic() - started < _QUICK_RUN_SECONDS:
+                take = min(2 * take, HOLD_ITEMS)
+            else:
+                take = max(1, take // 2)
+
+    def _pass_on(self, prediction_id: str, run: List[Any], index: int) -> None:
+        """Items of a batched generator, one at a time."""
+        for item in run:
+            if type(item) is str and 0 < len(item) <= TEXT_ITEM_CHARS:
+                self._hold_text_item(prediction_id, item)
+            else:
+                self._send_item(prediction_id, item, index, True)
+            index += 1
 
     # ---- async predictors: several predictions at once on one event loop ----
 

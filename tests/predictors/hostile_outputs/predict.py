@@ -35,6 +35,12 @@ def _texts(n: int, surrogate: bool) -> Iterator[Any]:
     yield "after a pause"
 
 
+def _texts_then_raise(n: int) -> Iterator[str]:
+    for i in range(n):
+        yield "t%d" % i
+    raise ValueError("the model's own error after %d items" % n)
+
+
 class Predictor(BasePredictor):
     def predict(self, kind: str, n: int = 0) -> Any:
         if kind == "nan":
@@ -64,6 +70,8 @@ class Predictor(BasePredictor):
             sys.stderr.write("\n")
             print("after", end="")  # a final line without "\n" is kept too
             return "done"
+        if kind == "texts_then_raise":
+            return _texts_then_raise(n)
         if kind in ("texts", "texts_surrogate"):
             return _texts(n, kind == "texts_surrogate")
         if kind == "surrogate_output":  # a str that is not valid Unicode, alone or nested
