@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 import unittest
 
@@ -255,6 +256,36 @@ class GrpcCancelTest(unittest.TestCase):
                 status, _, body = server.request("GET", "/predictions/" + pid)
                 self.assertEqual((status, body["status"]), (200, "canceled"))
                 self.assertEqual(body["output"][:2], ["tok0 ", "tok1 "])
+            self.assertEqual(server.runner_pids(), runners, "the runner was replaced, not interrupted")
+        finally:
+            self.assertEqual(server.stop(), 0)
+
+    def test_cancel_interrupts_a_sync_generator_taken_a_run_at_a_time(self):
+        # A sync request's items are batched (Predict.batch_text_items): the
+        # runner takes them from the generator several at a time in C code,
+        # and holds them outside user code in between. Either way the Cancel
+        # must end the prediction at once, with the items before it kept.
+        server = CogServer("tokens", args=["--cancel-timeout", "120"])
+        try:
+            server.wait_for_status("READY")
+            runners = server.runner_pids()
+            for round in range(3):
+                pid = "sync-tokens-%d" % round
+                answer = {}
+                thread = threading.Thread(target=lambda: answer.update(zip(
+                    ("status", "headers", "body"),
+                    server.request("POST", "/predictions", {"id": pid, "input": {"seconds": 60}},
+                                   timeout=90))))
+                thread.start()
+                wait_until(lambda: server.health()["status"] == "BUSY", what="the prediction to start")
+                time.sleep(0.2)  # tokens flow
+                status, _, _ = server.request("POST", "/predictions/%s/cancel" % pid)
+                self.assertEqual(status, 200)
+                thread.join(60)
+                self.assertFalse(thread.is_alive(), "the sync answer did not come after the cancel")
+                self.assertEqual((answer["status"], answer["body"]["status"]), (200, "canceled"))
+                self.assertGreater(len(answer["body"]["output"]), 100)
+                self.assertEqual(answer["body"]["output"][:2], ["tok0 ", "tok1 "])
             self.assertEqual(server.runner_pids(), runners, "the runner was replaced, not interrupted")
         finally:
             self.assertEqual(server.stop(), 0)

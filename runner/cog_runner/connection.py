@@ -40,11 +40,15 @@ _HOLD_SECONDS = 0.05
 # limit (MIN_SEND_LIMIT) with room to spare.
 TEXT_ITEM_CHARS = 256
 _TEXT_ITEM_BOUND = 12
-# ... and at most this many to a frame: the server parses a batch while the
-# generator goes on, and its reader does not sleep through a whole generator
-# to be woken at the end. Generator of 100, wrk p50 over 8 interleaved rounds:
-# median 450 us with every item in one frame, 375 us with 25 to a frame.
-HOLD_ITEMS = 25
+# ... and at most this many to a frame, so that the server parses a batch
+# while the generator goes on. 25 was best while the runner's Python ran for
+# each item (~3 us each; the server's reader slept through a generator sent in
+# one frame). Since a sync generator's items are taken several at a time by C
+# code (Worker._take_text_batched), 100 short items take ~20 us, and fewer
+# frames won: generator of 100, wrk p50 in three interleaved rounds, 451 / 483
+# / 553 us with 25 to a frame, 379 / 429 / 484 with 100 (server and runner
+# CPU per request ~15% lower; also without --busy-poll-us).
+HOLD_ITEMS = 100
 
 # The JSON of held str items: one encoder, not one made by each json.dumps()
 # with arguments (~8 k instructions of the ~85 k a batch of 25 tokens costs).
