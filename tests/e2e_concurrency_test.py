@@ -48,6 +48,56 @@ class AsyncConcurrencyTest(unittest.TestCase):
         finally:
             self.assertEqual(server.stop(), 0)
 
+    def test_a_cancel_read_with_its_predict_ends_the_prediction(self):
+        # An async model that blocks its event loop (time.sleep in async def)
+        # while the server sends a Predict and, at once, its Cancel: the runner
+        # reads both together and cancels a task that never ran. It must still
+        # say the prediction ended; else the server waits --cancel-timeout and
+        # replaces the runner, with every prediction in it.
+        server = CogServer(files={
+            "cog.yaml": 'predict: "predict.py:Predictor"\nconcurrency:\n  max: 4\n',
+            "predict.py": (
+                "import asyncio, time\nfrom cog import BasePredictor\n\n"
+                "class Predictor(BasePredictor):\n"
+                "    async def predict(self, name: str, block: float = 0, started: str = '') -> str:\n"
+                "        if started:\n"
+                "            open(started, 'w').close()\n"
+                "        time.sleep(block)  # the event loop stops here\n"
+                "        if not block:\n"
+                "            await asyncio.sleep(60)\n"
+                "        return name\n")},
+            args=["--cancel-timeout", "120"])
+        try:
+            server.wait_for_status("READY")
+            runners = server.runner_pids()
+            started = os.path.join(server.tmp, "blocker.started")
+            for round in range(2):
+                if os.path.exists(started):
+                    os.unlink(started)
+                blocker, victim = "blocker-%d" % round, "victim-%d" % round
+                status, _, _ = server.request(
+                    "POST", "/predictions", {"id": blocker, "input": {"name": blocker, "block": 1.5, "started": started}},
+                    headers={"Prefer": "respond-async"})
+                self.assertEqual(status, 202)
+                wait_until(lambda: os.path.exists(started), what="the event loop to be blocked")
+                status, _, _ = server.request("POST", "/predictions", {"id": victim, "input": {"name": victim}},
+                                              headers={"Prefer": "respond-async"})
+                self.assertEqual(status, 202)
+                self.assertEqual(server.request("POST", "/predictions/%s/cancel" % victim)[0], 200)
+
+                def ended(pid):
+                    status, _, body = server.request("GET", "/predictions/" + pid)
+                    return status == 200 and body["status"] in ("succeeded", "failed", "canceled") and body
+
+                self.assertEqual(wait_until(lambda: ended(victim), timeout=20, what="the victim to end")["status"],
+                                 "canceled")
+                body = wait_until(lambda: ended(blocker), timeout=20, what="the blocker to end")
+                self.assertEqual((body["status"], body["output"]), ("succeeded", blocker))
+            self.assertEqual(server.runner_pids(), runners, "the runner was replaced")
+            server.wait_for_status("READY")
+        finally:
+            self.assertEqual(server.stop(), 0)
+
     def test_concurrency_with_a_sync_predict_is_refused_with_a_reason(self):
         server = CogServer(files={
             "cog.yaml": 'predict: "predict.py:Predictor"\nconcurrency:\n  max: 2\n',

@@ -110,6 +110,7 @@ class Connection:
         # A blocking read may have left bytes behind it that came while this
         # thread waited in recv: the kernel raises no SIGIO for those.
         self._behind_unread = False
+        self._last_wanted = 0  # what the last _read_some() asked recv() for
         self.max_send_bytes = MAX_FRAME_BYTES
         self.max_receive_bytes = MAX_FRAME_BYTES
         self._send_lock = threading.Lock()  # predictor threads print too
@@ -368,6 +369,7 @@ class Connection:
         large = self._large
         blocking = not flags & _MSG_DONTWAIT
         if large is not None:
+            self._last_wanted = len(large) - self._large_filled
             n = self._sock.recv_into(memoryview(large)[self._large_filled:], 0, flags)
             self._large_filled += n
             if self._large_filled == len(large):
@@ -376,6 +378,7 @@ class Connection:
                 self._parse()
                 self._behind_unread = self._behind_unread or blocking  # (a Cancel right behind a large Predict)
             return n
+        self._last_wanted = 1 << 16
         chunk = self._sock.recv(1 << 16, flags)
         if chunk:
             self._buffer += chunk
@@ -408,9 +411,15 @@ class Connection:
         self._behind_unread = False
         while not self._closed:
             try:
-                if not self._read_some(_MSG_DONTWAIT):
-                    self._closed = True
+                got = self._read_some(_MSG_DONTWAIT)
             except (BlockingIOError, InterruptedError):
+                break
+            if not got:
+                self._closed = True
+            elif got < self._last_wanted:
+                # A short read: nothing was left. Bytes that come after it
+                # raise SIGIO or wake the event loop's epoll again; another
+                # recv() now would only fail (a syscall and an exception).
                 break
         frames = list(self._frames)
         self._frames.clear()

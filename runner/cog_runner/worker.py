@@ -646,11 +646,14 @@ class Worker:
                     # The server sends no Predict before SetupDone.
                     loop.create_task(self._setup_async(fields))
                 elif name == "predict":
-                    task = loop.create_task(self._predict_async(fields))
-                    tasks[fields["id"]] = task
-                    task.add_done_callback(lambda _, pid=fields["id"]: tasks.pop(pid, None))
+                    # The task takes itself out of `tasks` when it ends (a
+                    # done callback would cost the event loop a turn).
+                    tasks[fields["id"]] = loop.create_task(self._predict_async(fields, tasks))
                 elif name == "cancel" and fields.get("id") in tasks:
-                    tasks[fields["id"]].cancel()
+                    task = tasks[fields["id"]]
+                    task.cancel()
+                    task.add_done_callback(
+                        lambda task, pid=fields["id"]: self._canceled_before_start(pid, task, tasks))
                 elif name == "healthcheck":
                     loop.create_task(self._healthcheck_async(fields.get("sequence", 0)))
                 elif name == "shutdown" and not stopped.done():
@@ -679,42 +682,58 @@ class Worker:
                 answer = {"healthy": False, "error": "healthcheck() raised %s: %s" % (type(e).__name__, e)}
         self.send("healthcheck_result", dict(answer, sequence=sequence))
 
-    async def _predict_async(self, fields: Dict[str, Any]) -> None:
-        prediction_id = fields["id"]
-        _task_prediction.set(prediction_id)  # this task's own context
-        together = fields.get("batch_outputs", False) and fields.get("batch_text_items", False)
-        done: Dict[str, Any] = {"id": prediction_id}
-        self._enter_scope(fields)
+    def _canceled_before_start(self, prediction_id: str, task: "asyncio.Task[None]",
+                               tasks: Dict[str, "asyncio.Task[None]"]) -> None:
+        """A canceled prediction's task has ended. If it is still in `tasks`,
+        its coroutine never ran (a Cancel read with its Predict: asyncio throws
+        CancelledError in before the first line), so no Done was sent: say it
+        ended canceled, or the server would wait for --cancel-timeout and then
+        replace the runner and every prediction running in it."""
+        if tasks.get(prediction_id) is task:
+            del tasks[prediction_id]
+            if task.cancelled():
+                self._send_done({"id": prediction_id, "status": messages.DONE_CANCELED})
+
+    async def _predict_async(self, fields: Dict[str, Any],
+                             tasks: Dict[str, "asyncio.Task[None]"]) -> None:
         try:
-            loaded, payload = self._target(fields)
-            result = loaded.predict(**payload)
-            if inspect.isasyncgen(result):
-                index = 0
-                async for item in result:
-                    if together and type(item) is str and 0 < len(item) <= TEXT_ITEM_CHARS:
-                        self._hold_text_item(prediction_id, item)
-                    else:
-                        self._send_item(prediction_id, item, index)
-                    index += 1
-            elif inspect.isgenerator(result):
-                for index, item in enumerate(result):
-                    if together and type(item) is str and 0 < len(item) <= TEXT_ITEM_CHARS:
-                        self._hold_text_item(prediction_id, item)
-                    else:
-                        self._send_item(prediction_id, item, index)
-            else:
-                if inspect.isawaitable(result):
-                    result = await result
-                done.update(self._output_fields(result))
-            done["status"] = messages.DONE_SUCCEEDED
-        except (_asyncio().CancelledError, CancelationException):
-            done["status"] = messages.DONE_CANCELED
-        except Exception as e:
-            self._failed(done, e)
-        # fds 1 and 2 are shared by the predictions running at once: what is
-        # written there belongs to none of them (the server logs it as such).
-        self._flush_logs(prediction_id, fds=False)
-        self._send_done(done)
+            prediction_id = fields["id"]
+            _task_prediction.set(prediction_id)  # this task's own context
+            together = fields.get("batch_outputs", False) and fields.get("batch_text_items", False)
+            done: Dict[str, Any] = {"id": prediction_id}
+            self._enter_scope(fields)
+            try:
+                loaded, payload = self._target(fields)
+                result = loaded.predict(**payload)
+                if inspect.isasyncgen(result):
+                    index = 0
+                    async for item in result:
+                        if together and type(item) is str and 0 < len(item) <= TEXT_ITEM_CHARS:
+                            self._hold_text_item(prediction_id, item)
+                        else:
+                            self._send_item(prediction_id, item, index)
+                        index += 1
+                elif inspect.isgenerator(result):
+                    for index, item in enumerate(result):
+                        if together and type(item) is str and 0 < len(item) <= TEXT_ITEM_CHARS:
+                            self._hold_text_item(prediction_id, item)
+                        else:
+                            self._send_item(prediction_id, item, index)
+                else:
+                    if inspect.isawaitable(result):
+                        result = await result
+                    done.update(self._output_fields(result))
+                done["status"] = messages.DONE_SUCCEEDED
+            except (_asyncio().CancelledError, CancelationException):
+                done["status"] = messages.DONE_CANCELED
+            except Exception as e:
+                self._failed(done, e)
+            # fds 1 and 2 are shared by the predictions running at once: what is
+            # written there belongs to none of them (the server logs it as such).
+            self._flush_logs(prediction_id, fds=False)
+            self._send_done(done)
+        finally:
+            tasks.pop(fields["id"], None)
 
     def _metric_recorder(self, prediction_id: str) -> Callable[[str, Any, str], None]:
         modes = {"replace": messages.METRIC_REPLACE, "incr": messages.METRIC_INCREMENT,
