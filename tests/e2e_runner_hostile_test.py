@@ -143,6 +143,15 @@ class OutputsThroughTheServerTest(unittest.TestCase):
                     self.assertEqual(body["output"], ["t%d" % i for i in range(n)])
         self.assert_serving()
 
+    def test_an_object_changed_after_it_was_yielded_is_sent_as_it_was(self):
+        # A generator that yields one list again and again, appending to it in
+        # between: each item is what the list was when it was yielded, also
+        # when the runner takes str items before it in long runs.
+        expected = ["t%d" % i for i in range(40)] + [list(range(i + 1)) for i in range(5)] + ["end"]
+        for body in (self.predict("accumulating", 40), self.polled("accumulating", 40)):
+            self.assertEqual(body["status"], "succeeded", body.get("error"))
+            self.assertEqual(body["output"], expected)
+
     def test_a_lone_surrogate_item_ends_the_same_held_or_not(self):
         together = self.predict("texts_surrogate", 10)
         one_by_one = self.polled("texts_surrogate", 10)

@@ -5,11 +5,14 @@ reads the Cancel and raises CancelationException there. Whatever raises while
 entering, the runner must not be left believing user code runs: its SIGIO
 handler would then read frames from inside the main loop's own reads."""
 
+import socket
+import sys
 import types
 import unittest
 
 from cog.server.exceptions import CancelationException
 from cog_runner import worker as worker_module
+from cog_runner.connection import Connection as RealConnection
 
 
 class Connection:
@@ -59,6 +62,65 @@ class UserCodeTest(unittest.TestCase):
             with worker_module._UserCode(worker):
                 self.fail("user code ran after its cancel")
         self.assertFalse(worker._in_user_code)
+
+
+class BatchedGeneratorTest(unittest.TestCase):
+    """Worker._take_text_batched (a sync generator's items, taken from it
+    several at a time by C code) against a cancel raised wherever SIGIO's
+    handler can run while user code is marked: at any call or return. The
+    cancel must come out, and the runner must not be left believing user
+    code runs (its handler would then read frames inside the main loop's own
+    reads, or raise outside any prediction)."""
+
+    @staticmethod
+    def items():
+        for i in range(40):
+            yield "t%d" % i
+        acc = []
+        for i in range(3):
+            acc.append(i)
+            yield acc
+        yield "x" * 300
+        yield "end"
+
+    def run_batched(self, raise_at, batched=True):
+        server, runner = socket.socketpair()
+        self.addCleanup(server.close)
+        worker = worker_module.Worker("unused", ".", "predict.py:Predictor", "", 1)
+        worker.conn = RealConnection(runner)
+        self.addCleanup(worker.conn.close)
+        events = 0
+
+        def profile(frame, event, arg):
+            nonlocal events
+            if worker._in_user_code and event != "c_exception":
+                events += 1
+                if events == raise_at:
+                    raise CancelationException("prediction canceled")
+
+        sys.setprofile(profile)
+        try:
+            if batched:
+                worker._take_text_batched("p", self.items(), False)
+            else:  # each item sent as it comes, for a client that streams them
+                worker._take_one_by_one("p", self.items(), False, False)
+            raised = False
+        except CancelationException:
+            raised = True
+        finally:
+            sys.setprofile(None)
+        return worker, raised, events
+
+    def test_a_cancel_raised_anywhere_in_user_code_leaves_it(self):
+        for batched in (True, False):
+            _, raised, events = self.run_batched(0, batched)
+            self.assertFalse(raised)
+            self.assertGreater(events, 40)  # the profile saw user code run
+            for raise_at in range(1, events + 1):
+                with self.subTest(batched=batched, raise_at=raise_at):
+                    worker, raised, _ = self.run_batched(raise_at, batched)
+                    self.assertTrue(raised, "the cancel did not come out")
+                    self.assertFalse(worker._in_user_code)
 
 
 if __name__ == "__main__":

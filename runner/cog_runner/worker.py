@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 import time
+from itertools import groupby as _groupby
 from itertools import islice as _islice
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
@@ -44,13 +45,8 @@ _monotonic = time.monotonic
 # this: the next run may be twice as long.
 _QUICK_RUN_SECONDS = 0.005
 
-
-def _str_types(items: List[Any]) -> bool:
-    """Whether every one of `items` is exactly a str (one pass in C)."""
-    return set(map(type, items)) == _STR_TYPE
-
-
-_STR_TYPE = {str}
+# What next() of a run's groups gives once they are all taken.
+_NO_GROUP = (None, None)
 # The prediction an asyncio task works for (async predictors run several at once).
 _task_prediction: "contextvars.ContextVar[str]" = contextvars.ContextVar("cog_prediction", default="")
 
@@ -551,9 +547,10 @@ class Worker:
         self._send_done(done)
 
     def _take_one_by_one(self, prediction_id: str, items: Iterator[Any], waiting: bool,
-                         batch: bool) -> None:
-        """A generator's items, each sent as it comes (a client streams them)."""
-        index = 0
+                         batch: bool, index: int = 0) -> int:
+        """A generator's items (or a group of them), each sent before the next
+        is taken: as a client that streams them wants them. How many there were."""
+        first = index
         # A token's path, where every call of Python code counts:
         # `with self._user_code:` spelled out, has_frames() asked once
         # (bench/runner_cost.py --callgrind).
@@ -570,46 +567,66 @@ class Worker:
                 self._in_user_code = False
             self._send_item(prediction_id, item, index, batch)
             index += 1
+        return index - first
 
     def _take_text_batched(self, prediction_id: str, items: Iterator[Any], waiting: bool) -> None:
         """A generator's items when no one takes them one by one and short str
-        items may share a frame (Predict.batch_text_items): taken several at
-        a time by C code (list.extend of an islice: the generator runs with no
-        Python of the runner's between its steps), and a run of short str
-        items held in one call. From one item at a time, the run doubles
-        while runs take under _QUICK_RUN_SECONDS, up to HOLD_ITEMS, and halves
-        when one takes longer, so that a slow generator's items are not held
-        for long; they leave in the frames hold_text_item() would have made.
-        Items that came before an exception are sent before it is raised."""
-        run: List[Any] = []
+        items may share a frame (Predict.batch_text_items). Consecutive str
+        items are taken by C code (list.extend of a groupby group of an islice:
+        no Python of the runner's runs between the generator's steps) and a
+        run of short ones held in one call. Any other item stops the run where
+        it is, and is sent before the generator goes on, as one by one: the
+        generator may change an object it yielded (`acc.append(x); yield
+        acc`), and a bad item fails the prediction before more steps run. The
+        runs are 1, 2, 4 ... items, doubling while they take under
+        _QUICK_RUN_SECONDS, up to HOLD_ITEMS, halved when one takes longer, so
+        that a slow generator's items are not held for long; they leave in the
+        frames hold_text_item() would have made. Items that came before an
+        exception are sent before it is raised. Every step of the generator,
+        the last included, is user code, entered as the one-by-one loop enters
+        it (a Cancel that came meanwhile is read there)."""
         take = 1
         index = 0
         conn = self.conn
         while True:
-            self._in_user_code = True
             started = _monotonic()
-            try:
-                if waiting or self._sigio_held or self._input_waiting:
-                    waiting = False
-                    self._user_code_starts()
-                run.extend(_islice(items, take))
-            except BaseException:
-                self._in_user_code = False
-                self._pass_on(prediction_id, run, index)
-                raise
-            self._in_user_code = False
-            count = len(run)
-            if count and _str_types(run) and 0 < min(map(len, run)) and max(map(len, run)) <= TEXT_ITEM_CHARS:
+            groups = _groupby(_islice(items, take), type)
+            taken = 0
+            while True:
+                run: List[Any] = []
+                group = None
+                # Nothing between marking user code and the try: SIGIO's
+                # handler may raise the cancel at any call's return.
+                self._in_user_code = True
                 try:
-                    conn.hold_text_items(prediction_id, run)
-                except OSError:
-                    self._stopping = True
-            else:
-                self._pass_on(prediction_id, run, index)
-            if count < take:
+                    if waiting or self._sigio_held or self._input_waiting:
+                        waiting = False
+                        self._user_code_starts()
+                    kind, group = next(groups, _NO_GROUP)
+                    if kind is str:
+                        run.extend(group)  # up to the next item of another type, taken with it
+                except BaseException:
+                    self._in_user_code = False
+                    self._pass_on(prediction_id, run, index)
+                    raise
+                self._in_user_code = False
+                if group is None:
+                    break  # the run is over
+                if kind is str:
+                    count = len(run)
+                    if 0 < min(map(len, run)) and max(map(len, run)) <= TEXT_ITEM_CHARS:
+                        try:
+                            conn.hold_text_items(prediction_id, run)
+                        except OSError:
+                            self._stopping = True
+                    else:
+                        self._pass_on(prediction_id, run, index)
+                else:
+                    count = self._take_one_by_one(prediction_id, group, False, True, index)
+                index += count
+                taken += count
+            if not taken:
                 return  # the generator is done
-            index += count
-            run = []
             if _monotonic() - started < _QUICK_RUN_SECONDS:
                 take = min(2 * take, HOLD_ITEMS)
             else:

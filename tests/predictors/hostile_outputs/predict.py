@@ -41,6 +41,18 @@ def _texts_then_raise(n: int) -> Iterator[str]:
     raise ValueError("the model's own error after %d items" % n)
 
 
+def _accumulating(n: int) -> Iterator[Any]:
+    # str items first, so that the runner takes the next ones in long runs;
+    # then one list, changed after each time it is yielded.
+    for i in range(n):
+        yield "t%d" % i
+    acc: list = []
+    for i in range(5):
+        acc.append(i)
+        yield acc
+    yield "end"
+
+
 class Predictor(BasePredictor):
     def predict(self, kind: str, n: int = 0) -> Any:
         if kind == "nan":
@@ -70,6 +82,8 @@ class Predictor(BasePredictor):
             sys.stderr.write("\n")
             print("after", end="")  # a final line without "\n" is kept too
             return "done"
+        if kind == "accumulating":
+            return _accumulating(n)
         if kind == "texts_then_raise":
             return _texts_then_raise(n)
         if kind in ("texts", "texts_surrogate"):
