@@ -430,7 +430,11 @@ class SlowClientsTest(unittest.TestCase):
             server.stop()
 
     def test_an_event_stream_read_below_min_body_rate_is_cut_off_and_its_prediction_canceled(self):
-        server = CogServer("async_gen_many", args=["--header-timeout", "1", "--min-body-rate", "1000000"])
+        # The runner makes items far faster than the client reads them: by the
+        # cut-off the prediction may hold more than the default 32 MiB that
+        # the store of ended predictions keeps, and GET would answer 404.
+        server = CogServer("async_gen_many", args=["--header-timeout", "1", "--min-body-rate", "1000000",
+                                                   "--finished-predictions-max-bytes", str(1 << 30)])
         try:
             server.wait_for_status("READY")
             body = json.dumps({"id": "slow-reader", "input": {"tag": "x" * 64, "n": 2_000_000}}).encode()
