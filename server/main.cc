@@ -69,7 +69,8 @@ ABSL_FLAG(double, runner_shutdown_grace_period, 10.0,
 ABSL_FLAG(int64_t, max_body_bytes, 100 << 20,
           "Largest request body the HTTP API accepts; larger ones get 413");
 ABSL_FLAG(int64_t, max_output_bytes, 256 << 20,
-          "Largest output (its JSON) a prediction may return; a larger one fails that prediction");
+          "Largest output (its JSON) a prediction may return, and most a generator's items may "
+          "come to in all (48 bytes an item besides its JSON); more fails that prediction");
 ABSL_FLAG(int64_t, max_log_bytes, 16 << 20,
           "Most log bytes a prediction keeps; past it the oldest go and the logs say so (0: no limit)");
 ABSL_FLAG(int64_t, stray_output_rate, 1 << 20,

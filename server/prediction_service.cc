@@ -110,6 +110,11 @@ std::optional<Json> CheckUrlField(const std::string& url, absl::string_view fiel
 // top-level one) rather than escaped inside input_json.
 constexpr size_t kRawInputTextBytes = 64 << 10;
 
+// What an output item costs in the output list besides its JSON, for the
+// bound on a prediction's outputs in all (max_output_bytes): nlohmann's value
+// and the std::string of a str item.
+constexpr uint64_t kOutputItemBytes = 48;
+
 // Writes a prediction's input into its Predict frame: the largest long
 // top-level string is left out of input_json (null there) and returned, to be
 // sent raw as input_text (RunnerChannel::SendPredict, without a copy); the
@@ -929,7 +934,7 @@ void PredictionService::HandleOutput(const runner::Output& output) {
           "cog-server could not read outputs from the runner: an Output with value_items must "
           "carry a JSON array in value_json, and nothing in files_json or value_text");
     }
-    return AppendOutputs(output.id(), std::move(items));
+    return AppendOutputs(output.id(), std::move(items), output.value_json().size());
   }
   absl::StatusOr<Json> parsed = output.value_text().empty()
                                     ? ParseRunnerJson(output.value_json(), "an output")
@@ -947,17 +952,20 @@ void PredictionService::HandleOutput(const runner::Output& output) {
     absl::Status files = files_.ResolveOutputs(*parsed, ParseFilePointers(output.files_json()), *target);
     if (!files.ok()) parsed = files;
   }
-  if (!parsed.ok()) return AppendOutputs(output.id(), parsed.status());
+  if (!parsed.ok()) return AppendOutputs(output.id(), parsed.status(), 0);
   Json one = Json::array();
   one.push_back(*std::move(parsed));
-  AppendOutputs(output.id(), std::move(one));
+  AppendOutputs(output.id(), std::move(one),
+                output.value_text().size() + output.value_json().size());
 }
 
 // Appends `items` (a JSON array) to the prediction's output, each an output
 // its observers hear of; an error instead fails the prediction when it ends.
-void PredictionService::AppendOutputs(const std::string& id, absl::StatusOr<Json> items) {
+void PredictionService::AppendOutputs(const std::string& id, absl::StatusOr<Json> items,
+                                      size_t bytes) {
   Active* active;
-  size_t first;
+  size_t first = 0;
+  bool over = false;
   {
     absl::MutexLock lock(&mu_);
     active = FindActive(id);
@@ -966,10 +974,28 @@ void PredictionService::AppendOutputs(const std::string& id, absl::StatusOr<Json
       if (active->file_error.empty()) active->file_error = std::string(items.status().message());
       return;
     }
-    Json& list = active->prediction.output;
-    if (!list.is_array()) list = Json::array();
-    first = list.size();
-    for (Json& item : *items) list.push_back(std::move(item));
+    if (active->outputs_over) return;
+    // Each frame is within max_output_bytes, but a generator may send frames
+    // without end: its outputs, kept until it ends, are bounded in all.
+    active->output_bytes += bytes + kOutputItemBytes * items->size();
+    over = active->output_bytes > options_.max_output_bytes;
+    if (over) {
+      active->outputs_over = true;
+      if (active->file_error.empty()) active->file_error = absl::StrCat(
+          "The prediction's outputs passed --max-output-bytes (", options_.max_output_bytes,
+          " bytes in all, counting ", kOutputItemBytes, " for each item besides its JSON) after ",
+          active->prediction.output.is_array() ? active->prediction.output.size() : 0,
+          " items; it was stopped");
+    } else {
+      Json& list = active->prediction.output;
+      if (!list.is_array()) list = Json::array();
+      first = list.size();
+      for (Json& item : *items) list.push_back(std::move(item));
+    }
+  }
+  if (over) {
+    Cancel(id).IgnoreError();  // stops the generator; its Done ends it failed
+    return;
   }
   // Only this prediction's own event handling, which this is, changes its
   // output: the items stay where they are while the observers read them.
@@ -1070,7 +1096,8 @@ void PredictionService::HandleDone(runner::Done& done) {
                !prediction.output.is_array()) {
       prediction.output = Json::array();  // an iterator that yielded nothing
     }
-    if (!file_error.empty() && prediction.status == PredictionStatus::kSucceeded) {
+    if (!file_error.empty() &&
+        (prediction.status == PredictionStatus::kSucceeded || ended.outputs_over)) {
       prediction.status = PredictionStatus::kFailed;
       prediction.error = file_error;
       prediction.output = nullptr;

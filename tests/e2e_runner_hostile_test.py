@@ -228,6 +228,28 @@ class OutputLimitFlagTest(unittest.TestCase):
                 self.assertEqual(self.server.health()["status"], "READY")
                 self.assertEqual(self.predict("fine")["status"], "succeeded")
 
+    def test_a_generator_that_never_ends_is_stopped_at_the_limit_in_all(self):
+        # Each item is far under the limit, but the outputs a prediction keeps
+        # until it ends are bounded in all: the generator is stopped, the
+        # prediction fails saying why, and the runner (not replaced) serves on.
+        runners = self.server.runner_pids()
+        for prefer in ("", "respond-async"):  # items held and sent in runs, or one by one
+            with self.subTest(prefer=prefer or "sync"):
+                if prefer:
+                    status, _, body = self.server.request("POST", "/predictions", body=predictions_api_request("endless"),
+                                                          headers={"Prefer": prefer})
+                    self.assertEqual(status, 202, body)
+                    path = "/predictions/" + body["id"]
+                    body = wait_until(lambda: (lambda b: b if b["status"] not in ("starting", "processing") else None)(
+                        self.server.request("GET", path)[2]), timeout=60, what="the endless prediction to end")
+                else:
+                    body = self.predict("endless")
+                self.assertEqual(body["status"], "failed")
+                self.assertIn("outputs passed --max-output-bytes (%d bytes in all" % self.LIMIT, body["error"])
+                self.assertIsNone(body["output"])
+                self.assertEqual(self.predict("fine")["status"], "succeeded")
+        self.assertEqual(self.server.runner_pids(), runners, "the runner was replaced, not canceled")
+
     def test_logs_longer_than_the_limit_arrive_whole(self):
         body = self.predict("big_log", 3 * self.LIMIT)
         self.assertEqual(body["status"], "succeeded")

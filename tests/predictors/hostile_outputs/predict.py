@@ -41,6 +41,11 @@ def _texts_then_raise(n: int) -> Iterator[str]:
     raise ValueError("the model's own error after %d items" % n)
 
 
+def _endless() -> Iterator[str]:
+    while True:  # a model that never stops yielding
+        yield "token"
+
+
 def _accumulating(n: int) -> Iterator[Any]:
     # str items first, so that the runner takes the next ones in long runs;
     # then one list, changed after each time it is yielded.
@@ -82,6 +87,8 @@ class Predictor(BasePredictor):
             sys.stderr.write("\n")
             print("after", end="")  # a final line without "\n" is kept too
             return "done"
+        if kind == "endless":
+            return _endless()
         if kind == "accumulating":
             return _accumulating(n)
         if kind == "texts_then_raise":
