@@ -784,6 +784,11 @@ void FrontDoorServer::ServeConnection(int fd) {
   open_connections_.fetch_sub(1);
 }
 
+void FrontDoorServer::TrimSoon() {
+  absl::MutexLock lock(&trim_mu_);
+  large_transfer_end_ = absl::Now();
+}
+
 void FrontDoorServer::TrimWhenIdle() {
   absl::MutexLock lock(&trim_mu_);
   while (!trim_stop_) {
@@ -897,10 +902,7 @@ void FrontDoorServer::ServeRequests(int fd) {
       }
       sent = !connection.failed();
     }
-    if (connection.TakeWritten() + request.body.size() >= kTrimAfterBytes) {
-      absl::MutexLock lock(&trim_mu_);
-      large_transfer_end_ = absl::Now();
-    }
+    if (connection.TakeWritten() + request.body.size() >= kTrimAfterBytes) TrimSoon();
     if (!sent) return;
     if (!keep_alive) return connection.Close();
     first = false;

@@ -104,6 +104,10 @@ class FrontDoorServer {
   // Connections open now (for tests and metrics).
   int open_connections() const { return open_connections_.load(); }
 
+  // Something large was let go of elsewhere (a prediction's outputs): hand
+  // free heap back to the system kTrimDelay from now, as after a large request.
+  void TrimSoon();
+
  private:
   // One connection, from accept to close.
   void ServeConnection(int fd);

@@ -642,6 +642,8 @@ absl::StatusOr<int> RestGateway::Start() {
   return port;
 }
 
+void RestGateway::TrimSoon() { server_->TrimSoon(); }
+
 void RestGateway::Stop() {
   // Requests being served finish; idle connections close now.
   server_->Shutdown();

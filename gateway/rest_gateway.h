@@ -66,6 +66,8 @@ class RestGateway {
   absl::StatusOr<int> Start();
   // Stops accepting and closes connections; joins the serving thread.
   void Stop();
+  // FrontDoorServer::TrimSoon.
+  void TrimSoon();
 
  private:
   // A route: a path of one of three shapes, and what each method does there.

@@ -70,7 +70,7 @@ ABSL_FLAG(int64_t, max_body_bytes, 100 << 20,
           "Largest request body the HTTP API accepts; larger ones get 413");
 ABSL_FLAG(int64_t, max_output_bytes, 256 << 20,
           "Largest output (its JSON) a prediction may return, and most a generator's items may "
-          "come to in all (48 bytes an item besides its JSON); more fails that prediction");
+          "come to in all (80 bytes an item besides its JSON); more fails that prediction");
 ABSL_FLAG(int64_t, max_log_bytes, 16 << 20,
           "Most log bytes a prediction keeps; past it the oldest go and the logs say so (0: no limit)");
 ABSL_FLAG(int64_t, stray_output_rate, 1 << 20,
@@ -366,6 +366,15 @@ int Run() {
   core_options.on_completed = [&metrics](const Prediction& prediction) {
     metrics.Observe(prediction);
   };
+  // A generator's large outputs, let go of: the front door's delayed
+  // malloc_trim hands the heap back (the gateway comes after the core, and
+  // goes before it).
+  absl::Mutex trim_mu;
+  RestGateway* trim_gateway = nullptr;  // guarded by trim_mu
+  core_options.after_large_outputs = [&trim_mu, &trim_gateway] {
+    absl::MutexLock lock(&trim_mu);
+    if (trim_gateway != nullptr) trim_gateway->TrimSoon();
+  };
   PredictionService core(core_options);
   core_for_webhooks = &core;
   // On every way out, nothing asks the core for a snapshot once it is gone.
@@ -458,6 +467,14 @@ int Run() {
   rest_options.min_body_bytes_per_second =
       static_cast<uint64_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_min_body_rate)));
   RestGateway gateway(&core, rest_options);
+  {
+    absl::MutexLock lock(&trim_mu);
+    trim_gateway = &gateway;
+  }
+  absl::Cleanup no_trim_gateway = [&trim_mu, &trim_gateway] {
+    absl::MutexLock lock(&trim_mu);
+    trim_gateway = nullptr;
+  };
   absl::StatusOr<int> http_port = gateway.Start();
   if (!http_port.ok()) {
     spdlog::critical("{}", std::string(http_port.status().message()));

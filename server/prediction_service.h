@@ -127,6 +127,10 @@ class PredictionService {
     // Called (without the lock) with every prediction that ends, before its
     // observers hear of it. For counters; must not block.
     std::function<void(const Prediction&)> on_completed;
+    // Called (without the lock) once a prediction whose outputs came to
+    // kLargeOutputBytes or more has ended and let go of them: the heap may be
+    // handed back to the system (the front door's delayed malloc_trim).
+    std::function<void()> after_large_outputs;
     // Where Path inputs are fetched to and Path outputs go.
     PredictionFiles::Options files;
     // Threads for file transfers (downloads, uploads, data: URIs).
@@ -290,6 +294,7 @@ class PredictionService {
   void HandleLog(const v1::runner::Log& log);
   void HandleOutput(const v1::runner::Output& output);
   // `bytes`: what the items took on the wire (their JSON or text).
+  static constexpr uint64_t kLargeOutputBytes = 8 << 20;
   void AppendOutputs(const std::string& id, absl::StatusOr<Json> items, size_t bytes);
   void HandleMetric(const v1::runner::Metric& metric);
   void HandleDone(v1::runner::Done& done);

@@ -35,6 +35,28 @@ class MemoryTest(unittest.TestCase):
         finally:
             self.assertEqual(server.stop(), 0)
 
+    def test_a_generator_that_never_stops_is_bounded_and_its_memory_goes_back(self):
+        # A model yielding without end: its outputs are kept until it ends, so
+        # they are bounded in all (--max-output-bytes, here 64 MiB); once it is
+        # stopped and failed, the heap they took goes back to the system.
+        server = CogServer("hostile_outputs", args=["--max-output-bytes", str(64 << 20)])
+        try:
+            server.wait_for_status("READY")
+            before = rss_kib(server.process.pid)
+            status, _, body = server.request("POST", "/predictions", {"input": {"kind": "endless"}},
+                                             timeout=120)
+            self.assertEqual(status, 200, body)
+            self.assertEqual(body["status"], "failed")
+            self.assertIn("--max-output-bytes", body["error"])
+            peak = rss_kib(server.process.pid)
+            self.assertLess(peak, before + 256 * 1024, "the outputs took more than the bound allows for")
+            wait_until(lambda: rss_kib(server.process.pid) < before + 16 * 1024, timeout=20,
+                       what="the server's RSS to fall back (before %d KiB, right after %d KiB)" % (before, peak))
+            self.assertEqual(server.request("POST", "/predictions", {"input": {"kind": "fine"}})[2]["output"],
+                             "fine")
+        finally:
+            self.assertEqual(server.stop(), 0)
+
 
 if __name__ == "__main__":
     unittest.main()
