@@ -117,6 +117,29 @@ constexpr size_t kRawInputTextBytes = 64 << 10;
 // server RSS at 256 MiB counted with 48 here, i.e. ~79 bytes an item.
 constexpr uint64_t kOutputItemBytes = 80;
 
+// The bytes of the strings in `root` (keys included), walked without recursion.
+size_t StringBytes(const Json& root) {
+  size_t bytes = 0;
+  std::vector<const Json*> pending{&root};
+  while (!pending.empty()) {
+    const Json* value = pending.back();
+    pending.pop_back();
+    if (value->is_string()) {
+      bytes += value->get_ref<const std::string&>().size();
+    } else if (value->is_object()) {
+      for (auto it = value->begin(); it != value->end(); ++it) {
+        bytes += it.key().size();
+        pending.push_back(&it.value());
+      }
+    } else if (value->is_array()) {
+      for (const Json& item : *value) pending.push_back(&item);
+    } else {
+      bytes += 8;  // a number, a bool, null
+    }
+  }
+  return bytes;
+}
+
 // Writes a prediction's input into its Predict frame: the largest long
 // top-level string is left out of input_json (null there) and returned, to be
 // sent raw as input_text (RunnerChannel::SendPredict, without a copy); the
@@ -512,6 +535,12 @@ void PredictionService::CompleteOrphan(Active* active, const std::string& reason
     AppendLogs(ended, absl::StrCat("[cog-server] ", message, "\n"));
     ended.prediction.status = PredictionStatus::kCanceled;
     ended.prediction.error = message;
+    if (ended.outputs_over && !ended.file_error.empty()) {
+      // Canceled for its outputs, not by anyone: it failed, and says why.
+      ended.prediction.status = PredictionStatus::kFailed;
+      ended.prediction.error = ended.file_error;
+      ended.prediction.output = nullptr;
+    }
     ended.prediction.completed_at = absl::Now();
   });
 }
@@ -957,10 +986,14 @@ void PredictionService::HandleOutput(const runner::Output& output) {
     if (!files.ok()) parsed = files;
   }
   if (!parsed.ok()) return AppendOutputs(output.id(), parsed.status(), 0);
+  // A file's URL may have become a data: URI of the whole file: what is kept
+  // is counted, not what came.
+  const size_t bytes = output.files_json().empty()
+                           ? output.value_text().size() + output.value_json().size()
+                           : StringBytes(*parsed);
   Json one = Json::array();
   one.push_back(*std::move(parsed));
-  AppendOutputs(output.id(), std::move(one),
-                output.value_text().size() + output.value_json().size());
+  AppendOutputs(output.id(), std::move(one), bytes);
 }
 
 // Appends `items` (a JSON array) to the prediction's output, each an output
@@ -984,12 +1017,14 @@ void PredictionService::AppendOutputs(const std::string& id, absl::StatusOr<Json
     active->output_bytes += bytes + kOutputItemBytes * items->size();
     over = active->output_bytes > options_.max_output_bytes;
     if (over) {
-      active->outputs_over = true;
+      active->outputs_over = true;  // the items from here on are dropped
+      // Canceled already (by its client): it ends canceled, as asked.
+      if (active->cancel_requested.load()) return;
+      const size_t kept = active->prediction.output.is_array() ? active->prediction.output.size() : 0;
       if (active->file_error.empty()) active->file_error = absl::StrCat(
           "The prediction's outputs passed --max-output-bytes (", options_.max_output_bytes,
           " bytes in all, counting ", kOutputItemBytes, " for each item besides its JSON) after ",
-          active->prediction.output.is_array() ? active->prediction.output.size() : 0,
-          " items; it was stopped");
+          kept, kept == 1 ? " item" : " items", "; it was stopped");
     } else {
       Json& list = active->prediction.output;
       if (!list.is_array()) list = Json::array();
@@ -998,7 +1033,11 @@ void PredictionService::AppendOutputs(const std::string& id, absl::StatusOr<Json
     }
   }
   if (over) {
-    Cancel(id).IgnoreError();  // stops the generator; its Done ends it failed
+    // Stops the generator; its Done ends it failed. Not from here: this may be
+    // the thread that reads the runner, and a write to the runner can wait
+    // (for another prediction's large Predict, while the runner waits for us
+    // to read what it sends).
+    file_work_.Run(id, [this, id] { Cancel(id).IgnoreError(); });
     return;
   }
   // Only this prediction's own event handling, which this is, changes its

@@ -293,8 +293,8 @@ class PredictionService {
   void HandleSetupDone(const v1::runner::SetupDone& done);
   void HandleLog(const v1::runner::Log& log);
   void HandleOutput(const v1::runner::Output& output);
-  // `bytes`: what the items took on the wire (their JSON or text).
   static constexpr uint64_t kLargeOutputBytes = 8 << 20;
+  // `bytes`: what the items take as JSON or text (their files' URLs resolved).
   void AppendOutputs(const std::string& id, absl::StatusOr<Json> items, size_t bytes);
   void HandleMetric(const v1::runner::Metric& metric);
   void HandleDone(v1::runner::Done& done);

@@ -250,6 +250,33 @@ class OutputLimitFlagTest(unittest.TestCase):
                 self.assertEqual(self.predict("fine")["status"], "succeeded")
         self.assertEqual(self.server.runner_pids(), runners, "the runner was replaced, not canceled")
 
+    def test_a_generator_deaf_to_its_cancel_still_fails_for_its_outputs(self):
+        # Over the bound, the cancel is ignored: the runner is replaced after
+        # --cancel-timeout, and the prediction still fails for its outputs,
+        # not "canceled" (no one asked for that).
+        server = CogServer("hostile_outputs", args=["--max-output-bytes", str(self.LIMIT), "--cancel-timeout", "1"])
+        try:
+            server.wait_for_status("READY")
+            runners = server.runner_pids()
+            status, _, body = server.request("POST", "/predictions", body=predictions_api_request("endless_deaf"),
+                                             timeout=120)
+            self.assertEqual(status, 200, body)
+            self.assertEqual(body["status"], "failed")
+            self.assertIn("outputs passed --max-output-bytes", body["error"])
+            self.assertIn("did not stop within", body["logs"])
+            server.wait_for_status("READY", timeout=60)
+            self.assertNotEqual(server.runner_pids(), runners, "the deaf runner should have been replaced")
+        finally:
+            server.close()
+
+    def test_files_count_as_the_data_uris_they_become(self):
+        # A file output becomes a data: URI of the whole file (no upload URL):
+        # what the server keeps is counted, not the short URL that came.
+        body = self.predict("endless_files", 64 << 10)  # each URI ~87 KB; the limit is 100 KB
+        self.assertEqual(body["status"], "failed")
+        self.assertIn("outputs passed --max-output-bytes", body["error"])
+        self.assertTrue(body["error"].endswith("after 1 item; it was stopped"), body["error"])
+
     def test_logs_longer_than_the_limit_arrive_whole(self):
         body = self.predict("big_log", 3 * self.LIMIT)
         self.assertEqual(body["status"], "succeeded")

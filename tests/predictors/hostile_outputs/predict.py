@@ -1,10 +1,13 @@
 # Outputs and prints that once broke the runner or the server: NaN and
 # infinity, outputs over the frame limit, carriage-return progress bars.
+import os
+import signal
 import sys
+import tempfile
 import time
 from typing import Any, Iterator
 
-from cog import BaseModel, BasePredictor, current_scope
+from cog import BaseModel, BasePredictor, Path, current_scope
 
 
 class Scores(BaseModel):
@@ -44,6 +47,24 @@ def _texts_then_raise(n: int) -> Iterator[str]:
 def _endless() -> Iterator[str]:
     while True:  # a model that never stops yielding
         yield "token"
+
+
+def _endless_deaf() -> Iterator[str]:
+    # Deaf to its cancel: the runner hears of one through SIGIO.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGIO})
+    while True:
+        yield "token"
+
+
+def _endless_files(size: int) -> Iterator[Path]:
+    folder = tempfile.mkdtemp()
+    i = 0
+    while True:  # each file becomes a data: URI of the whole file
+        path = os.path.join(folder, "f%d.bin" % i)
+        with open(path, "wb") as f:
+            f.write(b"\0" * size)
+        yield Path(path)
+        i += 1
 
 
 def _accumulating(n: int) -> Iterator[Any]:
@@ -89,6 +110,10 @@ class Predictor(BasePredictor):
             return "done"
         if kind == "endless":
             return _endless()
+        if kind == "endless_deaf":
+            return _endless_deaf()
+        if kind == "endless_files":
+            return _endless_files(n)
         if kind == "accumulating":
             return _accumulating(n)
         if kind == "texts_then_raise":
