@@ -10,7 +10,9 @@ namespace {
 // roughly (nlohmann's node).
 constexpr size_t kNodeBytes = 16;
 
-size_t JsonBytes(const Json& root) {
+}  // namespace
+
+size_t FinishedPredictions::ApproximateJsonBytes(const Json& root) {
   size_t bytes = 0;
   std::vector<const Json*> pending{&root};
   while (!pending.empty()) {
@@ -31,14 +33,13 @@ size_t JsonBytes(const Json& root) {
   return bytes;
 }
 
-}  // namespace
-
 FinishedPredictions::FinishedPredictions(Options options) : options_(std::move(options)) {}
 
 size_t FinishedPredictions::ApproximateBytes(const Prediction& prediction) {
   return prediction.id.size() + prediction.logs.size() +
          (prediction.error.has_value() ? prediction.error->size() : 0) +
-         JsonBytes(*prediction.input) + JsonBytes(prediction.output) + JsonBytes(prediction.metrics);
+         ApproximateJsonBytes(*prediction.input) + ApproximateJsonBytes(prediction.output) +
+         ApproximateJsonBytes(prediction.metrics);
 }
 
 void FinishedPredictions::Remove(Order::iterator it) {

@@ -50,6 +50,9 @@ class FinishedPredictions {
   // the strings and numbers of its input, output and metrics (walked without
   // recursion; containers count a few bytes each).
   static size_t ApproximateBytes(const Prediction& prediction);
+  // The same count for one JSON value: its strings and object keys, and a few
+  // bytes for each node.
+  static size_t ApproximateJsonBytes(const Json& value);
 
  private:
   struct Entry {

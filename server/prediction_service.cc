@@ -117,29 +117,6 @@ constexpr size_t kRawInputTextBytes = 64 << 10;
 // server RSS at 256 MiB counted with 48 here, i.e. ~79 bytes an item.
 constexpr uint64_t kOutputItemBytes = 80;
 
-// The bytes of the strings in `root` (keys included), walked without recursion.
-size_t StringBytes(const Json& root) {
-  size_t bytes = 0;
-  std::vector<const Json*> pending{&root};
-  while (!pending.empty()) {
-    const Json* value = pending.back();
-    pending.pop_back();
-    if (value->is_string()) {
-      bytes += value->get_ref<const std::string&>().size();
-    } else if (value->is_object()) {
-      for (auto it = value->begin(); it != value->end(); ++it) {
-        bytes += it.key().size();
-        pending.push_back(&it.value());
-      }
-    } else if (value->is_array()) {
-      for (const Json& item : *value) pending.push_back(&item);
-    } else {
-      bytes += 8;  // a number, a bool, null
-    }
-  }
-  return bytes;
-}
-
 // Writes a prediction's input into its Predict frame: the largest long
 // top-level string is left out of input_json (null there) and returned, to be
 // sent raw as input_text (RunnerChannel::SendPredict, without a copy); the
@@ -990,7 +967,7 @@ void PredictionService::HandleOutput(const runner::Output& output) {
   // is counted, not what came.
   const size_t bytes = output.files_json().empty()
                            ? output.value_text().size() + output.value_json().size()
-                           : StringBytes(*parsed);
+                           : FinishedPredictions::ApproximateJsonBytes(*parsed);
   Json one = Json::array();
   one.push_back(*std::move(parsed));
   AppendOutputs(output.id(), std::move(one), bytes);
