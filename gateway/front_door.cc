@@ -1,6 +1,5 @@
 #include "gateway/front_door.h"
 
-#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -651,16 +650,9 @@ void InternalError(HttpResponse& response, absl::string_view what) {
 FrontDoorServer::FrontDoorServer(FrontDoorOptions options, Handler handler)
     : options_(std::move(options)),
       handler_(std::move(handler)),
-      stop_event_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
-  trimmer_ = std::thread([this] { TrimWhenIdle(); });
-}
+      stop_event_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
 
 FrontDoorServer::~FrontDoorServer() {
-  {
-    absl::MutexLock lock(&trim_mu_);
-    trim_stop_ = true;
-  }
-  if (trimmer_.joinable()) trimmer_.join();
   Shutdown();
   if (const int listener = listener_.exchange(-1); listener >= 0) ::close(listener);
   if (stop_event_ >= 0) ::close(stop_event_);
@@ -784,33 +776,6 @@ void FrontDoorServer::ServeConnection(int fd) {
   open_connections_.fetch_sub(1);
 }
 
-void FrontDoorServer::TrimSoon() {
-  absl::MutexLock lock(&trim_mu_);
-  large_transfer_end_ = absl::Now();
-}
-
-void FrontDoorServer::TrimWhenIdle() {
-  absl::MutexLock lock(&trim_mu_);
-  while (!trim_stop_) {
-    if (!large_transfer_end_.has_value()) {
-      auto wanted = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-        return trim_stop_ || large_transfer_end_.has_value();
-      };
-      trim_mu_.Await(absl::Condition(&wanted));
-      continue;
-    }
-    const absl::Time due = *large_transfer_end_ + kTrimDelay;
-    if (absl::Now() < due) {
-      trim_mu_.AwaitWithDeadline(absl::Condition(&trim_stop_), due);
-      continue;  // a later large transfer may have moved it
-    }
-    large_transfer_end_.reset();
-    trim_mu_.Unlock();
-    malloc_trim(0);
-    trim_mu_.Lock();
-  }
-}
-
 void FrontDoorServer::ServeRequests(int fd) {
   Connection connection(fd, options_, stop_event_);
   bool first = true;
@@ -902,7 +867,8 @@ void FrontDoorServer::ServeRequests(int fd) {
       }
       sent = !connection.failed();
     }
-    if (connection.TakeWritten() + request.body.size() >= kTrimAfterBytes) TrimSoon();
+    const uint64_t moved = connection.TakeWritten() + request.body.size();
+    if (options_.heap_trimmer != nullptr) options_.heap_trimmer->Released(moved);
     if (!sent) return;
     if (!keep_alive) return connection.Close();
     first = false;

@@ -56,6 +56,7 @@
 #include "absl/time/time.h"
 #include "gateway/http_framing.h"
 #include "gateway/http_message.h"
+#include "server/heap_trimmer.h"
 
 namespace cog {
 
@@ -79,6 +80,9 @@ struct FrontDoorOptions {
   // rate off.
   absl::Duration body_grace = absl::Seconds(10);
   uint64_t min_body_bytes_per_second = 4 << 10;
+  // Told what each request moved (its body and answer), to hand the heap back
+  // after large ones. Not owned; null: never trimmed.
+  HeapTrimmer* heap_trimmer = nullptr;
 };
 
 class FrontDoorServer {
@@ -104,22 +108,10 @@ class FrontDoorServer {
   // Connections open now (for tests and metrics).
   int open_connections() const { return open_connections_.load(); }
 
-  // Something large was let go of elsewhere (a prediction's outputs): hand
-  // free heap back to the system kTrimDelay from now, as after a large request.
-  void TrimSoon();
-
  private:
   // One connection, from accept to close.
   void ServeConnection(int fd);
   void ServeRequests(int fd);
-  // Hands free heap pages back to the system (malloc_trim) kTrimDelay after
-  // the last request that moved kTrimAfterBytes or more: such a request
-  // leaves its buffers free in the arenas of the threads that made them, and
-  // glibc keeps them (a 10 MiB data URI: ~300 MB of RSS kept). Not after every
-  // such request: back-to-back ones would pay page faults for each buffer.
-  void TrimWhenIdle();
-  static constexpr uint64_t kTrimAfterBytes = 8 << 20;
-  static constexpr absl::Duration kTrimDelay = absl::Seconds(1);
 
   const FrontDoorOptions options_;
   const Handler handler_;
@@ -131,10 +123,6 @@ class FrontDoorServer {
   // poll it next to their socket.
   int stop_event_ = -1;
 
-  absl::Mutex trim_mu_;
-  bool trim_stop_ ABSL_GUARDED_BY(trim_mu_) = false;
-  std::optional<absl::Time> large_transfer_end_ ABSL_GUARDED_BY(trim_mu_);
-  std::thread trimmer_;  // runs TrimWhenIdle(); last, so it starts after the rest
 };
 
 }  // namespace cog

@@ -388,6 +388,7 @@ FrontDoorOptions FrontDoorOptionsFor(const RestGateway::Options& options) {
   front_door.keep_alive_timeout = options.keep_alive_timeout;
   front_door.min_body_bytes_per_second = options.min_body_bytes_per_second;
   front_door.body_grace = options.header_timeout;  // a body's grace is a head's deadline
+  front_door.heap_trimmer = options.heap_trimmer;
   return front_door;
 }
 
@@ -641,8 +642,6 @@ absl::StatusOr<int> RestGateway::Start() {
   thread_ = std::thread([this] { server_->Serve(); });
   return port;
 }
-
-void RestGateway::TrimSoon() { server_->TrimSoon(); }
 
 void RestGateway::Stop() {
   // Requests being served finish; idle connections close now.

@@ -57,6 +57,8 @@ class RestGateway {
     std::function<void()> request_shutdown;
     // GET /metrics renders these; null: no /metrics route.
     const PredictionMetrics* metrics = nullptr;
+    // Told of large requests and answers (front_door.h). Not owned; may be null.
+    HeapTrimmer* heap_trimmer = nullptr;
   };
 
   RestGateway(PredictionService* core, Options options);
@@ -66,8 +68,6 @@ class RestGateway {
   absl::StatusOr<int> Start();
   // Stops accepting and closes connections; joins the serving thread.
   void Stop();
-  // FrontDoorServer::TrimSoon.
-  void TrimSoon();
 
  private:
   // A route: a path of one of three shapes, and what each method does there.

@@ -37,6 +37,7 @@
 #include "server/cog_config.h"
 #include "server/cpu_budget.h"
 #include "server/grpc_service.h"
+#include "server/heap_trimmer.h"
 #include "server/logging.h"
 #include "server/metrics.h"
 #include "server/orphan_reaper.h"
@@ -286,6 +287,8 @@ int Run() {
   };
 
   GrpcHealth grpc_health;
+  // Before the core and the gateway, which report to it, and gone after them.
+  HeapTrimmer heap_trimmer;
   PredictionService::Options core_options;
   core_options.max_concurrency = config->max_concurrency;
   core_options.concurrency_from_runner = runner_reads_config;
@@ -366,15 +369,7 @@ int Run() {
   core_options.on_completed = [&metrics](const Prediction& prediction) {
     metrics.Observe(prediction);
   };
-  // A generator's large outputs, let go of: the front door's delayed
-  // malloc_trim hands the heap back (the gateway comes after the core, and
-  // goes before it).
-  absl::Mutex trim_mu;
-  RestGateway* trim_gateway = nullptr;  // guarded by trim_mu
-  core_options.after_large_outputs = [&trim_mu, &trim_gateway] {
-    absl::MutexLock lock(&trim_mu);
-    if (trim_gateway != nullptr) trim_gateway->TrimSoon();
-  };
+  core_options.heap_trimmer = &heap_trimmer;
   PredictionService core(core_options);
   core_for_webhooks = &core;
   // On every way out, nothing asks the core for a snapshot once it is gone.
@@ -466,15 +461,8 @@ int Run() {
   rest_options.keep_alive_timeout = absl::Seconds(absl::GetFlag(FLAGS_keep_alive_timeout));
   rest_options.min_body_bytes_per_second =
       static_cast<uint64_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_min_body_rate)));
+  rest_options.heap_trimmer = &heap_trimmer;
   RestGateway gateway(&core, rest_options);
-  {
-    absl::MutexLock lock(&trim_mu);
-    trim_gateway = &gateway;
-  }
-  absl::Cleanup no_trim_gateway = [&trim_mu, &trim_gateway] {
-    absl::MutexLock lock(&trim_mu);
-    trim_gateway = nullptr;
-  };
   absl::StatusOr<int> http_port = gateway.Start();
   if (!http_port.ok()) {
     spdlog::critical("{}", std::string(http_port.status().message()));
@@ -548,7 +536,7 @@ int main(int argc, char** argv) {
   // mmap() and give freed heap back past 128 KiB, so each such request paid
   // page faults to zero fresh pages (~20% of the server's time on a 1 MiB
   // string). Free heap over 64 MiB still goes back to the system at once, and
-  // the HTTP front door hands back the rest a second after a large transfer
+  // HeapTrimmer hands back the rest a second after a large transfer
   // (malloc_trim). One arena: glibc's per-thread arenas (up to 8 per core)
   // each kept up to 64 MiB that malloc_trim cannot release (it never shrinks
   // the top of a thread's arena): measured, a 10 MiB data URI left 193 MB of

@@ -544,9 +544,9 @@ void PredictionService::Finish(Active* active, const std::function<void(Active&)
   }
   if (options_.on_completed) options_.on_completed(*final_state);
   for (const auto& observer : ended->observers) observer->OnCompleted(*final_state);
-  const bool large = ended->output_bytes >= kLargeOutputBytes;
+  const uint64_t output_bytes = ended->output_bytes;
   ended.reset();
-  if (large && options_.after_large_outputs) options_.after_large_outputs();
+  if (options_.heap_trimmer != nullptr) options_.heap_trimmer->Released(output_bytes);
   NotifyHealth();
 }
 

@@ -38,6 +38,7 @@
 #include "absl/synchronization/mutex.h"
 #include "cog/v1/runner.pb.h"
 #include "server/finished_predictions.h"
+#include "server/heap_trimmer.h"
 #include "server/input_schema.h"
 #include "server/json.h"
 #include "server/keyed_executor.h"
@@ -127,10 +128,9 @@ class PredictionService {
     // Called (without the lock) with every prediction that ends, before its
     // observers hear of it. For counters; must not block.
     std::function<void(const Prediction&)> on_completed;
-    // Called (without the lock) once a prediction whose outputs came to
-    // kLargeOutputBytes or more has ended and let go of them: the heap may be
-    // handed back to the system (the front door's delayed malloc_trim).
-    std::function<void()> after_large_outputs;
+    // Told what a prediction's outputs came to once it has ended and let go
+    // of them, to hand the heap back after large ones. Not owned; may be null.
+    HeapTrimmer* heap_trimmer = nullptr;
     // Where Path inputs are fetched to and Path outputs go.
     PredictionFiles::Options files;
     // Threads for file transfers (downloads, uploads, data: URIs).
@@ -293,7 +293,6 @@ class PredictionService {
   void HandleSetupDone(const v1::runner::SetupDone& done);
   void HandleLog(const v1::runner::Log& log);
   void HandleOutput(const v1::runner::Output& output);
-  static constexpr uint64_t kLargeOutputBytes = 8 << 20;
   // `bytes`: what the items take as JSON or text (their files' URLs resolved).
   void AppendOutputs(const std::string& id, absl::StatusOr<Json> items, size_t bytes);
   void HandleMetric(const v1::runner::Metric& metric);
