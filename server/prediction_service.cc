@@ -512,7 +512,7 @@ void PredictionService::CompleteOrphan(Active* active, const std::string& reason
     AppendLogs(ended, absl::StrCat("[cog-server] ", message, "\n"));
     ended.prediction.status = PredictionStatus::kCanceled;
     ended.prediction.error = message;
-    if (ended.outputs_over && !ended.file_error.empty()) {
+    if (OutputsOver(ended) && !ended.file_error.empty()) {
       // Canceled for its outputs, not by anyone: it failed, and says why.
       ended.prediction.status = PredictionStatus::kFailed;
       ended.prediction.error = ended.file_error;
@@ -988,13 +988,12 @@ void PredictionService::AppendOutputs(const std::string& id, absl::StatusOr<Json
       if (active->file_error.empty()) active->file_error = std::string(items.status().message());
       return;
     }
-    if (active->outputs_over) return;
+    if (OutputsOver(*active)) return;  // the items from there on are dropped
     // Each frame is within max_output_bytes, but a generator may send frames
     // without end: its outputs, kept until it ends, are bounded in all.
     active->output_bytes += bytes + kOutputItemBytes * items->size();
-    over = active->output_bytes > options_.max_output_bytes;
+    over = OutputsOver(*active);
     if (over) {
-      active->outputs_over = true;  // the items from here on are dropped
       // Canceled already (by its client): it ends canceled, as asked.
       if (active->cancel_requested.load()) return;
       const size_t kept = active->prediction.output.is_array() ? active->prediction.output.size() : 0;
@@ -1117,7 +1116,7 @@ void PredictionService::HandleDone(runner::Done& done) {
       prediction.output = Json::array();  // an iterator that yielded nothing
     }
     if (!file_error.empty() &&
-        (prediction.status == PredictionStatus::kSucceeded || ended.outputs_over)) {
+        (prediction.status == PredictionStatus::kSucceeded || OutputsOver(ended))) {
       prediction.status = PredictionStatus::kFailed;
       prediction.error = file_error;
       prediction.output = nullptr;

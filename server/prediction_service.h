@@ -251,10 +251,9 @@ class PredictionService {
     // could not be read, fails the prediction with this.
     std::string file_error;
     // What its outputs so far cost, as AppendOutputs counts them; past
-    // max_output_bytes the rest are dropped, the runner is told to cancel, and
-    // the prediction ends failed, saying so.
+    // max_output_bytes (OutputsOver) the rest are dropped, the runner is told
+    // to cancel, and the prediction ends failed, saying so.
     uint64_t output_bytes = 0;
-    bool outputs_over = false;
     size_t logs_dropped = 0;  // bytes of its logs dropped under max_log_bytes
     // False while its Path inputs are being fetched: a cancel then stops the
     // download instead of going to the runner.
@@ -293,6 +292,9 @@ class PredictionService {
   void HandleSetupDone(const v1::runner::SetupDone& done);
   void HandleLog(const v1::runner::Log& log);
   void HandleOutput(const v1::runner::Output& output);
+  bool OutputsOver(const Active& active) const {
+    return active.output_bytes > options_.max_output_bytes;
+  }
   // `bytes`: what the items take as JSON or text (their files' URLs resolved).
   void AppendOutputs(const std::string& id, absl::StatusOr<Json> items, size_t bytes);
   void HandleMetric(const v1::runner::Metric& metric);
