@@ -230,20 +230,28 @@ class GrpcCancelTest(unittest.TestCase):
         finally:
             self.assertEqual(server.stop(), 0)
 
-    def test_cancel_interrupts_a_fast_generator_of_tokens(self):
-        # No one streams this prediction's items, so the runner holds them and
-        # sends them in batches. Between two items it is outside user code,
-        # where SIGIO only marks input as waiting: the next item's start must
-        # read the Cancel, or it waits for --cancel-timeout and a new runner.
+    def cancel_tokens_three_times(self, sync):
+        """The tokens predictor (a fast generator) started three times, each
+        canceled once more than 100 of its tokens have come: each must end
+        canceled at once with its first tokens kept, the runner interrupted,
+        not replaced (--cancel-timeout is long: a missed cancel times out)."""
         server = CogServer("tokens", args=["--cancel-timeout", "120"])
         try:
             server.wait_for_status("READY")
             runners = server.runner_pids()
             for round in range(3):
-                pid = "tokens-%d" % round
-                status, _, _ = server.request("POST", "/predictions", {"id": pid, "input": {}},
-                                              headers={"Prefer": "respond-async"})
-                self.assertEqual(status, 202)
+                pid = "%s-tokens-%d" % ("sync" if sync else "async", round)
+                answer = {}
+                if sync:
+                    thread = threading.Thread(target=lambda: answer.update(zip(
+                        ("status", "headers", "body"),
+                        server.request("POST", "/predictions", {"id": pid, "input": {"seconds": 60}},
+                                       timeout=90))))
+                    thread.start()
+                else:
+                    status, _, _ = server.request("POST", "/predictions", {"id": pid, "input": {}},
+                                                  headers={"Prefer": "respond-async"})
+                    self.assertEqual(status, 202)
 
                 def tokens_came():
                     status, _, body = server.request("GET", "/predictions/" + pid)
@@ -252,43 +260,33 @@ class GrpcCancelTest(unittest.TestCase):
                 wait_until(tokens_came, what="the generator's first tokens")
                 status, _, _ = server.request("POST", "/predictions/%s/cancel" % pid)
                 self.assertEqual(status, 200)
-                server.wait_for_status("READY", timeout=30)
-                status, _, body = server.request("GET", "/predictions/" + pid)
+                if sync:
+                    thread.join(60)
+                    self.assertFalse(thread.is_alive(), "the sync answer did not come after the cancel")
+                    status, body = answer["status"], answer["body"]
+                else:
+                    server.wait_for_status("READY", timeout=30)
+                    status, _, body = server.request("GET", "/predictions/" + pid)
                 self.assertEqual((status, body["status"]), (200, "canceled"))
+                self.assertGreater(len(body["output"]), 100)
                 self.assertEqual(body["output"][:2], ["tok0 ", "tok1 "])
             self.assertEqual(server.runner_pids(), runners, "the runner was replaced, not interrupted")
         finally:
             self.assertEqual(server.stop(), 0)
+
+    def test_cancel_interrupts_a_fast_generator_of_tokens(self):
+        # A polled prediction's items go one by one. Between two items the
+        # runner is outside user code, where SIGIO only marks input as
+        # waiting: the next item's start must read the Cancel, or it waits
+        # for --cancel-timeout and a new runner.
+        self.cancel_tokens_three_times(sync=False)
 
     def test_cancel_interrupts_a_sync_generator_taken_a_run_at_a_time(self):
         # A sync request's items are batched (Predict.batch_text_items): the
         # runner takes them from the generator several at a time in C code,
         # and holds them outside user code in between. Either way the Cancel
         # must end the prediction at once, with the items before it kept.
-        server = CogServer("tokens", args=["--cancel-timeout", "120"])
-        try:
-            server.wait_for_status("READY")
-            runners = server.runner_pids()
-            for round in range(3):
-                pid = "sync-tokens-%d" % round
-                answer = {}
-                thread = threading.Thread(target=lambda: answer.update(zip(
-                    ("status", "headers", "body"),
-                    server.request("POST", "/predictions", {"id": pid, "input": {"seconds": 60}},
-                                   timeout=90))))
-                thread.start()
-                wait_until(lambda: server.health()["status"] == "BUSY", what="the prediction to start")
-                time.sleep(0.2)  # tokens flow
-                status, _, _ = server.request("POST", "/predictions/%s/cancel" % pid)
-                self.assertEqual(status, 200)
-                thread.join(60)
-                self.assertFalse(thread.is_alive(), "the sync answer did not come after the cancel")
-                self.assertEqual((answer["status"], answer["body"]["status"]), (200, "canceled"))
-                self.assertGreater(len(answer["body"]["output"]), 100)
-                self.assertEqual(answer["body"]["output"][:2], ["tok0 ", "tok1 "])
-            self.assertEqual(server.runner_pids(), runners, "the runner was replaced, not interrupted")
-        finally:
-            self.assertEqual(server.stop(), 0)
+        self.cancel_tokens_three_times(sync=True)
 
     def test_sigterm_cancels_a_prediction_that_outlives_the_grace_period(self):
         server = CogServer("sleeper", args=["--runner-shutdown-grace-period", "0.5"])
