@@ -15,6 +15,7 @@ BusyPoller::BusyPoller(int fd, BusyPollOptions options)
     : fd_(fd),
       max_(options.max),
       counts_(options.counts),
+      overlap_hold_(options.overlap_hold),
       wake_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
       busy_window_(options.max),
       idle_window_(0) {}
@@ -27,7 +28,7 @@ void BusyPoller::Expect() {
   streaming_.store(false, std::memory_order_relaxed);
   if (awaited_.fetch_add(1, std::memory_order_seq_cst) > 0) {
     overlapped_until_.store(
-        (std::chrono::steady_clock::now() + kOverlapHold).time_since_epoch().count(),
+        (std::chrono::steady_clock::now() + overlap_hold_).time_since_epoch().count(),
         std::memory_order_relaxed);
   }
 }

@@ -13,7 +13,7 @@
 //    is the only one running: frames of a stream come while the reader
 //    works, and with several predictions running the reader is rarely idle
 //    (and its polls took CPU the connections' threads needed: none for
-//    kOverlapHold after two predictions ran at once);
+//    BusyPollOptions::overlap_hold after two predictions ran at once);
 //  * or, with none running, for the next one's first frame: a client that
 //    sends its next request as soon as it has the reply. Not after a
 //    prediction that streamed: its client has a stream to finish first.
@@ -49,6 +49,8 @@ struct BusyPollCounts {
 struct BusyPollOptions {
   std::chrono::microseconds max{0};  // zero: no polling, no BusyPoller
   BusyPollCounts* counts = nullptr;  // not owned; may be null
+  // Nothing is polled for this long after two predictions ran at once.
+  std::chrono::milliseconds overlap_hold{100};
 };
 
 class BusyPoller {
@@ -89,6 +91,7 @@ class BusyPoller {
   const int fd_;
   const std::chrono::microseconds max_;
   BusyPollCounts* const counts_;
+  const std::chrono::milliseconds overlap_hold_;
   int wake_fd_ = -1;  // an eventfd; -1 if none could be made (never woken)
   std::atomic<int> awaited_{0};
   std::atomic<bool> streaming_{false};
@@ -96,7 +99,6 @@ class BusyPoller {
   std::atomic<bool> streamed_{false};
   // Nothing is polled until then (a steady_clock time since its epoch):
   // predictions overlapped.
-  static constexpr std::chrono::milliseconds kOverlapHold{100};
   std::atomic<std::chrono::steady_clock::rep> overlapped_until_{0};
   // Set while the reader sleeps with nothing awaited (and only then).
   std::atomic<bool> sleeping_{false};

@@ -169,15 +169,14 @@ TEST(BusyPollerTest, TheRestOfAStreamAndConcurrentPredictionsAreNotPolled) {
   // idle between its frames. Nor with two predictions running.
   for (const bool streaming : {true, false}) {
     SocketPair pair;
-    BusyPoller poller(pair.reader(), {std::chrono::seconds(60)});
+    // No hold after an overlap: two still running is what must keep the
+    // reader from polling.
+    BusyPoller poller(pair.reader(), {std::chrono::seconds(60), nullptr, milliseconds(0)});
     poller.Expect();
     if (streaming) {
       poller.Progress();
     } else {
       poller.Expect();
-      // Past the hold that follows an overlap (100 ms): two still running is
-      // what keeps the reader from polling.
-      std::this_thread::sleep_for(milliseconds(150));
     }
     std::string got;
     std::thread reader([&] { got = ReadOnce(poller); });
