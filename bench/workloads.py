@@ -302,6 +302,14 @@ def main() -> None:
                             connections)
             finally:
                 server.stop()
+        if "generator" in only:
+            server = Server(binary, "async_gen", workdir)
+            try:
+                for connections in (1, 8):
+                    measure(f"async generator {connections}", server, body("gen", {"input": {"n": 100}}),
+                            connections, extra="100 items from an async generator")
+            finally:
+                server.stop()
         if "generator" in only or "first" in only:
             server = Server(binary, "gen", workdir, grpc=True)
             try:

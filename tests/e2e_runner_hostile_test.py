@@ -11,6 +11,7 @@ other side is still serving, and the next prediction succeeds.
 import concurrent.futures
 import json
 import os
+import re
 import shutil
 import socket
 import struct
@@ -195,6 +196,92 @@ class OutputsThroughTheServerTest(unittest.TestCase):
             self.assertEqual(body["logs"], expected)
         print("\n\\r progress writes, sync request: 5k %.3f s, 40k %.3f s (%.1fx for 8x the writes)"
               % (timings[5000], timings[40000], timings[40000] / timings[5000]))
+
+
+class AsyncGeneratorOutputsTest(unittest.TestCase):
+    """tests/predictors/hostile_async_gen: async generators, several at once.
+    A sync request's short str items are gathered by the runner in runs and
+    held in one call (Worker._take_async_batched); a polled prediction's go
+    one by one. Both must give the same output, item for item."""
+
+    LIMIT = 1_000_000  # ~11,600 short items
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = CogServer("hostile_async_gen", args=["--max-output-bytes", str(cls.LIMIT)])
+        cls.server.wait_for_status("READY")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.close()
+
+    def predict(self, kind, n=0, path="/predictions", method="POST"):
+        status, _, body = self.server.request(method, path, body=predictions_api_request(kind, n), timeout=120)
+        self.assertEqual(status, 200, body)
+        return body
+
+    def polled(self, kind, n):
+        status, _, body = self.server.request("POST", "/predictions", body=predictions_api_request(kind, n),
+                                              headers={"Prefer": "respond-async"})
+        self.assertEqual(status, 202, body)
+        path = "/predictions/" + body["id"]
+        return wait_until(lambda: (lambda b: b if b["status"] not in ("starting", "processing") else None)(
+            self.server.request("GET", path)[2]), timeout=120, what="the polled prediction to end")
+
+    def assert_serving(self):
+        self.assertEqual(self.server.health()["status"], "READY")
+        self.assertEqual(self.predict("fine")["output"], ["fine"])
+
+    def test_str_items_gathered_in_runs_are_the_list_sent_one_by_one(self):
+        n = 6000  # tokens for several runs of 100 and frames of them
+        expected = OutputsThroughTheServerTest.TEXTS + [1, None, {"a": "b"}] + ["t%d" % i for i in range(n)] + [
+            "after a pause"]
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:  # running at once, their items interleave
+            together = list(pool.map(lambda _: self.predict("texts", n), range(3)))
+        together.append(self.predict("texts", n))
+        for body in together + [self.polled("texts", n)]:
+            self.assertEqual(body["status"], "succeeded", body.get("error"))
+            self.assertEqual(body["output"], expected)
+            self.assertIn("a print between items", body["logs"])
+
+    def test_items_yielded_before_the_generator_raises_are_kept(self):
+        # 40 and 250 end in the middle of a run of 100.
+        for n in (1, 40, 100, 250):
+            with self.subTest(n=n):
+                for body in (self.predict("texts_then_raise", n), self.polled("texts_then_raise", n)):
+                    self.assertEqual(body["status"], "failed")
+                    self.assertEqual(body["error"], "the model's own error after %d items" % n)
+                    self.assertEqual(body["output"], ["t%d" % i for i in range(n)])
+        self.assert_serving()
+
+    def test_a_canceled_generator_keeps_the_items_it_yielded_in_order(self):
+        # ~1,000 items a second: the first run goes out after 50 ms, and the
+        # cancel lands while a later one is gathered (long before the outputs
+        # reach --max-output-bytes). That run goes out before the
+        # prediction's end, nothing lost or repeated.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(self.predict, "paced", 1_000_000, "/predictions/paced-to-cancel", "PUT")
+            wait_until(lambda: len(self.server.request("GET", "/predictions/paced-to-cancel")[2].get("output")
+                                   or []) > 30, timeout=60, what="items of the paced prediction")
+            status, _, answer = self.server.request("POST", "/predictions/paced-to-cancel/cancel")
+            self.assertEqual(status, 200, answer)
+            body = waiting.result(timeout=60)
+        self.assertEqual(body["status"], "canceled", body.get("error"))
+        yielded = re.search(r"yielded (\d+) items", body["logs"])
+        self.assertIsNotNone(yielded, body["logs"])
+        self.assertGreater(int(yielded.group(1)), 30)
+        self.assertTrue(body["output"] == ["t%d" % i for i in range(int(yielded.group(1)))],
+                        "items lost, repeated or out of order")
+        self.assert_serving()
+
+    def test_a_generator_that_never_ends_is_stopped_at_the_limit_in_all(self):
+        runners = self.server.runner_pids()
+        body = self.predict("endless")
+        self.assertEqual(body["status"], "failed")
+        self.assertIn("outputs passed --max-output-bytes (%d bytes in all" % self.LIMIT, body["error"])
+        self.assertIsNone(body["output"])
+        self.assert_serving()
+        self.assertEqual(self.server.runner_pids(), runners, "the runner was replaced, not canceled")
 
 
 class OutputLimitFlagTest(unittest.TestCase):

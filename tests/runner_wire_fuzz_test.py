@@ -478,6 +478,24 @@ class HeldTextItemsTest(unittest.TestCase):
                 self.assertGreater(len(split_frames(sent[0])), 100)
                 self.assertEqual(sent[1], sent[0])
 
+    def test_a_run_kept_by_its_caller_counts_its_wait_from_its_first_item(self):
+        # An async generator's run is gathered by the worker before it is
+        # held (Worker._take_async_batched): one whose first item is older
+        # than the hold goes out at once; a fresh one waits for more.
+        server, runner = socket.socketpair()
+        self.addCleanup(server.close)
+        connection = Connection(runner)
+        self.addCleanup(connection.close)
+        server.setblocking(False)
+        connection.hold_text_items("p", ["a", "b"], time.monotonic())
+        connection.hold_text_items("p", ["c"])
+        with self.assertRaises(BlockingIOError):
+            server.recv(1 << 16)
+        connection.hold_text_items("p", ["d", "e"], time.monotonic() - 120)  # the hold is 60 s here
+        server.setblocking(True)
+        # Read once the runner's side is shut: what was only held stays out.
+        self.assertEqual(self.items_of(self.all_frames(connection, server, runner)), ["a", "b", "c", "d", "e"])
+
 
 def read_all(sock):
     data = bytearray()

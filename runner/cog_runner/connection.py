@@ -234,17 +234,21 @@ class Connection:
         with self._send_lock:
             self._hold_text_item(prediction_id, item, time.monotonic())
 
-    def hold_text_items(self, prediction_id: str, items: List[str]) -> None:
+    def hold_text_items(self, prediction_id: str, items: List[str],
+                        since: Optional[float] = None) -> None:
         """hold_text_item() of each of `items` (each a str of 1 to
         TEXT_ITEM_CHARS characters) in turn, but a run of them that takes the
         held items to no limit but HOLD_ITEMS (the common case: short tokens)
         joins them in one step. The frames are those of hold_text_item()
         called for each, except when _HOLD_SECONDS has passed: then the run
-        goes out whole with the held items, not just its first."""
+        goes out whole with the held items, not just its first. `since`: when
+        the caller got the first of `items` (time.monotonic()), if it kept
+        them a while; _HOLD_SECONDS counts from there."""
         with self._send_lock:
             if self._items and self._items_id != prediction_id:
                 self._hold_items()
             now = time.monotonic()
+            oldest = now if since is None else since
             start, count = 0, len(items)
             while start < count:
                 room = HOLD_ITEMS - len(self._items)
@@ -255,8 +259,9 @@ class Connection:
                     for item in part:  # where the bytes run out: item by item
                         self._hold_text_item(prediction_id, item, now)
                     continue
-                if not self._items and not self._held:
-                    self._held_since = now
+                if (not self._items and not self._held) or oldest < self._held_since:
+                    self._held_since = oldest
+                oldest = now
                 self._items += part
                 self._items_id = prediction_id
                 self._items_bound += bound
