@@ -172,43 +172,47 @@ size_t SizeHint(const Json& value) {
 
 std::string PredictionJsonText(const Prediction& prediction) {
   std::string out;
+  AppendPredictionJson(prediction, &out);
+  return out;
+}
+
+void AppendPredictionJson(const Prediction& prediction, std::string* out) {
   // Values are bounded in depth (ParseJson's limit, protobuf's for gRPC), so
   // the walk is too; it reads no more than the writing does.
-  out.reserve(SizeHint(*prediction.input) + SizeHint(prediction.output) + prediction.logs.size() +
-              prediction.error.value_or("").size() + 512);
-  auto time = [&out](const std::optional<absl::Time>& value) {
+  out->reserve(out->size() + SizeHint(*prediction.input) + SizeHint(prediction.output) +
+               prediction.logs.size() + prediction.error.value_or("").size() + 512);
+  auto time = [out](const std::optional<absl::Time>& value) {
     if (value.has_value()) {
-      AppendJsonString(FormatTimestamp(*value), &out);
+      AppendJsonString(FormatTimestamp(*value), out);
     } else {
-      out += "null";
+      *out += "null";
     }
   };
-  out += "{\"input\":";
-  AppendJson(*prediction.input, &out);
-  out += ",\"output\":";
-  AppendJson(prediction.output, &out);
-  out += ",\"id\":";
-  AppendJsonString(prediction.id, &out);
-  out += ",\"version\":null,\"created_at\":";
+  *out += "{\"input\":";
+  AppendJson(*prediction.input, out);
+  *out += ",\"output\":";
+  AppendJson(prediction.output, out);
+  *out += ",\"id\":";
+  AppendJsonString(prediction.id, out);
+  *out += ",\"version\":null,\"created_at\":";
   time(prediction.created_at);
-  out += ",\"started_at\":";
+  *out += ",\"started_at\":";
   time(prediction.started_at);
-  out += ",\"completed_at\":";
+  *out += ",\"completed_at\":";
   time(prediction.completed_at);
-  out += ",\"logs\":";
-  AppendJsonString(prediction.logs, &out);
-  out += ",\"error\":";
+  *out += ",\"logs\":";
+  AppendJsonString(prediction.logs, out);
+  *out += ",\"error\":";
   if (prediction.error.has_value()) {
-    AppendJsonString(*prediction.error, &out);
+    AppendJsonString(*prediction.error, out);
   } else {
-    out += "null";
+    *out += "null";
   }
-  out += ",\"status\":";
-  AppendJsonString(StatusName(prediction.status), &out);
-  out += ",\"metrics\":";
-  AppendJson(prediction.metrics, &out);
-  out += "}";
-  return out;
+  *out += ",\"status\":";
+  AppendJsonString(StatusName(prediction.status), out);
+  *out += ",\"metrics\":";
+  AppendJson(prediction.metrics, out);
+  *out += "}";
 }
 
 }  // namespace cog

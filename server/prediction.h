@@ -69,6 +69,8 @@ Json PredictionToJson(const Prediction& prediction);
 // DumpJson(PredictionToJson(prediction)), written straight from the
 // prediction: its input, output and logs are not copied on the way.
 std::string PredictionJsonText(const Prediction& prediction);
+// The same text, appended to `out`.
+void AppendPredictionJson(const Prediction& prediction, std::string* out);
 
 }  // namespace cog
 
