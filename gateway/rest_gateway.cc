@@ -25,6 +25,7 @@
 #include "gateway/http_status.h"
 #include "server/input_schema.h"
 #include "server/json.h"
+#include "server/log_backlog.h"
 #include "server/version.h"
 #include "spdlog/spdlog.h"
 
@@ -285,9 +286,38 @@ class EventStream {
     bool failed = false;  // a direct write found the client gone
   };
 
+  explicit EventStream(size_t max_log_backlog) : logs_(max_log_backlog) {}
+
   // `data` appends the event's JSON (one line) to the string it is given.
   void Push(absl::string_view event, absl::FunctionRef<void(std::string*)> data, bool last = false) {
     absl::MutexLock lock(&mu_);
+    PushNoteLocked();
+    PushLocked(event, data, last);
+  }
+
+  // A log line, left out while too many wait for the client (LogBacklog).
+  void PushLog(absl::string_view text) {
+    absl::MutexLock lock(&mu_);
+    if (!logs_.Admit(text.size())) return;
+    PushNoteLocked();
+    PushLocked("logs", [&](std::string* out) { AppendLog(text, out); }, false);
+  }
+
+ private:
+  static void AppendLog(absl::string_view text, std::string* out) {
+    out->append("{\"text\":");
+    AppendJsonString(text, out);
+    out->push_back('}');
+  }
+
+  // The line saying that logs were left out, if they were.
+  void PushNoteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const std::string note = logs_.TakeNote();
+    if (!note.empty()) PushLocked("logs", [&](std::string* out) { AppendLog(note, out); }, false);
+  }
+
+  void PushLocked(absl::string_view event, absl::FunctionRef<void(std::string*)> data, bool last)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const bool direct = writer_ != nullptr && !writing_ && rest_.empty() && pending_.empty() && !failed_ &&
                         TakeDirectCredit();
     absl::StrAppend(&pending_, "event: ", event, "\ndata: ");
@@ -297,8 +327,11 @@ class EventStream {
     if (direct) {
       if (!writer_->WriteNow(pending_, &rest_)) failed_ = true;
       pending_.clear();
+      logs_.TakenAll();  // what is left is in rest_, bounded by the socket's buffer
     }
   }
+
+ public:
 
   // On the connection's thread: direct writes may use `writer` until Detach.
   void Attach(ResponseWriter* writer) {
@@ -322,6 +355,7 @@ class EventStream {
     mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
     Batch batch{std::exchange(rest_, std::string()), std::exchange(pending_, std::string()), ended_,
                 failed_};
+    logs_.TakenAll();  // the connection's thread has them: one batch at a time
     writing_ = !batch.rest.empty() || !batch.text.empty();
     return batch;
   }
@@ -350,6 +384,7 @@ class EventStream {
   std::string pending_ ABSL_GUARDED_BY(mu_);
   bool ended_ ABSL_GUARDED_BY(mu_) = false;
   bool failed_ ABSL_GUARDED_BY(mu_) = false;
+  LogBacklog logs_ ABSL_GUARDED_BY(mu_);  // log bytes in pending_
 };
 
 class StreamObserver final : public PredictionObserver {
@@ -369,13 +404,7 @@ class StreamObserver final : public PredictionObserver {
       out->push_back('}');
     });
   }
-  void OnLog(const Prediction&, absl::string_view text) override {
-    stream_->Push("logs", [&](std::string* out) {
-      out->append("{\"text\":");
-      AppendJsonString(text, out);
-      out->push_back('}');
-    });
-  }
+  void OnLog(const Prediction&, absl::string_view text) override { stream_->PushLog(text); }
   void OnMetric(const Prediction&, absl::string_view name, const Json& value) override {
     stream_->Push("metric", [&](std::string* out) {
       out->append("{\"name\":");
@@ -562,7 +591,7 @@ void RestGateway::HandlePrediction(const HttpRequest& http_request, HttpResponse
   std::unique_ptr<PredictionObserver> observer;
   int wake_fd = -1;
   if (stream) {
-    events = std::make_shared<EventStream>();
+    events = std::make_shared<EventStream>(core_->max_log_bytes());
     observer = std::make_unique<StreamObserver>(events);
   } else if (!respond_async) {
     result = std::make_shared<SyncObserver::Result>();

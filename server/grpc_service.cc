@@ -10,6 +10,7 @@
 #include "absl/synchronization/mutex.h"
 #include "server/grpc_status.h"
 #include "server/json_proto.h"
+#include "server/log_backlog.h"
 
 namespace cog {
 namespace {
@@ -158,7 +159,7 @@ class PredictReactor final : public CountedReactor<grpc::ServerUnaryReactor> {
 // finishes after the completed event, or at once when the client goes away.
 class StreamReactor final : public CountedReactor<grpc::ServerWriteReactor<v1::PredictionEvent>> {
  public:
-  explicit StreamReactor(PredictionService* core) : core_(core) {}
+  explicit StreamReactor(PredictionService* core) : core_(core), logs_(core->max_log_bytes()) {}
 
   // Runs in the method handler, before gRPC has the reactor.
   void Begin(absl::StatusOr<PredictionRequest> request) {
@@ -229,11 +230,7 @@ class StreamReactor final : public CountedReactor<grpc::ServerWriteReactor<v1::P
       JsonToValue(item, event.mutable_output()->mutable_value());
       reactor_->Push(std::move(event), false);
     }
-    void OnLog(const Prediction&, absl::string_view text) override {
-      v1::PredictionEvent event;
-      event.mutable_log()->set_text(std::string(text));
-      reactor_->Push(std::move(event), false);
-    }
+    void OnLog(const Prediction&, absl::string_view text) override { reactor_->PushLog(text); }
     void OnMetric(const Prediction&, absl::string_view name, const Json& value) override {
       v1::PredictionEvent event;
       event.mutable_metric()->set_name(std::string(name));
@@ -254,8 +251,25 @@ class StreamReactor final : public CountedReactor<grpc::ServerWriteReactor<v1::P
     absl::MutexLock lock(&mu_);
     if (last) completed_ = true;
     if (finished_) return;  // the client is gone: the rest goes nowhere
+    QueueNoteLocked();
     queue_.push_back(std::move(event));
     WriteNextLocked();
+  }
+
+  // A log line, left out while too many wait for the client (LogBacklog):
+  // one that stops reading stalls the writes (HTTP/2 flow control).
+  void PushLog(absl::string_view text) {
+    absl::MutexLock lock(&mu_);
+    if (finished_ || !logs_.Admit(text.size())) return;
+    QueueNoteLocked();
+    queue_.emplace_back().mutable_log()->set_text(std::string(text));
+    WriteNextLocked();
+  }
+
+  // The line saying that logs were left out, if they were.
+  void QueueNoteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::string note = logs_.TakeNote();
+    if (!note.empty()) queue_.emplace_back().mutable_log()->set_text(std::move(note));
   }
 
   void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -266,6 +280,7 @@ class StreamReactor final : public CountedReactor<grpc::ServerWriteReactor<v1::P
     }
     current_ = std::move(queue_.front());
     queue_.pop_front();
+    if (current_.has_log()) logs_.Taken(current_.log().text().size());
     writing_ = true;
     StartWrite(&current_);
   }
@@ -291,6 +306,7 @@ class StreamReactor final : public CountedReactor<grpc::ServerWriteReactor<v1::P
   bool completed_ ABSL_GUARDED_BY(mu_) = false;  // the core sent OnCompleted
   bool finished_ ABSL_GUARDED_BY(mu_) = false;   // Finish called, or due after the write
   std::optional<grpc::Status> pending_finish_ ABSL_GUARDED_BY(mu_);
+  LogBacklog logs_ ABSL_GUARDED_BY(mu_);  // log bytes in queue_
 };
 
 }  // namespace

@@ -185,6 +185,9 @@ class PredictionService {
   // The OpenAPI document as JSON text; Unavailable until the runner sent it.
   absl::StatusOr<std::string> Schema() const;
   bool has_train() const;
+  // Options::max_log_bytes: also what a stream lets wait of a prediction's
+  // logs for a slow client (log_backlog.h).
+  size_t max_log_bytes() const { return options_.max_log_bytes; }
   // Refuses new work from now on (Start answers Unavailable).
   void BeginShutdown();
   // Waits until no prediction runs, at most `timeout`. Returns whether none does.

@@ -108,6 +108,47 @@ class GrpcApiTest(ServedTest):
         self.assertIn("cog.v1.Predictor", list_services(self.channel))
 
 
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class SlowStreamTest(unittest.TestCase):
+    @unittest.skipIf(os.environ.get("COG_SANITIZER"), "a sanitizer's allocator and shadow memory")
+    def test_logs_wait_for_a_client_that_stops_reading_bounded(self):
+        # A client that stops reading stalls the stream's writes (HTTP/2 flow
+        # control): at most --max-log-bytes (2 MiB here) of logs wait for it,
+        # and it is told what was left out (the server grew by all 128 MiB
+        # printed, and by 1 GiB for 1 GiB, before).
+        server = CogServer("log_flood", args=["--max-log-bytes", str(2 << 20)])
+        self.addCleanup(server.stop)
+        server.wait_for_status("READY")
+        channel = grpc.insecure_channel("127.0.0.1:%d" % server.grpc_port)
+        self.addCleanup(channel.close)
+        stub = predictor_pb2_grpc.PredictorStub(channel)
+        before = rss_kib(server.process.pid)
+        events = stub.PredictStream(predictor_pb2.PredictionRequest(id="flood", input=struct(mb=128)), timeout=120)
+        self.assertEqual(next(events).WhichOneof("event"), "start")
+        wait_until(lambda: server.request("GET", "/predictions/flood")[2]["status"] == "succeeded",
+                   timeout=60, what="the prediction to end")
+        grown = rss_kib(server.process.pid) - before
+        rest = list(events)
+        logs = "".join(event.log.text for event in rest if event.WhichOneof("event") == "log")
+        self.assertLess(grown, 48 << 10, "the server grew by %d KiB for a stream's logs" % grown)
+        self.assertRegex(logs, r"\[cog-server: \d+ bytes of logs left out of this stream here: its client read "
+                         r"them more slowly than they came")
+        self.assertLess(len(logs), 16 << 20)
+        self.assertEqual(rest[-1].WhichOneof("event"), "completed")
+        self.assertEqual(rest[-1].completed.status, predictor_pb2.PREDICTION_STATUS_SUCCEEDED)
+        self.assertEqual(rest[-1].completed.output.string_value, "done")
+        # A burst within the bound reaches a client that reads it, whole.
+        events = list(stub.PredictStream(predictor_pb2.PredictionRequest(input=struct(mb=1)), timeout=120))
+        self.assertEqual(sum(len(e.log.text) for e in events if e.WhichOneof("event") == "log"), 1 << 20)
+
+
 class GrpcGeneratorTest(ServedTest):
     """A generator's items: each one streamed as it is yielded, all of them at
     the end of a unary call (where the runner may send several at once)."""

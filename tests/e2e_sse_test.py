@@ -15,6 +15,14 @@ from http_receiver import Receiver
 from server_harness import CogServer, wait_until
 
 
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
 def open_stream(server, body):
     connection = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=60)
     connection.request("POST", "/predictions", body=json.dumps(body),
@@ -60,6 +68,42 @@ class StreamTest(unittest.TestCase):
                            headers={"Content-Type": "application/json", "Accept": "text/event-stream"})
         time.sleep(pause)
         return read_events(connection.getresponse())
+
+    @unittest.skipIf(os.environ.get("COG_SANITIZER"), "a sanitizer's allocator and shadow memory")
+    def test_logs_wait_for_a_slow_client_bounded_and_it_is_told_what_was_left_out(self):
+        # 128 MiB printed to a client that reads nothing until the prediction
+        # has ended: at most --max-log-bytes (2 MiB here) of logs wait for it
+        # (the server grew by all 128 MiB, and by 1 GiB for 1 GiB, before).
+        server = CogServer("log_flood", args=["--max-log-bytes", str(2 << 20)])
+        self.addCleanup(server.stop)
+        server.wait_for_status("READY")
+        before = rss_kib(server.process.pid)
+        sock = socket.socket()
+        self.addCleanup(sock.close)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.http_port))
+        connection = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=60)
+        connection.sock = sock
+        connection.request("POST", "/predictions", body=json.dumps({"id": "flood", "input": {"mb": 128}}),
+                           headers={"Content-Type": "application/json", "Accept": "text/event-stream"})
+        wait_until(lambda: server.request("GET", "/predictions/flood")[2]["status"] == "succeeded",
+                   timeout=60, what="the prediction to end")
+        grown = rss_kib(server.process.pid) - before
+        events = read_events(connection.getresponse())
+        logs = "".join(data["text"] for name, data in events if name == "logs")
+        self.assertLess(grown, 48 << 10, "the server grew by %d KiB for a stream's logs" % grown)
+        self.assertRegex(logs, r"\[cog-server: \d+ bytes of logs left out of this stream here: its client read "
+                         r"them more slowly than they came")
+        self.assertLess(len(logs), 16 << 20)
+        self.assertEqual(events[-1][0], "completed")
+        self.assertEqual((events[-1][1]["status"], events[-1][1]["output"]), ("succeeded", "done"))
+        self.assertIn("--max-log-bytes keeps the last", events[-1][1]["logs"])  # the prediction's own
+        # A burst within the bound reaches a client that reads it, whole.
+        connection, response = open_stream(server, {"input": {"mb": 1}})
+        events = read_events(response)
+        connection.close()
+        logs = "".join(data["text"] for name, data in events if name == "logs")
+        self.assertEqual(len(logs), 1 << 20)
 
     def test_an_iterator_streams_item_by_item_with_its_logs(self):
         server = self.serve("logs_gen")
