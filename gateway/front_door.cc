@@ -52,9 +52,12 @@ constexpr absl::Duration kKeepBufferWhileIdle = absl::Milliseconds(200);
 // Threads that have served no connection for this long end, down to a few.
 constexpr absl::Duration kIdleThreadLifetime = absl::Seconds(30);
 constexpr size_t kResidentThreads = 8;
-// Threads beyond max_connections: a connection over the limit needs one,
-// briefly, to be told 503.
+// Threads beyond max_connections: a thread that has just ended its
+// connection (no longer counted) may not be idle yet when the next comes.
 constexpr int kSpareThreads = 16;
+// Connections told 503 that wait for their client to close (Serve), at most;
+// past it the oldest is closed at once.
+constexpr size_t kMaxRefusedLingering = 1024;
 
 // Between now and a year from now: a timeout from a huge or negative flag
 // must not overflow the clock.
@@ -288,7 +291,6 @@ class Connection final {
     if (!failed()) {
       HttpResponse response;
       response.Reply(status, "application/json", DetailBody(detail));
-      if (status == 503) response.headers.emplace_back("Retry-After", "1");
       Send({ResponseHead(response, ParsedHead(), /*keep_alive=*/false), response.body});
     }
     answered_ = true;
@@ -717,15 +719,56 @@ void FrontDoorServer::Serve() {
   ConnectionThreads threads(static_cast<size_t>(std::max(1, options_.max_connections)) +
                             kSpareThreads);
   const int listener = listener_.load();
+  // Connections over --max-connections are told 503 from here, not from a
+  // connection thread: a flood of idle connections once queued behind the
+  // 2 s each took to be told (a fresh client waited 27 s for its 503 behind
+  // 1,000). The answer is written at once (it fits any socket's buffer);
+  // then the socket waits here, among those polled, until its client closes
+  // or kLinger passes, its input read and dropped (a close with unread input
+  // sends a reset, which can destroy the answer before the client reads it).
+  HttpResponse over_limit;
+  over_limit.Reply(503, "application/json",
+                   DetailBody(absl::StrCat("The server has ", options_.max_connections,
+                                           " connections open, its limit (--max-connections); "
+                                           "try again later")));
+  over_limit.headers.emplace_back("Retry-After", "1");
+  const std::string refusal =
+      ResponseHead(over_limit, ParsedHead(), /*keep_alive=*/false) + over_limit.body;
+  struct Refused {
+    int fd;
+    Clock::time_point deadline;
+  };
+  std::deque<Refused> refused;  // oldest first: the deadlines are in order
+  std::vector<pollfd> fds;
+  char sink[16 << 10];
   while (listener >= 0 && !stopping_) {
-    pollfd fds[2] = {{listener, POLLIN, 0}, {stop_event_, POLLIN, 0}};
-    if (::poll(fds, 2, -1) < 0) {
+    fds.assign({{listener, POLLIN, 0}, {stop_event_, POLLIN, 0}});
+    for (const Refused& r : refused) fds.push_back({r.fd, POLLIN, 0});
+    const int timeout = refused.empty() ? -1 : MillisecondsUntil(refused.front().deadline);
+    if (::poll(fds.data(), fds.size(), timeout) < 0) {
       if (errno == EINTR) continue;
       spdlog::error("HTTP accept loop: poll failed: {}", std::strerror(errno));
       break;
     }
     if ((fds[1].revents & POLLIN) != 0) break;
     if ((fds[0].revents & (POLLERR | POLLNVAL)) != 0) break;
+    // Refused sockets whose client closed, failed or had its time.
+    const Clock::time_point now = Clock::now();
+    size_t kept = 0;
+    for (size_t i = 0; i < refused.size(); ++i) {
+      bool done = refused[i].deadline <= now;
+      if (!done && fds[i + 2].revents != 0) {
+        const ssize_t n = ::recv(refused[i].fd, sink, sizeof(sink), MSG_DONTWAIT);
+        done = n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+      }
+      if (done) {
+        ::close(refused[i].fd);
+      } else {
+        refused[kept++] = refused[i];
+      }
+    }
+    refused.resize(kept);
+    if ((fds[0].revents & POLLIN) == 0) continue;
     const int fd = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
@@ -736,12 +779,30 @@ void FrontDoorServer::Serve() {
       }
       continue;
     }
+    if (open_connections_.fetch_add(1) >= options_.max_connections) {
+      open_connections_.fetch_sub(1);  // not counted while it is told: it must not keep out the next one
+      if (int64_t last = last_limit_warning_.load(), seconds = absl::ToUnixSeconds(absl::Now());
+          seconds - last >= 10 && last_limit_warning_.compare_exchange_strong(last, seconds)) {
+        spdlog::warn("refusing HTTP connections with 503: {} are open (--max-connections)",
+                     options_.max_connections);
+      }
+      [[maybe_unused]] const ssize_t sent =
+          ::send(fd, refusal.data(), refusal.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+      ::shutdown(fd, SHUT_WR);
+      if (refused.size() >= kMaxRefusedLingering) {  // the oldest goes now
+        ::close(refused.front().fd);
+        refused.pop_front();
+      }
+      refused.push_back({fd, Clock::now() + kLinger});
+      continue;
+    }
     // Answers go out as whole writes; without this, Nagle and delayed ACKs
     // would hold a keep-alive answer back by ~40 ms.
     const int yes = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof(yes));
     threads.Enqueue([this, fd] { ServeConnection(fd); });
   }
+  for (const Refused& r : refused) ::close(r.fd);
   threads.Shutdown();  // every connection ends first
 }
 
@@ -757,22 +818,7 @@ void FrontDoorServer::Shutdown() {
 }
 
 void FrontDoorServer::ServeConnection(int fd) {
-  if (open_connections_.fetch_add(1) >= options_.max_connections) {
-    // Not counted while it is told: it must not keep out the next one.
-    open_connections_.fetch_sub(1);
-    const int64_t now = absl::ToUnixSeconds(absl::Now());
-    if (int64_t last = last_limit_warning_.load();
-        now - last >= 10 && last_limit_warning_.compare_exchange_strong(last, now)) {
-      spdlog::warn("refusing HTTP connections with 503: {} are open (--max-connections)",
-                   options_.max_connections);
-    }
-    Connection(fd, options_, stop_event_)
-        .Refuse(503, absl::StrCat("The server has ", options_.max_connections,
-                                  " connections open, its limit (--max-connections); "
-                                  "try again later"));
-    return;
-  }
-  ServeRequests(fd);
+  ServeRequests(fd);  // counted in open_connections_ by the accept loop
   open_connections_.fetch_sub(1);
 }
 

@@ -488,6 +488,38 @@ class SlowClientsTest(unittest.TestCase):
             server.stop()
 
 
+class ConnectionFloodTest(unittest.TestCase):
+    def test_a_flood_of_idle_connections_does_not_delay_the_503_of_the_next(self):
+        # 400 connections that send nothing and never close, over a limit of
+        # 4: each is told 503 at once, and a probe on a fresh connection gets
+        # its 503 within a kubelet probe's timeout, and a 200 once the flood
+        # is gone (the 503s were told on 16 spare threads, each waiting 2 s
+        # for its client to close: the probe waited ~50 s).
+        server = CogServer("echo", args=["--max-connections", "4", "--header-timeout", "60"])
+        flood = []
+        try:
+            server.wait_for_status("READY")
+            for _ in range(400):
+                flood.append(socket.create_connection(("127.0.0.1", server.http_port), timeout=30))
+            status, headers, body = server.request("GET", "/health-check", timeout=3)
+            self.assertEqual(status, 503)
+            self.assertIn("--max-connections", body["detail"])
+            self.assertEqual(headers.get("retry-after"), "1")
+            # The refused ones got their answer too, and were closed after it.
+            answer = read_until_closed(flood[-1])
+            self.assertTrue(answer.startswith(b"HTTP/1.1 503 "), answer[:100])
+            self.assertLess(threads_of(server.process.pid), 100)
+            for sock in flood:
+                sock.close()
+            flood = []
+            wait_until(lambda: server.request("GET", "/health-check", timeout=3)[0] == 200, timeout=20,
+                       what="the server to serve again once the flood closed")
+        finally:
+            for sock in flood:
+                sock.close()
+            server.stop()
+
+
 class SyncAnswersOnOneConnectionTest(EchoServerTest):
     """A sync prediction's answer is sent by the thread that reads the runner's
     end, while the connection's thread waits on the client's socket: whatever
