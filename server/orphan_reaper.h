@@ -9,7 +9,8 @@
 // waits for the runner by pid, at once): a zombie child is reaped only once it
 // has stayed a zombie for a whole poll interval. KillAll() kills every
 // descendant still alive and reaps it; main calls it last, after the runner is
-// stopped.
+// stopped, and RunnerSupervisor after each runner it spawned has ended,
+// before the next starts (what a killed guardian left came here).
 //
 // The runner's own tree is watched by the runner's guardian (see
 // runner/cog_runner/guardian.py), which also covers `kill -9` of the server.

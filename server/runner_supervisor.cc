@@ -8,6 +8,7 @@
 #include <deque>
 
 #include "absl/strings/str_cat.h"
+#include "server/orphan_reaper.h"
 #include "spdlog/spdlog.h"
 
 namespace cog {
@@ -323,7 +324,14 @@ void RunnerSupervisor::TearDown() {
     connection_fd_ = -1;  // before the fd is closed: Stop() may not touch it any more
   }
   connection_.reset();  // joins the reader and closes the socket
+  const bool spawned = process != nullptr;
   process.reset();      // joins its watcher; it was reaped already
+  // What the runner started outside its process group (a setsid() helper, a
+  // daemon) came to this process, a subreaper, when the runner's guardian
+  // was killed, and would outlive the runner that replaces it: every
+  // descendant now is the old runner's (none other is started before the
+  // next Spawn()), and no thread waits for any.
+  if (spawned) OrphanReaper::KillAll(absl::Seconds(1));
 }
 
 void RunnerSupervisor::Stop(absl::Duration grace) {

@@ -1,7 +1,7 @@
 """Process hygiene through the real binary: nothing the predictor starts
 outlives the server (a child in the runner's group, a setsid() child, an
-orphaned daemon), also after `kill -9` of the server; orphans that come to the
-server are reaped while it runs and killed when it exits; the directories a
+orphaned daemon), also after `kill -9` of the server; nothing a runner started
+outlives that runner when it is killed and replaced; the directories a
 killed server left in $TMPDIR are removed by the next one; a busy gRPC or REST
 port is a clear error and a non-zero exit."""
 
@@ -84,21 +84,54 @@ class ProcessTreeTest(unittest.TestCase):
         self.assertEqual([pid for pid in tree if process_alive(pid)], [])
         self.assertEqual(server.left_in_tmpdir, [])
 
-    def test_orphans_that_come_to_the_server_are_reaped_and_killed_at_exit(self):
+    def test_what_a_killed_runner_left_outside_its_group_goes_with_it(self):
         server = self.start()
         guardian, (same_group, own_session, daemon) = self.spawn(server)
         # Killing the guardian from outside: the runner dies with it, its group
-        # is killed, and what left the group comes to the server (a subreaper).
+        # is killed, and what left the group (a setsid() child, a daemon) comes
+        # to the server, a subreaper, which kills and reaps it before the
+        # runner that replaces this one starts: the server runs on without it.
         os.kill(guardian, signal.SIGKILL)
         wait_until(lambda: not process_alive(same_group), what="the runner's group to be killed")
         for pid in (own_session, daemon):
-            wait_until(lambda: parent_of(pid) == server.process.pid,
-                       what="%d to be re-parented to the server" % pid)
-        os.kill(own_session, signal.SIGTERM)
-        wait_until(lambda: not exists(own_session), what="the server to reap its orphan")
-        self.assertTrue(process_alive(daemon))
+            wait_until(lambda: not exists(pid), timeout=20, what="%d to be killed and reaped" % pid)
+        server.wait_for_status("READY")
+        self.assertIn("killed 2 process(es) the runner left behind", server.logs())
+        # The new runner serves, and what it starts goes at exit as before.
+        _, started = self.spawn(server)
         self.assertEqual(server.stop(), 0)
-        self.assertFalse(process_alive(daemon), "killed when the server exits")
+        self.assertEqual([pid for pid in started if process_alive(pid)], [])
+
+    def test_a_runner_replaced_for_a_cancel_it_ignored_leaves_nothing_behind(self):
+        # The runner is replaced after --cancel-timeout; its setsid() helper
+        # went on running in the server's tree until the server exited.
+        server = CogServer(files={
+            "cog.yaml": 'predict: "predict.py:Predictor"\n',
+            "predict.py": (
+                "import signal, subprocess, time\n"
+                "from cog import BasePredictor\n\n\n"
+                "class Predictor(BasePredictor):\n"
+                "    def predict(self) -> str:\n"
+                "        helper = subprocess.Popen(['sleep', '3600'], start_new_session=True)\n"
+                "        print('helper', helper.pid, flush=True)\n"
+                "        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGIO})  # deaf to its cancel\n"
+                "        time.sleep(3600)\n"
+                "        return 'woke up'\n")},
+            args=["--cancel-timeout", "1"])
+        self.addCleanup(server.close)
+        server.wait_for_status("READY")
+        for round in range(2):
+            status, _, body = server.request("POST", "/predictions", {"id": "deaf-%d" % round, "input": {}},
+                                             headers={"Prefer": "respond-async"})
+            self.assertEqual(status, 202, body)
+            logs = wait_until(lambda: server.request("GET", "/predictions/deaf-%d" % round)[2].get("logs") or None,
+                              what="the helper's pid")
+            helper = int(logs.split()[1])
+            self.assertTrue(process_alive(helper))
+            self.assertEqual(server.request("POST", "/predictions/deaf-%d/cancel" % round)[0], 200)
+            wait_until(lambda: not exists(helper), timeout=30, what="the helper to go with its runner")
+            server.wait_for_status("READY", timeout=60)
+        self.assertEqual(server.stop(), 0)
 
 
 class BusyPortTest(unittest.TestCase):
