@@ -15,6 +15,7 @@
 #include <cstring>
 #include <vector>
 #include <filesystem>
+#include <limits>
 #include <memory>
 #include <string>
 #include <thread>
@@ -68,7 +69,8 @@ ABSL_FLAG(bool, await_explicit_shutdown, false, "Ignore SIGTERM; exit only on PO
 ABSL_FLAG(double, runner_shutdown_grace_period, 10.0,
           "Seconds running predictions get to finish when the server shuts down");
 ABSL_FLAG(int64_t, max_body_bytes, 100 << 20,
-          "Largest request body the HTTP API accepts; larger ones get 413");
+          "Largest request body the HTTP API accepts (larger ones get 413), and largest gRPC "
+          "request message (larger ones get RESOURCE_EXHAUSTED)");
 ABSL_FLAG(int64_t, max_output_bytes, 256 << 20,
           "Largest output (its JSON) a prediction may return, and most a generator's items may "
           "come to in all (80 bytes an item besides its JSON); more fails that prediction");
@@ -434,6 +436,10 @@ int Run() {
     builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
     builder.AddListeningPort(absl::StrCat(host, ":", grpc_port), grpc::InsecureServerCredentials(),
                              &grpc_port);
+    // The same bound as a REST body (gRPC's own default is 4 MiB): a request
+    // past it is answered RESOURCE_EXHAUSTED before it is read whole.
+    builder.SetMaxReceiveMessageSize(static_cast<int>(
+        std::clamp<int64_t>(absl::GetFlag(FLAGS_max_body_bytes), 0, std::numeric_limits<int>::max())));
     builder.RegisterService(&grpc_service);
     grpc_server = builder.BuildAndStart();
     if (grpc_server == nullptr) {

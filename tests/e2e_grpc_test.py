@@ -116,6 +116,26 @@ def rss_kib(pid):
     return 0
 
 
+class MessageSizeTest(unittest.TestCase):
+    def test_requests_are_bounded_by_max_body_bytes_as_over_rest(self):
+        # gRPC's own default bound is 4 MiB; REST's is --max-body-bytes.
+        server = CogServer("echo", args=["--max-body-bytes", str(8 << 20)])
+        self.addCleanup(server.stop)
+        server.wait_for_status("READY")
+        channel = grpc.insecure_channel("127.0.0.1:%d" % server.grpc_port,
+                                        options=[("grpc.max_receive_message_length", 64 << 20)])
+        self.addCleanup(channel.close)
+        stub = predictor_pb2_grpc.PredictorStub(channel)
+        text = "x" * (6 << 20)
+        prediction = stub.Predict(predictor_pb2.PredictionRequest(input=struct(s=text)), timeout=60)
+        self.assertEqual(prediction.status, predictor_pb2.PREDICTION_STATUS_SUCCEEDED, prediction.error)
+        self.assertEqual(len(prediction.output.string_value), len(text))
+        with self.assertRaises(grpc.RpcError) as raised:
+            stub.Predict(predictor_pb2.PredictionRequest(input=struct(s="y" * (9 << 20))), timeout=60)
+        self.assertEqual(raised.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+        self.assertEqual(server.health()["status"], "READY")
+
+
 class SlowStreamTest(unittest.TestCase):
     @unittest.skipIf(os.environ.get("COG_SANITIZER"), "a sanitizer's allocator and shadow memory")
     def test_logs_wait_for_a_client_that_stops_reading_bounded(self):
