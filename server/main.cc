@@ -74,6 +74,10 @@ ABSL_FLAG(int64_t, max_body_bytes, 100 << 20,
 ABSL_FLAG(int64_t, max_output_bytes, 256 << 20,
           "Largest output (its JSON) a prediction may return, and most a generator's items may "
           "come to in all (80 bytes an item besides its JSON); more fails that prediction");
+ABSL_FLAG(int64_t, webhook_backlog_bytes, 128 << 20,
+          "Most bytes of webhook bodies queued or on their way, in all (receivers that do not "
+          "answer hold theirs while they are retried); past it new webhooks are dropped and the "
+          "server's log says so");
 ABSL_FLAG(int64_t, max_log_bytes, 16 << 20,
           "Most log bytes a prediction keeps; past it the oldest go and the logs say so (0: no limit)");
 ABSL_FLAG(int64_t, stray_output_rate, 1 << 20,
@@ -325,6 +329,8 @@ int Run() {
       webhook_options.logs_interval = absl::Seconds(seconds);
     }
   }
+  webhook_options.max_backlog_bytes =
+      static_cast<uint64_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_webhook_backlog_bytes)));
   WebhookSender webhooks(webhook_options);
   // Logs webhooks are rendered when sent, from the prediction as it is then.
   // The core is made below, before any request can start a prediction; the

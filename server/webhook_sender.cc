@@ -135,17 +135,33 @@ void WebhookSender::Stop() {
 void WebhookSender::Send(const std::string& prediction_id, Webhook webhook) {
   absl::MutexLock lock(&mu_);
   if (stopping_) return;
+  if (backlog_bytes_ > 0 && backlog_bytes_ + webhook.body.size() > options_.max_backlog_bytes) {
+    const int64_t now = absl::ToUnixSeconds(absl::Now());
+    if (now - last_backlog_warning_ >= 10) {
+      last_backlog_warning_ = now;
+      spdlog::error("webhook {} for prediction {} dropped ({} bytes): {} bytes of webhooks are "
+                    "waiting for receivers that have not taken them (--webhook-backlog-bytes); "
+                    "the prediction is still there for GET /predictions/{} while the server keeps "
+                    "it (this message: at most every 10 s)",
+                    webhook.url, prediction_id, webhook.body.size(), backlog_bytes_, prediction_id);
+    }
+    return;
+  }
+  webhook.counted_bytes = webhook.body.size();
+  backlog_bytes_ += webhook.counted_bytes;
   Queue& queue = queues_[prediction_id];
   if (webhook.event == WebhookEvent::kLogs && !queue.pending.empty() &&
       queue.pending.back().event == WebhookEvent::kLogs) {
+    Dropped(queue.pending.back());
+    ++outstanding_;  // Dropped counted it out; the new one takes its place
     queue.pending.back() = std::move(webhook);  // the latest state replaces the queued one
     return;
   }
   if (webhook.event == WebhookEvent::kCompleted) {
     // It carries every log line: queued logs updates have nothing more to say.
     while (!queue.pending.empty() && queue.pending.back().event == WebhookEvent::kLogs) {
+      Dropped(queue.pending.back());
       queue.pending.pop_back();
-      --outstanding_;
     }
   }
   queue.pending.push_back(std::move(webhook));
@@ -160,8 +176,14 @@ bool WebhookSender::Drain(absl::Duration timeout) {
   return mu_.AwaitWithTimeout(absl::Condition(&sent), timeout);
 }
 
+void WebhookSender::Dropped(const Webhook& webhook) {
+  backlog_bytes_ -= std::min(backlog_bytes_, webhook.counted_bytes);
+  --outstanding_;
+}
+
 std::vector<std::unique_ptr<WebhookSender::Transfer>> WebhookSender::TakeStartable(absl::Time now,
-                                                                                  absl::Time* wake) {
+                                                                                  absl::Time* wake,
+                                                                                  size_t room) {
   std::vector<std::unique_ptr<Transfer>> startable;
   for (auto it = queues_.begin(); it != queues_.end();) {
     Queue& queue = it->second;
@@ -173,8 +195,8 @@ std::vector<std::unique_ptr<WebhookSender::Transfer>> WebhookSender::TakeStartab
     // carries the same lines (and rendering now could show a later state
     // than the one it shows, out of order).
     while (queue.pending.size() > 1 && queue.pending.front().event == WebhookEvent::kLogs) {
+      Dropped(queue.pending.front());
       queue.pending.pop_front();
-      --outstanding_;
     }
     if (queue.pending.empty()) {
       // Kept only to remember its logs throttle.
@@ -184,6 +206,10 @@ std::vector<std::unique_ptr<WebhookSender::Transfer>> WebhookSender::TakeStartab
         *wake = std::min(*wake, queue.next_logs);
         ++it;
       }
+      continue;
+    }
+    if (startable.size() >= room) {  // the rest wait for transfers to end
+      ++it;
       continue;
     }
     Webhook& front = queue.pending.front();
@@ -204,10 +230,10 @@ std::vector<std::unique_ptr<WebhookSender::Transfer>> WebhookSender::TakeStartab
   return startable;
 }
 
-void WebhookSender::Finished(const std::string& prediction_id) {
+void WebhookSender::Finished(const Transfer& transfer) {
   absl::MutexLock lock(&mu_);
-  --outstanding_;
-  auto it = queues_.find(prediction_id);
+  Dropped(transfer.webhook);  // sent or given up: out of the backlog
+  auto it = queues_.find(transfer.prediction_id);
   if (it == queues_.end()) return;
   it->second.in_flight = false;
   if (it->second.pending.empty() && it->second.next_logs <= absl::Now()) queues_.erase(it);
@@ -231,6 +257,7 @@ void WebhookSender::Loop() {
       stopping_ = true;
       queues_.clear();
       outstanding_ = 0;
+      backlog_bytes_ = 0;
       return;
     }
     multi_ = multi;
@@ -245,7 +272,9 @@ void WebhookSender::Loop() {
     {
       absl::MutexLock lock(&mu_);
       if (stopping_) break;
-      starting = TakeStartable(now, &wake);
+      const size_t busy = running.size();
+      starting = TakeStartable(now, &wake,
+                               options_.max_transfers > busy ? options_.max_transfers - busy : 0);
     }
     for (auto it = waiting.begin(); it != waiting.end();) {
       if ((*it)->retry_at <= now) {
@@ -262,7 +291,7 @@ void WebhookSender::Loop() {
         CURL* easy = transfer->easy;
         running[easy] = std::move(transfer);
       } else {
-        Finished(transfer->prediction_id);
+        Finished(*transfer);
         finished_any = true;
       }
     }
@@ -283,7 +312,7 @@ void WebhookSender::Loop() {
       curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
       transfer->ReleaseHandle(multi_);
       if (AttemptEnded(transfer.get(), code, status)) {
-        Finished(transfer->prediction_id);
+        Finished(*transfer);
         finished_any = true;
       } else {
         wake = std::min(wake, transfer->retry_at);

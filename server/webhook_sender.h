@@ -57,6 +57,15 @@ class WebhookSender {
     std::string user_agent;  // "cog-server/<version>"
     std::string auth_token;  // WEBHOOK_AUTH_TOKEN: "Authorization: Bearer <token>"
     OutboundPolicy outbound;  // --outbound-deny-cidrs
+    // Bodies of webhooks queued or on their way, in all, at most
+    // (--webhook-backlog-bytes): receivers that do not answer (each
+    // completed webhook is retried for minutes) must not take the server's
+    // memory. Past it a new webhook is dropped, said in the server's log;
+    // the prediction is still there for GET while the store keeps it.
+    uint64_t max_backlog_bytes = 128 << 20;
+    // Transfers on their way at once, at most (each holds a connection and
+    // a descriptor); the others wait in their queues.
+    size_t max_transfers = 512;
   };
 
   struct Webhook {
@@ -69,6 +78,7 @@ class WebhookSender {
     std::string body;
     std::function<absl::StatusOr<std::string>()> render;
     std::vector<std::string> headers;  // extra "Name: value" lines (traceparent, ...)
+    uint64_t counted_bytes = 0;  // what Send counted of it in the backlog
   };
 
   // The state of a running prediction now (PredictionService::Get); NotFound
@@ -111,8 +121,11 @@ class WebhookSender {
   void Loop();
   // Takes every queue's front webhook that may go now; `wake` becomes the
   // earliest time a throttled one may.
-  std::vector<std::unique_ptr<Transfer>> TakeStartable(absl::Time now, absl::Time* wake)
+  // `room` more may start at most (Options::max_transfers).
+  std::vector<std::unique_ptr<Transfer>> TakeStartable(absl::Time now, absl::Time* wake, size_t room)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A queued webhook leaves the queue without being sent.
+  void Dropped(const Webhook& webhook) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Starts an attempt of `transfer` on multi_; false when there is nothing
   // to send (render() failed) or curl could not take it.
   bool StartAttempt(Transfer* transfer);
@@ -121,7 +134,7 @@ class WebhookSender {
   // is scheduled.
   bool AttemptEnded(Transfer* transfer, CURLcode code, long status);
   // The prediction's next webhook may go.
-  void Finished(const std::string& prediction_id) ABSL_LOCKS_EXCLUDED(mu_);
+  void Finished(const Transfer& transfer) ABSL_LOCKS_EXCLUDED(mu_);
 
   const Options options_;
   // Made by the sending thread when the first webhook comes: libcurl's global
@@ -134,6 +147,8 @@ class WebhookSender {
   absl::flat_hash_map<std::string, Queue> queues_ ABSL_GUARDED_BY(mu_);
   // Webhooks queued or on their way (what Drain waits for).
   int64_t outstanding_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t backlog_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // their bodies (Options::max_backlog_bytes)
+  int64_t last_backlog_warning_ ABSL_GUARDED_BY(mu_) = 0;  // Unix seconds
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };

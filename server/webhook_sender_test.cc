@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <string>
@@ -146,6 +147,50 @@ TEST(WebhookSenderTest, HungDestinationsHoldOnlyTheirOwnPredictionsWebhooks) {
     EXPECT_EQ(hung[i]->bodies(), std::vector<std::string>{absl::StrCat("start hung-", i)});
   }
   sender.Stop();  // abandons them
+}
+
+TEST(WebhookSenderTest, BodiesWaitingForReceiversAreBoundedInAll) {
+  TestReceiver hung(/*hang=*/true);
+  TestReceiver good(/*hang=*/false);
+  WebhookSender::Options options;
+  options.request_timeout = absl::Hours(1);
+  options.max_backlog_bytes = 250;
+  WebhookSender sender(options);
+  // Delivered webhooks leave the backlog: 5 x 100 bytes, one after another.
+  for (int i = 0; i < 5; ++i) {
+    sender.Send(absl::StrCat("g", i), Hook(good.url(), WebhookEvent::kCompleted, std::string(100, 'a' + i)));
+    ASSERT_TRUE(sender.Drain(absl::Minutes(1)));
+  }
+  EXPECT_EQ(good.bodies().size(), 5u);
+  // A receiver that never answers holds 200 bytes; 100 more would pass 250.
+  sender.Send("a", Hook(hung.url(), WebhookEvent::kCompleted, std::string(100, 'a')));
+  sender.Send("b", Hook(hung.url(), WebhookEvent::kCompleted, std::string(100, 'b')));
+  sender.Send("c", Hook(hung.url(), WebhookEvent::kCompleted, std::string(100, 'c')));  // dropped
+  sender.Send("d", Hook(good.url(), WebhookEvent::kCompleted, std::string(40, 'd')));   // fits
+  EXPECT_EQ(good.WaitFor(6).back(), std::string(40, 'd'));
+  std::vector<std::string> held = hung.WaitFor(2);
+  std::sort(held.begin(), held.end());
+  EXPECT_EQ(held, (std::vector<std::string>{std::string(100, 'a'), std::string(100, 'b')}));
+  sender.Stop();
+}
+
+TEST(WebhookSenderTest, TransfersAtOnceAreBounded) {
+  TestReceiver first(/*hang=*/true);
+  TestReceiver second(/*hang=*/true);
+  WebhookSender::Options options;
+  options.request_timeout = absl::Seconds(2);  // then the start webhook is given up
+  options.max_transfers = 1;
+  WebhookSender sender(options);
+  sender.Send("p1", Hook(first.url(), WebhookEvent::kStart, "one"));
+  sender.Send("p2", Hook(second.url(), WebhookEvent::kStart, "two"));
+  // One connection at a time: the other waits until the first times out.
+  absl::Time deadline = absl::Now() + absl::Minutes(1);
+  while (first.bodies().size() + second.bodies().size() == 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  EXPECT_EQ(first.bodies().size() + second.bodies().size(), 1u);
+  EXPECT_EQ(first.WaitFor(1).size() + second.WaitFor(1).size(), 2u);
+  ASSERT_TRUE(sender.Drain(absl::Minutes(1)));
 }
 
 TEST(WebhookSenderTest, LogsAreRenderedOnlyWhenSentAndTheCompletedSupersedesTheRest) {
