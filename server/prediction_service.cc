@@ -620,10 +620,11 @@ absl::Status PredictionService::Cancel(absl::string_view id) {
     if (active.ending) return absl::OkStatus();  // too late: it is being completed
     active.cancel_requested = true;
     if (!active.at_runner) return absl::OkStatus();  // stops its downloads
-    if (!active.cancel_sent_at.has_value()) {
-      active.cancel_sent_at = absl::Now();
-      background_cv_.SignalAll();  // WatchCancels times it
-    }
+    // Once: a client repeating its cancel must not make a storm of them at
+    // the runner (each a signal and a read in its thread).
+    if (active.cancel_sent_at.has_value()) return absl::OkStatus();
+    active.cancel_sent_at = absl::Now();
+    background_cv_.SignalAll();  // WatchCancels times it
     use.emplace(this);
   }
   runner::ServerMessage message;

@@ -133,6 +133,41 @@ def runner_pid(health):
     return int(found.group(1))
 
 
+class CancelBurstTest(unittest.TestCase):
+    def test_clients_repeating_their_cancels_cost_no_runner(self):
+        # Six clients cancel each running prediction at once, again and
+        # again: each prediction ends canceled, and the runner is the same
+        # one at the end. Bursts like these, kept up for 12 s, killed the
+        # runner 1-3 times (a second cancel raised while the first unwound;
+        # runner_user_code_test's CancelBurstTest replays it exactly); the
+        # server now sends one Cancel a prediction, whatever the clients do.
+        server = CogServer("sleeper")
+        self.addCleanup(server.close)
+        server.wait_for_status("READY")
+        runners = server.runner_pids()
+        for n in range(30):
+            prediction_id = "burst-%d" % n
+            status, _, body = server.request("PUT", "/predictions/" + prediction_id,
+                                             {"input": {"seconds": 600, "spin": n % 2 == 1}},
+                                             headers={"Prefer": "respond-async"})
+            self.assertEqual(status, 202, body)
+            wait_until(lambda: "sleeping" in (server.request("GET", "/predictions/" + prediction_id)[2]["logs"]
+                                              or ""), what="the prediction to run")
+
+            def cancel_often():
+                for _ in range(5):
+                    server.request("POST", "/predictions/%s/cancel" % prediction_id)
+
+            with concurrent.futures.ThreadPoolExecutor(6) as pool:
+                for future in [pool.submit(cancel_often) for _ in range(6)]:
+                    future.result()
+            final = wait_until(lambda: (lambda b: b if b["status"] not in ("starting", "processing") else None)(
+                server.request("GET", "/predictions/" + prediction_id)[2]), what="the prediction to end")
+            self.assertEqual(final["status"], "canceled", final.get("error"))
+        self.assertEqual(server.health()["status"], "READY")
+        self.assertEqual(server.runner_pids(), runners, "the runner was replaced")
+
+
 class RestartLimitTest(unittest.TestCase):
     def test_past_the_limit_the_server_is_defunct_and_not_live(self):
         server = CogServer("faults", args=["--runner-restart-limit", "2"])

@@ -5,12 +5,14 @@ reads the Cancel and raises CancelationException there. Whatever raises while
 entering, the runner must not be left believing user code runs: its SIGIO
 handler would then read frames from inside the main loop's own reads."""
 
+import signal
 import socket
 import sys
 import types
 import unittest
 
 from cog.server.exceptions import CancelationException
+from cog_runner import messages, wire
 from cog_runner import worker as worker_module
 from cog_runner.connection import Connection as RealConnection
 
@@ -121,6 +123,64 @@ class BatchedGeneratorTest(unittest.TestCase):
                     worker, raised, _ = self.run_batched(raise_at, batched)
                     self.assertTrue(raised, "the cancel did not come out")
                     self.assertFalse(worker._in_user_code)
+
+
+def cancel_frame(prediction_id):
+    return bytes(wire.encode_member_frame(messages.SERVER_MESSAGE, "cancel", {"id": prediction_id},
+                                          wire.LARGE_PAYLOAD))
+
+
+class CancelBurstTest(unittest.TestCase):
+    """A client that repeats its cancel: Cancel frames come while the first
+    one's CancelationException unwinds. SIGIO's handler is run by hand where
+    it ran when the runner died under such a burst (every 12 s run of one):
+    in predict() (the cancel, raised); entering _UserCode.__exit__ as it
+    unwinds (a second, raised before _in_user_code was reset); in
+    _flush_logs() after _predict's try (a third, which escaped run(): the
+    interpreter's exit then reset SIGIO's handler and the next SIGIO killed
+    the process)."""
+
+    def test_repeated_cancels_end_the_prediction_once_and_never_escape_it(self):
+        server, runner = socket.socketpair()
+        self.addCleanup(server.close)
+        worker = worker_module.Worker("unused", ".", "predict.py:Predictor", "", 1)
+        worker.conn = RealConnection(runner)
+        self.addCleanup(worker.conn.close)
+        handled = []
+
+        def sigio():
+            server.sendall(cancel_frame("p"))
+            handled.append(len(handled))
+            worker._on_input(signal.SIGIO, None)
+
+        def predict():
+            sigio()
+            raise AssertionError("the first cancel did not raise")
+
+        worker.predictor = types.SimpleNamespace(predict=predict)
+
+        def profile(frame, event, arg):
+            if event == "call" and frame.f_code.co_name == "__exit__":
+                sys.setprofile(None)
+                sigio()
+
+        flush_logs = worker._flush_logs
+
+        def flush(owner, fds=True):
+            sigio()
+            flush_logs(owner, fds)
+
+        worker._flush_logs = flush
+        sys.setprofile(profile)
+        try:
+            worker._predict({"id": "p", "kind": messages.KIND_PREDICT, "input_json": b"", "context_json": b""})
+        finally:
+            sys.setprofile(None)
+        self.assertEqual(len(handled), 3)
+        self.assertFalse(worker._in_user_code)
+        server.setblocking(False)
+        name, fields = wire.decode_member(messages.RUNNER_MESSAGE, server.recv(1 << 16)[4:])
+        self.assertEqual((name, fields.get("status")), ("done", messages.DONE_CANCELED))
 
 
 if __name__ == "__main__":

@@ -92,6 +92,12 @@ class Worker:
         self._running_id = ""      # the prediction whose user code may run now
         self._in_user_code = False
         self._cancel_pending = False
+        # The running prediction's cancel was raised: it is never raised twice
+        # (another, while the first unwinds, would escape _predict's try).
+        self._cancel_raised = False
+        # _take_control_frames is reading: SIGIO's handler must not read (or
+        # raise) inside that read, nested; it leaves the input to it.
+        self._reading = False
         self._input_waiting = False  # SIGIO came while this thread was mid-send or outside user code
         self._sigio_held = False  # SIGIO blocked until user code runs again (_on_input)
         self._stopping = False     # Shutdown received, or the server went away
@@ -210,33 +216,45 @@ class Worker:
                 self._sigio_held = True
                 signal.pthread_sigmask(signal.SIG_BLOCK, _SIGIO)
             return
-        if self.conn.sending_on_this_thread():
+        if self._reading or self.conn.sending_on_this_thread():
             self._input_waiting = True  # never tear a frame; send() comes back for it
             return
         self._take_control_frames()
 
     def _take_control_frames(self) -> None:
         """Handles Cancel/Healthcheck/Shutdown now; keeps anything else for the main loop."""
+        # SIGIO's handler, run again inside this (a Python signal handler
+        # nests at any bytecode), would read into the middle of this read, or
+        # raise out of it and lose what it read: it only leaves the input here.
+        self._reading = True
         try:
-            frames = self.conn.receive_nowait()
-        except ConnectionClosed:
-            frames = [("shutdown", {})]
-        except Exception:
-            return  # a broken stream: the main loop's next read reports it
-        for name, fields in frames:
-            if name == "cancel" and fields.get("id") == self._running_id:
-                self._cancel_pending = True
-            elif name == "shutdown":
-                # The server drains before it says this: whatever still runs is
-                # canceled, and the main loop ends after it.
-                self._stopping = True
-                self._cancel_pending = bool(self._running_id)
-            elif name == "healthcheck":
-                self._healthchecks.append(fields.get("sequence", 0))
-            elif name != "cancel":
-                self._deferred.append((name, fields))
+            while True:
+                try:
+                    frames = self.conn.receive_nowait()
+                except ConnectionClosed:
+                    frames = [("shutdown", {})]
+                except Exception:
+                    return  # a broken stream: the main loop's next read reports it
+                for name, fields in frames:
+                    if name == "cancel" and fields.get("id") == self._running_id:
+                        self._cancel_pending = not self._cancel_raised
+                    elif name == "shutdown":
+                        # The server drains before it says this: whatever still runs is
+                        # canceled, and the main loop ends after it.
+                        self._stopping = True
+                        self._cancel_pending = bool(self._running_id) and not self._cancel_raised
+                    elif name == "healthcheck":
+                        self._healthchecks.append(fields.get("sequence", 0))
+                    elif name != "cancel":
+                        self._deferred.append((name, fields))
+                if not (self._input_waiting and self._in_user_code):
+                    break
+                self._input_waiting = False  # SIGIO came meanwhile: read on
+        finally:
+            self._reading = False
         if self._cancel_pending and self._in_user_code:
             self._cancel_pending = False
+            self._cancel_raised = True  # once a prediction: a second would escape _predict's try
             raise CancelationException("prediction canceled")
 
     # ---- lifecycle ----
@@ -263,6 +281,18 @@ class Worker:
             return 0
         signal.signal(signal.SIGIO, self._on_input)
         self.conn.signal_on_input()
+        try:
+            self._serve()
+        finally:
+            # Frames may still come, each a SIGIO, and the interpreter's exit
+            # puts back SIGIO's default action, which ends the process: an
+            # orderly end became "killed by signal 29".
+            signal.signal(signal.SIGIO, signal.SIG_IGN)
+        self._flush_logs("")
+        return 0
+
+    def _serve(self) -> None:
+        """The sync main loop: one frame, then the next, until Shutdown."""
         while not self._stopping:
             if self._deferred:
                 name, fields = self._deferred.pop(0)
@@ -286,8 +316,6 @@ class Worker:
             elif name == "shutdown":
                 break
             self._answer_healthchecks()
-        self._flush_logs("")
-        return 0
 
     def _waiting(self) -> None:
         print("cog_runner: waiting for cog-server to listen on %s" % self.socket_path,
@@ -510,6 +538,7 @@ class Worker:
         done: Dict[str, Any] = {"id": prediction_id}
         self._running_id = prediction_id
         self._cancel_pending = False
+        self._cancel_raised = False
         if self._fds is not None:
             self._fds.attribute_to(prediction_id)  # one prediction at a time: fds 1 and 2 are its
         token = self._enter_scope(fields)
@@ -540,6 +569,9 @@ class Worker:
         except BaseException as e:
             self._failed(done, e)
         finally:
+            # A cancel raised as user code was being left (in _UserCode.__exit__,
+            # or before a generator step's try) skipped the reset.
+            self._in_user_code = False
             cog_scope._reset_scope(token)
         self._flush_logs(prediction_id)
         self._running_id = ""
