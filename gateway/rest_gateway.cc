@@ -303,36 +303,6 @@ class EventStream {
     PushLocked("logs", [&](std::string* out) { AppendLog(text, out); }, false);
   }
 
- private:
-  static void AppendLog(absl::string_view text, std::string* out) {
-    out->append("{\"text\":");
-    AppendJsonString(text, out);
-    out->push_back('}');
-  }
-
-  // The line saying that logs were left out, if they were.
-  void PushNoteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    const std::string note = logs_.TakeNote();
-    if (!note.empty()) PushLocked("logs", [&](std::string* out) { AppendLog(note, out); }, false);
-  }
-
-  void PushLocked(absl::string_view event, absl::FunctionRef<void(std::string*)> data, bool last)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    const bool direct = writer_ != nullptr && !writing_ && rest_.empty() && pending_.empty() && !failed_ &&
-                        TakeDirectCredit();
-    absl::StrAppend(&pending_, "event: ", event, "\ndata: ");
-    data(&pending_);
-    pending_.append("\n\n");
-    ended_ = ended_ || last;
-    if (direct) {
-      if (!writer_->WriteNow(pending_, &rest_)) failed_ = true;
-      pending_.clear();
-      logs_.TakenAll();  // what is left is in rest_, bounded by the socket's buffer
-    }
-  }
-
- public:
-
   // On the connection's thread: direct writes may use `writer` until Detach.
   void Attach(ResponseWriter* writer) {
     absl::MutexLock lock(&mu_);
@@ -361,6 +331,33 @@ class EventStream {
   }
 
  private:
+  static void AppendLog(absl::string_view text, std::string* out) {
+    out->append("{\"text\":");
+    AppendJsonString(text, out);
+    out->push_back('}');
+  }
+
+  // The line saying that logs were left out, if they were.
+  void PushNoteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const std::string note = logs_.TakeNote();
+    if (!note.empty()) PushLocked("logs", [&](std::string* out) { AppendLog(note, out); }, false);
+  }
+
+  void PushLocked(absl::string_view event, absl::FunctionRef<void(std::string*)> data, bool last)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const bool direct = writer_ != nullptr && !writing_ && rest_.empty() && pending_.empty() && !failed_ &&
+                        TakeDirectCredit();
+    absl::StrAppend(&pending_, "event: ", event, "\ndata: ");
+    data(&pending_);
+    pending_.append("\n\n");
+    ended_ = ended_ || last;
+    if (direct) {
+      if (!writer_->WriteNow(pending_, &rest_)) failed_ = true;
+      pending_.clear();
+      logs_.TakenAll();  // what is left is in rest_, bounded by the socket's buffer
+    }
+  }
+
   static constexpr double kDirectBurst = 4;
   static constexpr absl::Duration kDirectInterval = absl::Microseconds(250);
 
