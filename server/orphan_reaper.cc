@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -119,12 +120,32 @@ void OrphanReaper::Reap() {
   }
 }
 
-int OrphanReaper::KillAll(absl::Duration timeout) {
+std::set<pid_t> OrphanReaper::Descendants() {
+  std::set<pid_t> pids;
+  for (const ProcessEntry& process : DescendantsOf(::getpid(), ListProcesses())) pids.insert(process.pid);
+  return pids;
+}
+
+int OrphanReaper::KillAll(absl::Duration timeout, const std::set<pid_t>& spare) {
   const pid_t self = ::getpid();
   const absl::Time deadline = absl::Now() + timeout;
   std::set<pid_t> killed;
   while (true) {
-    const std::vector<ProcessEntry> descendants = DescendantsOf(self, ListProcesses());
+    std::vector<ProcessEntry> descendants = DescendantsOf(self, ListProcesses());
+    if (!spare.empty()) {
+      // Parents come before their children: a spared one's children are seen spared.
+      std::set<pid_t> spared;
+      descendants.erase(std::remove_if(descendants.begin(), descendants.end(),
+                                       [&](const ProcessEntry& process) {
+                                         if (spare.count(process.pid) == 0 &&
+                                             spared.count(process.ppid) == 0) {
+                                           return false;
+                                         }
+                                         spared.insert(process.pid);
+                                         return true;
+                                       }),
+                        descendants.end());
+    }
     if (descendants.empty()) break;
     for (const ProcessEntry& process : descendants) {
       if (process.state == 'Z') {

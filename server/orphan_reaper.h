@@ -21,6 +21,7 @@
 
 #include <sys/types.h>
 
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -60,7 +61,11 @@ class OrphanReaper {
   // SIGKILLs every descendant of this process and reaps those that become its
   // children, until none is left or `timeout` passes. Returns how many
   // processes it killed. Call only once no other thread waits for a child.
-  static int KillAll(absl::Duration timeout);
+  // Those in `spare`, and their descendants, are left alone.
+  static int KillAll(absl::Duration timeout, const std::set<pid_t>& spare = {});
+
+  // The pids of this process's descendants now.
+  static std::set<pid_t> Descendants();
 
  private:
   void Reap();

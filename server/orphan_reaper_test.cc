@@ -116,5 +116,27 @@ TEST_F(OrphanReaperTest, KillAllLeavesNoDescendant) {
   EXPECT_FALSE(Find(child).has_value());
 }
 
+TEST_F(OrphanReaperTest, KillAllSparesWhatItIsToldAndWhatDescendsFromIt) {
+  // A process that was there before the runner (and its child), and an
+  // orphan that came after.
+  const pid_t before = ::fork();
+  if (before == 0) {
+    if (::fork() == 0) {
+      while (true) ::pause();
+    }
+    while (true) ::pause();
+  }
+  ASSERT_TRUE(Eventually([] { return DescendantsOf(::getpid(), ListProcesses()).size() >= 2; }));
+  const std::set<pid_t> spare = OrphanReaper::Descendants();
+  EXPECT_EQ(spare.count(before), 1u);
+  const pid_t orphan = OrphanedGrandchild();
+  ASSERT_TRUE(Eventually([orphan] { return Find(orphan).has_value(); }));
+  EXPECT_EQ(reaper_.KillAll(absl::Seconds(10), spare), 1);
+  EXPECT_FALSE(Find(orphan).has_value());
+  EXPECT_EQ(DescendantsOf(::getpid(), ListProcesses()).size(), 2u);  // `before` and its child
+  EXPECT_GE(reaper_.KillAll(absl::Seconds(10)), 2);
+  EXPECT_TRUE(DescendantsOf(::getpid(), ListProcesses()).empty());
+}
+
 }  // namespace
 }  // namespace cog

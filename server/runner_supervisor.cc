@@ -58,6 +58,10 @@ absl::Status RunnerSupervisor::Spawn() {
     absl::MutexLock lock(&mu_);
     process_exited_ = false;  // the last runner's watcher is done: TearDown joined it
   }
+  // Not the runner's: a process the server's parent or a container's other
+  // processes left with it (it may be PID 1) is not killed with what the
+  // runner leaves (TearDown).
+  not_the_runners_ = OrphanReaper::Descendants();
   absl::StatusOr<std::unique_ptr<RunnerProcess>> process =
       RunnerProcess::Spawn(command_, [this](int wait_status) { OnProcessExit(wait_status); });
   if (!process.ok()) return process.status();
@@ -328,10 +332,11 @@ void RunnerSupervisor::TearDown() {
   process.reset();      // joins its watcher; it was reaped already
   // What the runner started outside its process group (a setsid() helper, a
   // daemon) came to this process, a subreaper, when the runner's guardian
-  // was killed, and would outlive the runner that replaces it: every
-  // descendant now is the old runner's (none other is started before the
-  // next Spawn()), and no thread waits for any.
-  if (spawned) OrphanReaper::KillAll(absl::Seconds(1));
+  // was killed, and would outlive the runner that replaces it. Every
+  // descendant now that was not there before it was spawned is the old
+  // runner's (none other is started before the next Spawn()); no thread
+  // waits for any.
+  if (spawned) OrphanReaper::KillAll(absl::Seconds(1), not_the_runners_);
 }
 
 void RunnerSupervisor::Stop(absl::Duration grace) {

@@ -135,7 +135,12 @@ void WebhookSender::Stop() {
 void WebhookSender::Send(const std::string& prediction_id, Webhook webhook) {
   absl::MutexLock lock(&mu_);
   if (stopping_) return;
-  if (backlog_bytes_ > 0 && backlog_bytes_ + webhook.body.size() > options_.max_backlog_bytes) {
+  // A quarter is kept for completed webhooks: a prediction's earlier ones
+  // must not take the room of the one that says how it ended.
+  const uint64_t bound = webhook.event == WebhookEvent::kCompleted
+                             ? options_.max_backlog_bytes
+                             : options_.max_backlog_bytes - options_.max_backlog_bytes / 4;
+  if (backlog_bytes_ > 0 && backlog_bytes_ + webhook.body.size() > bound) {
     const int64_t now = absl::ToUnixSeconds(absl::Now());
     if (now - last_backlog_warning_ >= 10) {
       last_backlog_warning_ = now;
@@ -168,6 +173,11 @@ void WebhookSender::Send(const std::string& prediction_id, Webhook webhook) {
   ++outstanding_;
   // A queue with a webhook in flight moves on when that one is finished.
   if (!queue.in_flight && multi_ != nullptr) curl_multi_wakeup(multi_);
+}
+
+uint64_t WebhookSender::backlog_bytes() {
+  absl::MutexLock lock(&mu_);
+  return backlog_bytes_;
 }
 
 bool WebhookSender::Drain(absl::Duration timeout) {
@@ -272,7 +282,9 @@ void WebhookSender::Loop() {
     {
       absl::MutexLock lock(&mu_);
       if (stopping_) break;
-      const size_t busy = running.size();
+      // Those waiting for their next attempt keep their place: they start
+      // again whatever the room.
+      const size_t busy = running.size() + waiting.size();
       starting = TakeStartable(now, &wake,
                                options_.max_transfers > busy ? options_.max_transfers - busy : 0);
     }
@@ -338,6 +350,10 @@ bool WebhookSender::StartAttempt(Transfer* transfer) {
       if (!body.ok()) return false;  // the prediction ended: its completed webhook follows
       webhook.body = *std::move(body);
       webhook.render = nullptr;
+      // Held from now until it is finished, like a body Send counted.
+      webhook.counted_bytes += webhook.body.size();
+      absl::MutexLock lock(&mu_);
+      backlog_bytes_ += webhook.body.size();
     }
     curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
     if (!options_.auth_token.empty()) {

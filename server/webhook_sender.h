@@ -61,7 +61,8 @@ class WebhookSender {
     // (--webhook-backlog-bytes): receivers that do not answer (each
     // completed webhook is retried for minutes) must not take the server's
     // memory. Past it a new webhook is dropped, said in the server's log;
-    // the prediction is still there for GET while the store keeps it.
+    // the prediction is still there for GET while the store keeps it. The
+    // last quarter is for completed webhooks only.
     uint64_t max_backlog_bytes = 128 << 20;
     // Transfers on their way at once, at most (each holds a connection and
     // a descriptor); the others wait in their queues.
@@ -94,6 +95,9 @@ class WebhookSender {
 
   // Waits until everything queued has gone out (or given up), at most `timeout`.
   bool Drain(absl::Duration timeout);
+
+  // Bytes of the bodies queued or on their way now (Options::max_backlog_bytes).
+  uint64_t backlog_bytes();
 
   // Abandons what is still queued or being sent; once it returns, nothing is
   // sent and no render() is called any more (so what they use may go).

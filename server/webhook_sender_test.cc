@@ -4,7 +4,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <string>
@@ -23,7 +22,15 @@ namespace {
 // and answers 200, or (hang) reads requests and never answers.
 class TestReceiver {
  public:
-  explicit TestReceiver(bool hang) : hang_(hang) {
+  // Which receivers requests came to, in order, across receivers.
+  struct Arrivals {
+    absl::Mutex mu;
+    std::vector<int> tags ABSL_GUARDED_BY(mu);
+  };
+
+  // With `arrivals`, each request adds `tag` to it.
+  explicit TestReceiver(bool hang, Arrivals* arrivals = nullptr, int tag = 0)
+      : hang_(hang), arrivals_(arrivals), tag_(tag) {
     listener_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in address{};
     address.sin_family = AF_INET;
@@ -93,6 +100,10 @@ class TestReceiver {
             absl::MutexLock lock(&mu_);
             bodies_.push_back(buffer.substr(head_end + 4, length));
           }
+          if (arrivals_ != nullptr) {
+            absl::MutexLock lock(&arrivals_->mu);
+            arrivals_->tags.push_back(tag_);
+          }
           buffer.erase(0, head_end + 4 + length);
           if (!hang_) {
             static constexpr char kOk[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
@@ -110,6 +121,8 @@ class TestReceiver {
   }
 
   const bool hang_;
+  Arrivals* const arrivals_;
+  const int tag_;
   int listener_ = -1;
   int port_ = 0;
   std::thread accepter_;
@@ -154,7 +167,7 @@ TEST(WebhookSenderTest, BodiesWaitingForReceiversAreBoundedInAll) {
   TestReceiver good(/*hang=*/false);
   WebhookSender::Options options;
   options.request_timeout = absl::Hours(1);
-  options.max_backlog_bytes = 250;
+  options.max_backlog_bytes = 400;  // 300 for all but completed webhooks
   WebhookSender sender(options);
   // Delivered webhooks leave the backlog: 5 x 100 bytes, one after another.
   for (int i = 0; i < 5; ++i) {
@@ -162,35 +175,47 @@ TEST(WebhookSenderTest, BodiesWaitingForReceiversAreBoundedInAll) {
     ASSERT_TRUE(sender.Drain(absl::Minutes(1)));
   }
   EXPECT_EQ(good.bodies().size(), 5u);
-  // A receiver that never answers holds 200 bytes; 100 more would pass 250.
-  sender.Send("a", Hook(hung.url(), WebhookEvent::kCompleted, std::string(100, 'a')));
-  sender.Send("b", Hook(hung.url(), WebhookEvent::kCompleted, std::string(100, 'b')));
-  sender.Send("c", Hook(hung.url(), WebhookEvent::kCompleted, std::string(100, 'c')));  // dropped
-  sender.Send("d", Hook(good.url(), WebhookEvent::kCompleted, std::string(40, 'd')));   // fits
-  EXPECT_EQ(good.WaitFor(6).back(), std::string(40, 'd'));
-  std::vector<std::string> held = hung.WaitFor(2);
-  std::sort(held.begin(), held.end());
-  EXPECT_EQ(held, (std::vector<std::string>{std::string(100, 'a'), std::string(100, 'b')}));
+  EXPECT_EQ(sender.backlog_bytes(), 0u);
+  // A receiver that never answers holds 300 bytes: more output webhooks are
+  // dropped, and a completed one still has its room.
+  sender.Send("a", Hook(hung.url(), WebhookEvent::kOutput, std::string(100, 'a')));
+  sender.Send("b", Hook(hung.url(), WebhookEvent::kOutput, std::string(100, 'b')));
+  sender.Send("c", Hook(hung.url(), WebhookEvent::kOutput, std::string(100, 'c')));
+  sender.Send("d", Hook(hung.url(), WebhookEvent::kOutput, std::string(100, 'd')));    // dropped
+  sender.Send("e", Hook(good.url(), WebhookEvent::kCompleted, std::string(90, 'e')));  // fits
+  sender.Send("f", Hook(good.url(), WebhookEvent::kCompleted, std::string(20, 'f')));  // dropped
+  EXPECT_EQ(good.WaitFor(6).back(), std::string(90, 'e'));
+  hung.WaitFor(3);
+  EXPECT_EQ(sender.backlog_bytes(), 300u);  // a, b and c, still on their way
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_EQ(hung.bodies().size(), 3u);
+  EXPECT_EQ(good.bodies().size(), 6u);
   sender.Stop();
 }
 
-TEST(WebhookSenderTest, TransfersAtOnceAreBounded) {
-  TestReceiver first(/*hang=*/true);
-  TestReceiver second(/*hang=*/true);
+TEST(WebhookSenderTest, TransfersAtOnceAreBoundedRetriesIncluded) {
+  TestReceiver::Arrivals arrivals;
+  std::vector<std::unique_ptr<TestReceiver>> hung;
+  for (int i = 0; i < 3; ++i) hung.push_back(std::make_unique<TestReceiver>(/*hang=*/true, &arrivals, i));
   WebhookSender::Options options;
-  options.request_timeout = absl::Seconds(2);  // then the start webhook is given up
+  options.request_timeout = absl::Milliseconds(300);
+  options.first_backoff = absl::Milliseconds(50);
+  options.terminal_attempts = 3;  // completed webhooks are retried
   options.max_transfers = 1;
   WebhookSender sender(options);
-  sender.Send("p1", Hook(first.url(), WebhookEvent::kStart, "one"));
-  sender.Send("p2", Hook(second.url(), WebhookEvent::kStart, "two"));
-  // One connection at a time: the other waits until the first times out.
-  absl::Time deadline = absl::Now() + absl::Minutes(1);
-  while (first.bodies().size() + second.bodies().size() == 0 && absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(1));
+  for (int i = 0; i < 3; ++i) {
+    sender.Send(absl::StrCat("p", i), Hook(hung[i]->url(), WebhookEvent::kCompleted, "done"));
   }
-  EXPECT_EQ(first.bodies().size() + second.bodies().size(), 1u);
-  EXPECT_EQ(first.WaitFor(1).size() + second.WaitFor(1).size(), 2u);
   ASSERT_TRUE(sender.Drain(absl::Minutes(1)));
+  // One transfer at a time, its retries included: each receiver's three
+  // attempts come together (a retry waiting for its time once left its
+  // place to the next prediction's webhook, then started on top of it).
+  absl::MutexLock lock(&arrivals.mu);
+  ASSERT_EQ(arrivals.tags.size(), 9u);
+  for (size_t i = 0; i < 9; i += 3) {
+    EXPECT_EQ(arrivals.tags[i], arrivals.tags[i + 1]) << i;
+    EXPECT_EQ(arrivals.tags[i], arrivals.tags[i + 2]) << i;
+  }
 }
 
 TEST(WebhookSenderTest, LogsAreRenderedOnlyWhenSentAndTheCompletedSupersedesTheRest) {
