@@ -1,6 +1,9 @@
 #include "server/http_transfer.h"
 
 #include <curl/curl.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -132,6 +135,31 @@ absl::Status DownloadToFile(const std::string& url, const std::string& path,
   return absl::OkStatus();
 }
 
+absl::StatusOr<int> OpenOutputFile(const std::string& path, uint64_t* size) {
+  // O_NONBLOCK: opening a named pipe for reading does not wait for a writer.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    return absl::NotFoundError(absl::StrCat("cannot read the output file ", path, ": ", std::strerror(errno)));
+  }
+  struct stat status {};
+  if (::fstat(fd, &status) != 0 || !S_ISREG(status.st_mode)) {
+    const int error = errno;
+    ::close(fd);
+    const char* what = S_ISDIR(status.st_mode)                               ? "a directory"
+                       : S_ISFIFO(status.st_mode)                            ? "a named pipe"
+                       : S_ISCHR(status.st_mode) || S_ISBLK(status.st_mode) ? "a device"
+                       : S_ISSOCK(status.st_mode)                            ? "a socket"
+                                                                             : nullptr;
+    return absl::FailedPreconditionError(
+        what != nullptr ? absl::StrCat("the output file ", path, " is ", what,
+                                       ", not a regular file: return the Path of a file")
+                        : absl::StrCat("cannot read the output file ", path, ": ", std::strerror(error)));
+  }
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  *size = static_cast<uint64_t>(status.st_size);
+  return fd;
+}
+
 absl::StatusOr<std::string> UploadFile(const std::string& url, const std::string& path,
                                        const std::vector<std::string>& headers,
                                        const TransferOptions& options) {
@@ -148,14 +176,15 @@ absl::StatusOr<std::string> UploadFile(const std::string& url, const std::string
       std::this_thread::sleep_for(absl::ToChronoMilliseconds(backoff));
       backoff *= 2;
     }
-    FileHandle file(std::fopen(path.c_str(), "rb"));
+    uint64_t size = 0;
+    absl::StatusOr<int> fd = OpenOutputFile(path, &size);
+    if (!fd.ok()) return fd.status();
+    FileHandle file(::fdopen(*fd, "rb"));
     if (file == nullptr) {
-      return absl::NotFoundError(
+      ::close(*fd);
+      return absl::ResourceExhaustedError(
           absl::StrCat("cannot read the output file ", path, ": ", std::strerror(errno)));
     }
-    std::fseek(file.get(), 0, SEEK_END);
-    const long size = std::ftell(file.get());
-    std::fseek(file.get(), 0, SEEK_SET);
     OutboundGuard guard(&options.outbound);
     CurlHandle curl = NewHandle(url, options, &guard);
     if (curl == nullptr) return absl::InternalError("libcurl could not make a handle");

@@ -9,6 +9,7 @@
 #define COG_SERVER_HTTP_TRANSFER_H_
 
 #include <atomic>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,13 @@ void InitCurlOnce();
 // true (Cancelled); the message says which, with the URL.
 absl::Status DownloadToFile(const std::string& url, const std::string& path,
                             const TransferOptions& options, const std::atomic<bool>* canceled);
+
+// Opens a file a predictor returned (a Path output) for reading: a regular
+// file (a symbolic link to one is followed), else FailedPrecondition naming
+// what it is (a directory, a named pipe, a device, a socket): a directory
+// read as a file once took the server down, and a named pipe's open() or
+// read() waited for a writer forever. Sets `*size`. The caller closes the fd.
+absl::StatusOr<int> OpenOutputFile(const std::string& path, uint64_t* size);
 
 // PUTs the bytes of `path` to `url` with the given extra headers
 // ("Name: value"), retrying connection errors, 429 and 5xx. Returns the

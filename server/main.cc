@@ -348,6 +348,8 @@ int Run() {
     return 2;
   }
   core_options.files.upload_url = upload_url;
+  core_options.files.max_data_uri_bytes =
+      static_cast<uint64_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_max_output_bytes)));
   core_options.healthcheck_interval =
       absl::Seconds(std::max(0.0, absl::GetFlag(FLAGS_healthcheck_interval)));
   core_options.healthcheck_timeout =

@@ -2,6 +2,7 @@
 
 #include <magic.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -12,6 +13,7 @@
 #include <memory>
 #include <system_error>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -293,18 +295,31 @@ void AppendBase64(absl::string_view data, std::string* out) {
 }
 
 absl::StatusOr<std::string> PredictionFiles::DataUri(const std::string& path) {
-  std::ifstream file(path, std::ios::binary | std::ios::ate);
-  if (!file) {
-    return absl::NotFoundError(absl::StrCat("cannot read the output file ", path, ": ",
-                                            std::strerror(errno)));
+  uint64_t size = 0;
+  absl::StatusOr<int> fd = OpenOutputFile(path, &size);
+  if (!fd.ok()) return fd.status();
+  const absl::Cleanup close_file = [&fd] { ::close(*fd); };
+  // Bounded before it is read: a 1 GiB file once took 2.8 GB of the
+  // server's memory (and a sparse one costs its predictor no disk).
+  const uint64_t uri_bytes = 64 + (size + 2) / 3 * 4;
+  if (options_.max_data_uri_bytes != 0 && uri_bytes > options_.max_data_uri_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the output file ", path, " is ", size, " bytes, a data: URI of about ", uri_bytes,
+        " bytes, over --max-output-bytes (", options_.max_data_uri_bytes,
+        "); give the server --upload-url to upload files this large"));
   }
   // One read into one buffer (not zero-filled first), and the base64
   // written straight after the URI's head.
-  const size_t size = static_cast<size_t>(file.tellg());
-  std::unique_ptr<char[]> content(new char[std::max<size_t>(size, 1)]);
-  file.seekg(0);
-  if (!file.read(content.get(), static_cast<std::streamsize>(size))) {
-    return absl::DataLossError(absl::StrCat("cannot read the whole output file ", path));
+  std::unique_ptr<char[]> content(new char[std::max<uint64_t>(size, 1)]);
+  uint64_t done = 0;
+  while (done < size) {
+    const ssize_t n = ::read(*fd, content.get() + done, size - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      return absl::DataLossError(absl::StrCat("cannot read the whole output file ", path, ": ",
+                                              n < 0 ? std::strerror(errno) : "it got shorter"));
+    }
+    done += static_cast<uint64_t>(n);
   }
   const absl::string_view bytes(content.get(), size);
   std::string uri = absl::StrCat("data:", SniffMediaType(bytes.substr(0, kSniffBytes)), ";base64,");
@@ -318,13 +333,14 @@ absl::StatusOr<std::string> PredictionFiles::Upload(const std::string& path,
                                                     const std::string& prediction_id) {
   std::string head(kSniffBytes, '\0');
   {
-    std::ifstream file(path, std::ios::binary);
-    if (!file) {
-      return absl::NotFoundError(absl::StrCat("cannot read the output file ", path, ": ",
-                                              std::strerror(errno)));
+    uint64_t size = 0;
+    absl::StatusOr<int> fd = OpenOutputFile(path, &size);
+    if (!fd.ok()) return fd.status();
+    ssize_t n;
+    while ((n = ::read(*fd, head.data(), head.size())) < 0 && errno == EINTR) {
     }
-    file.read(head.data(), static_cast<std::streamsize>(head.size()));
-    head.resize(static_cast<size_t>(file.gcount()));
+    ::close(*fd);
+    head.resize(n > 0 ? static_cast<size_t>(n) : 0);
   }
   const std::string name = std::filesystem::path(path).filename().string();
   const std::string url =

@@ -51,6 +51,9 @@ class PredictionFiles {
     std::string temp_parent;
     // --upload-url: where Path outputs go when a request names no prefix.
     std::string upload_url;
+    // --max-output-bytes: the largest data: URI a Path output may become
+    // without an upload URL (0: no limit); a larger file fails its prediction.
+    uint64_t max_data_uri_bytes = 0;
     TransferOptions transfer;
   };
 

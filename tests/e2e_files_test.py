@@ -276,6 +276,55 @@ class UploadTest(unittest.TestCase):
         self.assertEqual(put["headers"]["content-type"], "application/octet-stream")
 
 
+class OddOutputFileTest(unittest.TestCase):
+    """Path outputs that are no regular file, or too large for a data: URI,
+    fail their own prediction with a message that says why; the server
+    serves on. A directory took the server down (std::bad_alloc), a named
+    pipe hung the prediction, its cancel and the server's shutdown, and a
+    1 GiB file took 2.8 GB of the server's memory past --max-output-bytes."""
+
+    LIMIT = 1_000_000
+
+    def check(self, server, kind, message, size=0):
+        status, _, body = server.request("POST", "/predictions", {"input": {"kind": kind, "size": size}},
+                                         timeout=30)
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["status"], "failed", body)
+        self.assertIn(message, body["error"])
+        self.assertEqual(server.health()["status"], "READY")
+        status, _, fine = server.request("POST", "/predictions", {"input": {"kind": "fine"}})
+        self.assertEqual((status, fine["status"]), (200, "succeeded"), fine)
+        return body
+
+    def test_as_data_uris(self):
+        server = CogServer("odd_files", args=["--max-output-bytes", str(self.LIMIT)])
+        self.addCleanup(server.close)
+        server.wait_for_status("READY")
+        self.check(server, "directory", "is a directory, not a regular file: return the Path of a file")
+        self.check(server, "fifo", "is a named pipe, not a regular file")
+        self.check(server, "device", "is a device, not a regular file")
+        body = self.check(server, "sparse", "over --max-output-bytes (%d); give the server --upload-url" % self.LIMIT,
+                          size=1 << 30)
+        self.assertIn("is 1073741824 bytes", body["error"])
+        # Just under the bound, a data: URI as before.
+        status, _, body = server.request("POST", "/predictions", {"input": {"kind": "sparse", "size": 700_000}})
+        self.assertEqual(body["status"], "succeeded", body.get("error"))
+        self.assertEqual(len(base64.b64decode(body["output"].split(",", 1)[1])), 700_000)
+        self.assertEqual(server.stop(), 0)
+
+    def test_uploaded(self):
+        receiver = Receiver()
+        self.addCleanup(receiver.close)
+        server = CogServer("odd_files", args=["--upload-url", receiver.url + "/upload/"])
+        self.addCleanup(server.close)
+        server.wait_for_status("READY")
+        self.check(server, "directory", "is a directory, not a regular file")
+        self.check(server, "fifo", "is a named pipe, not a regular file")
+        self.assertEqual([r["path"] for r in receiver.requests if r["method"] == "PUT"],
+                         ["/upload/out.bin", "/upload/out.bin"])  # the two fine ones only
+        self.assertEqual(server.stop(), 0)
+
+
 class NestedOutputTest(unittest.TestCase):
     def test_paths_nested_in_objects_and_lists(self):
         receiver = Receiver()
