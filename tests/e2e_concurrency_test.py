@@ -98,6 +98,39 @@ class AsyncConcurrencyTest(unittest.TestCase):
         finally:
             self.assertEqual(server.stop(), 0)
 
+    def test_a_prediction_ending_in_a_base_exception_fails_alone(self):
+        # sys.exit(), KeyboardInterrupt or a BaseException of the model's own
+        # in one prediction: it fails, saying so; the others on the event
+        # loop finish as they would have, and the runner serves on. (exit and
+        # interrupt ended the runner and its siblings came out "canceled";
+        # the model's own left its prediction running forever.)
+        server = CogServer("async_raisers")
+        self.addCleanup(server.close)
+        server.wait_for_status("READY")
+        runners = server.runner_pids()
+        for mode, error in (("exit", "the model called sys.exit(3)"), ("interrupt", "KeyboardInterrupt"),
+                            ("own", "the model's own BaseException")):
+            with self.subTest(mode=mode):
+                answers = {}
+
+                def predict(name, body):
+                    answers[name] = server.request("POST", "/predictions", {"input": body}, timeout=30)
+
+                threads = [threading.Thread(target=predict, args=("sleeper%d" % i, {"mode": "sleep", "seconds": 0.5}))
+                           for i in range(2)]
+                threads.append(threading.Thread(target=predict, args=(mode, {"mode": mode, "seconds": 0.1})))
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+                status, _, body = answers[mode]
+                self.assertEqual((status, body["status"], body["error"]), (200, "failed", error), body)
+                for i in range(2):
+                    status, _, body = answers["sleeper%d" % i]
+                    self.assertEqual((status, body["status"], body["output"]), (200, "succeeded", "slept"), body)
+        self.assertEqual(server.runner_pids(), runners, "the runner was replaced")
+        self.assertEqual(server.health()["status"], "READY")
+
     def test_concurrency_with_a_sync_predict_is_refused_with_a_reason(self):
         server = CogServer(files={
             "cog.yaml": 'predict: "predict.py:Predictor"\nconcurrency:\n  max: 2\n',

@@ -529,7 +529,10 @@ class Worker:
             import traceback
             traceback.print_exc()
         done["status"] = messages.DONE_FAILED
-        done["error"] = str(e) or type(e).__name__
+        if isinstance(e, SystemExit):  # str() is only its code
+            done["error"] = "the model called sys.exit(%r)" % (e.code,)
+        else:
+            done["error"] = str(e) or type(e).__name__
 
     def _predict(self, fields: Dict[str, Any]) -> None:
         prediction_id = fields["id"]
@@ -775,7 +778,12 @@ class Worker:
                 done["status"] = messages.DONE_SUCCEEDED
             except (_asyncio().CancelledError, CancelationException):
                 done["status"] = messages.DONE_CANCELED
-            except Exception as e:
+            except BaseException as e:
+                # Not only Exception, as in a sync predictor: SystemExit or
+                # KeyboardInterrupt (sys.exit() in predict()) ended the event
+                # loop and the runner, and every prediction beside it came out
+                # "canceled"; a BaseException of the model's own left its
+                # prediction without a Done, running forever.
                 self._failed(done, e)
             # fds 1 and 2 are shared by the predictions running at once: what is
             # written there belongs to none of them (the server logs it as such).
