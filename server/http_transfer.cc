@@ -45,15 +45,31 @@ CurlHandle NewHandle(const std::string& url, const TransferOptions& options, Out
   curl_easy_setopt(c, CURLOPT_USERAGENT, options.user_agent.c_str());
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
                    static_cast<long>(absl::ToInt64Milliseconds(options.connect_timeout)));
-  // Less than one byte a second for the whole window counts as stalled.
-  curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+  // Less than the minimum rate for the whole window counts as stalled.
+  curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT,
+                   static_cast<long>(std::max<int64_t>(1, options.min_bytes_per_second)));
   curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME,
                    std::max(1L, static_cast<long>(absl::ToInt64Seconds(options.stall_timeout))));
   return curl;
 }
 
-size_t WriteToFile(char* data, size_t size, size_t count, void* file) {
-  return std::fwrite(data, size, count, static_cast<FILE*>(file)) * size;
+// Where a download goes, and how much of it may.
+struct DownloadSink {
+  FILE* file;
+  uint64_t max_bytes;  // 0: no limit
+  uint64_t written = 0;
+  bool over = false;
+};
+
+size_t WriteToFile(char* data, size_t size, size_t count, void* sink_pointer) {
+  DownloadSink* sink = static_cast<DownloadSink*>(sink_pointer);
+  const size_t bytes = size * count;
+  if (sink->max_bytes != 0 && sink->written + bytes > sink->max_bytes) {
+    sink->over = true;
+    return 0;  // fails the transfer (CURLE_WRITE_ERROR)
+  }
+  sink->written += bytes;
+  return std::fwrite(data, 1, bytes, sink->file);
 }
 
 constexpr long kUploadBufferBytes = 2 << 20;
@@ -83,8 +99,9 @@ std::string TransferError(CURLcode code, const char* detail, const TransferOptio
                           const OutboundGuard& guard) {
   if (code == CURLE_COULDNT_CONNECT && !guard.refusal().empty()) return guard.refusal();
   if (code == CURLE_OPERATION_TIMEDOUT) {
-    return absl::StrCat("no data moved for ", absl::FormatDuration(options.stall_timeout),
-                        " (timed out)");
+    return absl::StrCat("fewer than ", std::max<int64_t>(1, options.min_bytes_per_second),
+                        " bytes a second moved for ", absl::FormatDuration(options.stall_timeout),
+                        " (timed out; see --file-stall-timeout)");
   }
   return *detail != '\0' ? std::string(detail) : std::string(curl_easy_strerror(code));
 }
@@ -110,8 +127,12 @@ absl::Status DownloadToFile(const std::string& url, const std::string& path,
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, detail);
   curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
   curl_easy_setopt(c, CURLOPT_MAXREDIRS, static_cast<long>(options.max_redirects));
+  DownloadSink sink{file.get(), options.max_download_bytes};
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, WriteToFile);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, file.get());
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
+  if (options.max_download_bytes != 0) {  // refused at once when Content-Length says so
+    curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(options.max_download_bytes));
+  }
   if (canceled != nullptr) {
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, AbortWhenCanceled);
@@ -119,6 +140,11 @@ absl::Status DownloadToFile(const std::string& url, const std::string& path,
   }
   const CURLcode code = curl_easy_perform(c);
   if (canceled != nullptr && canceled->load()) return absl::CancelledError("canceled");
+  if (sink.over || code == CURLE_FILESIZE_EXCEEDED) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "could not download ", url, ": it is larger than --max-download-bytes (",
+        options.max_download_bytes, " bytes)"));
+  }
   if (code != CURLE_OK) {
     return absl::UnavailableError(
         absl::StrCat("could not download ", url, ": ", TransferError(code, detail, options, guard)));

@@ -23,8 +23,15 @@ namespace cog {
 struct TransferOptions {
   std::string user_agent = "cog-server";
   absl::Duration connect_timeout = absl::Seconds(10);
-  // A transfer that moves no byte for this long is abandoned.
+  // A transfer that moves fewer than min_bytes_per_second on average over
+  // stall_timeout is abandoned: a peer trickling 2 bytes a second held a
+  // prediction (an upload, its cancel and shutdown too) for as long as the
+  // file was long.
   absl::Duration stall_timeout = absl::Seconds(30);
+  int64_t min_bytes_per_second = 4 << 10;
+  // Downloads only: the most bytes one may write to disk (0: no limit);
+  // past it the download fails, naming --max-download-bytes.
+  uint64_t max_download_bytes = 0;
   int max_redirects = 10;
   // Uploads only: tries on connection errors, 429 and 5xx.
   int upload_attempts = 3;

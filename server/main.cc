@@ -63,8 +63,12 @@ ABSL_FLAG(bool, spawn_runner, true,
           "Start the runner as a child; false waits for one started elsewhere (sidecar)");
 ABSL_FLAG(std::string, upload_url, "",
           "Where Path outputs are uploaded (PUT <url>/<file name>); default: data: URIs");
+ABSL_FLAG(int64_t, max_download_bytes, int64_t{10} << 30,
+          "Largest file an input URL may download to disk; a larger one fails its prediction "
+          "(0: no limit)");
 ABSL_FLAG(double, file_stall_timeout, 30.0,
-          "Seconds a Path download or upload may move no data before it is abandoned");
+          "Seconds over which a Path download or upload must average --min-body-rate bytes a "
+          "second; a slower one is abandoned");
 ABSL_FLAG(bool, await_explicit_shutdown, false, "Ignore SIGTERM; exit only on POST /shutdown");
 ABSL_FLAG(double, runner_shutdown_grace_period, 10.0,
           "Seconds running predictions get to finish when the server shuts down");
@@ -258,6 +262,10 @@ int Run() {
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // A write past a file-size limit (ulimit -f, RLIMIT_FSIZE), a download's,
+  // fails with EFBIG and fails that prediction, instead of the signal's
+  // default action ending the server.
+  ::signal(SIGXFSZ, SIG_IGN);
 
   // Nothing the predictor starts outlives the server; what a server that died
   // (kill -9, OOM) left in $TMPDIR goes now.
@@ -357,6 +365,11 @@ int Run() {
   core_options.files.transfer.user_agent = absl::StrCat("cog-server/", kServerVersion);
   core_options.files.transfer.stall_timeout =
       absl::Seconds(std::max(1.0, absl::GetFlag(FLAGS_file_stall_timeout)));
+  // The front door's minimum rate for a client's body applies to the
+  // server's own transfers too (over --file-stall-timeout).
+  core_options.files.transfer.min_bytes_per_second = std::max<int64_t>(1, absl::GetFlag(FLAGS_min_body_rate));
+  core_options.files.transfer.max_download_bytes =
+      static_cast<uint64_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_max_download_bytes)));
   const int64_t max_output_bytes = absl::GetFlag(FLAGS_max_output_bytes);
   if (max_output_bytes <= 0 || max_output_bytes > (int64_t{4} << 30) - kFrameOverheadBytes) {
     spdlog::critical("--max-output-bytes must be between 1 and {} (a frame's length is 32 bits)",

@@ -67,6 +67,7 @@ absl::StatusOr<std::unique_ptr<RunnerProcess>> RunnerProcess::Spawn(const Runner
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::signal(SIGXFSZ, SIG_DFL);  // ignored by the server (main.cc), not by what the model runs
     int failed_step = 0;
     if (!command.working_directory.empty() && ::chdir(command.working_directory.c_str()) != 0) {
       failed_step = 1;

@@ -3,8 +3,11 @@ local HTTP server (also redirected, missing, slow and stalled) and from data:
 URIs; outputs uploaded to it by PUT or returned as data: URIs."""
 
 import base64
+import http.server
 import json
 import os
+import shutil
+import subprocess
 import threading
 import unittest
 
@@ -163,6 +166,102 @@ class StalledDownloadTest(unittest.TestCase):
             release.set()
             server.stop()
             files.close()
+
+
+class UnlimitedSource:
+    """An HTTP/1.0 server whose answers have no Content-Length: `size` bytes
+    sent as fast as it can, or one byte every `gap` seconds, until closed."""
+
+    def __init__(self, size=0, gap=0.0):
+        source = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self.send_response(200)
+                self.end_headers()
+                try:
+                    if source.gap:
+                        while not source.closed.is_set():
+                            self.wfile.write(b"z")
+                            self.wfile.flush()
+                            source.closed.wait(source.gap)
+                    else:
+                        chunk = b"z" * 65536
+                        for _ in range(source.size // len(chunk)):
+                            self.wfile.write(chunk)
+                except OSError:
+                    pass  # the server gave up on it
+
+        self.size, self.gap = size, gap
+        self.closed = threading.Event()
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = "http://127.0.0.1:%d/file.bin" % self.server.server_address[1]
+
+    def close(self):
+        self.closed.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class DownloadBoundsTest(unittest.TestCase):
+    def test_a_download_past_max_download_bytes_fails_and_leaves_nothing(self):
+        # Known length (Content-Length) and unknown (until the close): any
+        # client could otherwise fill the server's disk with one URL.
+        known = Receiver()
+        self.addCleanup(known.close)
+        known.files["/big.bin"] = b"x" * (3 << 20)
+        unknown = UnlimitedSource(size=64 << 20)
+        self.addCleanup(unknown.close)
+        server = CogServer("path_input", args=["--max-download-bytes", str(1 << 20)])
+        self.addCleanup(server.close)
+        server.wait_for_status("READY")
+        for url in (known.url + "/big.bin", unknown.url):
+            status, _, body = server.request("POST", "/predictions", {"input": {"image": url}}, timeout=60)
+            self.assertEqual((status, body["status"]), (200, "failed"), body)
+            self.assertIn("could not download %s: it is larger than --max-download-bytes (1048576 bytes)" % url,
+                          body["error"])
+            self.assertEqual(prediction_dirs(server), [])
+        known.files["/small.bin"] = b"s" * 1000
+        status, _, body = server.request("POST", "/predictions", {"input": {"image": known.url + "/small.bin"}})
+        self.assertEqual(body["status"], "succeeded", body.get("error"))
+        self.assertEqual(server.stop(), 0)
+
+    @unittest.skipIf(shutil.which("prlimit") is None, "needs util-linux's prlimit")
+    def test_a_file_size_limit_fails_the_download_not_the_server(self):
+        # Past RLIMIT_FSIZE a write raises SIGXFSZ, whose default action
+        # ended the server; ignored, the write fails and so does the download.
+        known = Receiver()
+        self.addCleanup(known.close)
+        known.files["/big.bin"] = b"x" * (3 << 20)
+        server = CogServer("path_input")
+        self.addCleanup(server.close)
+        server.wait_for_status("READY")
+        subprocess.run(["prlimit", "--pid", str(server.process.pid), "--fsize=1000000"], check=True)
+        status, _, body = server.request("POST", "/predictions", {"input": {"image": known.url + "/big.bin"}})
+        self.assertEqual((status, body["status"]), (200, "failed"), body)
+        self.assertIn("could not download " + known.url + "/big.bin", body["error"])
+        self.assertEqual(server.health()["status"], "READY")
+        self.assertEqual(prediction_dirs(server), [])
+        self.assertEqual(server.stop(), 0)
+
+    def test_a_download_trickling_below_the_minimum_rate_fails(self):
+        # One byte every 0.2 s never stalls outright; below --min-body-rate
+        # over --file-stall-timeout it is abandoned.
+        source = UnlimitedSource(gap=0.2)
+        self.addCleanup(source.close)
+        server = CogServer("path_input", args=["--file-stall-timeout", "2"])
+        self.addCleanup(server.close)
+        server.wait_for_status("READY")
+        status, _, body = server.request("POST", "/predictions", {"input": {"image": source.url}}, timeout=60)
+        self.assertEqual((status, body["status"]), (200, "failed"), body)
+        self.assertIn("fewer than 4096 bytes a second moved for 2s", body["error"])
+        self.assertEqual(prediction_dirs(server), [])
+        self.assertEqual(server.stop(), 0)
 
 
 NESTED_OUTPUTS = {
