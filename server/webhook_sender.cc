@@ -350,9 +350,17 @@ bool WebhookSender::StartAttempt(Transfer* transfer) {
       if (!body.ok()) return false;  // the prediction ended: its completed webhook follows
       webhook.body = *std::move(body);
       webhook.render = nullptr;
-      // Held from now until it is finished, like a body Send counted.
-      webhook.counted_bytes += webhook.body.size();
+      // Held from now until it is finished, like a body Send counted, and
+      // bounded as those are (it is the whole prediction, input included).
       absl::MutexLock lock(&mu_);
+      const uint64_t bound = options_.max_backlog_bytes - options_.max_backlog_bytes / 4;
+      if (backlog_bytes_ > 0 && backlog_bytes_ + webhook.body.size() > bound) {
+        spdlog::warn("logs webhook {} for prediction {} dropped ({} bytes): {} bytes of webhooks "
+                     "are waiting for receivers that have not taken them (--webhook-backlog-bytes)",
+                     webhook.url, transfer->prediction_id, webhook.body.size(), backlog_bytes_);
+        return false;
+      }
+      webhook.counted_bytes += webhook.body.size();
       backlog_bytes_ += webhook.body.size();
     }
     curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");

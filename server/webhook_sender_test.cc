@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <string>
@@ -176,20 +177,47 @@ TEST(WebhookSenderTest, BodiesWaitingForReceiversAreBoundedInAll) {
   }
   EXPECT_EQ(good.bodies().size(), 5u);
   EXPECT_EQ(sender.backlog_bytes(), 0u);
-  // A receiver that never answers holds 300 bytes: more output webhooks are
-  // dropped, and a completed one still has its room.
+  // A receiver that never answers holds what is sent to it: past 300 bytes
+  // output webhooks are dropped, and completed ones still have 100.
   sender.Send("a", Hook(hung.url(), WebhookEvent::kOutput, std::string(100, 'a')));
   sender.Send("b", Hook(hung.url(), WebhookEvent::kOutput, std::string(100, 'b')));
   sender.Send("c", Hook(hung.url(), WebhookEvent::kOutput, std::string(100, 'c')));
-  sender.Send("d", Hook(hung.url(), WebhookEvent::kOutput, std::string(100, 'd')));    // dropped
-  sender.Send("e", Hook(good.url(), WebhookEvent::kCompleted, std::string(90, 'e')));  // fits
-  sender.Send("f", Hook(good.url(), WebhookEvent::kCompleted, std::string(20, 'f')));  // dropped
-  EXPECT_EQ(good.WaitFor(6).back(), std::string(90, 'e'));
+  sender.Send("d", Hook(hung.url(), WebhookEvent::kOutput, std::string(100, 'd')));     // dropped
+  sender.Send("e", Hook(hung.url(), WebhookEvent::kCompleted, std::string(90, 'e')));   // fits
+  sender.Send("f", Hook(hung.url(), WebhookEvent::kCompleted, std::string(20, 'f')));   // dropped
+  std::vector<std::string> held = hung.WaitFor(4);
+  EXPECT_EQ(sender.backlog_bytes(), 390u);
+  absl::SleepFor(absl::Milliseconds(100));  // what was dropped would have come by now
+  held = hung.bodies();
+  std::sort(held.begin(), held.end());
+  EXPECT_EQ(held, (std::vector<std::string>{std::string(100, 'a'), std::string(100, 'b'),
+                                            std::string(100, 'c'), std::string(90, 'e')}));
+  sender.Stop();
+}
+
+TEST(WebhookSenderTest, ARenderedLogsWebhookIsBoundedLikeTheRest) {
+  // A logs webhook's body (the whole prediction) is made when it is sent:
+  // it counts from then, and is dropped if it does not fit.
+  TestReceiver hung(/*hang=*/true);
+  WebhookSender::Options options;
+  options.request_timeout = absl::Hours(1);
+  options.max_backlog_bytes = 400;  // 300 for all but completed webhooks
+  WebhookSender sender(options);
+  auto logs = [&](const std::string& id, size_t size) {
+    WebhookSender::Webhook hook = Hook(hung.url(), WebhookEvent::kLogs, "");
+    hook.render = [size]() -> absl::StatusOr<std::string> { return std::string(size, 'l'); };
+    sender.Send(id, std::move(hook));
+  };
+  sender.Send("a", Hook(hung.url(), WebhookEvent::kOutput, std::string(100, 'a')));
+  hung.WaitFor(1);
+  logs("b", 150);   // 250 in all: fits
+  hung.WaitFor(2);
+  logs("c", 5000);  // past 300: dropped when rendered
+  sender.Send("d", Hook(hung.url(), WebhookEvent::kCompleted, std::string(100, 'd')));  // 350: fits
   hung.WaitFor(3);
-  EXPECT_EQ(sender.backlog_bytes(), 300u);  // a, b and c, still on their way
+  EXPECT_EQ(sender.backlog_bytes(), 350u);
   absl::SleepFor(absl::Milliseconds(100));
   EXPECT_EQ(hung.bodies().size(), 3u);
-  EXPECT_EQ(good.bodies().size(), 6u);
   sender.Stop();
 }
 

@@ -783,7 +783,10 @@ class Worker:
                 # KeyboardInterrupt (sys.exit() in predict()) ended the event
                 # loop and the runner, and every prediction beside it came out
                 # "canceled"; a BaseException of the model's own left its
-                # prediction without a Done, running forever.
+                # prediction without a Done, running forever. GeneratorExit
+                # too: raised by the model, or thrown in by close() of this
+                # coroutine (only ever after _serve_async gathered its tasks),
+                # where a Done, sent without awaiting, does no harm.
                 self._failed(done, e)
             # fds 1 and 2 are shared by the predictions running at once: what is
             # written there belongs to none of them (the server logs it as such).
