@@ -294,20 +294,23 @@ void AppendBase64(absl::string_view data, std::string* out) {
   }
 }
 
-absl::StatusOr<std::string> PredictionFiles::DataUri(const std::string& path) {
+absl::StatusOr<std::string> PredictionFiles::DataUri(const std::string& path, uint64_t* room) {
   uint64_t size = 0;
   absl::StatusOr<int> fd = OpenOutputFile(path, &size);
   if (!fd.ok()) return fd.status();
   const absl::Cleanup close_file = [&fd] { ::close(*fd); };
-  // Bounded before it is read: a 1 GiB file once took 2.8 GB of the
-  // server's memory (and a sparse one costs its predictor no disk).
+  // Bounded before it is read, with the output's other files: a 1 GiB file
+  // once took 2.8 GB of the server's memory, and 40 files each under the
+  // bound 37 times it (a sparse file costs its predictor no disk).
   const uint64_t uri_bytes = 64 + (size + 2) / 3 * 4;
-  if (options_.max_data_uri_bytes != 0 && uri_bytes > options_.max_data_uri_bytes) {
+  if (options_.max_data_uri_bytes != 0 && uri_bytes > *room) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        "the output file ", path, " is ", size, " bytes, a data: URI of about ", uri_bytes,
-        " bytes, over --max-output-bytes (", options_.max_data_uri_bytes,
-        "); give the server --upload-url to upload files this large"));
+        "the output file ", path, " is ", size, " bytes, a data: URI of about ", uri_bytes, " bytes",
+        uri_bytes > options_.max_data_uri_bytes ? "" : " that with the output's other files would pass",
+        uri_bytes > options_.max_data_uri_bytes ? ", over " : " ", "--max-output-bytes (",
+        options_.max_data_uri_bytes, "); give the server --upload-url to upload files this large"));
   }
+  if (options_.max_data_uri_bytes != 0) *room -= uri_bytes;
   // One read into one buffer (not zero-filled first), and the base64
   // written straight after the URI's head.
   std::unique_ptr<char[]> content(new char[std::max<uint64_t>(size, 1)]);
@@ -351,7 +354,8 @@ absl::StatusOr<std::string> PredictionFiles::Upload(const std::string& path,
 }
 
 absl::StatusOr<std::string> PredictionFiles::ResolveOne(const std::string& url,
-                                                        OutputTarget& target) {
+                                                        OutputTarget& target,
+                                                        uint64_t* data_uri_room) {
   if (auto it = target.done.find(url); it != target.done.end()) return it->second;
   absl::StatusOr<std::string> path = FileUrlToPath(url);
   if (!path.ok()) return path.status();
@@ -360,7 +364,7 @@ absl::StatusOr<std::string> PredictionFiles::ResolveOne(const std::string& url,
   if (prefix.empty()) {
     // A data: URI is not kept: the same file returned twice is rare, and
     // keeping megabytes per file for it is not worth it.
-    return DataUri(*path);
+    return DataUri(*path, data_uri_room);
   }
   absl::StatusOr<std::string> uploaded = Upload(*path, prefix, target.prediction_id);
   if (uploaded.ok()) target.done[url] = *uploaded;
@@ -369,6 +373,7 @@ absl::StatusOr<std::string> PredictionFiles::ResolveOne(const std::string& url,
 
 absl::Status PredictionFiles::ResolveOutputs(Json& value, const std::vector<std::string>& pointers,
                                              OutputTarget& target) {
+  uint64_t data_uri_room = options_.max_data_uri_bytes;
   for (const std::string& text : pointers) {
     Json* slot = nullptr;
     try {
@@ -381,7 +386,7 @@ absl::Status PredictionFiles::ResolveOutputs(Json& value, const std::vector<std:
       return absl::InternalError(
           absl::StrCat("the runner named an output file at '", text, "', where there is none"));
     }
-    absl::StatusOr<std::string> resolved = ResolveOne(slot->get<std::string>(), target);
+    absl::StatusOr<std::string> resolved = ResolveOne(slot->get<std::string>(), target, &data_uri_room);
     if (!resolved.ok()) return resolved.status();
     *slot = std::move(*resolved);
   }

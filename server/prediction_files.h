@@ -99,8 +99,10 @@ class PredictionFiles {
   const std::string& root() const { return root_; }
 
  private:
-  absl::StatusOr<std::string> ResolveOne(const std::string& url, OutputTarget& target);
-  absl::StatusOr<std::string> DataUri(const std::string& path);
+  // `data_uri_room`: what data: URIs may still come to in this output.
+  absl::StatusOr<std::string> ResolveOne(const std::string& url, OutputTarget& target,
+                                         uint64_t* data_uri_room);
+  absl::StatusOr<std::string> DataUri(const std::string& path, uint64_t* room);
   absl::StatusOr<std::string> Upload(const std::string& path, const std::string& prefix,
                                      const std::string& prediction_id);
   absl::StatusOr<std::string> FetchOne(const std::string& url, const std::string& dir,
