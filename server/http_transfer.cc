@@ -56,6 +56,7 @@ CurlHandle NewHandle(const std::string& url, const TransferOptions& options, Out
 // Where a download goes, and how much of it may.
 struct DownloadSink {
   FILE* file;
+  CURL* curl;
   uint64_t max_bytes;  // 0: no limit
   uint64_t written = 0;
   bool over = false;
@@ -64,9 +65,19 @@ struct DownloadSink {
 size_t WriteToFile(char* data, size_t size, size_t count, void* sink_pointer) {
   DownloadSink* sink = static_cast<DownloadSink*>(sink_pointer);
   const size_t bytes = size * count;
-  if (sink->max_bytes != 0 && sink->written + bytes > sink->max_bytes) {
-    sink->over = true;
-    return 0;  // fails the transfer (CURLE_WRITE_ERROR)
+  // An error page is not the file (the status fails the download after),
+  // and counts for nothing.
+  long status = 0;
+  curl_easy_getinfo(sink->curl, CURLINFO_RESPONSE_CODE, &status);
+  if (status < 200 || status >= 300) return bytes;
+  if (sink->max_bytes != 0) {
+    curl_off_t announced = -1;  // refused at once when Content-Length says so
+    curl_easy_getinfo(sink->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced);
+    if (sink->written + bytes > sink->max_bytes ||
+        (announced > 0 && static_cast<uint64_t>(announced) > sink->max_bytes)) {
+      sink->over = true;
+      return 0;  // fails the transfer (CURLE_WRITE_ERROR)
+    }
   }
   sink->written += bytes;
   return std::fwrite(data, 1, bytes, sink->file);
@@ -101,7 +112,7 @@ std::string TransferError(CURLcode code, const char* detail, const TransferOptio
   if (code == CURLE_OPERATION_TIMEDOUT) {
     return absl::StrCat("fewer than ", std::max<int64_t>(1, options.min_bytes_per_second),
                         " bytes a second moved for ", absl::FormatDuration(options.stall_timeout),
-                        " (timed out; see --file-stall-timeout)");
+                        " (timed out; see --file-stall-timeout and --min-body-rate)");
   }
   return *detail != '\0' ? std::string(detail) : std::string(curl_easy_strerror(code));
 }
@@ -127,12 +138,11 @@ absl::Status DownloadToFile(const std::string& url, const std::string& path,
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, detail);
   curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
   curl_easy_setopt(c, CURLOPT_MAXREDIRS, static_cast<long>(options.max_redirects));
-  DownloadSink sink{file.get(), options.max_download_bytes};
+  // Not CURLOPT_MAXFILESIZE: it applies to the body of a redirect or an
+  // error page too, and a 404 read as "too large".
+  DownloadSink sink{file.get(), c, options.max_download_bytes};
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, WriteToFile);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
-  if (options.max_download_bytes != 0) {  // refused at once when Content-Length says so
-    curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(options.max_download_bytes));
-  }
   if (canceled != nullptr) {
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, AbortWhenCanceled);
@@ -140,7 +150,7 @@ absl::Status DownloadToFile(const std::string& url, const std::string& path,
   }
   const CURLcode code = curl_easy_perform(c);
   if (canceled != nullptr && canceled->load()) return absl::CancelledError("canceled");
-  if (sink.over || code == CURLE_FILESIZE_EXCEEDED) {
+  if (sink.over) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "could not download ", url, ": it is larger than --max-download-bytes (",
         options.max_download_bytes, " bytes)"));
@@ -207,9 +217,10 @@ absl::StatusOr<std::string> UploadFile(const std::string& url, const std::string
     if (!fd.ok()) return fd.status();
     FileHandle file(::fdopen(*fd, "rb"));
     if (file == nullptr) {
+      const int error = errno;
       ::close(*fd);
-      return absl::ResourceExhaustedError(
-          absl::StrCat("cannot read the output file ", path, ": ", std::strerror(errno)));
+      return absl::InternalError(
+          absl::StrCat("cannot read the output file ", path, ": ", std::strerror(error)));
     }
     OutboundGuard guard(&options.outbound);
     CurlHandle curl = NewHandle(url, options, &guard);

@@ -172,7 +172,7 @@ class UnlimitedSource:
     """An HTTP/1.0 server whose answers have no Content-Length: `size` bytes
     sent as fast as it can, or one byte every `gap` seconds, until closed."""
 
-    def __init__(self, size=0, gap=0.0):
+    def __init__(self, size=0, gap=0.0, status=200):
         source = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -180,7 +180,7 @@ class UnlimitedSource:
                 pass
 
             def do_GET(self):
-                self.send_response(200)
+                self.send_response(source.status)
                 self.end_headers()
                 try:
                     if source.gap:
@@ -195,7 +195,7 @@ class UnlimitedSource:
                 except OSError:
                     pass  # the server gave up on it
 
-        self.size, self.gap = size, gap
+        self.size, self.gap, self.status = size, gap, status
         self.closed = threading.Event()
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -226,6 +226,12 @@ class DownloadBoundsTest(unittest.TestCase):
             self.assertIn("could not download %s: it is larger than --max-download-bytes (1048576 bytes)" % url,
                           body["error"])
             self.assertEqual(prediction_dirs(server), [])
+        # An error page larger than the bound is an error page, not too large.
+        missing = UnlimitedSource(size=4 << 20, status=404)
+        self.addCleanup(missing.close)
+        status, _, body = server.request("POST", "/predictions", {"input": {"image": missing.url}}, timeout=60)
+        self.assertEqual((status, body["status"]), (200, "failed"), body)
+        self.assertIn("could not download %s: the server answered HTTP 404" % missing.url, body["error"])
         known.files["/small.bin"] = b"s" * 1000
         status, _, body = server.request("POST", "/predictions", {"input": {"image": known.url + "/small.bin"}})
         self.assertEqual(body["status"], "succeeded", body.get("error"))
