@@ -120,29 +120,31 @@ void OrphanReaper::Reap() {
   }
 }
 
-std::set<pid_t> OrphanReaper::Descendants() {
-  std::set<pid_t> pids;
-  for (const ProcessEntry& process : DescendantsOf(::getpid(), ListProcesses())) pids.insert(process.pid);
-  return pids;
+namespace {
+
+// Whether `pid`'s environment holds `entry` ("NAME=value") whole.
+bool EnvironmentHolds(pid_t pid, const std::string& entry) {
+  std::ifstream file(absl::StrCat("/proc/", pid, "/environ"), std::ios::binary);
+  std::string variable;
+  while (std::getline(file, variable, '\0')) {
+    if (variable == entry) return true;
+  }
+  return false;
 }
 
-int OrphanReaper::KillAll(absl::Duration timeout, const std::set<pid_t>& spare) {
+}  // namespace
+
+int OrphanReaper::KillAll(absl::Duration timeout, const std::string& marker) {
   const pid_t self = ::getpid();
   const absl::Time deadline = absl::Now() + timeout;
   std::set<pid_t> killed;
   while (true) {
     std::vector<ProcessEntry> descendants = DescendantsOf(self, ListProcesses());
-    if (!spare.empty()) {
-      // Parents come before their children: a spared one's children are seen spared.
-      std::set<pid_t> spared;
+    if (!marker.empty()) {
       descendants.erase(std::remove_if(descendants.begin(), descendants.end(),
                                        [&](const ProcessEntry& process) {
-                                         if (spare.count(process.pid) == 0 &&
-                                             spared.count(process.ppid) == 0) {
-                                           return false;
-                                         }
-                                         spared.insert(process.pid);
-                                         return true;
+                                         return process.state == 'Z' ? process.ppid != self
+                                                                     : !EnvironmentHolds(process.pid, marker);
                                        }),
                         descendants.end());
     }

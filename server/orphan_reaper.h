@@ -10,7 +10,8 @@
 // has stayed a zombie for a whole poll interval. KillAll() kills every
 // descendant still alive and reaps it; main calls it last, after the runner is
 // stopped, and RunnerSupervisor after each runner it spawned has ended,
-// before the next starts (what a killed guardian left came here).
+// before the next starts (what a killed guardian left came here), for what
+// holds that runner's marker in its environment.
 //
 // The runner's own tree is watched by the runner's guardian (see
 // runner/cog_runner/guardian.py), which also covers `kill -9` of the server.
@@ -21,7 +22,7 @@
 
 #include <sys/types.h>
 
-#include <set>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -61,11 +62,11 @@ class OrphanReaper {
   // SIGKILLs every descendant of this process and reaps those that become its
   // children, until none is left or `timeout` passes. Returns how many
   // processes it killed. Call only once no other thread waits for a child.
-  // Those in `spare`, and their descendants, are left alone.
-  static int KillAll(absl::Duration timeout, const std::set<pid_t>& spare = {});
-
-  // The pids of this process's descendants now.
-  static std::set<pid_t> Descendants();
+  // With `marker` ("NAME=value"), only those whose environment holds it
+  // (what one runner started inherits the marker it was spawned with; a
+  // process that came here otherwise, when this one is a container's PID 1,
+  // does not) and the zombies among this process's children.
+  static int KillAll(absl::Duration timeout, const std::string& marker = "");
 
  private:
   void Reap();

@@ -5,6 +5,9 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -116,24 +119,48 @@ TEST_F(OrphanReaperTest, KillAllLeavesNoDescendant) {
   EXPECT_FALSE(Find(child).has_value());
 }
 
-TEST_F(OrphanReaperTest, KillAllSparesWhatItIsToldAndWhatDescendsFromIt) {
-  // A process that was there before the runner (and its child), and an
-  // orphan that came after.
-  const pid_t before = ::fork();
-  if (before == 0) {
-    if (::fork() == 0) {
-      while (true) ::pause();
-    }
-    while (true) ::pause();
+// Starts `sleep 600` with `environment`, in a session of its own when
+// `orphaned` (its parent exits: it comes to this process).
+pid_t Sleeper(std::vector<std::string> environment, bool orphaned) {
+  std::vector<char*> envp;
+  for (std::string& entry : environment) envp.push_back(entry.data());
+  envp.push_back(nullptr);
+  int report[2];
+  if (::pipe(report) != 0) return -1;
+  const pid_t child = ::fork();
+  if (child == 0) {
+    if (orphaned && ::fork() != 0) ::_exit(0);
+    if (orphaned) ::setsid();
+    const pid_t self = ::getpid();
+    (void)!::write(report[1], &self, sizeof(self));
+    ::execle("/bin/sleep", "sleep", "600", nullptr, envp.data());
+    ::_exit(127);
   }
-  ASSERT_TRUE(Eventually([] { return DescendantsOf(::getpid(), ListProcesses()).size() >= 2; }));
-  const std::set<pid_t> spare = OrphanReaper::Descendants();
-  EXPECT_EQ(spare.count(before), 1u);
-  const pid_t orphan = OrphanedGrandchild();
-  ASSERT_TRUE(Eventually([orphan] { return Find(orphan).has_value(); }));
-  EXPECT_EQ(reaper_.KillAll(absl::Seconds(10), spare), 1);
-  EXPECT_FALSE(Find(orphan).has_value());
-  EXPECT_EQ(DescendantsOf(::getpid(), ListProcesses()).size(), 2u);  // `before` and its child
+  ::close(report[1]);
+  pid_t sleeper = -1;
+  (void)!::read(report[0], &sleeper, sizeof(sleeper));
+  ::close(report[0]);
+  if (orphaned) ::waitpid(child, nullptr, 0);
+  return sleeper;
+}
+
+TEST_F(OrphanReaperTest, KillAllWithAMarkerKillsOnlyWhatHoldsIt) {
+  const std::string marker = "COG_RUNNER_INSTANCE=test-1";
+  const pid_t other = Sleeper({"PATH=/bin"}, /*orphaned=*/true);        // came here otherwise
+  const pid_t similar = Sleeper({marker + "0"}, /*orphaned=*/true);     // not the same marker
+  const pid_t runners = Sleeper({"A=1", marker}, /*orphaned=*/true);    // the runner's orphan
+  const pid_t child = Sleeper({marker}, /*orphaned=*/false);            // and a child of ours
+  // exec has happened once /proc shows the marker.
+  ASSERT_TRUE(Eventually([&] {
+    std::ifstream environ(absl::StrCat("/proc/", runners, "/environ"));
+    std::string text((std::istreambuf_iterator<char>(environ)), std::istreambuf_iterator<char>());
+    return text.find(marker) != std::string::npos;
+  }));
+  EXPECT_EQ(reaper_.KillAll(absl::Seconds(10), marker), 2);
+  EXPECT_FALSE(Find(runners).has_value());
+  EXPECT_FALSE(Find(child).has_value());
+  EXPECT_TRUE(Find(other).has_value());
+  EXPECT_TRUE(Find(similar).has_value());
   EXPECT_GE(reaper_.KillAll(absl::Seconds(10)), 2);
   EXPECT_TRUE(DescendantsOf(::getpid(), ListProcesses()).empty());
 }

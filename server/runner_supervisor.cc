@@ -58,12 +58,14 @@ absl::Status RunnerSupervisor::Spawn() {
     absl::MutexLock lock(&mu_);
     process_exited_ = false;  // the last runner's watcher is done: TearDown joined it
   }
-  // Not the runner's: a process the server's parent or a container's other
-  // processes left with it (it may be PID 1) is not killed with what the
-  // runner leaves (TearDown).
-  not_the_runners_ = OrphanReaper::Descendants();
+  // What this runner starts inherits the marker, and only what holds it is
+  // killed when it ends (TearDown): not a process that came to the server
+  // otherwise (as a container's PID 1 it adopts every orphan there).
+  RunnerCommand command = command_;
+  runner_marker_ = absl::StrCat("COG_RUNNER_INSTANCE=", ::getpid(), "-", ++spawns_);
+  command.extra_env.push_back(runner_marker_);
   absl::StatusOr<std::unique_ptr<RunnerProcess>> process =
-      RunnerProcess::Spawn(command_, [this](int wait_status) { OnProcessExit(wait_status); });
+      RunnerProcess::Spawn(command, [this](int wait_status) { OnProcessExit(wait_status); });
   if (!process.ok()) return process.status();
   absl::MutexLock lock(&mu_);
   process_ = std::move(*process);
@@ -332,11 +334,9 @@ void RunnerSupervisor::TearDown() {
   process.reset();      // joins its watcher; it was reaped already
   // What the runner started outside its process group (a setsid() helper, a
   // daemon) came to this process, a subreaper, when the runner's guardian
-  // was killed, and would outlive the runner that replaces it. Every
-  // descendant now that was not there before it was spawned is the old
-  // runner's (none other is started before the next Spawn()); no thread
-  // waits for any.
-  if (spawned) OrphanReaper::KillAll(absl::Seconds(1), not_the_runners_);
+  // was killed, and would outlive the runner that replaces it: what holds
+  // its marker goes now. No thread waits for any of it.
+  if (spawned) OrphanReaper::KillAll(absl::Seconds(1), runner_marker_);
 }
 
 void RunnerSupervisor::Stop(absl::Duration grace) {

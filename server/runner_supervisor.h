@@ -23,7 +23,6 @@
 
 #include <memory>
 #include <optional>
-#include <set>
 #include <string>
 #include <thread>
 
@@ -120,9 +119,11 @@ class RunnerSupervisor : public RunnerConnection::Listener, public RunnerControl
   // Replaced and destroyed by the supervision thread only, under mu_ (so that
   // Stop() can still kill it if that thread is stuck).
   std::unique_ptr<RunnerProcess> process_ ABSL_GUARDED_BY(mu_);
-  // Descendants of this process when the runner was spawned (by Spawn: in
-  // Start, then on the supervision thread only).
-  std::set<pid_t> not_the_runners_;
+  // "COG_RUNNER_INSTANCE=<server pid>-<n>", in the environment of the
+  // runner spawned last and all it starts (by Spawn: in Start, then on the
+  // supervision thread only).
+  std::string runner_marker_;
+  int spawns_ = 0;
   int connection_fd_ ABSL_GUARDED_BY(mu_) = -1;  // -1: not connected
   bool process_exited_ ABSL_GUARDED_BY(mu_) = false;
   int wait_status_ ABSL_GUARDED_BY(mu_) = 0;
