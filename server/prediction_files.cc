@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <new>
 #include <system_error>
 
 #include "absl/cleanup/cleanup.h"
@@ -313,7 +314,12 @@ absl::StatusOr<std::string> PredictionFiles::DataUri(const std::string& path, ui
   if (options_.max_data_uri_bytes != 0) *room -= uri_bytes;
   // One read into one buffer (not zero-filled first), and the base64
   // written straight after the URI's head.
-  std::unique_ptr<char[]> content(new char[std::max<uint64_t>(size, 1)]);
+  std::unique_ptr<char[]> content(new (std::nothrow) char[std::max<uint64_t>(size, 1)]);
+  if (content == nullptr) {  // with --max-output-bytes 0, a file larger than memory
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the output file ", path, " is ", size, " bytes, more than the server can hold as a data: URI; "
+        "give the server --upload-url to upload files this large"));
+  }
   uint64_t done = 0;
   while (done < size) {
     const ssize_t n = ::read(*fd, content.get() + done, size - done);
