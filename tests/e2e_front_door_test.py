@@ -16,15 +16,7 @@ import shutil
 import time
 import unittest
 
-from server_harness import SERVER_BINARY, CogServer, wait_until
-
-
-def rss_kib(pid: int) -> int:
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for %d" % pid)
+from server_harness import SERVER_BINARY, CogServer, rss_kib, wait_until
 
 
 def threads_of(pid: int) -> int:

@@ -13,7 +13,7 @@ from google.protobuf import struct_pb2
 
 from cogapi.v1 import predictor_pb2, predictor_pb2_grpc
 from grpc_health_v1 import health_pb2, health_pb2_grpc
-from server_harness import CogServer, wait_until
+from server_harness import CogServer, rss_kib, wait_until
 
 
 def struct(**values):
@@ -106,14 +106,6 @@ class GrpcApiTest(ServedTest):
         # Reflection is what grpcurl and friends use; ask for the service list.
         from grpc_reflection_stub import list_services
         self.assertIn("cog.v1.Predictor", list_services(self.channel))
-
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 class MessageSizeTest(unittest.TestCase):

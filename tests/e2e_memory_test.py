@@ -6,15 +6,7 @@ such predictions) until the server asked for them to be trimmed."""
 import os
 import unittest
 
-from server_harness import CogServer, wait_until
-
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+from server_harness import CogServer, rss_kib, wait_until
 
 
 class MemoryTest(unittest.TestCase):

@@ -15,20 +15,12 @@ import grpc
 
 from cogapi.v1 import predictor_pb2, predictor_pb2_grpc
 from http_receiver import Receiver
-from server_harness import CogServer, wait_until
+from server_harness import CogServer, rss_kib, wait_until
 
 # main.cc's margins beyond the grace period add up to about 12 s in the worst
 # case (cancel wait, runner stop and kill, webhooks, gRPC); this is generous.
 MARGIN = 20.0
 DONE = (predictor_pb2.PREDICTION_STATUS_CANCELED, predictor_pb2.PREDICTION_STATUS_FAILED)
-
-
-def rss_kib(pid: int) -> int:
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for %d" % pid)
 
 
 class GrpcServer:

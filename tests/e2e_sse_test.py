@@ -12,15 +12,7 @@ import time
 import unittest
 
 from http_receiver import Receiver
-from server_harness import CogServer, wait_until
-
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+from server_harness import CogServer, rss_kib, wait_until
 
 
 def open_stream(server, body):

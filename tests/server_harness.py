@@ -43,6 +43,15 @@ def wait_until(condition, timeout: float = 30.0, what: str = "condition"):
         time.sleep(0.01)
 
 
+def rss_kib(pid: int) -> int:
+    """The resident memory of process `pid` (VmRSS), KiB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for %d" % pid)
+
+
 def process_alive(pid: int) -> bool:
     """Whether `pid` is a live process (a zombie counts as gone)."""
     try:
