@@ -339,6 +339,8 @@ int Run() {
   }
   webhook_options.max_backlog_bytes =
       static_cast<uint64_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_webhook_backlog_bytes)));
+  WebhookCounts webhook_counts;  // made before the sender, which counts into it
+  webhook_options.counts = &webhook_counts;
   WebhookSender webhooks(webhook_options);
   // Logs webhooks are rendered when sent, from the prediction as it is then.
   // The core is made below, before any request can start a prediction; the
@@ -388,6 +390,7 @@ int Run() {
   core_options.finished.max_bytes = static_cast<size_t>(
       std::max<int64_t>(0, absl::GetFlag(FLAGS_finished_predictions_max_bytes)));
   PredictionMetrics metrics;
+  metrics.ReportWebhooks(&webhook_counts);
   BusyPollCounts busy_poll_counts;  // outlives the supervisor and its connections
   core_options.on_completed = [&metrics](const Prediction& prediction) {
     metrics.Observe(prediction);

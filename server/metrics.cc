@@ -95,6 +95,13 @@ std::string PredictionMetrics::Render(const HealthReport& health) const {
                     "cog_runner_frame_polls_total{result=\"missed\"} ",
                     busy_poll_->missed.load(std::memory_order_relaxed), "\n");
   }
+  if (webhooks_ != nullptr) {
+    absl::StrAppend(&out,
+                    "# HELP cog_webhooks_dropped_total Webhooks not sent because the bodies of "
+                    "those waiting for their receivers passed --webhook-backlog-bytes.\n"
+                    "# TYPE cog_webhooks_dropped_total counter\ncog_webhooks_dropped_total ",
+                    webhooks_->dropped.load(std::memory_order_relaxed), "\n");
+  }
   return out;
 }
 

@@ -8,6 +8,7 @@
 #define COG_SERVER_METRICS_H_
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <string>
 
@@ -20,6 +21,11 @@ namespace cog {
 struct BusyPollCounts;
 struct HealthReport;
 
+// Webhooks the sender dropped (--webhook-backlog-bytes), for GET /metrics.
+struct WebhookCounts {
+  std::atomic<uint64_t> dropped{0};
+};
+
 class PredictionMetrics {
  public:
   // Counts a prediction that ended (status terminal, times set).
@@ -27,6 +33,7 @@ class PredictionMetrics {
   std::string Render(const HealthReport& health) const;
   // Renders these counts too (not owned; they outlive this).
   void ReportBusyPolling(const BusyPollCounts* counts) { busy_poll_ = counts; }
+  void ReportWebhooks(const WebhookCounts* counts) { webhooks_ = counts; }
 
  private:
   static constexpr std::array<double, 15> kBuckets = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
@@ -38,6 +45,7 @@ class PredictionMetrics {
   uint64_t count_ ABSL_GUARDED_BY(mu_) = 0;
   double sum_seconds_ ABSL_GUARDED_BY(mu_) = 0;
   const BusyPollCounts* busy_poll_ = nullptr;
+  const WebhookCounts* webhooks_ = nullptr;
 };
 
 }  // namespace cog

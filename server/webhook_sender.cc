@@ -141,6 +141,7 @@ void WebhookSender::Send(const std::string& prediction_id, Webhook webhook) {
                              ? options_.max_backlog_bytes
                              : options_.max_backlog_bytes - options_.max_backlog_bytes / 4;
   if (backlog_bytes_ > 0 && backlog_bytes_ + webhook.body.size() > bound) {
+    if (options_.counts != nullptr) options_.counts->dropped.fetch_add(1, std::memory_order_relaxed);
     const int64_t now = absl::ToUnixSeconds(absl::Now());
     if (now - last_backlog_warning_ >= 10) {
       last_backlog_warning_ = now;
@@ -355,6 +356,7 @@ bool WebhookSender::StartAttempt(Transfer* transfer) {
       absl::MutexLock lock(&mu_);
       const uint64_t bound = options_.max_backlog_bytes - options_.max_backlog_bytes / 4;
       if (backlog_bytes_ > 0 && backlog_bytes_ + webhook.body.size() > bound) {
+        if (options_.counts != nullptr) options_.counts->dropped.fetch_add(1, std::memory_order_relaxed);
         spdlog::warn("logs webhook {} for prediction {} dropped ({} bytes): {} bytes of webhooks "
                      "are waiting for receivers that have not taken them (--webhook-backlog-bytes)",
                      webhook.url, transfer->prediction_id, webhook.body.size(), backlog_bytes_);

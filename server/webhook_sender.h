@@ -38,6 +38,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "server/metrics.h"
 #include "server/outbound_policy.h"
 #include "server/prediction.h"
 #include "server/prediction_service.h"
@@ -67,6 +68,8 @@ class WebhookSender {
     // Transfers on their way at once, at most (each holds a connection and
     // a descriptor); the others wait in their queues.
     size_t max_transfers = 512;
+    // Counts what is dropped, for GET /metrics; may be null, else outlives the sender.
+    WebhookCounts* counts = nullptr;
   };
 
   struct Webhook {

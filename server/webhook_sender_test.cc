@@ -169,6 +169,8 @@ TEST(WebhookSenderTest, BodiesWaitingForReceiversAreBoundedInAll) {
   WebhookSender::Options options;
   options.request_timeout = absl::Hours(1);
   options.max_backlog_bytes = 400;  // 300 for all but completed webhooks
+  WebhookCounts counts;
+  options.counts = &counts;
   WebhookSender sender(options);
   // Delivered webhooks leave the backlog: 5 x 100 bytes, one after another.
   for (int i = 0; i < 5; ++i) {
@@ -192,6 +194,7 @@ TEST(WebhookSenderTest, BodiesWaitingForReceiversAreBoundedInAll) {
   std::sort(held.begin(), held.end());
   EXPECT_EQ(held, (std::vector<std::string>{std::string(100, 'a'), std::string(100, 'b'),
                                             std::string(100, 'c'), std::string(90, 'e')}));
+  EXPECT_EQ(counts.dropped.load(), 2u);  // d and f
   sender.Stop();
 }
 

@@ -1,5 +1,7 @@
 """Webhooks from the real cog-server to a real local HTTP server."""
 
+import re
+import socket
 import unittest
 
 from http_receiver import Receiver
@@ -94,6 +96,29 @@ class WebhookTest(unittest.TestCase):
         status, _, body = self.server.request("POST", "/predictions",
                                               {"input": {"n": 1}, "webhook": "http://127.0.0.1:9/nothing-here"})
         self.assertEqual((status, body["status"]), (200, "succeeded"))
+
+
+class WebhookBacklogTest(unittest.TestCase):
+    def test_webhooks_past_the_backlog_are_dropped_and_counted(self):
+        # A receiver that accepts and never answers holds each webhook sent
+        # to it; past --webhook-backlog-bytes new ones are dropped, the log
+        # says so and GET /metrics counts them, and predictions go on.
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        self.addCleanup(silent.close)
+        server = CogServer("echo", args=["--webhook-backlog-bytes", "3000"])
+        self.addCleanup(server.close)
+        server.wait_for_status("READY")
+        hook = "http://127.0.0.1:%d/hook" % silent.getsockname()[1]
+        for i in range(3):
+            status, _, body = server.request("POST", "/predictions", {"input": {"s": "x" * 2000}, "webhook": hook})
+            self.assertEqual((status, body["status"]), (200, "succeeded"), body)
+        _, _, metrics = server.request("GET", "/metrics")
+        dropped = int(re.search(r"^cog_webhooks_dropped_total (\d+)$", metrics, re.M).group(1))
+        self.assertGreaterEqual(dropped, 5)  # of 6: one ~2 KB body waits, then none fits beside it
+        self.assertIn("waiting for receivers that have not taken them (--webhook-backlog-bytes)", server.logs())
+
 
 
 if __name__ == "__main__":
