@@ -357,9 +357,13 @@ bool WebhookSender::StartAttempt(Transfer* transfer) {
       const uint64_t bound = options_.max_backlog_bytes - options_.max_backlog_bytes / 4;
       if (backlog_bytes_ > 0 && backlog_bytes_ + webhook.body.size() > bound) {
         if (options_.counts != nullptr) options_.counts->dropped.fetch_add(1, std::memory_order_relaxed);
-        spdlog::warn("logs webhook {} for prediction {} dropped ({} bytes): {} bytes of webhooks "
-                     "are waiting for receivers that have not taken them (--webhook-backlog-bytes)",
-                     webhook.url, transfer->prediction_id, webhook.body.size(), backlog_bytes_);
+        if (const int64_t now = absl::ToUnixSeconds(absl::Now()); now - last_backlog_warning_ >= 10) {
+          last_backlog_warning_ = now;
+          spdlog::warn("logs webhook {} for prediction {} dropped ({} bytes): {} bytes of webhooks "
+                       "are waiting for receivers that have not taken them (--webhook-backlog-bytes; "
+                       "this message: at most every 10 s)",
+                       webhook.url, transfer->prediction_id, webhook.body.size(), backlog_bytes_);
+        }
         return false;
       }
       webhook.counted_bytes += webhook.body.size();
