@@ -63,6 +63,21 @@ def predictions_api_request(kind, n=0):
     return {"input": {"kind": kind, "n": n}}
 
 
+def polled(test, server, kind, n=0):
+    """Runs a prediction with Prefer: respond-async (its items go one by one)
+    and polls it until it ends; its final state."""
+    status, _, body = server.request("POST", "/predictions", body=predictions_api_request(kind, n),
+                                     headers={"Prefer": "respond-async"})
+    test.assertEqual(status, 202, body)
+    path = "/predictions/" + body["id"]
+
+    def ended():
+        status, _, body = server.request("GET", path)
+        test.assertEqual(status, 200, body)
+        return body if body["status"] not in ("starting", "processing") else None
+    return wait_until(ended, timeout=120, what="the polled prediction %s to end" % body["id"])
+
+
 class OutputsThroughTheServerTest(unittest.TestCase):
     """The real binary and the real runner on tests/predictors/hostile_outputs."""
 
@@ -109,16 +124,7 @@ class OutputsThroughTheServerTest(unittest.TestCase):
     TEXTS = ['"quoted"', "back\\slash", "new\nline", "\x01\x1f\x7f", "é ✓ 😀", "x" * 256, "y" * 257, ""]
 
     def polled(self, kind, n):
-        status, _, body = self.server.request("POST", "/predictions", body=predictions_api_request(kind, n),
-                                              headers={"Prefer": "respond-async"})
-        self.assertEqual(status, 202, body)
-        path = "/predictions/" + body["id"]
-        deadline = time.monotonic() + 120
-        while body["status"] not in ("succeeded", "failed", "canceled") and time.monotonic() < deadline:
-            time.sleep(0.05)
-            status, _, body = self.server.request("GET", path)
-            self.assertEqual(status, 200, body)
-        return body
+        return polled(self, self.server, kind, n)
 
     def test_str_items_sent_several_to_a_frame_are_the_list_sent_one_by_one(self):
         n = 6000  # tokens enough for several held frames of up to 64 KiB
@@ -221,12 +227,7 @@ class AsyncGeneratorOutputsTest(unittest.TestCase):
         return body
 
     def polled(self, kind, n):
-        status, _, body = self.server.request("POST", "/predictions", body=predictions_api_request(kind, n),
-                                              headers={"Prefer": "respond-async"})
-        self.assertEqual(status, 202, body)
-        path = "/predictions/" + body["id"]
-        return wait_until(lambda: (lambda b: b if b["status"] not in ("starting", "processing") else None)(
-            self.server.request("GET", path)[2]), timeout=120, what="the polled prediction to end")
+        return polled(self, self.server, kind, n)
 
     def assert_serving(self):
         self.assertEqual(self.server.health()["status"], "READY")
@@ -322,15 +323,7 @@ class OutputLimitFlagTest(unittest.TestCase):
         runners = self.server.runner_pids()
         for prefer in ("", "respond-async"):  # items held and sent in runs, or one by one
             with self.subTest(prefer=prefer or "sync"):
-                if prefer:
-                    status, _, body = self.server.request("POST", "/predictions", body=predictions_api_request("endless"),
-                                                          headers={"Prefer": prefer})
-                    self.assertEqual(status, 202, body)
-                    path = "/predictions/" + body["id"]
-                    body = wait_until(lambda: (lambda b: b if b["status"] not in ("starting", "processing") else None)(
-                        self.server.request("GET", path)[2]), timeout=60, what="the endless prediction to end")
-                else:
-                    body = self.predict("endless")
+                body = polled(self, self.server, "endless") if prefer else self.predict("endless")
                 self.assertEqual(body["status"], "failed")
                 self.assertIn("outputs passed --max-output-bytes (%d bytes in all" % self.LIMIT, body["error"])
                 self.assertIsNone(body["output"])
