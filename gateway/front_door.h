@@ -122,7 +122,6 @@ class FrontDoorServer {
   // Readable once Shutdown() is called: connections waiting for a request
   // poll it next to their socket.
   int stop_event_ = -1;
-
 };
 
 }  // namespace cog
