@@ -172,24 +172,33 @@ absl::Status DownloadToFile(const std::string& url, const std::string& path,
 }
 
 absl::StatusOr<int> OpenOutputFile(const std::string& path, uint64_t* size) {
-  // O_NONBLOCK: opening a named pipe for reading does not wait for a writer.
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  auto not_regular = [&path](mode_t mode) {
+    const char* what = S_ISDIR(mode)                    ? "a directory"
+                       : S_ISFIFO(mode)                 ? "a named pipe"
+                       : S_ISCHR(mode) || S_ISBLK(mode) ? "a device"
+                       : S_ISSOCK(mode)                 ? "a socket"
+                                                        : "not a file";
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the output file ", path, " is ", what, ", not a regular file: return the Path of a file"));
+  };
+  // Looked at before it is opened: opening a device can do something (a
+  // terminal, a tape), and a socket cannot be opened at all.
+  struct stat status {};
+  if (::stat(path.c_str(), &status) == 0 && !S_ISREG(status.st_mode)) return not_regular(status.st_mode);
+  // O_NONBLOCK: were it swapped for a named pipe since, the open does not
+  // wait for a writer; fstat below sees what was opened.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (fd < 0) {
     return absl::NotFoundError(absl::StrCat("cannot read the output file ", path, ": ", std::strerror(errno)));
   }
-  struct stat status {};
-  if (::fstat(fd, &status) != 0 || !S_ISREG(status.st_mode)) {
+  if (::fstat(fd, &status) != 0) {
     const int error = errno;
     ::close(fd);
-    const char* what = S_ISDIR(status.st_mode)                               ? "a directory"
-                       : S_ISFIFO(status.st_mode)                            ? "a named pipe"
-                       : S_ISCHR(status.st_mode) || S_ISBLK(status.st_mode) ? "a device"
-                       : S_ISSOCK(status.st_mode)                            ? "a socket"
-                                                                             : nullptr;
-    return absl::FailedPreconditionError(
-        what != nullptr ? absl::StrCat("the output file ", path, " is ", what,
-                                       ", not a regular file: return the Path of a file")
-                        : absl::StrCat("cannot read the output file ", path, ": ", std::strerror(error)));
+    return absl::InternalError(absl::StrCat("cannot read the output file ", path, ": ", std::strerror(error)));
+  }
+  if (!S_ISREG(status.st_mode)) {
+    ::close(fd);
+    return not_regular(status.st_mode);
   }
   ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
   *size = static_cast<uint64_t>(status.st_size);
