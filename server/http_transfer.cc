@@ -2,11 +2,13 @@
 
 #include <curl/curl.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -171,7 +173,33 @@ absl::Status DownloadToFile(const std::string& url, const std::string& path,
   return absl::OkStatus();
 }
 
-absl::StatusOr<int> OpenOutputFile(const std::string& path, uint64_t* size) {
+namespace {
+
+bool IsWithin(absl::string_view path, absl::string_view dir) {
+  return path.size() > dir.size() && absl::StartsWith(path, dir) && path[dir.size()] == '/';
+}
+
+absl::Status OutsideError(const std::string& path, const std::string& resolved,
+                          const std::string& within) {
+  return absl::PermissionDeniedError(absl::StrCat(
+      "the output file ", path, resolved.empty() || resolved == path ? "" : absl::StrCat(" (", resolved, ")"),
+      " is outside ", within, ", the files directory cog-server shares with a runner started elsewhere "
+      "(--files-dir): the server reads no other file for it (a runner as new as the server copies "
+      "a model's files there before it names them)"));
+}
+
+}  // namespace
+
+absl::StatusOr<int> OpenOutputFile(const std::string& path, uint64_t* size,
+                                   const std::string& within) {
+  if (!within.empty()) {
+    // Judged before the open as well: opening a device outside can do
+    // something. The check after the open is the one that counts.
+    char resolved[PATH_MAX];
+    if (::realpath(path.c_str(), resolved) != nullptr && !IsWithin(resolved, within)) {
+      return OutsideError(path, resolved, within);
+    }
+  }
   auto not_regular = [&path](mode_t mode) {
     const char* what = S_ISDIR(mode)                    ? "a directory"
                        : S_ISFIFO(mode)                 ? "a named pipe"
@@ -200,6 +228,16 @@ absl::StatusOr<int> OpenOutputFile(const std::string& path, uint64_t* size) {
     ::close(fd);
     return not_regular(status.st_mode);
   }
+  if (!within.empty()) {
+    // Where the open went, every link resolved by the kernel as it opened.
+    std::string opened(PATH_MAX, '\0');
+    const ssize_t n = ::readlink(absl::StrCat("/proc/self/fd/", fd).c_str(), opened.data(), opened.size());
+    opened.resize(n > 0 ? static_cast<size_t>(n) : 0);
+    if (n <= 0 || !IsWithin(opened, within)) {
+      ::close(fd);
+      return OutsideError(path, opened, within);
+    }
+  }
   ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
   *size = static_cast<uint64_t>(status.st_size);
   return fd;
@@ -222,7 +260,7 @@ absl::StatusOr<std::string> UploadFile(const std::string& url, const std::string
       backoff *= 2;
     }
     uint64_t size = 0;
-    absl::StatusOr<int> fd = OpenOutputFile(path, &size);
+    absl::StatusOr<int> fd = OpenOutputFile(path, &size, options.output_root);
     if (!fd.ok()) return fd.status();
     FileHandle file(::fdopen(*fd, "rb"));
     if (file == nullptr) {

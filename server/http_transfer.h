@@ -39,6 +39,9 @@ struct TransferOptions {
   // Where connections may go (--outbound-deny-cidrs); by default not to
   // link-local and metadata addresses.
   OutboundPolicy outbound;
+  // Uploads only: the directory a file must be in (OpenOutputFile's
+  // `within`); empty: anywhere.
+  std::string output_root;
 };
 
 // Calls curl_global_init once per process.
@@ -55,7 +58,14 @@ absl::Status DownloadToFile(const std::string& url, const std::string& path,
 // what it is (a directory, a named pipe, a device, a socket): a directory
 // read as a file once took the server down, and a named pipe's open() or
 // read() waited for a writer forever. Sets `*size`. The caller closes the fd.
-absl::StatusOr<int> OpenOutputFile(const std::string& path, uint64_t* size);
+// With `within` (an absolute path without symbolic links), the file must be
+// under that directory once every link is resolved, else PermissionDenied: a
+// runner started elsewhere (a sidecar) may name only files of the directory
+// the two share, not the server's own (a service account's token, say). What
+// was opened is what is judged, so swapping in a link after the check does
+// not help.
+absl::StatusOr<int> OpenOutputFile(const std::string& path, uint64_t* size,
+                                   const std::string& within = "");
 
 // PUTs the bytes of `path` to `url` with the given extra headers
 // ("Name: value"), retrying connection errors, 429 and 5xx. Returns the

@@ -61,6 +61,11 @@ ABSL_FLAG(std::string, runner_socket, "",
           "Unix socket the runner connects to (default: a private temporary one)");
 ABSL_FLAG(bool, spawn_runner, true,
           "Start the runner as a child; false waits for one started elsewhere (sidecar)");
+ABSL_FLAG(std::string, files_dir, "",
+          "Directory for prediction files (a cog-server-<pid>-... directory is made in it): inputs "
+          "downloaded from URLs, and with --spawn-runner=false the only place Path outputs are read "
+          "from (the runner copies a model's files there); for a sidecar, a volume both containers "
+          "mount at the same path. Default: $TMPDIR, else /tmp");
 ABSL_FLAG(std::string, upload_url, "",
           "Where Path outputs are uploaded (PUT <url>/<file name>); default: data: URIs");
 ABSL_FLAG(int64_t, max_download_bytes, int64_t{10} << 30,
@@ -277,6 +282,18 @@ int Run() {
   for (const std::string& dir : RemoveStaleServerTempDirs(TempParent(), {"cog-runner", "cog-server"})) {
     spdlog::info("removed {}, left by a server that is gone", dir);
   }
+  const std::string files_dir = absl::GetFlag(FLAGS_files_dir);
+  if (!files_dir.empty()) {
+    std::error_code error;
+    if (!std::filesystem::is_directory(files_dir, error)) {
+      spdlog::critical("--files-dir {} is not a directory{}", files_dir,
+                       error ? absl::StrCat(": ", error.message()) : "");
+      return 2;
+    }
+    for (const std::string& dir : RemoveStaleServerTempDirs(files_dir, {"cog-server"})) {
+      spdlog::info("removed {}, left by a server that is gone", dir);
+    }
+  }
 
   std::string working_directory = absl::GetFlag(FLAGS_working_directory);
   if (working_directory.empty()) working_directory = std::filesystem::current_path().string();
@@ -358,6 +375,10 @@ int Run() {
     return 2;
   }
   core_options.files.upload_url = upload_url;
+  core_options.files.temp_parent = files_dir;
+  // A runner elsewhere names files of its own container's: the server reads
+  // only what it put in the shared directory.
+  core_options.files.confine_outputs = !absl::GetFlag(FLAGS_spawn_runner);
   core_options.files.max_data_uri_bytes =
       static_cast<uint64_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_max_output_bytes)));
   core_options.healthcheck_interval =

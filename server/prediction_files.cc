@@ -151,9 +151,16 @@ PredictionFiles::PredictionFiles(Options options) : options_(std::move(options))
   const std::string parent = options_.temp_parent.empty() ? TempParent() : options_.temp_parent;
   // Named with the server's pid: a later server removes it if this one dies.
   if (absl::StatusOr<std::string> root = MakeServerTempDir(parent, "cog-server"); root.ok()) {
-    root_ = *root;
+    // Without links: a file is judged by where it really is (OpenOutputFile).
+    std::error_code error;
+    const std::filesystem::path canonical = std::filesystem::canonical(*root, error);
+    root_ = error ? *root : canonical.string();
   } else {
     spdlog::error("{}; Path inputs given as URLs will fail", std::string(root.status().message()));
+  }
+  if (options_.confine_outputs) {
+    // Without a root, nothing is within it: every Path output is refused.
+    options_.transfer.output_root = root_.empty() ? "/nonexistent/cog-server-files" : root_;
   }
 }
 
@@ -184,11 +191,15 @@ std::string PredictionFiles::SniffExtension(absl::string_view bytes) {
   return extension;
 }
 
-absl::StatusOr<std::string> PredictionFiles::MakeWorkDir() {
+std::string PredictionFiles::NewWorkDirName() {
+  return root_.empty() ? "" : absl::StrCat(root_, "/p", next_dir_.fetch_add(1));
+}
+
+absl::StatusOr<std::string> PredictionFiles::MakeWorkDir(const std::string& name) {
   if (root_.empty()) return absl::InternalError("the server has no temporary directory");
-  std::string dir = absl::StrCat(root_, "/p", next_dir_.fetch_add(1));
+  std::string dir = name.empty() ? NewWorkDirName() : name;
   std::error_code error;
-  std::filesystem::create_directory(dir, error);
+  std::filesystem::create_directory(dir, error);  // no error when it is there
   if (error) {
     return absl::InternalError(absl::StrCat("cannot make ", dir, ": ", error.message()));
   }
@@ -297,7 +308,7 @@ void AppendBase64(absl::string_view data, std::string* out) {
 
 absl::StatusOr<std::string> PredictionFiles::DataUri(const std::string& path, uint64_t* room) {
   uint64_t size = 0;
-  absl::StatusOr<int> fd = OpenOutputFile(path, &size);
+  absl::StatusOr<int> fd = OpenOutputFile(path, &size, options_.transfer.output_root);
   if (!fd.ok()) return fd.status();
   const absl::Cleanup close_file = [&fd] { ::close(*fd); };
   // Bounded before it is read, with the output's other files: a 1 GiB file
@@ -343,7 +354,7 @@ absl::StatusOr<std::string> PredictionFiles::Upload(const std::string& path,
   std::string head(kSniffBytes, '\0');
   {
     uint64_t size = 0;
-    absl::StatusOr<int> fd = OpenOutputFile(path, &size);
+    absl::StatusOr<int> fd = OpenOutputFile(path, &size, options_.transfer.output_root);
     if (!fd.ok()) return fd.status();
     ssize_t n;
     while ((n = ::read(*fd, head.data(), head.size())) < 0 && errno == EINTR) {

@@ -54,6 +54,12 @@ class PredictionFiles {
     // --max-output-bytes: the largest data: URI a Path output may become
     // without an upload URL (0: no limit); a larger file fails its prediction.
     uint64_t max_data_uri_bytes = 0;
+    // The runner was started elsewhere (a sidecar) and shares root() with the
+    // server (--files-dir on a volume both mount at the same path): Path
+    // outputs are read only from under root(), and each prediction names a
+    // directory there for the runner to copy a model's files into
+    // (NewWorkDirName).
+    bool confine_outputs = false;
     TransferOptions transfer;
   };
 
@@ -65,8 +71,12 @@ class PredictionFiles {
 
   // ---- inputs ----
 
-  // Makes a new, empty directory for one prediction's files.
-  absl::StatusOr<std::string> MakeWorkDir();
+  // The name of a new directory for one prediction's files under root(), not
+  // made yet; empty if the server has no temporary root.
+  std::string NewWorkDirName();
+  // Makes a new, empty directory for one prediction's files: `dir` (a
+  // NewWorkDirName() the runner may have made already), or a new one.
+  absl::StatusOr<std::string> MakeWorkDir(const std::string& dir = "");
   // Removes a directory made by MakeWorkDir, with everything in it.
   static void RemoveWorkDir(const std::string& dir);
   // Replaces each URL `pointers` locate in `input` (JSON pointers) by the path
@@ -108,7 +118,7 @@ class PredictionFiles {
   absl::StatusOr<std::string> FetchOne(const std::string& url, const std::string& dir,
                                        const std::atomic<bool>* canceled);
 
-  const Options options_;
+  Options options_;  // options_.transfer.output_root: root_ when confine_outputs
   std::string root_;  // empty if it could not be made
   std::atomic<uint64_t> next_dir_{0};
 

@@ -318,6 +318,7 @@ absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
   std::optional<RunnerUse> use;
   std::vector<PredictionObserver*> started_observers;
   bool batch_outputs = false;
+  std::string output_dir;
   // The runner's input when it is not the one shown (see below).
   std::optional<Json> runner_input;
   std::vector<std::string> file_inputs;
@@ -370,6 +371,10 @@ absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
     active->outputs.prediction_id = prediction.id;
     active->outputs.upload_prefix = request.output_file_prefix;
     active->generation = runner_generation_;
+    // A runner elsewhere copies the model's files here (Predict.output_dir);
+    // made by whichever side needs it first, removed when the prediction ends.
+    if (options_.files.confine_outputs) active->workdir = files_.NewWorkDirName();
+    output_dir = active->workdir;
     started_observers = ObserversOf(*active);
     // Without observers, it may be polled (GET /predictions/{id}): each output as it comes.
     batch_outputs = !started_observers.empty() &&
@@ -390,6 +395,7 @@ absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
   predict->set_context_json(DumpJson(request.context));
   predict->set_batch_outputs(batch_outputs);
   predict->set_batch_text_items(batch_outputs);
+  if (!output_dir.empty()) predict->set_output_dir(output_dir);
   if (file_inputs.empty()) {
     // `prediction` holds the shown input until SendPredict returns.
     const absl::string_view input_text =
@@ -431,7 +437,7 @@ void PredictionService::FetchInputsThenSend(const std::string& id, runner::Serve
     active = FindActive(id);
     if (active == nullptr) return;
   }
-  absl::StatusOr<std::string> dir = files_.MakeWorkDir();
+  absl::StatusOr<std::string> dir = files_.MakeWorkDir(active->workdir);
   absl::Status fetched = dir.status();
   if (dir.ok()) {
     active->workdir = *dir;
@@ -807,6 +813,7 @@ void PredictionService::HandleHello(const runner::Hello& hello) {
   runner::ServerMessage message;
   message.mutable_setup()->set_weights(options_.weights);
   message.mutable_setup()->set_max_frame_bytes(options_.max_output_bytes);
+  if (options_.files.confine_outputs) message.mutable_setup()->set_files_dir(files_.root());
   absl::Status sent = SendTo(use, message);
   if (!sent.ok()) spdlog::error("sending setup to the runner: {}", std::string(sent.message()));
 }

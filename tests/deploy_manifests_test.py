@@ -199,6 +199,17 @@ class ManifestsMatchTheServerTest(unittest.TestCase):
         # not wait for setup, which needs the model container.
         self.assertEqual(server["startupProbe"]["httpGet"]["path"], "/v2/health/live")
 
+    def test_the_sidecar_shares_its_files_dir_at_the_same_path(self):
+        spec = pod_spec(self.deployments["sidecar"])
+        server = spec["initContainers"][0]
+        model = next(c for c in spec["containers"] if c["name"] == "model")
+        files_dir = next(a.split("=", 1)[1] for a in server["args"] if a.startswith("--files-dir="))
+        empty_dirs = {v["name"] for v in spec["volumes"] if "emptyDir" in v}
+        mounted = [{m["name"] for m in c["volumeMounts"] if m["mountPath"] == files_dir} for c in (server, model)]
+        self.assertEqual(len(mounted[0]), 1, "cog-server mounts a volume at --files-dir")
+        self.assertEqual(mounted[0], mounted[1], "the model container mounts the same one at the same path")
+        self.assertLessEqual(mounted[0], empty_dirs)
+
     def test_probes_name_real_routes_and_ports(self):
         paths = set()
         for topology, deployment in self.deployments.items():

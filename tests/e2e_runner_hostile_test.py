@@ -11,6 +11,7 @@ other side is still serving, and the next prediction succeeds.
 import concurrent.futures
 import json
 import os
+import pathlib
 import re
 import shutil
 import socket
@@ -474,7 +475,7 @@ class ServerFacingAHostileRunnerTest(unittest.TestCase):
         self.wire.send("hello", {"protocol_version": messages.PROTOCOL_VERSION, "runner_version": "test",
                                  "pid": os.getpid(), "openapi_json": json.dumps(document).encode(),
                                  "max_concurrency": 1})
-        self.next_frame("setup")
+        self.setup = self.next_frame("setup")
         self.wire.send("setup_done", {"succeeded": True})
         self.server.wait_for_status("READY")
         self.pool = concurrent.futures.ThreadPoolExecutor(1)
@@ -496,7 +497,8 @@ class ServerFacingAHostileRunnerTest(unittest.TestCase):
     def predict(self, answer):
         """Runs one prediction; `answer(id)` plays the runner's part. The response body."""
         future = self.pool.submit(self.server.request, "POST", "/predictions", {"input": {"s": "hi"}})
-        answer(self.next_frame("predict")["id"])
+        self.last_predict = self.next_frame("predict")
+        answer(self.last_predict["id"])
         status, _, body = future.result(timeout=120)
         self.assertEqual(status, 200, body)
         self.assertEqual(self.server.health()["status"], "READY")
@@ -543,6 +545,51 @@ class ServerFacingAHostileRunnerTest(unittest.TestCase):
         logs = self.server.logs()
         self.assertIn("skipped a frame from the runner", logs)
         self.assertIn("the runner could not decode a frame from the server", logs)
+
+    def test_path_outputs_are_read_only_from_the_shared_files_directory(self):
+        # A runner elsewhere (a sidecar's model container) names a file of the
+        # server's own container: a service account token, say.
+        outside = os.path.join(self.socket_dir, "secret.txt")
+        with open(outside, "w") as f:
+            f.write("the server's own file")
+        files_dir = self.setup["files_dir"]
+        self.assertTrue(os.path.isdir(files_dir), self.setup)
+        seen = {}
+
+        def returns(path_of):
+            def answer(prediction_id):
+                seen["output_dir"] = output_dir = self.last_predict["output_dir"]
+                path = path_of(output_dir)
+                self.wire.send("done", {"id": prediction_id, "status": messages.DONE_SUCCEEDED,
+                                        "output_json": json.dumps(pathlib.Path(path).as_uri()).encode(),
+                                        "files_json": b'[""]'})
+            return answer
+
+        def link_in(output_dir):
+            os.makedirs(output_dir, exist_ok=True)
+            os.symlink(outside, os.path.join(output_dir, "innocent.txt"))
+            return os.path.join(output_dir, "innocent.txt")
+
+        def dotdot(output_dir):
+            os.makedirs(output_dir, exist_ok=True)
+            return os.path.join(output_dir, os.path.relpath(outside, output_dir))
+
+        for path_of in (lambda output_dir: outside, link_in, dotdot):
+            body = self.predict(returns(path_of))
+            self.assertEqual(body["status"], "failed", body)
+            self.assertIn("is outside %s, the files directory cog-server shares with a runner started "
+                          "elsewhere (--files-dir)" % files_dir, body["error"])
+            self.assertNotIn("the server's own", json.dumps(body))
+            self.assertTrue(seen["output_dir"].startswith(files_dir + "/p"), seen)
+
+        def inside(output_dir):
+            os.makedirs(output_dir, exist_ok=True)
+            with open(os.path.join(output_dir, "out.txt"), "w") as f:
+                f.write("shared")
+            return os.path.join(output_dir, "out.txt")
+        body = self.predict(returns(inside))
+        self.assertEqual((body["status"], body["output"]), ("succeeded", "data:text/plain;base64,c2hhcmVk"))
+        wait_until(lambda: not os.path.exists(seen["output_dir"]), what="the prediction's directory to go")
 
 
 def _varint(value: int) -> bytes:

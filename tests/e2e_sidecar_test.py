@@ -9,6 +9,7 @@ killed leaves its socket behind, the model container's next runner waits on
 it, and the next server takes that runner.
 """
 
+import base64
 import os
 import shutil
 import signal
@@ -26,9 +27,11 @@ class Runner:
     """The model container: its own copy of the model, the runner package on
     PYTHONPATH, started with --socket only (no --predict: it reads cog.yaml)."""
 
-    def __init__(self, model_dir: str, socket_path: str, log_path: str):
+    def __init__(self, model_dir: str, socket_path: str, log_path: str, tmpdir: str = ""):
         self.log_path = log_path
         env = dict(os.environ, PYTHONPATH=RUNNER, PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1")
+        if tmpdir:
+            env["TMPDIR"] = tmpdir  # the model container's own /tmp
         self.log = open(log_path, "ab")
         self.process = subprocess.Popen(
             [PYTHON, "-m", "cog_runner", "--socket", socket_path, "--working-directory", model_dir],
@@ -128,6 +131,69 @@ class SidecarTest(unittest.TestCase):
         self.predict(second_server)
         self.assertEqual(second_server.stop(), 0)
         self.assertEqual(second_runner.process.wait(60), 0)
+
+
+class SidecarFilesTest(unittest.TestCase):
+    """Path inputs and outputs across the pod's shared files volume
+    (cog-server --files-dir): the server downloads inputs there, the runner
+    copies what the model writes in its own /tmp there, and the server reads
+    Path outputs from nowhere else."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="cog-pod-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.socket = os.path.join(self.tmp, "sock", "runner.sock")
+        self.files = os.path.join(self.tmp, "files")  # the shared emptyDir for files
+        self.model_tmp = os.path.join(self.tmp, "model-tmp")  # the model container's /tmp
+        for d in (os.path.dirname(self.socket), self.files, self.model_tmp):
+            os.makedirs(d)
+        self.model = os.path.join(self.tmp, "model")
+        shutil.copytree(os.path.join(PREDICTORS, "sidecar_files"), self.model)
+        self.server = CogServer(files={}, args=["--spawn-runner=false", "--runner-socket", self.socket,
+                                                "--files-dir", self.files])
+        self.addCleanup(self.server.close)
+        [self.root] = [os.path.join(self.files, d) for d in os.listdir(self.files)]
+
+    def start_runner(self) -> Runner:
+        runner = Runner(self.model, self.socket, os.path.join(self.tmp, "runner.log"), self.model_tmp)
+        self.addCleanup(runner.close)
+        return runner
+
+    def test_files_cross_the_shared_volume_and_nothing_is_left(self):
+        self.start_runner()
+        self.assertEqual(self.server.wait_for_status("READY")["setup"]["logs"], "")
+        status, _, answer = self.server.request("POST", "/predictions", {"input": {
+            "text": "made in the model's /tmp", "image": "data:text/plain;base64,aW4gdGhlIHNoYXJlZCBkaXI="}})
+        self.assertEqual((status, answer["status"]), (200, "succeeded"), answer)
+        decoded = [base64.b64decode(uri.split(",", 1)[1]).decode() for uri in answer["output"]]
+        self.assertEqual(decoded, ["in the shared dir", "made in the model's /tmp", "made in the model's /tmp"])
+        self.assertIn("input at %s/p" % self.root, answer["logs"], "the input was downloaded to the volume")
+        # The prediction's directory (its input, the runner's copy) goes with it;
+        # the model's own file stays in its /tmp.
+        wait_until(lambda: os.listdir(self.root) == [], what="the prediction's files to be removed")
+        [made] = os.listdir(self.model_tmp)
+        self.assertEqual(os.listdir(os.path.join(self.model_tmp, made)), ["out.txt"])
+
+    def test_a_directory_fails_its_prediction_saying_so(self):
+        self.start_runner()
+        self.server.wait_for_status("READY")
+        status, _, answer = self.server.request("POST", "/predictions", {"input": {"kind": "directory"}})
+        self.assertEqual((status, answer["status"]), (200, "failed"), answer)
+        self.assertRegex(answer["error"], r"^the output file /\S+ is a directory: return the Path of a file$")
+        self.assertEqual(self.server.health()["status"], "READY")
+
+    def test_a_runner_that_cannot_see_the_volume_says_so_in_setup_logs(self):
+        os.rename(self.files, self.files + "-elsewhere")  # not mounted in the model container
+        self.addCleanup(os.rename, self.files + "-elsewhere", self.files)
+        self.start_runner()
+        logs = self.server.wait_for_status("READY")["setup"]["logs"]
+        self.assertIn("cog-server keeps prediction files in %s, which this container does not have" % self.root,
+                      logs)
+        self.assertIn("mount the volume of cog-server's --files-dir at the same path in both containers", logs)
+        status, _, answer = self.server.request("POST", "/predictions", {"input": {"text": "x"}})
+        self.assertEqual(answer["status"], "failed", answer)
+        self.assertIn("cannot copy the output file", answer["error"])
+        self.assertIn("--files-dir", answer["error"])
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ METRIC_INCREMENT = 1
 METRIC_APPEND = 2
 
 # ---- server -> runner ----
-SETUP = {1: ("weights", "string", None), 2: ("max_frame_bytes", "uint64", None)}
+SETUP = {1: ("weights", "string", None), 2: ("max_frame_bytes", "uint64", None), 3: ("files_dir", "string", None)}
 PREDICT = {
     1: ("id", "string", None),
     2: ("kind", "enum", None),
@@ -32,6 +32,7 @@ PREDICT = {
     6: ("input_text", "view", None),  # decoded in place: str() of it is the one copy
     7: ("batch_outputs", "bool", None),
     8: ("batch_text_items", "bool", None),
+    9: ("output_dir", "string", None),
 }
 CANCEL = {1: ("id", "string", None)}
 HEALTHCHECK = {1: ("sequence", "uint64", None)}

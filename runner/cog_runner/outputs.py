@@ -7,11 +7,13 @@ prediction that "succeeded". Such values are refused here instead, saying where
 they sit. So are values too large for one frame, naming the server's limit.
 """
 
+import contextvars
 import dataclasses
 import json
 import math
 import os
 import pathlib
+import stat
 from typing import Any, Dict, List, Optional
 
 from cog.types import Secret
@@ -33,6 +35,62 @@ def too_large(where: str, size: int, limit: int, form: str = "JSON") -> OutputEr
         "%s is %d bytes as %s, over the limit of %d bytes that cog-server takes from its runner "
         "(raise it with cog-server --max-output-bytes, or return a cog.Path: files travel apart)"
         % (where, size, form, limit))
+
+
+class SharedDir:
+    """A prediction's directory on the volume a runner started elsewhere (a
+    sidecar) shares with cog-server (Predict.output_dir). The server reads Path
+    outputs only from under that volume's directory, so a returned file that is
+    elsewhere (the model's /tmp, its working directory) is first linked or
+    copied in here, under its own name; once for each file in a prediction."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._real = os.path.realpath(path)
+        self._placed: Dict[str, str] = {}
+
+    def place(self, path: str) -> str:
+        real = os.path.realpath(path)
+        if real.startswith(self._real + os.sep):  # its input files, or written here
+            return real
+        placed = self._placed.get(real)
+        if placed is not None:
+            return placed
+        try:
+            mode = os.stat(real).st_mode
+        except OSError as e:
+            raise OutputError("cannot read the output file %s: %s" % (path, e.strerror)) from None
+        if not stat.S_ISREG(mode):
+            what = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+            raise OutputError("the output file %s is %s: return the Path of a file" % (path, what))
+        target = os.path.join(self.path, "out%d" % len(self._placed),
+                              os.path.basename(path) or "file")
+        try:
+            # Not makedirs: without the server's directory (the volume not
+            # mounted here) the copy must fail, not make one only this
+            # container has.
+            for directory in (self.path, os.path.dirname(target)):
+                try:
+                    os.mkdir(directory)
+                except FileExistsError:
+                    pass
+            try:
+                os.link(real, target)  # the same file, nothing copied (another filesystem: EXDEV)
+            except OSError:
+                import shutil
+                shutil.copyfile(real, target)
+        except OSError as e:
+            raise OutputError(
+                "cannot copy the output file %s into %s, the directory cog-server shares with this "
+                "runner (cog-server --files-dir: a volume both containers mount at the same path): %s"
+                % (path, self.path, e.strerror or e)) from None
+        self._placed[real] = target
+        return target
+
+
+# Set for each prediction (Worker._enter_scope); None: files are named where they are.
+shared_dir: "contextvars.ContextVar[Optional[SharedDir]]" = contextvars.ContextVar(
+    "cog_shared_dir", default=None)
 
 
 def encode_output(value: Any, files: Optional[List[str]] = None, where: str = "output") -> Any:
@@ -102,9 +160,13 @@ def _encode(value: Any, files: Optional[List[str]], pointer: str) -> Any:
     if isinstance(value, Secret):
         return "**********"
     if isinstance(value, os.PathLike):
+        path = pathlib.Path(os.fspath(value)).absolute()
         if files is not None:
             files.append(pointer)
-        return pathlib.Path(os.fspath(value)).absolute().as_uri()
+            shared = shared_dir.get()
+            if shared is not None:
+                return pathlib.Path(shared.place(str(path))).as_uri()
+        return path.as_uri()
     if isinstance(value, (list, tuple, set, frozenset)):
         return [_encode(v, files, "%s/%d" % (pointer, i)) for i, v in enumerate(value)]
     if isinstance(value, dict):

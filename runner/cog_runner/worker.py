@@ -25,7 +25,7 @@ import cog
 from cog import scope as cog_scope
 from cog.server.exceptions import CancelationException
 
-from . import messages, wire
+from . import messages, outputs, wire
 from .coerce import input_converters
 from .connection import _HOLD_SECONDS, HOLD_ITEMS, MAX_FRAME_BYTES, TEXT_ITEM_CHARS
 from .connection import Connection, ConnectionClosed, Frame, FrameTooLarge
@@ -412,8 +412,19 @@ class Worker:
         self._flush_logs("")
         self.send("setup_done", {"succeeded": False, "error": "%s: %s" % (type(e).__name__, e)})
 
+    def _check_files_dir(self, fields: Dict[str, Any]) -> None:
+        """Says in setup's logs when the server's files directory (a runner
+        started elsewhere, Setup.files_dir) is not to be seen here."""
+        files_dir = fields.get("files_dir")
+        if files_dir and not os.path.isdir(files_dir):
+            self.send("log", {"id": "", "source": messages.LOG_RUNNER, "text": (
+                "cog-runner: cog-server keeps prediction files in %s, which this container does not "
+                "have: Path inputs and outputs will fail; mount the volume of cog-server's --files-dir "
+                "at the same path in both containers\n" % files_dir)})
+
     def _setup(self, fields: Dict[str, Any]) -> None:
         self.conn.set_send_limit(fields.get("max_frame_bytes", 0))
+        self._check_files_dir(fields)
         self._running_id = ""
         try:
             for call in self._setup_calls(fields):
@@ -429,6 +440,7 @@ class Worker:
 
     async def _setup_async(self, fields: Dict[str, Any]) -> None:
         self.conn.set_send_limit(fields.get("max_frame_bytes", 0))
+        self._check_files_dir(fields)
         try:
             for call in self._setup_calls(fields):
                 result = call()
@@ -467,6 +479,8 @@ class Worker:
     def _enter_scope(self, fields: Dict[str, Any]) -> contextvars.Token:
         context_json = fields["context_json"]
         context = json.loads(str(context_json, "utf-8")) if context_json not in (b"", b"{}") else None
+        output_dir = fields.get("output_dir")
+        outputs.shared_dir.set(outputs.SharedDir(output_dir) if output_dir else None)
         return cog_scope._set_scope(cog_scope.Scope(context, self._metric_recorder(fields["id"])))
 
     def _hold_texts(self, prediction_id: str, items: List[str], since: Optional[float] = None) -> None:
