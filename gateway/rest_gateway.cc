@@ -500,7 +500,7 @@ void RestGateway::RegisterRoutes() {
   // Ready: setup succeeded, a slot is free, and no shutdown is under way.
   route("/v2/health/live", Shape::kExact,
         {{"GET", [this](const HttpRequest&, HttpResponse& response, const std::string&) {
-            const HealthReport health = core_->Health();
+            const HealthReport health = core_->Health(/*with_setup_logs=*/false);
             const bool live = health.status != HealthStatus::kSetupFailed &&
                               health.status != HealthStatus::kDefunct;
             Reply(response, live ? 200 : 503,
@@ -508,7 +508,7 @@ void RestGateway::RegisterRoutes() {
           }}});
   route("/v2/health/ready", Shape::kExact,
         {{"GET", [this](const HttpRequest&, HttpResponse& response, const std::string&) {
-            const HealthReport health = core_->Health();
+            const HealthReport health = core_->Health(/*with_setup_logs=*/false);
             const bool ready = health.status == HealthStatus::kReady && !health.shutting_down;
             Reply(response, ready ? 200 : 503,
                   Json{{"ready", ready}, {"status", HealthStatusName(health.status)}});
@@ -523,7 +523,7 @@ void RestGateway::RegisterRoutes() {
     route("/metrics", Shape::kExact,
           {{"GET", [this](const HttpRequest&, HttpResponse& response, const std::string&) {
               response.Reply(200, "text/plain; version=0.0.4; charset=utf-8",
-                             options_.metrics->Render(core_->Health()));
+                             options_.metrics->Render(core_->Health(/*with_setup_logs=*/false)));
             }}});
   }
   route("/", Shape::kExact,

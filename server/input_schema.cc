@@ -310,7 +310,8 @@ std::optional<Json> ValidationDetail(const absl::Status& status) {
 
 absl::StatusOr<InputSchema::Constraints> InputSchema::ReadConstraints(const Json& document,
                                                                       const Json& property,
-                                                                      const std::string& field) {
+                                                                      const std::string& field,
+                                                                      int depth) {
   Constraints c;
   const Json& source = Dereference(document, property);
   const std::string type = StringMember(source, "type");
@@ -354,6 +355,29 @@ absl::StatusOr<InputSchema::Constraints> InputSchema::ReadConstraints(const Json
     }
     c.compiled_pattern = std::move(compiled);
   }
+  const Json* items = Member(source, "items");
+  if (c.type != Type::kArray || items == nullptr || depth >= 16) return c;  // recursive types end here
+  absl::StatusOr<Constraints> item = ReadConstraints(document, *items, field, depth + 1);
+  if (!item.ok()) return item.status();
+  // The array's own bounds, lengths and pattern go to its innermost elements
+  // (where those have none of their own): JSON Schema has no such thing for
+  // an array, and Cog's Input(ge=..) of a List[int] means each int.
+  Constraints* inner = &*item;
+  std::vector<std::shared_ptr<Constraints>> chain;
+  while (inner->items != nullptr) {
+    chain.push_back(std::make_shared<Constraints>(*inner->items));
+    inner->items = chain.back();
+    inner = chain.back().get();
+  }
+  if (!inner->minimum.has_value()) inner->minimum = std::exchange(c.minimum, std::nullopt);
+  if (!inner->maximum.has_value()) inner->maximum = std::exchange(c.maximum, std::nullopt);
+  if (!inner->min_length.has_value()) inner->min_length = std::exchange(c.min_length, std::nullopt);
+  if (!inner->max_length.has_value()) inner->max_length = std::exchange(c.max_length, std::nullopt);
+  if (!inner->pattern.has_value()) {
+    inner->pattern = std::exchange(c.pattern, std::nullopt);
+    inner->compiled_pattern = std::exchange(c.compiled_pattern, nullptr);
+  }
+  c.items = std::make_shared<Constraints>(*std::move(item));
   return c;
 }
 
@@ -516,12 +540,6 @@ absl::StatusOr<InputSchema> InputSchema::FromOpenApi(const Json& document,
     if (!value.ok()) return value.status();
     field.value = *std::move(value);
     field.node = ReadNode(document, property, 0);
-    const Json* items = Member(property, "items");
-    if (field.value.type == Type::kArray && items != nullptr) {
-      absl::StatusOr<Constraints> item = ReadConstraints(document, *items, name);
-      if (!item.ok()) return item.status();
-      field.items = *std::move(item);
-    }
     field.nullable = TrueMember(property, "nullable");
     if (const Json* default_value = Member(property, "default")) {
       field.default_value = *default_value;
@@ -727,6 +745,14 @@ bool InputSchema::CheckValue(const Constraints& c, Json& value, const Json& loc,
       ok = false;
     }
   }
+  if (c.items != nullptr && value.is_array()) {
+    Json item_loc = loc;
+    item_loc.push_back(0);
+    for (size_t i = 0; i < value.size(); ++i) {
+      item_loc.back() = i;
+      ok = CheckValue(*c.items, value[i], item_loc, errors) && ok;
+    }
+  }
   return ok;
 }
 
@@ -764,14 +790,6 @@ absl::StatusOr<InputSchema::Validated> InputSchema::Validate(Json input) const {
     Json value = std::move(*it);  // what the predictor gets
     const size_t errors_before = errors.size();
     const bool ok = CheckValue(field.value, value, loc, errors);
-    if (ok && field.items.has_value() && value.is_array()) {
-      Json item_loc = loc;
-      item_loc.push_back(0);
-      for (size_t i = 0; i < value.size(); ++i) {
-        item_loc.back() = i;
-        CheckValue(*field.items, value[i], item_loc, errors);
-      }
-    }
     if (ok && field.node != nullptr) {
       CollectUris(*field.node, value, "/" + EscapePointerToken(field.name), loc,
                   result.file_inputs, errors);

@@ -70,6 +70,11 @@ class InputSchema {
     std::optional<std::string> pattern;  // as the schema spells it, for messages
     std::shared_ptr<const re2::RE2> compiled_pattern;  // set whenever `pattern` is
     std::vector<Json> choices;
+    // An array's elements (to any depth: List[List[int]]). Bounds, lengths
+    // and a pattern the schema puts on an array are its elements': the
+    // runner writes Input(ge=0) of a List[int] there, and checks each item
+    // of a default against it.
+    std::shared_ptr<const Constraints> items;
   };
   // What the schema says sits where inside one input's value: Path values
   // (`format: uri`), to fetch, and Secrets (`format: password` or
@@ -87,14 +92,13 @@ class InputSchema {
     std::string name;
     std::shared_ptr<const ValueNode> node;  // null: no Path or Secret inside
     Constraints value;
-    std::optional<Constraints> items;  // for arrays
     bool nullable = false;
     bool required = false;
     std::optional<Json> default_value;
   };
 
   static absl::StatusOr<Constraints> ReadConstraints(const Json& document, const Json& property,
-                                                     const std::string& field);
+                                                     const std::string& field, int depth = 0);
   // Null when no Path or Secret can sit under `property`.
   static std::shared_ptr<const ValueNode> ReadNode(const Json& document, const Json& property,
                                                    int depth);

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
@@ -135,6 +136,41 @@ TEST(InputSchemaTest, OneErrorPerProblemAndListItemsLocated) {
   EXPECT_EQ(errors[0]["loc"], Json::parse(R"(["body","input","n"])"));
   EXPECT_EQ(errors[1]["loc"], Json::parse(R"(["body","input","mode"])"));
   EXPECT_EQ(errors[2]["loc"], Json::parse(R"(["body","input","files",1])"));
+}
+
+// What the runner writes for List[int] = Input(ge=0, le=10), List[str] =
+// Input(min_length=2, regex=...) and List[List[int]]: bounds, lengths and
+// pattern on the array, each element checked against them, at any depth.
+TEST(InputSchemaTest, ListElementsAreCheckedAtEveryDepthAgainstTheListsConstraints) {
+  absl::StatusOr<InputSchema> schema = InputSchema::FromOpenApi(Json::parse(R"({
+    "components": {"schemas": {"Input": {"type": "object", "properties": {
+      "counts": {"type": "array", "items": {"type": "integer"}, "minimum": 0.0, "maximum": 10.0, "x-order": 0},
+      "words": {"type": "array", "items": {"type": "string"}, "minLength": 2, "pattern": "^[a-z]+$", "x-order": 1},
+      "grid": {"type": "array", "items": {"type": "array", "items": {"type": "integer"}}, "maximum": 9.0, "x-order": 2}
+    }}}}})"), "Input");
+  ASSERT_TRUE(schema.ok()) << schema.status();
+  absl::StatusOr<InputSchema::Validated> fine =
+      schema->Validate(Json::parse(R"({"counts": [0, "10"], "words": ["ab"], "grid": [[1, "2"], []]})"));
+  ASSERT_TRUE(fine.ok()) << fine.status();
+  EXPECT_EQ(fine->input, Json::parse(R"({"counts": [0, 10], "words": ["ab"], "grid": [[1, 2], []]})"));
+
+  absl::StatusOr<InputSchema::Validated> bad = schema->Validate(Json::parse(
+      R"({"counts": [11, -1, 5], "words": ["a", "AB"], "grid": [[1], ["a", 1.5, 10], 3]})"));
+  ASSERT_FALSE(bad.ok());
+  const Json errors = ValidationDetail(bad.status()).value_or(Json::array());
+  std::vector<std::string> seen;
+  for (const Json& e : errors) seen.push_back(absl::StrCat(e["type"].get<std::string>(), " ", e["loc"].dump()));
+  EXPECT_EQ(seen, (std::vector<std::string>{
+                      R"(less_than_equal ["body","input","counts",0])",
+                      R"(greater_than_equal ["body","input","counts",1])",
+                      R"(string_too_short ["body","input","words",0])",
+                      R"(string_pattern_mismatch ["body","input","words",1])",
+                      R"(int_parsing ["body","input","grid",1,0])",
+                      R"(int_from_float ["body","input","grid",1,1])",
+                      R"(less_than_equal ["body","input","grid",1,2])",
+                      R"(list_type ["body","input","grid",2])",
+                  }));
+  EXPECT_EQ(errors[0]["ctx"], Json::parse(R"({"le": 10})"));
 }
 
 TEST(InputSchemaTest, PathValuesAreLocatedAndMustBeFetchable) {

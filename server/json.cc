@@ -484,17 +484,46 @@ class ErrorOffsetFinder final : public nlohmann::json_sax<Json> {
   bool number_float(number_float_t, const string_t&) override { return true; }
   bool string(string_t&) override { return true; }
   bool binary(binary_t&) override { return true; }
-  bool start_object(std::size_t) override { return true; }
+  bool start_object(std::size_t) override { return Enter(); }
   bool key(string_t&) override { return true; }
-  bool end_object() override { return true; }
-  bool start_array(std::size_t) override { return true; }
-  bool end_array() override { return true; }
+  bool end_object() override { return Leave(); }
+  bool start_array(std::size_t) override { return Enter(); }
+  bool end_array() override { return Leave(); }
   bool parse_error(std::size_t position, const std::string&, const nlohmann::detail::exception&) override {
     offset = position > 0 ? position - 1 : 0;
     return false;
   }
   std::optional<size_t> offset;
+  int max_depth = 0;  // of the document, as far as it was read
+
+ private:
+  bool Enter() {
+    max_depth = std::max(max_depth, ++depth_);
+    return true;
+  }
+  bool Leave() {
+    --depth_;
+    return true;
+  }
+  int depth_ = 0;
 };
+
+// simdjson 3.0 refuses an integer past 64 bits (NUMBER_ERROR), which is
+// valid JSON, and which legacy Cog (Python's json) takes: such a document is
+// read again by nlohmann's parser, where that number becomes a double (an int
+// input then gets int_parsing_size, a float input its value). Only on that
+// error; nothing if the text is not JSON or is nested past `max_depth`.
+std::optional<Json> ParseWithWideIntegers(absl::string_view text, int max_depth) {
+  ErrorOffsetFinder finder;
+  if (!Json::sax_parse(text.begin(), text.end(), &finder, nlohmann::detail::input_format_t::json,
+                       /*strict=*/true) ||
+      finder.offset.has_value() || finder.max_depth > max_depth) {
+    return std::nullopt;
+  }
+  Json value = Json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded()) return std::nullopt;
+  return value;
+}
 
 constexpr char kOffsetPayload[] = "type.cog/json_error_offset";
 constexpr char kLoneSurrogatePayload[] = "type.cog/json_lone_surrogate";
@@ -586,6 +615,9 @@ absl::StatusOr<Json> ParseJson(absl::string_view text, int max_depth, size_t rea
   if (simdjson::error_code e =
           parser->parse(text.data(), text.size(), /*realloc_if_needed=*/!in_place).get(root);
       e != simdjson::SUCCESS) {
+    if (e == simdjson::NUMBER_ERROR) {
+      if (std::optional<Json> wide = ParseWithWideIntegers(text, max_depth)) return *std::move(wide);
+    }
     return ParseError(e, max_depth, text);
   }
   Json value;

@@ -494,7 +494,7 @@ int Run() {
       return 1;
     }
     grpc_health.Attach(grpc_server->GetHealthCheckService());
-    grpc_health.Publish(HealthChange::Of(core.Health()));
+    grpc_health.Publish(HealthChange::Of(core.Health(/*with_setup_logs=*/false)));
   }
 
   RestGateway::Options rest_options;

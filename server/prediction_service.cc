@@ -38,6 +38,43 @@ absl::string_view HealthStatusName(HealthStatus status) {
 
 namespace {
 
+// Appends `text` to `logs`, keeping at most `limit` bytes (0: all): past it
+// the oldest lines go, and the logs start with a line saying how many bytes
+// went in all (`dropped`).
+void AppendCappedLogs(std::string& logs, size_t& dropped, size_t limit, absl::string_view text) {
+  if (limit == 0 || logs.size() + text.size() <= limit) {
+    logs.append(text.data(), text.size());
+    return;
+  }
+  // Over the limit: keep the newest three quarters of it (so that the next cut
+  // comes after a quarter of the limit more, not at every line: appending stays
+  // linear), from a line's start, after a line saying what went.
+  const size_t keep = limit - limit / 4;
+  std::string kept;
+  if (text.size() >= keep) {
+    absl::string_view tail = text.substr(text.size() - keep);
+    dropped += logs.size() + (text.size() - keep);
+    kept.assign(tail.data(), tail.size());
+  } else {
+    absl::string_view old = logs;
+    // Skip the notice of an earlier cut: it is rewritten below.
+    if (dropped > 0) old.remove_prefix(std::min(old.size(), old.find('\n') + 1));
+    const size_t from_old = keep - text.size();
+    const size_t cut = old.size() > from_old ? old.size() - from_old : 0;
+    dropped += cut;
+    kept.reserve(keep);
+    absl::StrAppend(&kept, old.substr(cut), text);
+  }
+  // Start at a line's start (and so on a UTF-8 boundary) when there is one.
+  const size_t newline = kept.find('\n');
+  if (newline != std::string::npos && newline + 1 < kept.size()) {
+    dropped += newline + 1;
+    kept.erase(0, newline + 1);
+  }
+  logs = absl::StrCat("[cog-server: ", dropped, " bytes of earlier logs dropped; --max-log-bytes keeps the last ",
+                      limit, "]\n", kept);
+}
+
 // What the runner sent as JSON: its writer (Python's json with
 // allow_nan=False) only writes what ParseJson reads, so an error here means a
 // broken runner or a limit, and says so; or a str the predictor returned
@@ -663,11 +700,14 @@ HealthStatus PredictionService::ShownStatus() const {
   return state_;
 }
 
-HealthReport PredictionService::Health() const {
+HealthReport PredictionService::Health(bool with_setup_logs) const {
   absl::MutexLock lock(&mu_);
   HealthReport report;
   report.status = ShownStatus();
-  report.setup = setup_;
+  report.setup.started_at = setup_.started_at;
+  report.setup.completed_at = setup_.completed_at;
+  report.setup.status = setup_.status;
+  if (with_setup_logs) report.setup.logs = setup_.logs;
   report.concurrency_max = slots_.capacity();
   report.concurrency_current = static_cast<int>(active_.size());
   report.version = versions_;
@@ -782,7 +822,7 @@ void PredictionService::FailSetup(const std::string& logs) {
   setup_.status = "failed";
   if (!setup_.started_at.has_value()) setup_.started_at = absl::Now();
   setup_.completed_at = absl::Now();
-  absl::StrAppend(&setup_.logs, logs);
+  AppendCappedLogs(setup_.logs, setup_logs_dropped_, options_.max_log_bytes, logs);
   if (!setup_.logs.empty() && setup_.logs.back() != '\n') setup_.logs += '\n';
 }
 
@@ -879,7 +919,9 @@ void PredictionService::HandleLog(const runner::Log& log) {
   {
     absl::MutexLock lock(&mu_);
     if (log.id().empty() && setup_.status.empty()) {  // loading or setting up
-      absl::StrAppend(&setup_.logs, log.text());
+      // Bounded as a prediction's are: a setup() that prints without end
+      // would otherwise grow the server, and every /health-check with it.
+      AppendCappedLogs(setup_.logs, setup_logs_dropped_, options_.max_log_bytes, log.text());
       return;
     }
     if (!log.id().empty()) active = FindActive(log.id());
@@ -906,40 +948,7 @@ PredictionService::Active* PredictionService::FindActive(const std::string& id) 
 }
 
 void PredictionService::AppendLogs(Active& active, absl::string_view text) {
-  std::string& logs = active.prediction.logs;
-  const size_t limit = options_.max_log_bytes;
-  if (limit == 0 || logs.size() + text.size() <= limit) {
-    logs.append(text.data(), text.size());
-    return;
-  }
-  // Over the limit: keep the newest three quarters of it (so that the next cut
-  // comes after a quarter of the limit more, not at every line: appending stays
-  // linear), from a line's start, after a line saying what went.
-  const size_t keep = limit - limit / 4;
-  std::string kept;
-  if (text.size() >= keep) {
-    absl::string_view tail = text.substr(text.size() - keep);
-    active.logs_dropped += logs.size() + (text.size() - keep);
-    kept.assign(tail.data(), tail.size());
-  } else {
-    absl::string_view old = logs;
-    // Skip the notice of an earlier cut: it is rewritten below.
-    if (active.logs_dropped > 0) old.remove_prefix(std::min(old.size(), old.find('\n') + 1));
-    const size_t from_old = keep - text.size();
-    const size_t cut = old.size() > from_old ? old.size() - from_old : 0;
-    active.logs_dropped += cut;
-    kept.reserve(keep);
-    absl::StrAppend(&kept, old.substr(cut), text);
-  }
-  // Start at a line's start (and so on a UTF-8 boundary) when there is one.
-  const size_t newline = kept.find('\n');
-  if (newline != std::string::npos && newline + 1 < kept.size()) {
-    active.logs_dropped += newline + 1;
-    kept.erase(0, newline + 1);
-  }
-  logs = absl::StrCat("[cog-server: ", active.logs_dropped,
-                      " bytes of earlier logs dropped; --max-log-bytes keeps the last ", limit,
-                      "]\n", kept);
+  AppendCappedLogs(active.prediction.logs, active.logs_dropped, options_.max_log_bytes, text);
 }
 
 void PredictionService::HandleOutput(const runner::Output& output) {
@@ -1158,6 +1167,7 @@ bool PredictionService::OnRunnerGone(const std::string& reason, bool may_restart
       state_ = HealthStatus::kStarting;
       restarting_ = true;
       setup_ = SetupReport();  // the new runner's setup, with its own logs
+      setup_logs_dropped_ = 0;
       restart = true;
     } else {
       state_ = HealthStatus::kDefunct;

@@ -181,7 +181,9 @@ class PredictionService {
   // A running prediction's current state, else an ended one's final state
   // while Options::finished keeps it. NotFound otherwise.
   absl::StatusOr<Prediction> Get(absl::string_view id) const;
-  HealthReport Health() const;
+  // Without setup's logs for probes and metrics, which do not show them (up
+  // to --max-log-bytes to copy each time).
+  HealthReport Health(bool with_setup_logs = true) const;
   // The OpenAPI document as JSON text; Unavailable until the runner sent it.
   absl::StatusOr<std::string> Schema() const;
   bool has_train() const;
@@ -356,6 +358,7 @@ class PredictionService {
   HealthStatus state_ ABSL_GUARDED_BY(mu_) = HealthStatus::kStarting;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   SetupReport setup_ ABSL_GUARDED_BY(mu_);
+  size_t setup_logs_dropped_ ABSL_GUARDED_BY(mu_) = 0;  // bytes of setup's logs cut (AppendCappedLogs)
   std::string schema_text_ ABSL_GUARDED_BY(mu_);
   std::optional<InputSchema> predict_schema_ ABSL_GUARDED_BY(mu_);
   std::optional<InputSchema> train_schema_ ABSL_GUARDED_BY(mu_);

@@ -98,7 +98,7 @@ void RunnerSupervisor::Supervise() {
       }
       // While the connection still stands: the service lets go of it first.
       restart = service_->OnRunnerGone(*reason, !stopping && within_limit);
-      if (!stopping && !within_limit && service_->Health().status == HealthStatus::kDefunct) {
+      if (!stopping && !within_limit && service_->Health(/*with_setup_logs=*/false).status == HealthStatus::kDefunct) {
         spdlog::critical(
             "the runner stopped again after {} restart(s) within {}: not restarting it "
             "(--runner-restart-limit={}, --runner-restart-window); the server is DEFUNCT",

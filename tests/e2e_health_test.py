@@ -58,6 +58,23 @@ class UserHealthcheckTest(unittest.TestCase):
         self.assertEqual((status, body["output"]), (200, "fine"))
 
 
+class SetupLogsTest(unittest.TestCase):
+    def test_setup_logs_keep_the_last_max_log_bytes(self):
+        # A setup() that prints 8 MiB: every /health-check would carry it all
+        # and the server would keep it for its whole life.
+        server = CogServer("log_flood", args=["--max-log-bytes", str(1 << 20)],
+                           env={"LOG_FLOOD_SETUP_MB": "8"})
+        self.addCleanup(server.close)
+        logs = server.wait_for_status("READY")["setup"]["logs"]
+        self.assertLessEqual(len(logs), 1 << 20)
+        first, rest = logs.split("\n", 1)
+        self.assertRegex(first, r"^\[cog-server: \d+ bytes of earlier logs dropped; --max-log-bytes keeps the last 1048576\]$")
+        dropped = int(first.split()[1])
+        self.assertEqual(dropped + len(rest), 8 << 20, "what was kept and what was dropped make what was printed")
+        self.assertEqual(set(rest.splitlines()), {"x" * 1023}, "whole lines only")
+        self.assertEqual(server.request("GET", "/v2/health/ready")[0], 200)
+
+
 class KubernetesReadyFileTest(unittest.TestCase):
     def test_the_ready_file_follows_setup_and_shutdown(self):
         directory = tempfile.mkdtemp(prefix="cog-k8s-")
