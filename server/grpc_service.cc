@@ -4,15 +4,68 @@
 #include <deque>
 #include <memory>
 #include <optional>
+#include <thread>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "server/grpc_status.h"
 #include "server/json_proto.h"
 #include "server/log_backlog.h"
+#include "spdlog/spdlog.h"
 
 namespace cog {
+
+// Once a second, cancels the PredictStream calls whose client has left a
+// write unread past its allowance (StreamStall).
+class StallSweeper {
+ public:
+  // True when the call was canceled for it (it is then no longer watched).
+  using Check = std::function<bool(absl::Time now)>;
+
+  StallSweeper() : thread_([this] { Run(); }) {}
+  ~StallSweeper() {
+    {
+      absl::MutexLock lock(&mu_);
+      stop_ = true;
+    }
+    thread_.join();
+  }
+
+  // `check` is called, from the sweeper's thread, until Remove(key) returns.
+  void Add(const void* key, Check check) {
+    absl::MutexLock lock(&mu_);
+    watched_.emplace(key, std::move(check));
+  }
+  void Remove(const void* key) {
+    absl::MutexLock lock(&mu_);
+    watched_.erase(key);
+  }
+
+ private:
+  void Run() {
+    absl::MutexLock lock(&mu_);
+    while (!stop_) {
+      mu_.AwaitWithTimeout(absl::Condition(&stop_), absl::Seconds(1));
+      const absl::Time now = absl::Now();
+      for (auto it = watched_.begin(); it != watched_.end();) {
+        // Under mu_: Remove (the call's OnDone) waits, so the call is there.
+        if (it->second(now)) {
+          watched_.erase(it++);
+        } else {
+          ++it;
+        }
+      }
+    }
+  }
+
+  absl::Mutex mu_;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  absl::flat_hash_map<const void*, Check> watched_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_;
+};
+
 namespace {
 
 v1::PredictionStatus StatusToProto(PredictionStatus status) {
@@ -159,7 +212,11 @@ class PredictReactor final : public CountedReactor<grpc::ServerUnaryReactor> {
 // finishes after the completed event, or at once when the client goes away.
 class StreamReactor final : public CountedReactor<grpc::ServerWriteReactor<v1::PredictionEvent>> {
  public:
-  explicit StreamReactor(PredictionService* core) : core_(core), logs_(core->max_log_bytes()) {}
+  StreamReactor(PredictionService* core, grpc::CallbackServerContext* context, StallSweeper* sweeper,
+                StreamStall stall)
+      : core_(core), context_(context), sweeper_(sweeper), stall_(stall), logs_(core->max_log_bytes()) {
+    sweeper_->Add(this, [this](absl::Time now) { return CancelIfStalled(now); });
+  }
 
   // Runs in the method handler, before gRPC has the reactor.
   void Begin(absl::StatusOr<PredictionRequest> request) {
@@ -210,11 +267,34 @@ class StreamReactor final : public CountedReactor<grpc::ServerWriteReactor<v1::P
   // from OnCancel, under mu_) before that free in a way TSan sees too: the
   // hand-off to the executor is inside libgrpc++, which is not instrumented.
   void OnDone() override {
+    sweeper_->Remove(this);  // after which nothing of the sweeper's touches the call
     { absl::MutexLock lock(&mu_); }
     CountedReactor::OnDone();
   }
 
  private:
+  // From the sweeper's thread: a write the client has not taken within its
+  // allowance means it stopped reading (HTTP/2 flow control holds the write
+  // once its window is full). The call is canceled, which ends the write, the
+  // call, and the prediction if it still runs; the events waiting go.
+  bool CancelIfStalled(absl::Time now) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!writing_ || finished_) return false;
+      const double rate = static_cast<double>(stall_.min_bytes_per_second);
+      const absl::Duration allowed =
+          stall_.grace + (rate > 0 ? absl::Seconds(static_cast<double>(write_bytes_) / rate) : absl::ZeroDuration());
+      if (now - write_started_ <= allowed) return false;
+      spdlog::warn(
+          "PredictStream of prediction {}: the client left {} bytes unread for {} (--header-timeout, then "
+          "--min-body-rate), with {} events waiting; canceling the call",
+          id_.empty() ? "(none)" : id_, write_bytes_, absl::FormatDuration(absl::Trunc(now - write_started_, absl::Seconds(1))),
+          queue_.size());
+    }
+    context_->TryCancel();  // OnCancel follows
+    return true;
+  }
+
   class Observer final : public ObserverBase {
    public:
     explicit Observer(StreamReactor* reactor) : ObserverBase(reactor), reactor_(reactor) {}
@@ -282,6 +362,8 @@ class StreamReactor final : public CountedReactor<grpc::ServerWriteReactor<v1::P
     queue_.pop_front();
     if (current_.has_log()) logs_.Taken(current_.log().text().size());
     writing_ = true;
+    write_started_ = absl::Now();
+    write_bytes_ = current_.ByteSizeLong();
     StartWrite(&current_);
   }
 
@@ -298,11 +380,16 @@ class StreamReactor final : public CountedReactor<grpc::ServerWriteReactor<v1::P
   }
 
   PredictionService* const core_;
+  grpc::CallbackServerContext* const context_;
+  StallSweeper* const sweeper_;
+  const StreamStall stall_;
   absl::Mutex mu_;
   std::string id_ ABSL_GUARDED_BY(mu_);
   std::deque<v1::PredictionEvent> queue_ ABSL_GUARDED_BY(mu_);
   v1::PredictionEvent current_ ABSL_GUARDED_BY(mu_);  // the write in flight
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time write_started_ ABSL_GUARDED_BY(mu_);  // of current_
+  size_t write_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   bool completed_ ABSL_GUARDED_BY(mu_) = false;  // the core sent OnCompleted
   bool finished_ ABSL_GUARDED_BY(mu_) = false;   // Finish called, or due after the write
   std::optional<grpc::Status> pending_finish_ ABSL_GUARDED_BY(mu_);
@@ -393,8 +480,14 @@ void ToProto(const HealthReport& report, v1::HealthResponse* out) {
   for (const auto& [key, value] : report.version) (*out->mutable_version())[key] = value;
 }
 
-PredictorService::PredictorService(PredictionService* core, std::function<void()> request_shutdown)
-    : core_(core), request_shutdown_(std::move(request_shutdown)) {}
+PredictorService::PredictorService(PredictionService* core, std::function<void()> request_shutdown,
+                                   StreamStall stall)
+    : core_(core),
+      request_shutdown_(std::move(request_shutdown)),
+      stall_(stall),
+      sweeper_(std::make_unique<StallSweeper>()) {}
+
+PredictorService::~PredictorService() = default;
 
 grpc::ServerUnaryReactor* PredictorService::RunUnary(grpc::CallbackServerContext* context,
                                                      const v1::PredictionRequest* request,
@@ -421,7 +514,7 @@ grpc::ServerUnaryReactor* PredictorService::Train(grpc::CallbackServerContext* c
 
 grpc::ServerWriteReactor<v1::PredictionEvent>* PredictorService::PredictStream(
     grpc::CallbackServerContext* context, const v1::PredictionRequest* request) {
-  auto* reactor = new StreamReactor(core_);
+  auto* reactor = new StreamReactor(core_, context, sweeper_.get(), stall_);
   reactor->Begin(FromProto(*request, PredictionKind::kPredict));
   return reactor;
 }

@@ -15,8 +15,11 @@
 #ifndef COG_SERVER_GRPC_SERVICE_H_
 #define COG_SERVER_GRPC_SERVICE_H_
 
+#include <cstdint>
 #include <functional>
+#include <memory>
 
+#include "absl/time/time.h"
 #include "cog/v1/predictor.grpc.pb.h"
 #include "server/prediction.h"
 #include "server/prediction_service.h"
@@ -29,10 +32,24 @@ absl::StatusOr<PredictionRequest> FromProto(const v1::PredictionRequest& request
 void ToProto(const Prediction& prediction, v1::Prediction* out);
 void ToProto(const HealthReport& report, v1::HealthResponse* out);
 
+class StallSweeper;
+
+// How long a PredictStream client may leave an event unread before its
+// call is canceled: `grace` plus the event's size at `min_bytes_per_second`
+// (--header-timeout and --min-body-rate, as for a REST answer). A client
+// that stops reading would otherwise hold every event of its prediction,
+// long after the prediction ended and its slot went to another.
+struct StreamStall {
+  absl::Duration grace = absl::Seconds(10);
+  int64_t min_bytes_per_second = 4096;  // 0: the grace alone
+};
+
 class PredictorService final : public v1::Predictor::CallbackService {
  public:
   // `request_shutdown` is called (once per Shutdown call) to stop the server.
-  PredictorService(PredictionService* core, std::function<void()> request_shutdown);
+  PredictorService(PredictionService* core, std::function<void()> request_shutdown,
+                   StreamStall stall = StreamStall());
+  ~PredictorService() override;
 
   grpc::ServerUnaryReactor* Predict(grpc::CallbackServerContext* context,
                                     const v1::PredictionRequest* request,
@@ -65,6 +82,8 @@ class PredictorService final : public v1::Predictor::CallbackService {
 
   PredictionService* const core_;
   const std::function<void()> request_shutdown_;
+  const StreamStall stall_;
+  std::unique_ptr<StallSweeper> sweeper_;  // StreamStall's enforcer
 };
 
 }  // namespace cog

@@ -1,6 +1,7 @@
 #include "server/json_proto.h"
 
 #include <cmath>
+#include <vector>
 
 namespace cog {
 
@@ -69,7 +70,12 @@ Json ValueToJson(const google::protobuf::Value& value) {
 
 Json StructToJson(const google::protobuf::Struct& value) {
   Json object = Json::object();
-  for (const auto& [key, member] : value.fields()) object[key] = ValueToJson(member);
+  // Appended: a map's keys are unique already, and operator[] on an ordered
+  // object searches it first (200 k keys held a core for minutes).
+  auto& entries =
+      static_cast<std::vector<std::pair<const std::string, Json>>&>(object.get_ref<Json::object_t&>());
+  entries.reserve(value.fields().size());
+  for (const auto& [key, member] : value.fields()) entries.emplace_back(key, ValueToJson(member));
   return object;
 }
 

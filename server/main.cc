@@ -466,7 +466,12 @@ int Run() {
 
   const std::string host = absl::GetFlag(FLAGS_host);
   int grpc_port = absl::GetFlag(FLAGS_grpc_port);
-  PredictorService grpc_service(&core, request_shutdown);
+  // A stream client is held to what a REST client is: an event it leaves
+  // unread past --header-timeout plus its size at --min-body-rate ends the call.
+  StreamStall stream_stall;
+  stream_stall.grace = absl::Seconds(std::max(1.0, absl::GetFlag(FLAGS_header_timeout)));
+  stream_stall.min_bytes_per_second = std::max<int64_t>(0, absl::GetFlag(FLAGS_min_body_rate));
+  PredictorService grpc_service(&core, request_shutdown, stream_stall);
   // After the service it uses: destroyed before it, and stopped on every way out.
   std::unique_ptr<grpc::Server> grpc_server;
   absl::Cleanup stop_grpc = [&grpc_health, &grpc_server] {

@@ -161,6 +161,35 @@ class SlowStreamTest(unittest.TestCase):
         self.assertEqual(sum(len(e.log.text) for e in events if e.WhichOneof("event") == "log"), 1 << 20)
 
 
+class StalledStreamTest(unittest.TestCase):
+    def test_a_client_that_reads_nothing_has_its_call_canceled(self):
+        # A client that stops reading held every event of its prediction for
+        # as long as it kept the connection, long after the prediction ended
+        # (12 such streams took the server to 740 MB). An event left unread
+        # past --header-timeout plus its size at --min-body-rate ends the call.
+        server = CogServer("log_flood", args=["--header-timeout", "1"])
+        self.addCleanup(server.stop)
+        server.wait_for_status("READY")
+        channel = grpc.insecure_channel("127.0.0.1:%d" % server.grpc_port)
+        self.addCleanup(channel.close)
+        stub = predictor_pb2_grpc.PredictorStub(channel)
+        events = stub.PredictStream(predictor_pb2.PredictionRequest(id="stalled", input=struct(mb=32)), timeout=120)
+        self.assertEqual(next(events).WhichOneof("event"), "start")
+        wait_until(lambda: "PredictStream of prediction stalled: the client left" in server.logs(), timeout=60,
+                   what="the stalled stream to be noticed")
+        with self.assertRaises(grpc.RpcError) as raised:
+            for _ in events:
+                pass
+        self.assertEqual(raised.exception.code(), grpc.StatusCode.CANCELLED)
+        wait_until(lambda: server.request("GET", "/predictions/stalled")[2]["status"] in ("succeeded", "canceled"),
+                   timeout=60, what="the prediction to end")
+        self.assertEqual(server.health()["status"], "READY")
+        # One that reads is not held to it.
+        events = list(stub.PredictStream(predictor_pb2.PredictionRequest(input=struct(mb=2)), timeout=120))
+        self.assertEqual(events[-1].completed.output.string_value, "done")
+        self.assertEqual(sum(len(e.log.text) for e in events if e.WhichOneof("event") == "log"), 2 << 20)
+
+
 class GrpcGeneratorTest(ServedTest):
     """A generator's items: each one streamed as it is yielded, all of them at
     the end of a unary call (where the runner may send several at once)."""
