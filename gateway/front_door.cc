@@ -24,6 +24,7 @@
 #include <list>
 #include <memory>
 #include <optional>
+#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -92,7 +93,19 @@ class ConnectionThreads final {
       if (idle_ < jobs_.size() && threads_.size() < max_threads_) {
         auto self = threads_.emplace(threads_.end());
         // The new thread waits for mu_ before it looks at `self`.
-        *self = std::thread([this, self] { Work(self); });
+        try {
+          *self = std::thread([this, self] { Work(self); });
+          thread_failure_logged_ = false;
+        } catch (const std::system_error& e) {
+          // No thread to be had (a pids limit the model's threads filled): the
+          // job waits for one of the threads there are.
+          threads_.erase(self);
+          if (!thread_failure_logged_) {
+            spdlog::warn("cannot start a thread for another connection ({}): connections wait for "
+                         "the {} threads there are", e.what(), threads_.size());
+          }
+          thread_failure_logged_ = true;
+        }
       }
       ended.swap(ended_);
     }
@@ -150,6 +163,7 @@ class ConnectionThreads final {
   std::vector<std::thread> ended_ ABSL_GUARDED_BY(mu_);  // exited or exiting, to join
   size_t idle_ ABSL_GUARDED_BY(mu_) = 0;
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  bool thread_failure_logged_ ABSL_GUARDED_BY(mu_) = false;  // since a thread last started
 };
 
 // The head of `response`: status line and fields, through the blank line.

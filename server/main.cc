@@ -266,11 +266,16 @@ int Run() {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);  // a terminal that goes away: drained like SIGTERM
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   // A write past a file-size limit (ulimit -f, RLIMIT_FSIZE), a download's,
   // fails with EFBIG and fails that prediction, instead of the signal's
   // default action ending the server.
   ::signal(SIGXFSZ, SIG_IGN);
+  // A log line written after the reader of our stdout or stderr went away (a
+  // log collector that died) fails with EPIPE instead of ending the server
+  // (sockets already write with MSG_NOSIGNAL).
+  ::signal(SIGPIPE, SIG_IGN);
 
   // Nothing the predictor starts outlives the server; what a server that died
   // (kill -9, OOM) left in $TMPDIR goes now.

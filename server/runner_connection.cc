@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <string>
+#include <system_error>
 #include <utility>
 
 #include "absl/strings/escaping.h"
@@ -83,8 +84,14 @@ RunnerConnection::~RunnerConnection() {
   ::close(fd_);
 }
 
-void RunnerConnection::Start() {
-  reader_ = std::thread([this] { ReadLoop(); });
+absl::Status RunnerConnection::Start() {
+  try {
+    reader_ = std::thread([this] { ReadLoop(); });
+  } catch (const std::system_error& e) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cannot start a thread to read the runner's socket: ", e.what()));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status RunnerConnection::Send(const v1::runner::ServerMessage& message) {

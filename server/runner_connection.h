@@ -68,8 +68,9 @@ class RunnerConnection : public RunnerChannel {
   RunnerConnection(const RunnerConnection&) = delete;
   RunnerConnection& operator=(const RunnerConnection&) = delete;
 
-  // Starts the reader thread.
-  void Start();
+  // Starts the reader thread; ResourceExhausted if there can be none (a pids
+  // limit reached), and then nothing is read.
+  absl::Status Start();
   absl::Status Send(const v1::runner::ServerMessage& message) override;
   absl::Status SendPredict(const v1::runner::ServerMessage& message,
                            absl::string_view input_text) override;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <system_error>
 
 #include "absl/strings/str_cat.h"
 
@@ -68,6 +69,7 @@ absl::StatusOr<std::unique_ptr<RunnerProcess>> RunnerProcess::Spawn(const Runner
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     ::signal(SIGXFSZ, SIG_DFL);  // ignored by the server (main.cc), not by what the model runs
+    ::signal(SIGPIPE, SIG_DFL);
     int failed_step = 0;
     if (!command.working_directory.empty() && ::chdir(command.working_directory.c_str()) != 0) {
       failed_step = 1;
@@ -96,7 +98,14 @@ absl::StatusOr<std::unique_ptr<RunnerProcess>> RunnerProcess::Spawn(const Runner
     return absl::FailedPreconditionError(absl::StrCat("cannot run '", command.argv[0],
                                                       "': ", std::strerror(child_error[1])));
   }
-  return std::unique_ptr<RunnerProcess>(new RunnerProcess(pid, std::move(on_exit)));
+  try {
+    return std::unique_ptr<RunnerProcess>(new RunnerProcess(pid, std::move(on_exit)));
+  } catch (const std::system_error& e) {  // no thread to watch it (a pids limit reached)
+    ::kill(-pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cannot start a thread to watch the runner: ", e.what()));
+  }
 }
 
 RunnerProcess::RunnerProcess(pid_t pid, ExitCallback on_exit)

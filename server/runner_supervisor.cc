@@ -181,7 +181,9 @@ std::optional<std::string> RunnerSupervisor::Serve(bool spawned) {
   connection_ = std::make_unique<RunnerConnection>(
       fd, this, RunnerFrameLimit(options_.max_output_bytes), options_.busy_poll);
   service_->OnRunnerConnected(connection_.get(), this);
-  connection_->Start();
+  if (absl::Status reading = connection_->Start(); !reading.ok()) {
+    OnRunnerDisconnected(std::move(reading));  // as if it hung up: restarted within the limit
+  }
 
   // Serve until something ends it.
   enum class End { kStop, kRestart, kDisconnected, kExited };

@@ -97,6 +97,27 @@ class ShutdownTest(unittest.TestCase):
         self.assertEqual(self.completed()["status"], "canceled")
         self.assertEqual(server.left_in_tmpdir, [])
 
+    def test_a_log_reader_that_goes_away_does_not_end_the_server(self):
+        # The reader of the server's stdout (a log collector) dies: the next
+        # line the server wrote killed it with SIGPIPE, skipping the drain.
+        read_end, write_end = os.pipe()
+        server = CogServer("echo", stdout=write_end)
+        self.addCleanup(server.close)
+        os.close(write_end)
+        server.wait_for_status("READY")
+        os.close(read_end)
+        status, _, body = server.request("POST", "/predictions", {"input": {"s": "still here"}})
+        self.assertEqual((status, body["output"]), (200, "still here"))
+        self.assertEqual(server.stop(signal.SIGTERM), 0, "drained and ended as usual")
+
+    def test_sighup_drains_like_sigterm(self):
+        server = CogServer("echo")
+        self.addCleanup(server.close)
+        server.wait_for_status("READY")
+        server.process.send_signal(signal.SIGHUP)
+        self.assertEqual(server.process.wait(30), 0)
+        self.assertIn("received Hangup, shutting down", server.logs())
+
     def test_await_explicit_shutdown_ignores_sigterm(self):
         server = CogServer("gate", args=["--await-explicit-shutdown"])
         server.wait_for_status("READY")

@@ -63,9 +63,11 @@ def process_alive(pid: int) -> bool:
 
 class CogServer:
     def __init__(self, predictor: str = "", args: Iterable[str] = (), env: Optional[Dict[str, str]] = None,
-                 source_dir: Optional[str] = None, files: Optional[Dict[str, str]] = None):
+                 source_dir: Optional[str] = None, files: Optional[Dict[str, str]] = None,
+                 stdout: Any = None):
         """Serves tests/predictors/<predictor>, or `source_dir`, or a model made of
-        `files` ({"cog.yaml": ..., "predict.py": ...}) written for this server only."""
+        `files` ({"cog.yaml": ..., "predict.py": ...}) written for this server only.
+        `stdout`: where its output goes instead of the log file logs() reads."""
         self.tmp = tempfile.mkdtemp(prefix="cog-e2e-")
         self.workdir = os.path.join(self.tmp, "model")
         if files is not None:
@@ -89,7 +91,7 @@ class CogServer:
         self.process = subprocess.Popen(
             [SERVER_BINARY, "--working-directory", self.workdir, "--host", "127.0.0.1",
              "--port", "0", "--grpc-port", "0", "--port-file", self.port_file, *args],
-            stdout=self.log, stderr=subprocess.STDOUT, env=full_env)
+            stdout=self.log if stdout is None else stdout, stderr=subprocess.STDOUT, env=full_env)
         ports = wait_until(self._read_ports, what="the server to listen (see %s)" % self.log_path)
         self.http_port, self.grpc_port = ports["http"], ports["grpc"]
 
