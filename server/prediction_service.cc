@@ -1158,12 +1158,14 @@ bool PredictionService::OnRunnerGone(const std::string& reason, bool may_restart
   bool restart = false;
   {
     absl::MutexLock lock(&mu_);
-    if (state_ == HealthStatus::kStarting) {
-      FailSetup(reason);  // died before or during setup: that is why setup failed
+    if (state_ == HealthStatus::kStarting && !restarting_) {
+      FailSetup(reason);  // died before or during its first setup: that is why setup failed
     } else if (state_ == HealthStatus::kSetupFailed || state_ == HealthStatus::kDefunct ||
                shutting_down_) {
       // Stays as it is: nothing more will run.
     } else if (may_restart) {
+      // A restarted runner that dies in its setup (an OOM kill, say) is one
+      // more restart, within the limit, not a setup that failed for good.
       state_ = HealthStatus::kStarting;
       restarting_ = true;
       setup_ = SetupReport();  // the new runner's setup, with its own logs

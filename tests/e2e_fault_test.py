@@ -194,6 +194,27 @@ class RestartLimitTest(unittest.TestCase):
         self.assertIn("--runner-restart-limit=2", server.logs())
         self.assertEqual(server.stop(), 0)
 
+    def test_a_restarted_runner_that_dies_in_setup_is_one_more_restart(self):
+        # An OOM kill during a restarted runner's setup made the server
+        # SETUP_FAILED for good, with restarts still to spare.
+        release = os.path.join(tempfile.mkdtemp(), "release")
+        self.addCleanup(shutil.rmtree, os.path.dirname(release), True)
+        server = CogServer("slow_setup", env={"COG_TEST_RELEASE": release})
+        self.addCleanup(server.close)
+        open(release, "w").close()
+        server.wait_for_status("READY")
+        os.remove(release)
+        for _ in range(2):  # the runner dies, then its successor dies in setup
+            [child] = server.runner_pids()
+            os.kill(child, signal.SIGKILL)
+            wait_until(lambda: server.runner_pids() not in ([], [child]) and
+                       "setup starting" in (server.health()["setup"].get("logs") or ""), what="a new runner in setup")
+            self.assertEqual(server.health()["status"], "STARTING")
+        open(release, "w").close()
+        server.wait_for_status("READY")
+        self.assertEqual(server.request("POST", "/predictions", {"input": {"s": "back"}})[2]["output"], "back")
+        self.assertEqual(server.stop(), 0)
+
     def test_a_setup_failure_is_not_retried(self):
         server = CogServer("setup_fail")
         self.addCleanup(server.close)
