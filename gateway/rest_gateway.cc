@@ -487,8 +487,8 @@ void RestGateway::RegisterRoutes() {
               HandleGet(id, k, response);
             }}});
     route(prefix, Shape::kIdCancel,
-          {{"POST", [this](const HttpRequest&, HttpResponse& response, const std::string& id) {
-              HandleCancel(id, response);
+          {{"POST", [this, k](const HttpRequest&, HttpResponse& response, const std::string& id) {
+              HandleCancel(id, k, response);
             }}});
   }
   route("/health-check", Shape::kExact,
@@ -599,9 +599,15 @@ void RestGateway::HandlePrediction(const HttpRequest& http_request, HttpResponse
   absl::StatusOr<Prediction> started = core_->Start(std::move(*request), std::move(observer));
   if (!started.ok()) {
     if (absl::IsAlreadyExists(started.status())) {
-      // Idempotent PUT: the same id is running; answer with its state.
+      // Idempotent PUT: the same id is running; answer with its state (if it
+      // is of this kind: a training's PUT does not answer for a prediction).
       absl::StatusOr<Prediction> current = core_->Get(id);
-      if (current.ok()) return ReplyText(response, 202, PredictionJsonText(*current));
+      if (current.ok() && current->kind == kind) return ReplyText(response, 202, PredictionJsonText(*current));
+      if (current.ok()) {
+        return ReplyError(response, absl::AlreadyExistsError(absl::StrCat(
+                                        "'", id, "' is the id of a running ",
+                                        current->kind == PredictionKind::kTrain ? "training" : "prediction")));
+      }
     }
     return ReplyError(response, started.status());
   }
@@ -677,7 +683,11 @@ void RestGateway::HandleGet(const std::string& id, PredictionKind kind, HttpResp
   ReplyText(response, 200, PredictionJsonText(*prediction));
 }
 
-void RestGateway::HandleCancel(const std::string& id, HttpResponse& response) const {
+void RestGateway::HandleCancel(const std::string& id, PredictionKind kind, HttpResponse& response) const {
+  // /trainings/{id}/cancel does not cancel a prediction, nor the other way round.
+  if (absl::StatusOr<Prediction> running = core_->Get(id); running.ok() && running->kind != kind) {
+    return Reply(response, 404, Json::object());
+  }
   absl::Status status = core_->Cancel(id);
   Reply(response, status.ok() ? 200 : 404, Json::object());
 }

@@ -90,7 +90,7 @@ class RestGateway {
   // GET /predictions/{id}: a running or recently ended prediction (see
   // PredictionService::Get), 404 otherwise.
   void HandleGet(const std::string& id, PredictionKind kind, HttpResponse& response) const;
-  void HandleCancel(const std::string& id, HttpResponse& response) const;
+  void HandleCancel(const std::string& id, PredictionKind kind, HttpResponse& response) const;
 
   PredictionService* const core_;
   const Options options_;

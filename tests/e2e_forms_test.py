@@ -1,10 +1,14 @@
 """Every predictor form answers a real prediction through the real server."""
 
 import base64
+import json
+import os
+import shutil
+import tempfile
 import threading
 import unittest
 
-from server_harness import CogServer
+from server_harness import CogServer, wait_until
 
 
 def run(predictor, body, path="/predictions", args=(), env=None):
@@ -92,6 +96,32 @@ class FormsTest(unittest.TestCase):
             self.assertEqual(schema["components"]["schemas"]["TrainingInput"]["properties"]["steps"]["minimum"], 1.0)
         finally:
             self.assertEqual(server.stop(), 0)
+
+    def test_training_routes_do_not_act_on_a_prediction_of_the_same_id(self):
+        gate = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, gate, True)
+        server = CogServer(files={
+            "cog.yaml": 'predict: "predict.py:Predictor"\ntrain: "predict.py:train"\n',
+            "predict.py": "import os, time\nfrom cog import BasePredictor\n"
+                          "class Predictor(BasePredictor):\n"
+                          "    def predict(self, gate: str) -> str:\n"
+                          "        while not os.path.exists(gate):\n            time.sleep(0.01)\n"
+                          "        return 'done'\n"
+                          "def train(n: int) -> int:\n    return n\n"})
+        self.addCleanup(server.close)
+        server.wait_for_status("READY")
+        opened = os.path.join(gate, "open")
+        status, _, _ = server.request("PUT", "/predictions/abc", {"input": {"gate": opened}},
+                                      headers={"Prefer": "respond-async"})
+        self.assertEqual(status, 202)
+        status, _, body = server.request("PUT", "/trainings/abc", {"input": {"n": 1}})
+        self.assertEqual(status, 409, body)
+        self.assertIn("'abc' is the id of a running prediction", json.dumps(body))
+        self.assertEqual(server.request("POST", "/trainings/abc/cancel")[0], 404)
+        self.assertEqual(server.request("GET", "/predictions/abc")[2]["status"], "processing", "not canceled")
+        open(opened, "w").close()
+        wait_until(lambda: server.request("GET", "/predictions/abc")[2]["status"] == "succeeded",
+                   what="the prediction to end as it would have")
 
     def test_weights_from_the_model_directory_and_from_cog_weights(self):
         status, body, _ = run("forms_weights", {"input": {}})

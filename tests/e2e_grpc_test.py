@@ -48,6 +48,28 @@ class GrpcApiTest(ServedTest):
         super().setUpClass()
         cls.health = health_pb2_grpc.HealthStub(cls.channel)
 
+    def test_an_invalid_input_quoting_a_long_value_stays_invalid_argument(self):
+        # The 422's detail, echoing the value, went out whole as grpc-message:
+        # past the client's 8 KiB of metadata it arrived RESOURCE_EXHAUSTED,
+        # "busy", which a client retries for ever.
+        with self.assertRaises(grpc.RpcError) as raised:
+            self.stub.Predict(predictor_pb2.PredictionRequest(input=struct(s="hi", i="x" * 50000)), timeout=30)
+        self.assertEqual(raised.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        details = raised.exception.details()
+        self.assertTrue(details.startswith('invalid input: [{"type":"int_parsing'), details[:100])
+        self.assertIn('"loc":["body","input","i"]', details)
+        self.assertRegex(details, r"\.\.\. \(\d+ bytes more, cut to fit a gRPC status\)$")
+
+    def test_a_created_at_no_timestamp_can_hold_is_invalid_argument(self):
+        for seconds, nanos in ((253402300800, 0), (0, -5)):
+            request = predictor_pb2.PredictionRequest(input=struct(s="hi"))
+            request.created_at.seconds, request.created_at.nanos = seconds, nanos
+            with self.assertRaises(grpc.RpcError) as raised:
+                self.stub.Predict(request, timeout=30)
+            self.assertEqual(raised.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+            self.assertIn("created_at: seconds %d and nanos %d are no valid Timestamp" % (seconds, nanos),
+                          raised.exception.details())
+
     def test_predict(self):
         prediction = self.stub.Predict(
             predictor_pb2.PredictionRequest(id="g-1", input=struct(s="hi", i=3)), timeout=30)
