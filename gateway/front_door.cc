@@ -202,8 +202,9 @@ class Connection final {
  public:
   enum class Wait { kReady, kTimeout, kStopped, kClosed };
 
-  Connection(int fd, const FrontDoorOptions& options, int stop_event)
-      : fd_(fd), options_(options), stop_event_(stop_event) {}
+  Connection(int fd, const FrontDoorOptions& options, int stop_event,
+             const std::atomic<bool>* abandon_writes = nullptr)
+      : fd_(fd), options_(options), stop_event_(stop_event), abandon_writes_(abandon_writes) {}
   ~Connection() {
     if (write_failed_) {
       // A reset, not a close: the kernel would otherwise go on feeding what
@@ -365,7 +366,8 @@ class Connection final {
         const Clock::time_point now = Clock::now();
         const Clock::time_point rate_due =
             RateDeadline(*held_since, static_cast<uint64_t>(std::max<int64_t>(0, taken - taken_then)));
-        if (now < deadline && now < rate_due) {
+        const bool abandoned = abandon_writes_ != nullptr && abandon_writes_->load();
+        if (now < deadline && now < rate_due && !abandoned) {
           // The kernel says there is room only once a third of its buffer has
           // drained: the acknowledgements are looked at again each second.
           pollfd out{fd_, POLLOUT, 0};
@@ -537,6 +539,7 @@ class Connection final {
   const int fd_;
   const FrontDoorOptions& options_;
   const int stop_event_;
+  const std::atomic<bool>* const abandon_writes_;  // FrontDoorServer::AbandonWrites
   // [begin_, end_): read, not used yet. Not zero-filled: only what recv()
   // writes is ever touched.
   std::unique_ptr<char[]> buffer_;
@@ -837,7 +840,7 @@ void FrontDoorServer::ServeConnection(int fd) {
 }
 
 void FrontDoorServer::ServeRequests(int fd) {
-  Connection connection(fd, options_, stop_event_);
+  Connection connection(fd, options_, stop_event_, &abandon_writes_);
   bool first = true;
   while (!stopping_) {
     // Idle until the next request starts: nothing is said when that wait ends.

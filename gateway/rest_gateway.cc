@@ -695,13 +695,23 @@ void RestGateway::HandleCancel(const std::string& id, PredictionKind kind, HttpR
 absl::StatusOr<int> RestGateway::Start() {
   absl::StatusOr<int> port = server_->Listen(options_.host, options_.port);
   if (!port.ok()) return port.status();
-  thread_ = std::thread([this] { server_->Serve(); });
+  thread_ = std::thread([this] {
+    server_->Serve();
+    served_.Notify();
+  });
   return port;
 }
 
-void RestGateway::Stop() {
+void RestGateway::Stop(absl::Duration patience) {
   // Requests being served finish; idle connections close now.
   server_->Shutdown();
+  if (thread_.joinable() && !served_.WaitForNotificationWithTimeout(patience)) {
+    // A client reading a large answer slowly (but above --min-body-rate)
+    // held the shutdown until the watchdog ended the server, exit code 1.
+    spdlog::warn("answers still being written {} after shutting down began: giving them up",
+                 absl::FormatDuration(patience));
+    server_->AbandonWrites();
+  }
   if (thread_.joinable()) thread_.join();
 }
 

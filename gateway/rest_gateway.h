@@ -31,6 +31,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "gateway/http_message.h"
 #include "server/metrics.h"
@@ -66,8 +67,10 @@ class RestGateway {
 
   // Binds and starts serving in the background. Returns the bound port.
   absl::StatusOr<int> Start();
-  // Stops accepting and closes connections; joins the serving thread.
-  void Stop();
+  // Stops accepting and closes idle connections; answers being written get
+  // `patience` to go out, then are given up (FrontDoorServer::AbandonWrites);
+  // joins the serving thread.
+  void Stop(absl::Duration patience = absl::InfiniteDuration());
 
  private:
   // A route: a path of one of three shapes, and what each method does there.
@@ -97,6 +100,7 @@ class RestGateway {
   std::vector<Route> routes_;  // in the order they are tried, the most frequent first
   std::unique_ptr<FrontDoorServer> server_;
   std::thread thread_;
+  absl::Notification served_;  // thread_'s Serve() returned
 };
 
 }  // namespace cog

@@ -235,12 +235,14 @@ class GrpcHealth {
 // kCancelWait to stop; then the runner is stopped (SIGTERM after
 // kRunnerStopGrace, SIGKILL a second later), which ends whatever still runs,
 // and what is ending gets kEndedWait (its output files); terminal webhooks get
-// what is left of the grace period, at least kWebhookDrain; open gRPC calls
-// are canceled after kGrpcDrain. About 12 s in all, past the grace period.
+// what is left of the grace period, at least kWebhookDrain; answers still
+// being written to slow clients get kAnswerDrain; open gRPC calls are
+// canceled after kGrpcDrain. About 15 s in all, past the grace period.
 constexpr absl::Duration kCancelWait = absl::Seconds(2);
 constexpr absl::Duration kRunnerStopGrace = absl::Seconds(2);
 constexpr absl::Duration kEndedWait = absl::Seconds(2);
 constexpr absl::Duration kWebhookDrain = absl::Seconds(3);
+constexpr absl::Duration kAnswerDrain = absl::Seconds(3);
 constexpr auto kGrpcDrain = std::chrono::seconds(1);
 // Past the grace period plus this, the process exits whatever still runs.
 constexpr absl::Duration kShutdownLimit = absl::Seconds(30);
@@ -576,11 +578,13 @@ int Run() {
   // its client gets that answer.
   supervisor.Stop(kRunnerStopGrace);
   if (!core.WaitUntilIdle(kEndedWait)) spdlog::warn("predictions still ending while shutting down");
-  // Terminal webhooks of what just ended still go out.
+  // Terminal webhooks of what just ended still go out, ahead of the updates
+  // before them.
+  webhooks.PreferCompleted();
   if (!webhooks.Drain(std::max(shutdown_started + grace - absl::Now(), kWebhookDrain))) {
     spdlog::warn("some webhooks were not delivered before exiting");
   }
-  gateway.Stop();
+  gateway.Stop(kAnswerDrain);
   std::move(stop_grpc).Invoke();
   OrphanReaper::KillAll(absl::Seconds(1));
   spdlog::info("stopped in {}", absl::FormatDuration(absl::Now() - shutdown_started));

@@ -187,6 +187,12 @@ bool WebhookSender::Drain(absl::Duration timeout) {
   return mu_.AwaitWithTimeout(absl::Condition(&sent), timeout);
 }
 
+void WebhookSender::PreferCompleted() {
+  absl::MutexLock lock(&mu_);
+  prefer_completed_ = true;
+  if (multi_ != nullptr) curl_multi_wakeup(multi_);
+}
+
 void WebhookSender::Dropped(const Webhook& webhook) {
   backlog_bytes_ -= std::min(backlog_bytes_, webhook.counted_bytes);
   --outstanding_;
@@ -208,6 +214,21 @@ std::vector<std::unique_ptr<WebhookSender::Transfer>> WebhookSender::TakeStartab
     while (queue.pending.size() > 1 && queue.pending.front().event == WebhookEvent::kLogs) {
       Dropped(queue.pending.front());
       queue.pending.pop_front();
+    }
+    if (prefer_completed_ && !queue.pending.empty() &&
+        queue.pending.back().event == WebhookEvent::kCompleted) {
+      size_t dropped = 0;
+      while (queue.pending.front().event == WebhookEvent::kOutput ||
+             queue.pending.front().event == WebhookEvent::kLogs) {
+        Dropped(queue.pending.front());
+        queue.pending.pop_front();
+        ++dropped;
+      }
+      if (dropped > 0) {
+        spdlog::info("shutting down: {} output or logs webhooks of prediction {} left out, so that its "
+                     "completed webhook goes out first",
+                     dropped, it->first);
+      }
     }
     if (queue.pending.empty()) {
       // Kept only to remember its logs throttle.

@@ -99,6 +99,13 @@ class WebhookSender {
   // Waits until everything queued has gone out (or given up), at most `timeout`.
   bool Drain(absl::Duration timeout);
 
+  // At shutdown, before Drain: from now on the `output` and `logs` webhooks
+  // queued ahead of their prediction's `completed` one are dropped, so that
+  // it, which says all they say, goes out within the drain instead of
+  // waiting behind them (200 outputs to a receiver taking 0.1 s each lost
+  // the completed webhook of a prediction that had succeeded).
+  void PreferCompleted();
+
   // Bytes of the bodies queued or on their way now (Options::max_backlog_bytes).
   uint64_t backlog_bytes();
 
@@ -157,6 +164,7 @@ class WebhookSender {
   uint64_t backlog_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // their bodies (Options::max_backlog_bytes)
   int64_t last_backlog_warning_ ABSL_GUARDED_BY(mu_) = 0;  // Unix seconds
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool prefer_completed_ ABSL_GUARDED_BY(mu_) = false;  // PreferCompleted
   std::thread thread_;
 };
 

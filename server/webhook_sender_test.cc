@@ -291,6 +291,23 @@ TEST(WebhookSenderTest, TheObserverWantsEachOutputOnlyWithOutputEvents) {
   sender.Stop();
 }
 
+TEST(WebhookSenderTest, AtShutdownTheCompletedWebhookGoesAheadOfTheUpdatesQueuedBeforeIt) {
+  TestReceiver slow(/*hang=*/true);  // each update waits out its timeout there
+  TestReceiver receiver(/*hang=*/false);
+  WebhookSender::Options options;
+  options.request_timeout = absl::Seconds(1);
+  WebhookSender sender(options);
+  sender.Send("p", Hook(slow.url(), WebhookEvent::kOutput, "output 0"));
+  slow.WaitFor(1);  // on its way, holding the rest of the queue
+  for (int i = 1; i <= 50; ++i) sender.Send("p", Hook(slow.url(), WebhookEvent::kOutput, absl::StrCat("output ", i)));
+  sender.Send("p", Hook(receiver.url(), WebhookEvent::kCompleted, "completed"));
+  sender.PreferCompleted();
+  // 50 more seconds of updates before it, otherwise.
+  EXPECT_TRUE(sender.Drain(absl::Seconds(20)));
+  EXPECT_EQ(receiver.bodies(), std::vector<std::string>{"completed"});
+  EXPECT_EQ(slow.bodies().size(), 1u);
+}
+
 TEST(WebhookSenderTest, ALogsUpdateWithNothingLeftToRenderIsDropped) {
   TestReceiver receiver(/*hang=*/false);
   WebhookSender sender(WebhookSender::Options{});

@@ -9,8 +9,10 @@ import json
 import os
 import shutil
 import signal
+import socket
 import tempfile
 import threading
+import time
 import unittest
 
 from http_receiver import Receiver
@@ -109,6 +111,44 @@ class ShutdownTest(unittest.TestCase):
         status, _, body = server.request("POST", "/predictions", {"input": {"s": "still here"}})
         self.assertEqual((status, body["output"]), (200, "still here"))
         self.assertEqual(server.stop(signal.SIGTERM), 0, "drained and ended as usual")
+
+    def test_a_client_reading_a_large_answer_slowly_does_not_hold_the_shutdown(self):
+        # 16 KB/s, above --min-body-rate: a 20 MiB answer would take 20
+        # minutes, and held the shutdown until the watchdog (exit code 1).
+        server = CogServer(files={
+            "cog.yaml": 'predict: "predict.py:Predictor"\n',
+            "predict.py": "from cog import BasePredictor\n"
+                          "class Predictor(BasePredictor):\n"
+                          "    def predict(self) -> str:\n        return 'x' * (20 << 20)\n"},
+            args=["--runner-shutdown-grace-period", "1"])
+        self.addCleanup(server.close)
+        server.wait_for_status("READY")
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.connect(("127.0.0.1", server.http_port))
+        client.sendall(b"POST /predictions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                       b"Content-Length: 2\r\n\r\n{}")
+        read = []
+
+        def read_slowly():
+            try:
+                while True:
+                    chunk = client.recv(4096)
+                    if not chunk:
+                        return
+                    read.append(len(chunk))
+                    time.sleep(0.25)
+            except OSError:
+                return
+        reader = threading.Thread(target=read_slowly)
+        reader.start()
+        self.addCleanup(reader.join)
+        self.addCleanup(client.close)
+        wait_until(lambda: sum(read) > 64 << 10, what="the answer to be on its way")
+        server.process.send_signal(signal.SIGTERM)
+        self.assertEqual(server.process.wait(60), 0)
+        self.assertIn("answers still being written 3s after shutting down began: giving them up", server.logs())
+        self.assertLess(sum(read), 20 << 20, "it was cut, not sent whole")
 
     def test_sighup_drains_like_sigterm(self):
         server = CogServer("echo")
