@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdint>
 #include <optional>
 #include <utility>
@@ -166,10 +167,23 @@ absl::StatusOr<PredictionRequest> ToRequest(Json& body, PredictionKind kind,
     }
     request.id = path_id;
   }
-  if (body.contains("webhook") && body["webhook"].is_string()) {
-    request.webhook = body["webhook"].get<std::string>();
+  // The request's own fields, of a wrong type: 422 as legacy Cog (pydantic)
+  // answers, not ignored (a mistyped webhook meant no webhooks and no error).
+  auto wrong = [&errors](const char* type, Json loc, const char* msg, const Json& input) {
+    errors.push_back(Json{{"type", type}, {"loc", std::move(loc)}, {"msg", msg}, {"input", input}});
+  };
+  auto given = [&body](const char* name) { return body.contains(name) && !body[name].is_null(); };
+  if (given("webhook")) {
+    if (body["webhook"].is_string()) {
+      request.webhook = body["webhook"].get<std::string>();
+    } else {
+      wrong("url_type", Json::array({"body", "webhook"}), "URL input should be a string or URL", body["webhook"]);
+    }
   }
-  if (body.contains("webhook_events_filter") && body["webhook_events_filter"].is_array()) {
+  if (given("webhook_events_filter") && !body["webhook_events_filter"].is_array()) {
+    wrong("list_type", Json::array({"body", "webhook_events_filter"}), "Input should be a valid list",
+          body["webhook_events_filter"]);
+  } else if (given("webhook_events_filter")) {
     const Json& filter = body["webhook_events_filter"];
     for (size_t i = 0; i < filter.size(); ++i) {
       std::optional<WebhookEvent> event =
@@ -186,20 +200,39 @@ absl::StatusOr<PredictionRequest> ToRequest(Json& body, PredictionKind kind,
       request.webhook_events_filter.push_back(*event);
     }
   }
-  if (body.contains("output_file_prefix") && body["output_file_prefix"].is_string()) {
-    request.output_file_prefix = body["output_file_prefix"].get<std::string>();
-  }
-  if (body.contains("created_at") && body["created_at"].is_string()) {
-    absl::Time created;
-    std::string error;
-    if (absl::ParseTime(absl::RFC3339_full, body["created_at"].get<std::string>(), &created,
-                        &error)) {
-      request.created_at = created;
+  if (given("output_file_prefix")) {
+    if (body["output_file_prefix"].is_string()) {
+      request.output_file_prefix = body["output_file_prefix"].get<std::string>();
+    } else {
+      wrong("string_type", Json::array({"body", "output_file_prefix"}), "Input should be a valid string",
+            body["output_file_prefix"]);
     }
   }
-  if (body.contains("context") && body["context"].is_object()) {
+  if (given("created_at")) {
+    const Json& value = body["created_at"];
+    absl::Time created;
+    std::string error;
+    if (value.is_number() && std::isfinite(value.get<double>()) && std::fabs(value.get<double>()) < 253402300800.0) {
+      request.created_at = absl::FromUnixMicros(static_cast<int64_t>(value.get<double>() * 1e6));  // as pydantic
+    } else if (value.is_string() &&
+               absl::ParseTime(absl::RFC3339_full, value.get<std::string>(), &created, &error)) {
+      request.created_at = created;
+    } else if (value.is_string()) {
+      wrong("datetime_parsing", Json::array({"body", "created_at"}),
+            "Input should be a valid datetime: RFC 3339, such as 2025-01-31T12:00:00Z", value);
+    } else {
+      wrong("datetime_type", Json::array({"body", "created_at"}), "Input should be a valid datetime", value);
+    }
+  }
+  if (given("context") && !body["context"].is_object()) {
+    wrong("dict_type", Json::array({"body", "context"}), "Input should be a valid dictionary", body["context"]);
+  } else if (given("context")) {
     for (const auto& [key, value] : body["context"].items()) {
-      if (value.is_string()) request.context[key] = value;
+      if (value.is_string()) {
+        request.context[key] = value;
+      } else {
+        wrong("string_type", Json::array({"body", "context", key}), "Input should be a valid string", value);
+      }
     }
   }
   if (!errors.empty()) return InvalidInputError(std::move(errors));
