@@ -83,5 +83,23 @@ class SharedDirTest(unittest.TestCase):
         self.assertEqual((value, files), (pathlib.Path(path).as_uri(), [""]))
 
 
+class EncodeOutputTest(unittest.TestCase):
+    def test_enums_and_datetimes_as_legacy_cog_writes_them(self):
+        import datetime
+        import enum
+
+        class Color(enum.Enum):
+            RED = "red"
+            SIZE = 3
+
+        value = outputs.encode_output({
+            "c": Color.RED, "n": Color.SIZE, "at": datetime.datetime(2026, 12, 7, 19, 0, 5, 120000),
+            "day": datetime.date(2026, 1, 2), "t": datetime.time(1, 2, 3)})
+        self.assertEqual(value, {"c": "red", "n": 3, "at": "2026-12-07T19:00:05.120000", "day": "2026-01-02",
+                                 "t": "01:02:03"})
+        with self.assertRaisesRegex(TypeError, "cannot be turned into JSON"):
+            outputs.encode_output(object())
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -9,6 +9,7 @@ they sit. So are values too large for one frame, naming the server's limit.
 
 import contextvars
 import dataclasses
+import enum
 import json
 import math
 import os
@@ -174,6 +175,10 @@ def _encode(value: Any, files: Optional[List[str]], pointer: str) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _encode(getattr(value, f.name), files, pointer + "/" + _pointer_token(f.name))
                 for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):  # as legacy Cog: its value
+        return _encode(value.value, files, pointer)
+    if type(value).__module__ == "datetime" and hasattr(value, "isoformat"):  # datetime, date, time
+        return value.isoformat()
     if hasattr(value, "tolist"):  # numpy scalars and arrays, without importing numpy
         return _encode(value.tolist(), files, pointer)
     raise TypeError("the output %r of type %s cannot be turned into JSON" % (value, type(value).__name__))
