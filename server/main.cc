@@ -186,14 +186,22 @@ int ResolvePort() {
 
 // Kubernetes readiness through a file, as Cog does: created once setup has
 // succeeded (`marked`: not a stat() on every prediction), removed when the
-// server begins to shut down.
+// server can no longer predict (its runner is being restarted, or for good:
+// DEFUNCT) and when it begins to shut down.
 void MarkReady(const std::string& path, const HealthChange& change, bool* marked) {
   std::error_code error;
   if (change.shutting_down) {
     std::filesystem::remove(path, error);
     return;
   }
-  if (!change.setup_succeeded || *marked) return;
+  const bool can_predict = change.setup_succeeded && change.status != HealthStatus::kDefunct &&
+                           change.status != HealthStatus::kSetupFailed;
+  if (!can_predict) {
+    if (*marked) std::filesystem::remove(path, error);
+    *marked = false;
+    return;
+  }
+  if (*marked) return;
   *marked = true;
   if (std::filesystem::exists(path, error)) return;
   std::filesystem::create_directories(std::filesystem::path(path).parent_path(), error);
@@ -336,6 +344,12 @@ int Run() {
   if (const char* kubernetes = std::getenv("KUBERNETES_SERVICE_HOST");
       kubernetes != nullptr && *kubernetes != '\0') {
     ready_file = absl::GetFlag(FLAGS_ready_file);
+    // One an earlier server left (killed, on an emptyDir that outlives its
+    // container) would say ready through this one's setup.
+    std::error_code error;
+    if (!ready_file.empty() && std::filesystem::remove(ready_file, error)) {
+      spdlog::info("removed {}, left by an earlier server", ready_file);
+    }
   }
   core_options.on_health_change = [&grpc_health, ready_file,
                                    marked = false](const HealthChange& change) mutable {

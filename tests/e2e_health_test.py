@@ -4,6 +4,7 @@ the readiness file appears once setup succeeds and goes at shutdown."""
 
 import os
 import shutil
+import signal
 import tempfile
 import unittest
 
@@ -80,6 +81,8 @@ class KubernetesReadyFileTest(unittest.TestCase):
         directory = tempfile.mkdtemp(prefix="cog-k8s-")
         ready = os.path.join(directory, "cog", "ready")
         release = os.path.join(directory, "release")
+        os.makedirs(os.path.dirname(ready))
+        open(ready, "w").close()  # left by a server that was killed (an emptyDir outlives it)
         server = CogServer("slow_setup", args=["--ready-file", ready],
                            env={"KUBERNETES_SERVICE_HOST": "10.0.0.1", "COG_TEST_RELEASE": release})
         try:
@@ -88,6 +91,14 @@ class KubernetesReadyFileTest(unittest.TestCase):
             open(release, "w").close()
             server.wait_for_status("READY")
             wait_until(lambda: os.path.exists(ready), what="the ready file")
+            # Its runner dies: not ready while the next one sets up, ready again after.
+            os.remove(release)
+            [child] = server.runner_pids()
+            os.kill(child, signal.SIGKILL)
+            wait_until(lambda: not os.path.exists(ready), what="the ready file to go while restarting")
+            open(release, "w").close()
+            server.wait_for_status("READY")
+            wait_until(lambda: os.path.exists(ready), what="the ready file back")
             self.assertEqual(server.stop(), 0)
             self.assertFalse(os.path.exists(ready), "removed at shutdown")
         finally:
