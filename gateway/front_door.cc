@@ -758,6 +758,10 @@ void FrontDoorServer::Serve() {
   std::deque<Refused> refused;  // oldest first: the deadlines are in order
   std::vector<pollfd> fds;
   char sink[16 << 10];
+  // Accepts that failed for want of descriptors or memory, since the last
+  // warning (at most one every 10 s: each retry, every 10 ms, said it).
+  int64_t accept_failures = 0;
+  int64_t last_accept_warning = 0;  // Unix seconds
   while (listener >= 0 && !stopping_) {
     fds.assign({{listener, POLLIN, 0}, {stop_event_, POLLIN, 0}});
     for (const Refused& r : refused) fds.push_back({r.fd, POLLIN, 0});
@@ -791,7 +795,14 @@ void FrontDoorServer::Serve() {
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
         // Out of descriptors or memory: the connection waits in the backlog
         // until some are freed, instead of this loop spinning.
-        spdlog::warn("HTTP accept failed: {}; retrying in 10 ms", std::strerror(errno));
+        ++accept_failures;
+        if (const int64_t now = absl::ToUnixSeconds(absl::Now()); now - last_accept_warning >= 10) {
+          spdlog::warn("HTTP accept failed {} times: {}; connections wait in the backlog and are "
+                       "retried every 10 ms (this message: at most every 10 s)",
+                       accept_failures, std::strerror(errno));
+          last_accept_warning = now;
+          accept_failures = 0;
+        }
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
       }
       continue;

@@ -554,10 +554,11 @@ int Run() {
                grpc_port);
   if (const std::string port_file = absl::GetFlag(FLAGS_port_file); !port_file.empty()) {
     const std::string tmp = port_file + ".tmp";
-    if (FILE* f = std::fopen(tmp.c_str(), "w"); f != nullptr) {
-      std::fprintf(f, "{\"http\": %d, \"grpc\": %d}\n", *http_port, grpc_port);
-      std::fclose(f);
-      std::rename(tmp.c_str(), port_file.c_str());
+    FILE* f = std::fopen(tmp.c_str(), "w");
+    const bool written = f != nullptr && std::fprintf(f, "{\"http\": %d, \"grpc\": %d}\n", *http_port, grpc_port) > 0;
+    if ((f != nullptr && std::fclose(f) != 0) || !written || std::rename(tmp.c_str(), port_file.c_str()) != 0) {
+      // Whoever waits for it would wait for ever: said, though the server serves on.
+      spdlog::error("cannot write --port-file {}: {}", port_file, std::strerror(errno));
     }
   }
 

@@ -718,6 +718,11 @@ HealthReport PredictionService::Health(bool with_setup_logs) const {
 
 absl::StatusOr<std::string> PredictionService::Schema() const {
   absl::MutexLock lock(&mu_);
+  if (schema_text_.empty() && state_ == HealthStatus::kSetupFailed) {
+    // It never will: the model could not be loaded (a syntax error, a
+    // signature the runner refuses); setup's logs say why.
+    return absl::UnavailableError("The model could not be loaded, so it has no schema; see setup.logs in /health-check");
+  }
   if (schema_text_.empty()) {
     return absl::UnavailableError("The runner has not reported the model's schema yet");
   }

@@ -59,6 +59,21 @@ class UserHealthcheckTest(unittest.TestCase):
         self.assertEqual((status, body["output"]), (200, "fine"))
 
 
+class LoadFailureTest(unittest.TestCase):
+    def test_a_model_that_cannot_be_loaded_says_so_everywhere(self):
+        server = CogServer(files={"cog.yaml": 'predict: "predict.py:Predictor"\n',
+                                  "predict.py": "from cog import BasePredictor\nclass Predictor(BasePredictor:\n"})
+        self.addCleanup(server.close)
+        health = server.wait_for_status("SETUP_FAILED")
+        self.assertIn("SyntaxError", health["setup"]["logs"])
+        status, _, body = server.request("GET", "/openapi.json")
+        self.assertEqual(status, 503)
+        self.assertEqual(body["detail"],
+                         "The model could not be loaded, so it has no schema; see setup.logs in /health-check")
+        status, _, body = server.request("POST", "/predictions", {"input": {}})
+        self.assertEqual((status, body["detail"]), (503, "Setup failed; see setup.logs in /health-check"))
+
+
 class SetupLogsTest(unittest.TestCase):
     def test_setup_logs_keep_the_last_max_log_bytes(self):
         # A setup() that prints 8 MiB: every /health-check would carry it all

@@ -210,6 +210,12 @@ class DefinitionErrorsTest(unittest.TestCase):
         for fragment in fragments:
             self.assertIn(fragment, str(raised.exception))
 
+    def test_any_with_default_none_is_taken_and_nullable(self):
+        doc = document(predictor("def predict(self, x: Any = Input(default=None)) -> str:"))
+        prop = doc["components"]["schemas"]["Input"]["properties"]["x"]
+        self.assertTrue(prop["nullable"])
+        self.assertNotIn("default", prop)
+
     def test_default_none_on_a_non_optional_type_shows_the_fix(self):
         with self.assertRaises(SchemaError) as raised:
             document(predictor("def predict(self,\n        prompt: str = Input(default=None),\n    ) -> str:"))
@@ -246,7 +252,9 @@ class DefinitionErrorsTest(unittest.TestCase):
         self.assertRefused("def predict(self, x: str = Input(choices=['a', 1])) -> str:", "one type")
         self.assertRefused("def predict(self, x: int = Input(choices=['a', 'b'])) -> str:", "must be int values")
         self.assertRefused("def predict(self, x: int = Input(choices=[1, 2], ge=0)) -> str:", "cannot be combined")
-        self.assertRefused("def predict(self, x: float = Input(choices=[1.0, 2.0])) -> str:", "input 'x'")
+        self.assertRefused("def predict(self, x: float = Input(choices=[1.0, 2.0])) -> str:", "input 'x'",
+                           "choices are only for str and int inputs (as in Cog), not float",
+                           "make it a str input with choices=['1.0', '2.0']")
 
     def test_defaults_that_break_their_own_constraints(self):
         self.assertRefused("def predict(self, x: int = Input(default=0, ge=1)) -> str:", "default 0", "ge=1")

@@ -217,7 +217,11 @@ def _check_constraints(name: str, base: Any, info: FieldInfo, default: Any, has_
         if len(kinds) != 1:
             raise SchemaError("%s: choices must all be of one type, got %s"
                               % (where, ", ".join(sorted(k.__name__ for k in kinds))))
-        if base not in (str, int) or kinds != {base}:
+        if base not in (str, int):
+            raise SchemaError("%s: choices are only for str and int inputs (as in Cog), not %s; "
+                              "make it a str input with choices=%r" % (where, _type_name(base),
+                                                                       [str(c) for c in choices]))
+        if kinds != {base}:
             raise SchemaError("%s: choices of a %s input must be %s values, got %r"
                               % (where, _type_name(base), _type_name(base), choices))
         if info.ge is not None or info.le is not None or info.min_length is not None \
@@ -290,6 +294,8 @@ def input_component(fn: Callable[..., Any], skip_self: bool,
         if default is MISSING and info.default_factory is not None:
             default = _factory_default(name, info.default_factory)
         has_default = default is not MISSING
+        if has_default and default is None and hints[name] is typing.Any:
+            optional = True  # Any takes None: it is not the mistake the check below is for
         if has_default and default is None and not optional:
             location, line = _source_line(fn, name)
             suggestion = line.replace(": %s" % _type_name(hints[name]), ": Optional[%s]" % _type_name(hints[name]), 1) \
