@@ -203,8 +203,8 @@ class Connection final {
   enum class Wait { kReady, kTimeout, kStopped, kClosed };
 
   Connection(int fd, const FrontDoorOptions& options, int stop_event,
-             const std::atomic<bool>* abandon_writes = nullptr)
-      : fd_(fd), options_(options), stop_event_(stop_event), abandon_writes_(abandon_writes) {}
+             const std::atomic<bool>* abandon = nullptr)
+      : fd_(fd), options_(options), stop_event_(stop_event), abandon_(abandon) {}
   ~Connection() {
     if (write_failed_) {
       // A reset, not a close: the kernel would otherwise go on feeding what
@@ -366,7 +366,7 @@ class Connection final {
         const Clock::time_point now = Clock::now();
         const Clock::time_point rate_due =
             RateDeadline(*held_since, static_cast<uint64_t>(std::max<int64_t>(0, taken - taken_then)));
-        const bool abandoned = abandon_writes_ != nullptr && abandon_writes_->load();
+        const bool abandoned = abandon_ != nullptr && abandon_->load();
         if (now < deadline && now < rate_due && !abandoned) {
           // The kernel says there is room only once a third of its buffer has
           // drained: the acknowledgements are looked at again each second.
@@ -477,7 +477,7 @@ class Connection final {
   // body's rate.
   bool FillBody() {
     const size_t before = end_ - begin_;
-    const Wait wait = Fill(BodyDeadline(), /*watch_stop=*/false);
+    const Wait wait = WaitForBodyInput(/*fill=*/true);
     if (wait == Wait::kReady) body_bytes_ += (end_ - begin_) - before;
     if (wait == Wait::kTimeout) RefuseSlowBody();
     return wait == Wait::kReady;
@@ -485,9 +485,24 @@ class Connection final {
 
   // Waits for more of a body, within the read timeout and the body's rate.
   bool WaitForBody() {
-    const Wait wait = WaitForInput(BodyDeadline(), /*watch_stop=*/false);
+    const Wait wait = WaitForBodyInput(/*fill=*/false);
     if (wait == Wait::kTimeout) RefuseSlowBody();
     return wait == Wait::kReady;
+  }
+
+  // Waits for the body's next bytes until they are due (reading them, with
+  // `fill`), looking every second at whether the server gave up on requests
+  // in progress (AbandonInProgress): kStopped then. A body trickled at the
+  // minimum rate (100 MiB at 4 KiB/s: 7 hours) held the shutdown.
+  Wait WaitForBodyInput(bool fill) {
+    const Clock::time_point due = BodyDeadline();
+    while (true) {
+      if (abandon_ != nullptr && abandon_->load()) return Wait::kStopped;  // bytes still coming or not
+      const Clock::time_point until =
+          abandon_ != nullptr ? std::min(due, Clock::now() + std::chrono::seconds(1)) : due;
+      const Wait wait = fill ? Fill(until, /*watch_stop=*/false) : WaitForInput(until, /*watch_stop=*/false);
+      if (wait != Wait::kTimeout || Clock::now() >= due) return wait;
+    }
   }
 
   // When the body's next byte is due: within read_timeout of now, and by
@@ -539,7 +554,7 @@ class Connection final {
   const int fd_;
   const FrontDoorOptions& options_;
   const int stop_event_;
-  const std::atomic<bool>* const abandon_writes_;  // FrontDoorServer::AbandonWrites
+  const std::atomic<bool>* const abandon_;  // FrontDoorServer::AbandonInProgress
   // [begin_, end_): read, not used yet. Not zero-filled: only what recv()
   // writes is ever touched.
   std::unique_ptr<char[]> buffer_;
@@ -851,7 +866,7 @@ void FrontDoorServer::ServeConnection(int fd) {
 }
 
 void FrontDoorServer::ServeRequests(int fd) {
-  Connection connection(fd, options_, stop_event_, &abandon_writes_);
+  Connection connection(fd, options_, stop_event_, &abandon_);
   bool first = true;
   while (!stopping_) {
     // Idle until the next request starts: nothing is said when that wait ends.

@@ -105,9 +105,10 @@ class FrontDoorServer {
   // served finish. Idempotent; callable before, during or after listening.
   void Shutdown();
   // After Shutdown: answers still being written (to a client reading a large
-  // one slowly, above --min-body-rate) are given up within a second, their
-  // connections reset, so that shutting down has a bound.
-  void AbandonWrites() { abandon_writes_ = true; }
+  // one slowly, above --min-body-rate) and bodies still being read are given
+  // up within a second, their connections reset, so that shutting down has a
+  // bound.
+  void AbandonInProgress() { abandon_ = true; }
 
   // Connections open now (for tests and metrics).
   int open_connections() const { return open_connections_.load(); }
@@ -122,7 +123,7 @@ class FrontDoorServer {
   std::atomic<int> listener_{-1};
   std::atomic<int> open_connections_{0};
   std::atomic<bool> stopping_{false};
-  std::atomic<bool> abandon_writes_{false};
+  std::atomic<bool> abandon_{false};
   std::atomic<int64_t> last_limit_warning_{0};  // Unix seconds: warned at most every 10 s
   // Readable once Shutdown() is called: connections waiting for a request
   // poll it next to their socket.

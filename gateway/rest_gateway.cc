@@ -210,16 +210,26 @@ absl::StatusOr<PredictionRequest> ToRequest(Json& body, PredictionKind kind,
   }
   if (given("created_at")) {
     const Json& value = body["created_at"];
-    absl::Time created;
+    absl::Time created = absl::InfinitePast();
     std::string error;
-    if (value.is_number() && std::isfinite(value.get<double>()) && std::fabs(value.get<double>()) < 253402300800.0) {
-      request.created_at = absl::FromUnixMicros(static_cast<int64_t>(value.get<double>() * 1e6));  // as pydantic
-    } else if (value.is_string() &&
-               absl::ParseTime(absl::RFC3339_full, value.get<std::string>(), &created, &error)) {
-      request.created_at = created;
+    if (value.is_number()) {
+      // Unix seconds, or milliseconds past 2e10, as pydantic reads a number.
+      double seconds = value.get<double>();
+      if (std::fabs(seconds) > 2e10) seconds /= 1000;
+      if (std::isfinite(seconds) && std::fabs(seconds) < 1e12) {
+        created = absl::FromUnixMicros(static_cast<int64_t>(seconds * 1e6));
+      }
     } else if (value.is_string()) {
+      if (!absl::ParseTime(absl::RFC3339_full, value.get<std::string>(), &created, &error)) {
+        created = absl::InfinitePast();
+      }
+    }
+    if (IsWritableTime(created)) {
+      request.created_at = created;
+    } else if (value.is_string() || value.is_number()) {
       wrong("datetime_parsing", Json::array({"body", "created_at"}),
-            "Input should be a valid datetime: RFC 3339, such as 2025-01-31T12:00:00Z", value);
+            "Input should be a valid datetime: RFC 3339 (or Unix seconds) within years 0001 to 9999, "
+            "such as 2025-01-31T12:00:00Z", value);
     } else {
       wrong("datetime_type", Json::array({"body", "created_at"}), "Input should be a valid datetime", value);
     }
@@ -741,9 +751,10 @@ void RestGateway::Stop(absl::Duration patience) {
   if (thread_.joinable() && !served_.WaitForNotificationWithTimeout(patience)) {
     // A client reading a large answer slowly (but above --min-body-rate)
     // held the shutdown until the watchdog ended the server, exit code 1.
-    spdlog::warn("answers still being written {} after shutting down began: giving them up",
+    spdlog::warn("requests still being served {} after the gateway began to stop (answers being "
+                 "written, bodies being read): giving them up",
                  absl::FormatDuration(patience));
-    server_->AbandonWrites();
+    server_->AbandonInProgress();
   }
   if (thread_.joinable()) thread_.join();
 }

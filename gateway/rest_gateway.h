@@ -68,7 +68,7 @@ class RestGateway {
   // Binds and starts serving in the background. Returns the bound port.
   absl::StatusOr<int> Start();
   // Stops accepting and closes idle connections; answers being written get
-  // `patience` to go out, then are given up (FrontDoorServer::AbandonWrites);
+  // `patience` to go out, then are given up (FrontDoorServer::AbandonInProgress);
   // joins the serving thread.
   void Stop(absl::Duration patience = absl::InfiniteDuration());
 

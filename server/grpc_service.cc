@@ -430,8 +430,7 @@ absl::StatusOr<PredictionRequest> FromProto(const v1::PredictionRequest& request
     // google.protobuf.Timestamp's own range (years 1 to 9999, nanos within a
     // second): outside it the time could not be written back as RFC 3339.
     const google::protobuf::Timestamp& at = request.created_at();
-    if (at.seconds() < -62135596800 || at.seconds() > 253402300799 || at.nanos() < 0 ||
-        at.nanos() > 999999999) {
+    if (at.nanos() < 0 || at.nanos() > 999999999 || !IsWritableTime(absl::FromUnixSeconds(at.seconds()))) {
       return absl::InvalidArgumentError(absl::StrCat(
           "created_at: seconds ", at.seconds(), " and nanos ", at.nanos(),
           " are no valid Timestamp (years 0001 to 9999, nanos 0 to 999999999)"));

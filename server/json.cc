@@ -484,45 +484,64 @@ class ErrorOffsetFinder final : public nlohmann::json_sax<Json> {
   bool number_float(number_float_t, const string_t&) override { return true; }
   bool string(string_t&) override { return true; }
   bool binary(binary_t&) override { return true; }
-  bool start_object(std::size_t) override { return Enter(); }
+  bool start_object(std::size_t) override { return true; }
   bool key(string_t&) override { return true; }
-  bool end_object() override { return Leave(); }
-  bool start_array(std::size_t) override { return Enter(); }
-  bool end_array() override { return Leave(); }
+  bool end_object() override { return true; }
+  bool start_array(std::size_t) override { return true; }
+  bool end_array() override { return true; }
   bool parse_error(std::size_t position, const std::string&, const nlohmann::detail::exception&) override {
     offset = position > 0 ? position - 1 : 0;
     return false;
   }
   std::optional<size_t> offset;
-  int max_depth = 0;  // of the document, as far as it was read
-
- private:
-  bool Enter() {
-    max_depth = std::max(max_depth, ++depth_);
-    return true;
-  }
-  bool Leave() {
-    --depth_;
-    return true;
-  }
-  int depth_ = 0;
 };
 
+// Whether the integer literal `digits` (no sign) is past what its sign fits:
+// 64 bits unsigned for a positive one, signed for a negative one.
+bool PastSixtyFourBits(absl::string_view digits, bool negative) {
+  const absl::string_view limit = negative ? "9223372036854775808" : "18446744073709551615";
+  return digits.size() > limit.size() || (digits.size() == limit.size() && digits > limit);
+}
+
 // simdjson 3.0 refuses an integer past 64 bits (NUMBER_ERROR), which is
-// valid JSON, and which legacy Cog (Python's json) takes: such a document is
-// read again by nlohmann's parser, where that number becomes a double (an int
-// input then gets int_parsing_size, a float input its value). Only on that
-// error; nothing if the text is not JSON or is nested past `max_depth`.
-std::optional<Json> ParseWithWideIntegers(absl::string_view text, int max_depth) {
-  ErrorOffsetFinder finder;
-  if (!Json::sax_parse(text.begin(), text.end(), &finder, nlohmann::detail::input_format_t::json,
-                       /*strict=*/true) ||
-      finder.offset.has_value() || finder.max_depth > max_depth) {
-    return std::nullopt;
+// valid JSON, and which legacy Cog (Python's json) takes. The text is
+// written again with ".0" after each such integer, in one pass outside its
+// strings, so that it is read as a double (an int input then gets
+// int_parsing_size, a float input its value); nothing when there is none.
+std::optional<std::string> WidenIntegers(absl::string_view text) {
+  std::string out;
+  size_t copied = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == '"') {  // to the end of the string, past its escapes
+      for (++i; i < text.size() && text[i] != '"'; ++i) {
+        if (text[i] == '\\') ++i;
+      }
+      continue;
+    }
+    if (c != '-' && !absl::ascii_isdigit(static_cast<unsigned char>(c))) continue;
+    const bool negative = c == '-';
+    if (negative) ++i;
+    const size_t digits_start = i;
+    while (i < text.size() && absl::ascii_isdigit(static_cast<unsigned char>(text[i]))) ++i;
+    const absl::string_view digits = text.substr(digits_start, i - digits_start);
+    const bool integer = i == text.size() || (text[i] != '.' && text[i] != 'e' && text[i] != 'E');
+    // Past the number (its fraction and exponent too): none of it is a quote.
+    while (i < text.size() && (absl::ascii_isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.' ||
+                               text[i] == 'e' || text[i] == 'E' || text[i] == '+' || text[i] == '-')) {
+      ++i;
+    }
+    if (integer && PastSixtyFourBits(digits, negative)) {
+      const size_t end = digits_start + digits.size();
+      out.append(text.data() + copied, end - copied);
+      out += ".0";
+      copied = end;
+    }
+    --i;  // the loop's ++i lands on what follows the number
   }
-  Json value = Json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
-  if (value.is_discarded()) return std::nullopt;
-  return value;
+  if (copied == 0) return std::nullopt;
+  out.append(text.data() + copied, text.size() - copied);
+  return out;
 }
 
 constexpr char kOffsetPayload[] = "type.cog/json_error_offset";
@@ -616,7 +635,10 @@ absl::StatusOr<Json> ParseJson(absl::string_view text, int max_depth, size_t rea
           parser->parse(text.data(), text.size(), /*realloc_if_needed=*/!in_place).get(root);
       e != simdjson::SUCCESS) {
     if (e == simdjson::NUMBER_ERROR) {
-      if (std::optional<Json> wide = ParseWithWideIntegers(text, max_depth)) return *std::move(wide);
+      if (std::optional<std::string> widened = WidenIntegers(text)) {
+        absl::StatusOr<Json> value = ParseJson(*widened, max_depth, 0);
+        if (value.ok()) return value;
+      }
     }
     return ParseError(e, max_depth, text);
   }

@@ -4,6 +4,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
 namespace cog {
@@ -56,6 +57,21 @@ TEST(ParseJsonTest, IntegersPast64BitsBecomeDoubles) {
   EXPECT_EQ((*value)["n"][0].get<double>(), -9223372036854775809.0);
   EXPECT_TRUE((*value)["k"].is_number_unsigned()) << "what fits stays exact";
   EXPECT_EQ(DumpJson(*value), R"({"f":1e+20,"n":[-9.223372036854776e+18],"k":18446744073709551615})");
+  // Only numbers are touched, not digits in strings (escaped quotes included),
+  // and a wide object costs what it costs without one (read by simdjson).
+  value = ParseJson(R"({"s": "a\" 123456789012345678901234567890", "n": -123456789012345678901234567890e0,)"
+                    R"( "m": -123456789012345678901234567890})");
+  ASSERT_TRUE(value.ok()) << value.status();
+  EXPECT_EQ((*value)["s"], "a\" 123456789012345678901234567890");
+  EXPECT_EQ((*value)["n"].get<double>(), -1.2345678901234568e29);
+  EXPECT_EQ((*value)["m"].get<double>(), -1.2345678901234568e29);
+  std::string wide = "{";
+  for (int i = 0; i < 200000; ++i) absl::StrAppend(&wide, "\"k", i, "\": ", i, ", ");
+  wide += "\"big\": 100000000000000000000}";
+  value = ParseJson(wide);
+  ASSERT_TRUE(value.ok()) << value.status();
+  EXPECT_EQ(value->size(), 200001u);
+  EXPECT_EQ((*value)["k199999"], 199999);
   // Still refused: past the depth limit, or not JSON.
   EXPECT_FALSE(ParseJson(std::string(129, '[') + "100000000000000000000" + std::string(129, ']'), 128).ok());
   EXPECT_FALSE(ParseJson("[100000000000000000000,]").ok());

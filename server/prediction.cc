@@ -68,6 +68,10 @@ char* PutDigits(char* end, int64_t value, int width) {
 
 }  // namespace
 
+bool IsWritableTime(absl::Time time) {
+  return time >= absl::FromUnixSeconds(-62135596800) && time < absl::FromUnixSeconds(253402300800);
+}
+
 std::string FormatTimestamp(absl::Time time) {
   // As Python's isoformat(), which legacy Cog uses: no fraction when it is zero.
   // By hand: absl::FormatTime (cctz) took ~3,300 instructions a call, and every

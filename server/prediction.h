@@ -29,6 +29,9 @@ std::optional<WebhookEvent> ParseWebhookEvent(absl::string_view name);
 
 // RFC 3339 with microseconds and "+00:00", as Cog writes timestamps.
 std::string FormatTimestamp(absl::Time time);
+// Whether FormatTimestamp (RFC 3339) and google.protobuf.Timestamp can say
+// `time`: years 0001 to 9999. A client's created_at outside is refused.
+bool IsWritableTime(absl::Time time);
 
 // The one shared empty object: a Prediction's input until it is given one.
 const std::shared_ptr<const Json>& EmptyJsonObject();

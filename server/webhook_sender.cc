@@ -217,13 +217,18 @@ std::vector<std::unique_ptr<WebhookSender::Transfer>> WebhookSender::TakeStartab
     }
     if (prefer_completed_ && !queue.pending.empty() &&
         queue.pending.back().event == WebhookEvent::kCompleted) {
+      // Every one, not only those at the front (a start may still wait there).
       size_t dropped = 0;
-      while (queue.pending.front().event == WebhookEvent::kOutput ||
-             queue.pending.front().event == WebhookEvent::kLogs) {
-        Dropped(queue.pending.front());
-        queue.pending.pop_front();
-        ++dropped;
+      std::deque<Webhook> kept;
+      for (Webhook& webhook : queue.pending) {
+        if (webhook.event == WebhookEvent::kOutput || webhook.event == WebhookEvent::kLogs) {
+          Dropped(webhook);
+          ++dropped;
+        } else {
+          kept.push_back(std::move(webhook));
+        }
       }
+      queue.pending.swap(kept);
       if (dropped > 0) {
         spdlog::info("shutting down: {} output or logs webhooks of prediction {} left out, so that its "
                      "completed webhook goes out first",

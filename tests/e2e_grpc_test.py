@@ -206,7 +206,14 @@ class StalledStreamTest(unittest.TestCase):
         wait_until(lambda: server.request("GET", "/predictions/stalled")[2]["status"] in ("succeeded", "canceled"),
                    timeout=60, what="the prediction to end")
         self.assertEqual(server.health()["status"], "READY")
-        # One that reads is not held to it.
+
+    def test_a_client_that_reads_is_not_held_to_it(self):
+        server = CogServer("log_flood")
+        self.addCleanup(server.stop)
+        server.wait_for_status("READY")
+        channel = grpc.insecure_channel("127.0.0.1:%d" % server.grpc_port)
+        self.addCleanup(channel.close)
+        stub = predictor_pb2_grpc.PredictorStub(channel)
         events = list(stub.PredictStream(predictor_pb2.PredictionRequest(input=struct(mb=2)), timeout=120))
         self.assertEqual(events[-1].completed.output.string_value, "done")
         self.assertEqual(sum(len(e.log.text) for e in events if e.WhichOneof("event") == "log"), 2 << 20)

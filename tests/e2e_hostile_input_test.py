@@ -115,6 +115,8 @@ class HostileInputTest(unittest.TestCase):
             ({"output_file_prefix": 5}, "string_type", ["body", "output_file_prefix"]),
             ({"created_at": "yesterday"}, "datetime_parsing", ["body", "created_at"]),
             ({"created_at": [1]}, "datetime_type", ["body", "created_at"]),
+            ({"created_at": "20000-01-01T00:00:00Z"}, "datetime_parsing", ["body", "created_at"]),
+            ({"created_at": -1e14}, "datetime_parsing", ["body", "created_at"]),
             ({"context": ["a"]}, "dict_type", ["body", "context"]),
             ({"context": {"a": 1}}, "string_type", ["body", "context", "a"]),
         ]
@@ -127,6 +129,9 @@ class HostileInputTest(unittest.TestCase):
             "input": {"s": "x"}, "webhook": None, "context": None, "created_at": 1700000000})
         self.assertEqual(status, 200, body)
         self.assertEqual(body["created_at"], "2023-11-14T22:13:20+00:00")
+        status, _, body = self.server.request("POST", "/predictions", body={  # JavaScript's Date.now()
+            "input": {"s": "x"}, "created_at": 1700000000123})
+        self.assertEqual((status, body["created_at"]), (200, "2023-11-14T22:13:20.123000+00:00"))
 
     def test_an_id_that_is_not_utf8_is_a_422(self):
         status, _, body = self.server.request("PUT", "/predictions/%ff", body={"input": {"s": "x"}})

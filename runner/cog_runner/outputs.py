@@ -15,6 +15,7 @@ import math
 import os
 import pathlib
 import stat
+import sys
 from typing import Any, Dict, List, Optional
 
 from cog.types import Secret
@@ -177,11 +178,16 @@ def _encode(value: Any, files: Optional[List[str]], pointer: str) -> Any:
                 for f in dataclasses.fields(value)}
     if isinstance(value, enum.Enum):  # as legacy Cog: its value
         return _encode(value.value, files, pointer)
-    if type(value).__module__ == "datetime" and hasattr(value, "isoformat"):  # datetime, date, time
+    if _is_datetime(value):  # datetime, date, time, and their subclasses (pandas.Timestamp)
         return value.isoformat()
     if hasattr(value, "tolist"):  # numpy scalars and arrays, without importing numpy
         return _encode(value.tolist(), files, pointer)
     raise TypeError("the output %r of type %s cannot be turned into JSON" % (value, type(value).__name__))
+
+
+def _is_datetime(value: Any) -> bool:
+    datetime = sys.modules.get("datetime")  # a value of its types means it is imported
+    return datetime is not None and isinstance(value, (datetime.datetime, datetime.date, datetime.time))
 
 
 def _pointer_token(key: Any) -> str:
