@@ -128,9 +128,18 @@ void InitCurlOnce() {
 
 absl::Status DownloadToFile(const std::string& url, const std::string& path,
                             const TransferOptions& options, const std::atomic<bool>* canceled) {
-  FileHandle file(std::fopen(path.c_str(), "wb"));
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return absl::InternalError(absl::StrCat("cannot create ", path, ": ", std::strerror(errno)));
+  return DownloadToFd(url, fd, path, options, canceled);
+}
+
+absl::Status DownloadToFd(const std::string& url, int fd, const std::string& path,
+                          const TransferOptions& options, const std::atomic<bool>* canceled) {
+  FileHandle file(::fdopen(fd, "wb"));
   if (file == nullptr) {
-    return absl::InternalError(absl::StrCat("cannot create ", path, ": ", std::strerror(errno)));
+    const int error = errno;
+    ::close(fd);
+    return absl::InternalError(absl::StrCat("cannot write ", path, ": ", std::strerror(error)));
   }
   OutboundGuard guard(&options.outbound);
   CurlHandle curl = NewHandle(url, options, &guard);

@@ -1,7 +1,11 @@
 #include "server/prediction_files.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <magic.h>
 #include <stdlib.h>
+#include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -9,7 +13,6 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <new>
 #include <system_error>
@@ -155,6 +158,10 @@ PredictionFiles::PredictionFiles(Options options) : options_(std::move(options))
     std::error_code error;
     const std::filesystem::path canonical = std::filesystem::canonical(*root, error);
     root_ = error ? *root : canonical.string();
+    root_fd_ = ::open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (root_fd_ < 0) {
+      spdlog::error("cannot open {}: {}; Path inputs given as URLs will fail", root_, std::strerror(errno));
+    }
   } else {
     spdlog::error("{}; Path inputs given as URLs will fail", std::string(root.status().message()));
   }
@@ -165,7 +172,10 @@ PredictionFiles::PredictionFiles(Options options) : options_(std::move(options))
 }
 
 PredictionFiles::~PredictionFiles() {
-  if (!root_.empty()) RemoveWorkDir(root_);
+  if (root_fd_ >= 0) ::close(root_fd_);
+  std::error_code error;
+  // Not followed if it became a link: only the link goes.
+  if (!root_.empty()) std::filesystem::remove_all(root_, error);
   absl::MutexLock lock(&mu_);
   if (mime_ != nullptr) magic_close(mime_);
   if (extension_ != nullptr) magic_close(extension_);
@@ -192,44 +202,109 @@ std::string PredictionFiles::SniffExtension(absl::string_view bytes) {
 }
 
 std::string PredictionFiles::NewWorkDirName() {
-  return root_.empty() ? "" : absl::StrCat(root_, "/p", next_dir_.fetch_add(1));
+  if (root_.empty()) return "";
+  uint64_t random = 0;
+  if (::getrandom(&random, sizeof(random), 0) != sizeof(random)) random ^= absl::ToUnixNanos(absl::Now());
+  return absl::StrCat(root_, "/p", next_dir_.fetch_add(1), "-", absl::Hex(random, absl::kZeroPad16));
+}
+
+std::string PredictionFiles::LeafOf(const std::string& dir) const {
+  absl::string_view leaf = dir;
+  if (root_.empty() || !absl::ConsumePrefix(&leaf, root_) || !absl::ConsumePrefix(&leaf, "/") ||
+      leaf.empty() || absl::StrContains(leaf, '/') || leaf == "." || leaf == "..") {
+    return "";
+  }
+  return std::string(leaf);
 }
 
 absl::StatusOr<std::string> PredictionFiles::MakeWorkDir(const std::string& name) {
-  if (root_.empty()) return absl::InternalError("the server has no temporary directory");
+  if (root_fd_ < 0) return absl::InternalError("the server has no temporary directory");
   std::string dir = name.empty() ? NewWorkDirName() : name;
-  std::error_code error;
-  std::filesystem::create_directory(dir, error);  // no error when it is there
-  if (error) {
-    return absl::InternalError(absl::StrCat("cannot make ", dir, ": ", error.message()));
+  const std::string leaf = LeafOf(dir);
+  if (leaf.empty()) return absl::InternalError(absl::StrCat(dir, " is no directory of ", root_));
+  if (::mkdirat(root_fd_, leaf.c_str(), 0700) != 0) {
+    return absl::InternalError(absl::StrCat("cannot make ", dir, ": ", std::strerror(errno)));
   }
   return dir;
 }
 
-void PredictionFiles::RemoveWorkDir(const std::string& dir) {
-  std::error_code error;
-  std::filesystem::remove_all(dir, error);
-  if (error) spdlog::warn("cannot remove {}: {}", dir, error.message());
+namespace {
+
+// A new directory `name` beneath `parent_fd`, opened without following a
+// link; fails if something is there already.
+absl::StatusOr<int> MakeDirBeneath(int parent_fd, const std::string& name, const std::string& shown) {
+  if (::mkdirat(parent_fd, name.c_str(), 0700) != 0) {
+    return absl::InternalError(absl::StrCat("cannot make ", shown, ": ", std::strerror(errno)));
+  }
+  const int fd = ::openat(parent_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return absl::InternalError(absl::StrCat("cannot open ", shown, ": ", std::strerror(errno)));
+  return fd;
 }
 
-absl::StatusOr<std::string> PredictionFiles::FetchOne(const std::string& url,
+// Removes `name` beneath `parent_fd` with what is in it, following no link
+// (a link is removed, not what it names); 64 levels deep at most.
+void RemoveBeneath(int parent_fd, const char* name, int depth) {
+  const int fd = ::openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    ::unlinkat(parent_fd, name, 0);  // a file, or a link
+    return;
+  }
+  if (DIR* entries = ::fdopendir(fd); entries != nullptr) {
+    while (const dirent* entry = ::readdir(entries)) {
+      const absl::string_view child = entry->d_name;
+      if (child == "." || child == ".." || depth >= 64) continue;
+      RemoveBeneath(fd, entry->d_name, depth + 1);
+    }
+    ::closedir(entries);  // closes fd
+  } else {
+    ::close(fd);
+  }
+  ::unlinkat(parent_fd, name, AT_REMOVEDIR);
+}
+
+}  // namespace
+
+void PredictionFiles::RemoveWorkDir(const std::string& dir) {
+  const std::string leaf = LeafOf(dir);
+  if (root_fd_ < 0 || leaf.empty()) return;
+  RemoveBeneath(root_fd_, leaf.c_str(), 0);
+  if (::faccessat(root_fd_, leaf.c_str(), F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+    spdlog::warn("cannot remove all of {}", dir);
+  }
+}
+
+absl::StatusOr<std::string> PredictionFiles::FetchOne(const std::string& url, int dir_fd,
                                                       const std::string& dir,
                                                       const std::atomic<bool>* canceled) {
+  // Made new, never through a link (O_EXCL, O_NOFOLLOW, beneath dir_fd).
+  auto create = [dir_fd, &dir](const std::string& name) -> absl::StatusOr<int> {
+    const int fd = ::openat(dir_fd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0) return absl::InternalError(absl::StrCat("cannot create ", dir, "/", name, ": ", std::strerror(errno)));
+    return fd;
+  };
   if (absl::StartsWith(url, "data:")) {
     absl::StatusOr<std::string> decoded = DecodeDataUri(url);
     if (!decoded.ok()) return decoded.status();
     const std::string& bytes = *decoded;
     const std::string extension = SniffExtension(absl::string_view(bytes).substr(0, kSniffBytes));
-    const std::string path = absl::StrCat(dir, "/file", extension.empty() ? "" : ".", extension);
-    std::ofstream out(path, std::ios::binary);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    if (!out.flush()) {
-      return absl::InternalError(absl::StrCat("cannot write ", path, ": ", std::strerror(errno)));
+    const std::string name = absl::StrCat("file", extension.empty() ? "" : ".", extension);
+    const std::string path = absl::StrCat(dir, "/", name);
+    absl::StatusOr<int> fd = create(name);
+    if (!fd.ok()) return fd.status();
+    const absl::Cleanup close_file = [&fd] { ::close(*fd); };
+    for (size_t done = 0; done < bytes.size();) {
+      const ssize_t n = ::write(*fd, bytes.data() + done, bytes.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return absl::InternalError(absl::StrCat("cannot write ", path, ": ", std::strerror(errno)));
+      done += static_cast<size_t>(n);
     }
     return path;
   }
-  const std::string path = absl::StrCat(dir, "/", FileNameFromUrl(url));
-  if (absl::Status status = DownloadToFile(url, path, options_.transfer, canceled); !status.ok()) {
+  const std::string name = FileNameFromUrl(url);
+  const std::string path = absl::StrCat(dir, "/", name);
+  absl::StatusOr<int> fd = create(name);
+  if (!fd.ok()) return fd.status();
+  if (absl::Status status = DownloadToFd(url, *fd, path, options_.transfer, canceled); !status.ok()) {
     return status;
   }
   return path;
@@ -238,17 +313,22 @@ absl::StatusOr<std::string> PredictionFiles::FetchOne(const std::string& url,
 absl::Status PredictionFiles::FetchInputs(Json& input, const std::vector<std::string>& pointers,
                                           const std::string& dir,
                                           const std::atomic<bool>* canceled) {
+  const std::string leaf = LeafOf(dir);
+  const int dir_fd = root_fd_ < 0 || leaf.empty()
+                         ? -1
+                         : ::openat(root_fd_, leaf.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (dir_fd < 0) return absl::InternalError(absl::StrCat("cannot open ", dir, ": ", std::strerror(errno)));
+  const absl::Cleanup close_dir = [dir_fd] { ::close(dir_fd); };
   for (size_t i = 0; i < pointers.size(); ++i) {
     const Json::json_pointer pointer(pointers[i]);
     if (!input.contains(pointer) || !input[pointer].is_string()) continue;
     const std::string url = input[pointer].get<std::string>();
     // Each file in a directory of its own: its name stays the one it had.
     const std::string file_dir = absl::StrCat(dir, "/", i);
-    std::error_code error;
-    std::filesystem::create_directory(file_dir, error);
+    absl::StatusOr<int> file_dir_fd = MakeDirBeneath(dir_fd, absl::StrCat(i), file_dir);
     absl::StatusOr<std::string> path =
-        error ? absl::InternalError(absl::StrCat("cannot make ", file_dir, ": ", error.message()))
-              : FetchOne(url, file_dir, canceled);
+        file_dir_fd.ok() ? FetchOne(url, *file_dir_fd, file_dir, canceled) : file_dir_fd.status();
+    if (file_dir_fd.ok()) ::close(*file_dir_fd);
     if (!path.ok()) {
       if (path.status().code() == absl::StatusCode::kCancelled) return path.status();
       return absl::Status(path.status().code(),

@@ -72,13 +72,15 @@ class PredictionFiles {
   // ---- inputs ----
 
   // The name of a new directory for one prediction's files under root(), not
-  // made yet; empty if the server has no temporary root.
+  // made yet (p<n>-<random>: a runner sharing root() cannot make it first and
+  // fill it with links); empty if the server has no temporary root.
   std::string NewWorkDirName();
   // Makes a new, empty directory for one prediction's files: `dir` (a
-  // NewWorkDirName() the runner may have made already), or a new one.
+  // NewWorkDirName()), or a new one. Fails if it is there already.
   absl::StatusOr<std::string> MakeWorkDir(const std::string& dir = "");
-  // Removes a directory made by MakeWorkDir, with everything in it.
-  static void RemoveWorkDir(const std::string& dir);
+  // Removes a directory of root() (a NewWorkDirName()), with everything in
+  // it, following no link.
+  void RemoveWorkDir(const std::string& dir);
   // Replaces each URL `pointers` locate in `input` (JSON pointers) by the path
   // of a local copy in `dir`: http(s) URLs are downloaded, data: URIs decoded.
   // Fails with a message that names the input and the URL; Cancelled when
@@ -115,11 +117,19 @@ class PredictionFiles {
   absl::StatusOr<std::string> DataUri(const std::string& path, uint64_t* room);
   absl::StatusOr<std::string> Upload(const std::string& path, const std::string& prefix,
                                      const std::string& prediction_id);
-  absl::StatusOr<std::string> FetchOne(const std::string& url, const std::string& dir,
+  // Into a new file in the directory `dir_fd` (`dir` in messages).
+  absl::StatusOr<std::string> FetchOne(const std::string& url, int dir_fd, const std::string& dir,
                                        const std::atomic<bool>* canceled);
+  // The name of `dir` within root_; empty if it is not one of its directories.
+  std::string LeafOf(const std::string& dir) const;
 
   Options options_;  // options_.transfer.output_root: root_ when confine_outputs
   std::string root_;  // empty if it could not be made
+  // root_, opened: work directories and the files downloaded into them are
+  // made beneath it, each step relative to a descriptor and following no
+  // link, so that a runner sharing root_ (a sidecar) cannot make the server
+  // write elsewhere by swapping a link in.
+  int root_fd_ = -1;
   std::atomic<uint64_t> next_dir_{0};
 
   absl::Mutex mu_;

@@ -3,8 +3,10 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <vector>
 
 #include "absl/strings/escaping.h"
 #include "gtest/gtest.h"
@@ -124,8 +126,43 @@ TEST(PredictionFilesTest, DataUriInputsAreDecodedIntoTheWorkDir) {
   EXPECT_EQ(content, "hello");
   EXPECT_EQ(input["more"][0].get<std::string>().rfind(*dir, 0), 0u);
   EXPECT_EQ(input["s"], "data:,untouched");  // not a Path: left alone
-  PredictionFiles::RemoveWorkDir(*dir);
+  files.RemoveWorkDir(*dir);
   EXPECT_NE(access(dir->c_str(), F_OK), 0);
+}
+
+// A runner sharing the root (a sidecar) plants links where the server is
+// about to write, or swaps one in for a work directory: nothing is written or
+// removed outside the root, and the input fails instead.
+TEST(PredictionFilesTest, LinksPlantedInTheRootAreNeverFollowed) {
+  PredictionFiles files;
+  char outside_template[] = "/tmp/cog-outside-XXXXXX";
+  ASSERT_NE(mkdtemp(outside_template), nullptr);
+  const std::string outside = outside_template;
+  { std::ofstream(outside + "/keep") << "the server's own"; }
+  Json input = Json::parse(R"({"image": "data:text/plain;base64,aGVsbG8="})");
+
+  absl::StatusOr<std::string> dir = files.MakeWorkDir();
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  ASSERT_EQ(symlink(outside.c_str(), (*dir + "/0").c_str()), 0);  // where input 0 would go
+  absl::Status status = files.FetchInputs(input, {"/image"}, *dir, nullptr);
+  EXPECT_FALSE(status.ok());
+  EXPECT_NE(status.message().find("File exists"), std::string::npos) << status;
+
+  dir = files.MakeWorkDir();
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  ASSERT_EQ(rmdir(dir->c_str()), 0);
+  ASSERT_EQ(symlink(outside.c_str(), dir->c_str()), 0);  // the work directory itself
+  EXPECT_FALSE(files.FetchInputs(input, {"/image"}, *dir, nullptr).ok());
+  files.RemoveWorkDir(*dir);  // the link goes, not what it names
+  EXPECT_NE(access(dir->c_str(), F_OK), 0);
+
+  std::vector<std::string> left;
+  for (const auto& entry : std::filesystem::directory_iterator(outside)) {
+    left.push_back(entry.path().filename().string());
+  }
+  EXPECT_EQ(left, std::vector<std::string>{"keep"});
+  EXPECT_FALSE(files.MakeWorkDir(*dir + "/../../etc").ok()) << "only a name of the root's own";
+  std::filesystem::remove_all(outside);
 }
 
 TEST(PredictionFilesTest, BadDataUriNamesTheInput) {

@@ -568,7 +568,7 @@ void PredictionService::CompleteOrphan(Active* active, const std::string& reason
 void PredictionService::Finish(Active* active, const std::function<void(Active&)>& complete) {
   // Its directory goes while it still counts as running, so that nothing of
   // it is left once health says it is done.
-  if (!active->workdir.empty()) PredictionFiles::RemoveWorkDir(active->workdir);
+  if (!active->workdir.empty()) files_.RemoveWorkDir(active->workdir);
   std::unique_ptr<Active> ended;
   std::shared_ptr<const Prediction> final_state;
   {
