@@ -1,6 +1,7 @@
 #include "server/grpc_service.h"
 
 #include <atomic>
+#include <chrono>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -22,7 +23,7 @@ namespace cog {
 class StallSweeper {
  public:
   // True when the call was canceled for it (it is then no longer watched).
-  using Check = std::function<bool(absl::Time now)>;
+  using Check = std::function<bool(std::chrono::steady_clock::time_point now)>;
 
   StallSweeper() : thread_([this] { Run(); }) {}
   ~StallSweeper() {
@@ -48,7 +49,7 @@ class StallSweeper {
     absl::MutexLock lock(&mu_);
     while (!stop_) {
       mu_.AwaitWithTimeout(absl::Condition(&stop_), absl::Seconds(1));
-      const absl::Time now = absl::Now();
+      const auto now = std::chrono::steady_clock::now();  // not the wall clock: a step must not cancel
       for (auto it = watched_.begin(); it != watched_.end();) {
         // Under mu_: Remove (the call's OnDone) waits, so the call is there.
         if (it->second(now)) {
@@ -215,7 +216,7 @@ class StreamReactor final : public CountedReactor<grpc::ServerWriteReactor<v1::P
   StreamReactor(PredictionService* core, grpc::CallbackServerContext* context, StallSweeper* sweeper,
                 StreamStall stall)
       : core_(core), context_(context), sweeper_(sweeper), stall_(stall), logs_(core->max_log_bytes()) {
-    sweeper_->Add(this, [this](absl::Time now) { return CancelIfStalled(now); });
+    sweeper_->Add(this, [this](std::chrono::steady_clock::time_point now) { return CancelIfStalled(now); });
   }
 
   // Runs in the method handler, before gRPC has the reactor.
@@ -277,19 +278,19 @@ class StreamReactor final : public CountedReactor<grpc::ServerWriteReactor<v1::P
   // allowance means it stopped reading (HTTP/2 flow control holds the write
   // once its window is full). The call is canceled, which ends the write, the
   // call, and the prediction if it still runs; the events waiting go.
-  bool CancelIfStalled(absl::Time now) {
+  bool CancelIfStalled(std::chrono::steady_clock::time_point now) {
     {
       absl::MutexLock lock(&mu_);
       if (!writing_ || finished_) return false;
       const double rate = static_cast<double>(stall_.min_bytes_per_second);
-      const absl::Duration allowed =
-          stall_.grace + (rate > 0 ? absl::Seconds(static_cast<double>(write_bytes_) / rate) : absl::ZeroDuration());
-      if (now - write_started_ <= allowed) return false;
+      const double allowed = absl::ToDoubleSeconds(stall_.grace) +
+                             (rate > 0 ? static_cast<double>(write_bytes_) / rate : 0.0);
+      const double waited = std::chrono::duration<double>(now - write_started_).count();
+      if (waited <= allowed) return false;
       spdlog::warn(
-          "PredictStream of prediction {}: the client left {} bytes unread for {} (--header-timeout, then "
+          "PredictStream of prediction {}: the client left {} bytes unread for {:.0f}s (--header-timeout, then "
           "--min-body-rate), with {} events waiting; canceling the call",
-          id_.empty() ? "(none)" : id_, write_bytes_, absl::FormatDuration(absl::Trunc(now - write_started_, absl::Seconds(1))),
-          queue_.size());
+          id_.empty() ? "(none)" : id_, write_bytes_, waited, queue_.size());
     }
     context_->TryCancel();  // OnCancel follows
     return true;
@@ -362,7 +363,7 @@ class StreamReactor final : public CountedReactor<grpc::ServerWriteReactor<v1::P
     queue_.pop_front();
     if (current_.has_log()) logs_.Taken(current_.log().text().size());
     writing_ = true;
-    write_started_ = absl::Now();
+    write_started_ = std::chrono::steady_clock::now();
     write_bytes_ = current_.ByteSizeLong();
     StartWrite(&current_);
   }
@@ -388,7 +389,7 @@ class StreamReactor final : public CountedReactor<grpc::ServerWriteReactor<v1::P
   std::deque<v1::PredictionEvent> queue_ ABSL_GUARDED_BY(mu_);
   v1::PredictionEvent current_ ABSL_GUARDED_BY(mu_);  // the write in flight
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Time write_started_ ABSL_GUARDED_BY(mu_);  // of current_
+  std::chrono::steady_clock::time_point write_started_ ABSL_GUARDED_BY(mu_);  // of current_
   size_t write_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   bool completed_ ABSL_GUARDED_BY(mu_) = false;  // the core sent OnCompleted
   bool finished_ ABSL_GUARDED_BY(mu_) = false;   // Finish called, or due after the write

@@ -298,6 +298,11 @@ int Run() {
     spdlog::info("removed {}, left by a server that is gone", dir);
   }
   const std::string files_dir = absl::GetFlag(FLAGS_files_dir);
+  if (files_dir.empty() && !absl::GetFlag(FLAGS_spawn_runner)) {
+    spdlog::warn("--spawn-runner=false without --files-dir: Path inputs and outputs work only if the "
+                 "runner sees {} at the same path; mount a volume in both containers and name it with "
+                 "--files-dir", TempParent());
+  }
   if (!files_dir.empty()) {
     std::error_code error;
     if (!std::filesystem::is_directory(files_dir, error)) {

@@ -154,10 +154,7 @@ PredictionFiles::PredictionFiles(Options options) : options_(std::move(options))
   const std::string parent = options_.temp_parent.empty() ? TempParent() : options_.temp_parent;
   // Named with the server's pid: a later server removes it if this one dies.
   if (absl::StatusOr<std::string> root = MakeServerTempDir(parent, "cog-server"); root.ok()) {
-    // Without links: a file is judged by where it really is (OpenOutputFile).
-    std::error_code error;
-    const std::filesystem::path canonical = std::filesystem::canonical(*root, error);
-    root_ = error ? *root : canonical.string();
+    root_ = *root;
     root_fd_ = ::open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (root_fd_ < 0) {
       spdlog::error("cannot open {}: {}; Path inputs given as URLs will fail", root_, std::strerror(errno));
@@ -166,8 +163,14 @@ PredictionFiles::PredictionFiles(Options options) : options_(std::move(options))
     spdlog::error("{}; Path inputs given as URLs will fail", std::string(root.status().message()));
   }
   if (options_.confine_outputs) {
-    // Without a root, nothing is within it: every Path output is refused.
-    options_.transfer.output_root = root_.empty() ? "/nonexistent/cog-server-files" : root_;
+    // Without links: a file is judged by where it really is (OpenOutputFile);
+    // the runner is told root_ as given (its container may resolve links
+    // such as /var/run differently). Without a root, nothing is within it:
+    // every Path output is refused.
+    std::error_code error;
+    const std::filesystem::path canonical = std::filesystem::canonical(root_, error);
+    options_.transfer.output_root =
+        root_.empty() ? "/nonexistent/cog-server-files" : error ? root_ : canonical.string();
   }
 }
 

@@ -54,7 +54,7 @@ class SharedDir:
     def place(self, path: str) -> str:
         real = os.path.realpath(path)
         if real.startswith(self._real + os.sep):  # its input files, or written here
-            return real
+            return self.path + real[len(self._real):]  # as the server named the directory
         placed = self._placed.get(real)
         if placed is not None:
             return placed
