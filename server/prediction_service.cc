@@ -846,6 +846,16 @@ void PredictionService::HandleHello(const runner::Hello& hello) {
       FailSetup(hello.load_error());
     } else if (AcceptSchema(hello)) {
       use.emplace(this);
+      if (options_.files.confine_outputs && !hello.copies_outputs()) {
+        // Older than this server: it names the model's files where they are,
+        // outside the shared directory, and each Path output would fail.
+        const std::string warning = absl::StrCat(
+            "[cog-server: runner ", hello.runner_version(), " does not copy Path outputs into the ",
+            "directory this server shares with it (--files-dir); every Path output will be refused: ",
+            "install the runner of this server's version in the model's image]");
+        spdlog::error("{}", warning);
+        absl::StrAppend(&setup_.logs, warning, "\n");
+      }
     }
     if (options_.concurrency_from_runner && hello.max_concurrency() >= 1) {
       slots_.SetCapacity(static_cast<int>(hello.max_concurrency()));

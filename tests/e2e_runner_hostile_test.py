@@ -554,6 +554,10 @@ class ServerFacingAHostileRunnerTest(unittest.TestCase):
             f.write("the server's own file")
         files_dir = self.setup["files_dir"]
         self.assertTrue(os.path.isdir(files_dir), self.setup)
+        # This runner's Hello does not say it copies Path outputs there: said in setup's logs.
+        self.assertIn("[cog-server: runner test does not copy Path outputs into the directory this server "
+                      "shares with it (--files-dir); every Path output will be refused",
+                      self.server.health()["setup"]["logs"])
         seen = {}
 
         def returns(path_of):

@@ -59,6 +59,7 @@ HELLO = {
     9: ("has_healthcheck", "bool", None),
     10: ("max_concurrency", "uint32", None),
     11: ("cog_version", "string", None),
+    12: ("copies_outputs", "bool", None),
 }
 SETUP_DONE = {1: ("succeeded", "bool", None), 2: ("error", "string", None)}
 LOG = {1: ("id", "string", None), 2: ("source", "enum", None), 3: ("text", "string", None)}

@@ -357,6 +357,7 @@ class Worker:
             "python_version": sys.version.split()[0],  # as platform.python_version(), ~7 ms less to import
             "pid": os.getpid(),
             "cog_version": cog.__version__,
+            "copies_outputs": True,
             "max_concurrency": self.max_concurrency,
         }
         try:
