@@ -346,6 +346,19 @@ class EventStream {
     PushLocked("logs", [&](std::string* out) { AppendLog(text, out); }, false);
   }
 
+  // A metric event, left out with logs while too many wait (LogBacklog).
+  void PushMetric(absl::string_view name, const Json& value) {
+    std::string data = "{\"name\":";
+    AppendJsonString(name, &data);
+    data.append(",\"value\":");
+    AppendJson(value, &data);
+    data.push_back('}');
+    absl::MutexLock lock(&mu_);
+    if (!logs_.AdmitMetric(data.size())) return;
+    PushNoteLocked();
+    PushLocked("metric", [&](std::string* out) { out->append(data); }, false);
+  }
+
   // On the connection's thread: direct writes may use `writer` until Detach.
   void Attach(ResponseWriter* writer) {
     absl::MutexLock lock(&mu_);
@@ -446,13 +459,7 @@ class StreamObserver final : public PredictionObserver {
   }
   void OnLog(const Prediction&, absl::string_view text) override { stream_->PushLog(text); }
   void OnMetric(const Prediction&, absl::string_view name, const Json& value) override {
-    stream_->Push("metric", [&](std::string* out) {
-      out->append("{\"name\":");
-      AppendJsonString(name, out);
-      out->append(",\"value\":");
-      AppendJson(value, out);
-      out->push_back('}');
-    });
+    stream_->PushMetric(name, value);
   }
   void OnCompleted(const Prediction& prediction) override {
     stream_->Push("completed", [&](std::string* out) { AppendPredictionJson(prediction, out); },

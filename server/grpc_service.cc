@@ -1,5 +1,6 @@
 #include "server/grpc_service.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <deque>
@@ -239,6 +240,7 @@ class StreamReactor final : public CountedReactor<grpc::ServerWriteReactor<v1::P
   void OnWriteDone(bool ok) override {
     absl::MutexLock lock(&mu_);
     writing_ = false;
+    if (ok) bytes_taken_ += write_bytes_;
     if (pending_finish_.has_value()) {  // finished while this write was in flight
       Finish(*pending_finish_);
       pending_finish_.reset();
@@ -282,9 +284,16 @@ class StreamReactor final : public CountedReactor<grpc::ServerWriteReactor<v1::P
     {
       absl::MutexLock lock(&mu_);
       if (!writing_ || finished_) return false;
+      // A write completes once HTTP/2's window has room: a client reading
+      // slowly through a large window (grown by gRPC's bandwidth probing, up
+      // to megabytes) takes the bytes before it too, and then the write. No
+      // more of those than it was sent can be before it, and no more than
+      // the largest window counted here.
+      constexpr double kLargestWindow = 4 << 20;
       const double rate = static_cast<double>(stall_.min_bytes_per_second);
+      const double before = std::min(kLargestWindow, static_cast<double>(bytes_taken_));
       const double allowed = absl::ToDoubleSeconds(stall_.grace) +
-                             (rate > 0 ? static_cast<double>(write_bytes_) / rate : 0.0);
+                             (rate > 0 ? (static_cast<double>(write_bytes_) + before) / rate : 0.0);
       const double waited = std::chrono::duration<double>(now - write_started_).count();
       if (waited <= allowed) return false;
       spdlog::warn(
@@ -316,7 +325,7 @@ class StreamReactor final : public CountedReactor<grpc::ServerWriteReactor<v1::P
       v1::PredictionEvent event;
       event.mutable_metric()->set_name(std::string(name));
       JsonToValue(value, event.mutable_metric()->mutable_value());
-      reactor_->Push(std::move(event), false);
+      reactor_->PushMetric(std::move(event));
     }
     void OnCompleted(const Prediction& prediction) override {
       v1::PredictionEvent event;
@@ -347,6 +356,15 @@ class StreamReactor final : public CountedReactor<grpc::ServerWriteReactor<v1::P
     WriteNextLocked();
   }
 
+  // A metric event, left out with logs while too many wait for the client.
+  void PushMetric(v1::PredictionEvent event) {
+    absl::MutexLock lock(&mu_);
+    if (finished_ || !logs_.AdmitMetric(event.ByteSizeLong())) return;
+    QueueNoteLocked();
+    queue_.push_back(std::move(event));
+    WriteNextLocked();
+  }
+
   // The line saying that logs were left out, if they were.
   void QueueNoteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     std::string note = logs_.TakeNote();
@@ -362,6 +380,7 @@ class StreamReactor final : public CountedReactor<grpc::ServerWriteReactor<v1::P
     current_ = std::move(queue_.front());
     queue_.pop_front();
     if (current_.has_log()) logs_.Taken(current_.log().text().size());
+    if (current_.has_metric()) logs_.Taken(current_.ByteSizeLong());  // as admitted
     writing_ = true;
     write_started_ = std::chrono::steady_clock::now();
     write_bytes_ = current_.ByteSizeLong();
@@ -391,6 +410,7 @@ class StreamReactor final : public CountedReactor<grpc::ServerWriteReactor<v1::P
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   std::chrono::steady_clock::time_point write_started_ ABSL_GUARDED_BY(mu_);  // of current_
   size_t write_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t bytes_taken_ ABSL_GUARDED_BY(mu_) = 0;  // by the writes that completed
   bool completed_ ABSL_GUARDED_BY(mu_) = false;  // the core sent OnCompleted
   bool finished_ ABSL_GUARDED_BY(mu_) = false;   // Finish called, or due after the write
   std::optional<grpc::Status> pending_finish_ ABSL_GUARDED_BY(mu_);

@@ -35,10 +35,11 @@ void ToProto(const HealthReport& report, v1::HealthResponse* out);
 class StallSweeper;
 
 // How long a PredictStream client may leave an event unread before its
-// call is canceled: `grace` plus the event's size at `min_bytes_per_second`
-// (--header-timeout and --min-body-rate, as for a REST answer). A client
-// that stops reading would otherwise hold every event of its prediction,
-// long after the prediction ended and its slot went to another.
+// call is canceled: `grace` plus, at `min_bytes_per_second`, the event's size
+// and what may be before it in HTTP/2's window (what the client was sent, up
+// to 4 MiB) (--header-timeout and --min-body-rate, as for a REST answer). A
+// client that stops reading would otherwise hold every event of its
+// prediction, long after the prediction ended and its slot went to another.
 struct StreamStall {
   absl::Duration grace = absl::Seconds(10);
   int64_t min_bytes_per_second = 4096;  // 0: the grace alone

@@ -322,6 +322,7 @@ absl::StatusOr<InputSchema::Constraints> InputSchema::ReadConstraints(const Json
   if (type == "array") c.type = Type::kArray;
   if (type == "object") c.type = Type::kObject;
   c.format = StringMember(source, "format");
+  c.nullable = TrueMember(property, "nullable") || TrueMember(source, "nullable");
   if (const Json* choices = Member(source, "enum"); choices != nullptr && choices->is_array()) {
     for (const Json& choice : *choices) c.choices.push_back(choice);
   }
@@ -574,6 +575,7 @@ absl::StatusOr<InputSchema> InputSchema::FromOpenApi(const Json& document,
 }
 
 bool InputSchema::CheckValue(const Constraints& c, Json& value, const Json& loc, Json& errors) {
+  if (value.is_null() && c.nullable) return true;  // List[Optional[T]]: null elements
   // Errors show the value as it was given. Only scalars are coerced, so only
   // they are set aside first: an input can be 100 MB, and is never copied.
   std::optional<Json> before_coercion;

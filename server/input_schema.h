@@ -70,6 +70,7 @@ class InputSchema {
     std::optional<std::string> pattern;  // as the schema spells it, for messages
     std::shared_ptr<const re2::RE2> compiled_pattern;  // set whenever `pattern` is
     std::vector<Json> choices;
+    bool nullable = false;  // null is taken (an element of List[Optional[T]])
     // An array's elements (to any depth: List[List[int]]). Bounds, lengths
     // and a pattern the schema puts on an array are its elements': the
     // runner writes Input(ge=0) of a List[int] there, and checks each item

@@ -173,6 +173,24 @@ TEST(InputSchemaTest, ListElementsAreCheckedAtEveryDepthAgainstTheListsConstrain
   EXPECT_EQ(errors[0]["ctx"], Json::parse(R"({"le": 10})"));
 }
 
+TEST(InputSchemaTest, NullElementsOfAListOfOptionalsAreTaken) {
+  absl::StatusOr<InputSchema> schema = InputSchema::FromOpenApi(Json::parse(R"({
+    "components": {"schemas": {"Input": {"type": "object", "properties": {
+      "xs": {"type": "array", "items": {"type": "integer", "nullable": true}, "minimum": 0.0, "x-order": 0},
+      "ys": {"type": "array", "items": {"type": "integer"}, "x-order": 1}
+    }}}}})"), "Input");
+  ASSERT_TRUE(schema.ok()) << schema.status();
+  absl::StatusOr<InputSchema::Validated> fine = schema->Validate(Json::parse(R"({"xs": [null, 3], "ys": [1]})"));
+  ASSERT_TRUE(fine.ok()) << fine.status();
+  EXPECT_EQ(fine->input["xs"], Json::parse("[null, 3]"));
+  absl::StatusOr<InputSchema::Validated> bad = schema->Validate(Json::parse(R"({"xs": [-1], "ys": [null]})"));
+  ASSERT_FALSE(bad.ok());
+  const Json errors = ValidationDetail(bad.status()).value_or(Json::array());
+  ASSERT_EQ(errors.size(), 2u) << errors;
+  EXPECT_EQ(errors[0]["type"], "greater_than_equal");
+  EXPECT_EQ(errors[1]["type"], "int_type");
+}
+
 TEST(InputSchemaTest, PathValuesAreLocatedAndMustBeFetchable) {
   absl::StatusOr<InputSchema> schema = InputSchema::FromOpenApi(Json::parse(R"({"components": {"schemas": {
     "Input": {"type": "object", "properties": {

@@ -408,9 +408,19 @@ absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
     active->outputs.prediction_id = prediction.id;
     active->outputs.upload_prefix = request.output_file_prefix;
     active->generation = runner_generation_;
-    // A runner elsewhere copies the model's files here (Predict.output_dir);
-    // made by whichever side needs it first, removed when the prediction ends.
-    if (options_.files.confine_outputs) active->workdir = files_.NewWorkDirName();
+    // A runner elsewhere copies the model's files here (Predict.output_dir):
+    // made by the server, now, and removed when the prediction ends. The
+    // runner never makes it, so a prediction that outlives its end (its
+    // cancel ignored) cannot leave files there for the server's life.
+    if (options_.files.confine_outputs) {
+      absl::StatusOr<std::string> made = files_.MakeWorkDir();
+      if (made.ok()) {
+        active->workdir = *std::move(made);
+      } else {
+        spdlog::error("prediction {}: {}; its Path outputs will be refused", prediction.id,
+                      std::string(made.status().message()));
+      }
+    }
     output_dir = active->workdir;
     started_observers = ObserversOf(*active);
     // Without observers, it may be polled (GET /predictions/{id}): each output as it comes.
@@ -474,7 +484,8 @@ void PredictionService::FetchInputsThenSend(const std::string& id, runner::Serve
     active = FindActive(id);
     if (active == nullptr) return;
   }
-  absl::StatusOr<std::string> dir = files_.MakeWorkDir(active->workdir);
+  absl::StatusOr<std::string> dir =
+      active->workdir.empty() ? files_.MakeWorkDir() : absl::StatusOr<std::string>(active->workdir);
   absl::Status fetched = dir.status();
   if (dir.ok()) {
     active->workdir = *dir;

@@ -123,6 +123,24 @@ class FormsTest(unittest.TestCase):
         wait_until(lambda: server.request("GET", "/predictions/abc")[2]["status"] == "succeeded",
                    what="the prediction to end as it would have")
 
+    def test_list_constraints_hold_for_each_element_and_optional_elements_take_null(self):
+        server = CogServer(files={
+            "cog.yaml": 'predict: "predict.py:Predictor"\n',
+            "predict.py": "from typing import List, Optional\nfrom cog import BasePredictor, Input\n"
+                          "class Predictor(BasePredictor):\n"
+                          "    def predict(self, lo: List[Optional[int]] = Input(default=[1], ge=0),\n"
+                          "                grid: List[List[str]] = Input(default=[], regex='^[a-z]+$')) -> str:\n"
+                          "        return repr((lo, grid))\n"})
+        self.addCleanup(server.close)
+        server.wait_for_status("READY")
+        status, _, body = server.request("POST", "/predictions", {"input": {"lo": [None, 3], "grid": [["ab"]]}})
+        self.assertEqual((status, body.get("output")), (200, "([None, 3], [['ab']])"), body)
+        status, _, body = server.request("POST", "/predictions", {"input": {"lo": [-1], "grid": [["ab", "C"]]}})
+        self.assertEqual(status, 422, body)
+        self.assertEqual([(e["type"], e["loc"]) for e in body["detail"]],
+                         [("greater_than_equal", ["body", "input", "lo", 0]),
+                          ("string_pattern_mismatch", ["body", "input", "grid", 0, 1])])
+
     def test_weights_from_the_model_directory_and_from_cog_weights(self):
         status, body, _ = run("forms_weights", {"input": {}})
         self.assertEqual((status, body["output"]), (200, "weights from ./weights"))

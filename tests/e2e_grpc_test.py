@@ -188,8 +188,10 @@ class StalledStreamTest(unittest.TestCase):
         # A client that stops reading held every event of its prediction for
         # as long as it kept the connection, long after the prediction ended
         # (12 such streams took the server to 740 MB). An event left unread
-        # past --header-timeout plus its size at --min-body-rate ends the call.
-        server = CogServer("log_flood", args=["--header-timeout", "1"])
+        # past --header-timeout plus, at --min-body-rate, its size and what
+        # HTTP/2's window may hold before it (up to 4 MiB) ends the call: 5 s
+        # here at 1 MiB/s.
+        server = CogServer("log_flood", args=["--header-timeout", "1", "--min-body-rate", str(1 << 20)])
         self.addCleanup(server.stop)
         server.wait_for_status("READY")
         channel = grpc.insecure_channel("127.0.0.1:%d" % server.grpc_port)

@@ -22,7 +22,8 @@ class SharedDirTest(unittest.TestCase):
         os.mkdir(self.volume)
         self.model_tmp = os.path.join(self.tmp, "model")
         os.mkdir(self.model_tmp)
-        self.shared = outputs.SharedDir(os.path.join(self.volume, "p7"))  # not made yet
+        os.mkdir(os.path.join(self.volume, "p7"))  # the prediction's directory, made by the server
+        self.shared = outputs.SharedDir(os.path.join(self.volume, "p7"))
         token = outputs.shared_dir.set(self.shared)
         self.addCleanup(outputs.shared_dir.reset, token)
 
@@ -48,7 +49,6 @@ class SharedDirTest(unittest.TestCase):
         self.assertEqual(placed.read_text(), "meow", "a copy or a link, not the model's name")
 
     def test_a_file_already_on_the_volume_is_named_as_it_is(self):
-        os.mkdir(self.shared.path)
         inside = os.path.join(self.shared.path, "input.txt")
         with open(inside, "w") as f:
             f.write("input")
@@ -69,7 +69,7 @@ class SharedDirTest(unittest.TestCase):
             self.encode(Path(self.model_tmp))
         with self.assertRaisesRegex(outputs.OutputError, r"^cannot read the output file \S+/gone.txt: No such file"):
             self.encode(Path(os.path.join(self.model_tmp, "gone.txt")))
-        os.rmdir(self.volume)  # the volume is not mounted in this container
+        shutil.rmtree(self.volume)  # not mounted in this container, or the prediction ended and it went
         with self.assertRaisesRegex(outputs.OutputError, r"cannot copy the output file \S+/a.txt into \S+/p7, "
                                     r"the directory cog-server shares with this runner .*--files-dir.*"
                                     r"No such file or directory$"):

@@ -265,6 +265,12 @@ class DefinitionErrorsTest(unittest.TestCase):
         self.assertRefused("def predict(self, x: str = Input(default='c', choices=['a', 'b'])) -> str:",
                            "not one of the choices")
 
+    def test_nested_lists_take_constraints_for_their_innermost_elements(self):
+        props = document(predictor("def predict(self, grid: List[List[int]] = Input(ge=0)) -> str:"))
+        self.assertEqual(props["components"]["schemas"]["Input"]["properties"]["grid"]["minimum"], 0.0)
+        self.assertRefused("def predict(self, grid: List[List[int]] = Input(default=[[1], [2, -1]], ge=0)) -> str:",
+                           "item [1][1] of the default, -1, is less than ge=0")
+
     def test_list_defaults_meet_their_constraints_item_by_item(self):
         self.assertRefused("def predict(self, xs: List[int] = Input(default=[10, 0, 100], ge=10)) -> str:",
                            "input 'xs'", "item [1]", "0", "ge=10")

@@ -68,14 +68,13 @@ class SharedDir:
         target = os.path.join(self.path, "out%d" % len(self._placed),
                               os.path.basename(path) or "file")
         try:
-            # Not makedirs: without the server's directory (the volume not
-            # mounted here) the copy must fail, not make one only this
-            # container has.
-            for directory in (self.path, os.path.dirname(target)):
-                try:
-                    os.mkdir(directory)
-                except FileExistsError:
-                    pass
+            # The server made the prediction's directory; without it (the
+            # volume not mounted here, or the prediction already ended and
+            # its directory removed) the copy fails: never made here.
+            try:
+                os.mkdir(os.path.dirname(target))
+            except FileExistsError:
+                pass
             try:
                 os.link(real, target)  # the same file, nothing copied (another filesystem: EXDEV)
             except OSError:

@@ -231,11 +231,16 @@ def _check_constraints(name: str, base: Any, info: FieldInfo, default: Any, has_
     if not has_default or default is None:
         return
     if isinstance(default, (list, tuple)):  # a list input: its constraints hold for each item
-        for index, item in enumerate(default):
+        stack = [("[%d]" % index, item) for index, item in enumerate(default)][::-1]
+        while stack:  # nested lists too, element by element
+            at, item = stack.pop()
+            if isinstance(item, (list, tuple)):
+                stack += [("%s[%d]" % (at, i), inner) for i, inner in enumerate(item)][::-1]
+                continue
             problem = _default_problem(info, item)
             if problem:
-                raise SchemaError("%s: item [%d] of the default, %r, %s; every item of a list input "
-                                  "must meet its constraints" % (where, index, item, problem))
+                raise SchemaError("%s: item %s of the default, %r, %s; every item of a list input "
+                                  "must meet its constraints" % (where, at, item, problem))
         return
     problem = _default_problem(info, default)
     if problem:
@@ -305,9 +310,9 @@ def input_component(fn: Callable[..., Any], skip_self: bool,
                 "  %s\nAn input that may be None must say so; write:\n  %s\n"
                 "(Optional comes from typing: `from typing import Optional`.)"
                 % (location + ": " if location else "", where, _type_name(hints[name]), line or "", suggestion))
-        base_for_checks = annotation
-        if typing.get_origin(annotation) is list and typing.get_args(annotation):
-            base_for_checks = strip_optional(typing.get_args(annotation)[0], where)[0]
+        base_for_checks = annotation  # a list's constraints are its elements', at any depth
+        while typing.get_origin(base_for_checks) is list and typing.get_args(base_for_checks):
+            base_for_checks = strip_optional(typing.get_args(base_for_checks)[0], where)[0]
         _check_constraints(name, base_for_checks, info, default, has_default)
         schema = type_schema(annotation, where)
         prop: Dict[str, Any] = {}
