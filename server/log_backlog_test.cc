@@ -27,6 +27,23 @@ TEST(LogBacklogTest, LinesPastTheLimitAreLeftOutAndTheNextEventSaysHowMany) {
   EXPECT_EQ(backlog.waiting(), 0u);
 }
 
+TEST(LogBacklogTest, MetricEventsShareTheBoundAndAreCountedApart) {
+  LogBacklog backlog(100);
+  EXPECT_TRUE(backlog.AdmitMetric(60));
+  EXPECT_TRUE(backlog.Admit(40));
+  EXPECT_FALSE(backlog.AdmitMetric(21));
+  EXPECT_FALSE(backlog.AdmitMetric(21));
+  EXPECT_FALSE(backlog.Admit(5));
+  backlog.TakenAll();
+  const std::string note = backlog.TakeNote();
+  EXPECT_EQ(note,
+            "[cog-server: 5 bytes of logs left out of this stream here: its client read them more slowly than "
+            "they came (the prediction's logs keep the last --max-log-bytes)]\n"
+            "[cog-server: 2 metric events left out of this stream here: its client read them more slowly than "
+            "they came (the completed event's metrics count them all)]\n");
+  EXPECT_EQ(backlog.TakeNote(), "");
+}
+
 TEST(LogBacklogTest, ALineLargerThanTheLimitGoesWhenNothingWaits) {
   LogBacklog backlog(100);
   EXPECT_TRUE(backlog.Admit(500));
