@@ -356,10 +356,15 @@ class StreamReactor final : public CountedReactor<grpc::ServerWriteReactor<v1::P
     WriteNextLocked();
   }
 
+  // What a queued metric event costs the server besides its bytes on the
+  // wire (the message objects, the queue's slot): ~7x its 21 bytes for a
+  // short counter, measured (16 MiB counted were 110 MB of RSS).
+  static constexpr size_t kQueuedMetricCost = 160;
+
   // A metric event, left out with logs while too many wait for the client.
   void PushMetric(v1::PredictionEvent event) {
     absl::MutexLock lock(&mu_);
-    if (finished_ || !logs_.AdmitMetric(event.ByteSizeLong())) return;
+    if (finished_ || !logs_.AdmitMetric(event.ByteSizeLong() + kQueuedMetricCost)) return;
     QueueNoteLocked();
     queue_.push_back(std::move(event));
     WriteNextLocked();
@@ -380,7 +385,7 @@ class StreamReactor final : public CountedReactor<grpc::ServerWriteReactor<v1::P
     current_ = std::move(queue_.front());
     queue_.pop_front();
     if (current_.has_log()) logs_.Taken(current_.log().text().size());
-    if (current_.has_metric()) logs_.Taken(current_.ByteSizeLong());  // as admitted
+    if (current_.has_metric()) logs_.Taken(current_.ByteSizeLong() + kQueuedMetricCost);  // as admitted
     writing_ = true;
     write_started_ = std::chrono::steady_clock::now();
     write_bytes_ = current_.ByteSizeLong();
