@@ -173,7 +173,8 @@ class ShutdownTest(unittest.TestCase):
         sender.start()
         self.addCleanup(sender.join)
         self.addCleanup(stop.set)
-        time.sleep(1)  # some of the body is on its way (nothing to wait for: the server says nothing yet)
+        # The head and the body's first bytes went out above: the request is
+        # being read whatever the trickle has sent by now.
         server.process.send_signal(signal.SIGTERM)
         self.assertEqual(server.process.wait(60), 0)
         self.assertIn("requests still being served 3s after the gateway began to stop", server.logs())
