@@ -1093,10 +1093,26 @@ void PredictionService::HandleMetric(const runner::Metric& metric) {
           slot = value;
         }
         break;
-      case runner::METRIC_MODE_APPEND:
+      case runner::METRIC_MODE_APPEND: {
+        // Kept until the prediction ends, like its outputs, and bounded as
+        // they are: 300 k appends of 1 KB took the server to 668 MB.
+        const uint64_t cost = metric.value_json().size() + 16;
+        if (options_.max_output_bytes != 0 &&
+            active->appended_metric_bytes + cost > options_.max_output_bytes) {
+          if (!active->appends_dropped) {
+            active->appends_dropped = true;
+            AppendLogs(*active, absl::StrCat("[cog-server: values appended to metric '", metric.name(),
+                                             "' past --max-output-bytes (", options_.max_output_bytes,
+                                             " bytes of appended values) are dropped]\n"));
+          }
+          if (slot.is_null()) metrics.erase(metric.name());
+          return;  // nor sent to the observers
+        }
+        active->appended_metric_bytes += cost;
         if (!slot.is_array()) slot = slot.is_null() ? Json::array() : Json::array({slot});
         slot.push_back(value);
         break;
+      }
       default:
         slot = value;
     }

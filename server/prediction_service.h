@@ -260,6 +260,10 @@ class PredictionService {
     // to cancel, and the prediction ends failed, saying so.
     uint64_t output_bytes = 0;
     size_t logs_dropped = 0;  // bytes of its logs dropped under max_log_bytes
+    // What values appended to its metrics (mode "append") cost, in JSON;
+    // past max_output_bytes further appends are dropped, said once in its logs.
+    uint64_t appended_metric_bytes = 0;
+    bool appends_dropped = false;
     // False while its Path inputs are being fetched: a cancel then stops the
     // download instead of going to the runner.
     bool at_runner = true;
