@@ -126,15 +126,8 @@ void InitCurlOnce() {
   std::call_once(initialized, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
-absl::Status DownloadToFile(const std::string& url, const std::string& path,
+absl::Status DownloadToFile(const std::string& url, int fd, const std::string& path,
                             const TransferOptions& options, const std::atomic<bool>* canceled) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return absl::InternalError(absl::StrCat("cannot create ", path, ": ", std::strerror(errno)));
-  return DownloadToFd(url, fd, path, options, canceled);
-}
-
-absl::Status DownloadToFd(const std::string& url, int fd, const std::string& path,
-                          const TransferOptions& options, const std::atomic<bool>* canceled) {
   FileHandle file(::fdopen(fd, "wb"));
   if (file == nullptr) {
     const int error = errno;

@@ -50,12 +50,10 @@ void InitCurlOnce();
 // GETs an http(s) URL into `path` (created or truncated), following
 // redirects. Fails on a non-2xx status, a stall, or when `canceled` becomes
 // true (Cancelled); the message says which, with the URL.
-absl::Status DownloadToFile(const std::string& url, const std::string& path,
+// `fd` is the file, opened for writing, which it closes; `path` names it in
+// messages.
+absl::Status DownloadToFile(const std::string& url, int fd, const std::string& path,
                             const TransferOptions& options, const std::atomic<bool>* canceled);
-// The same into `fd`, a file opened for writing, which it closes; `path`
-// names it in messages.
-absl::Status DownloadToFd(const std::string& url, int fd, const std::string& path,
-                          const TransferOptions& options, const std::atomic<bool>* canceled);
 
 // Opens a file a predictor returned (a Path output) for reading: a regular
 // file (a symbolic link to one is followed), else FailedPrecondition naming

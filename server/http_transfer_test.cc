@@ -1,5 +1,7 @@
 #include "server/http_transfer.h"
 
+#include <fcntl.h>
+
 #include <cstdio>
 #include <string>
 
@@ -29,13 +31,15 @@ TEST(UploadFileTest, RefusesHeadersThatWouldInjectMore) {
   }
 }
 
+int NewFile(const std::string& path) { return ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644); }
+
 TEST(DownloadToFileTest, ADeniedAddressIsRefusedBeforeConnecting) {
   TransferOptions options;
   options.outbound = *OutboundPolicy::Parse("127.0.0.0/8");
   const std::string path = ::testing::TempDir() + "/download.txt";
   // Port 9 (discard) has no listener here: without the policy this would be
   // "connection refused"; with it, the policy's own message.
-  absl::Status status = DownloadToFile("http://127.0.0.1:9/x", path, options, nullptr);
+  absl::Status status = DownloadToFile("http://127.0.0.1:9/x", NewFile(path), path, options, nullptr);
   EXPECT_EQ(status.message(),
             "could not download http://127.0.0.1:9/x: refused to connect to 127.0.0.1: blocked by "
             "--outbound-deny-cidrs");
@@ -44,7 +48,7 @@ TEST(DownloadToFileTest, ADeniedAddressIsRefusedBeforeConnecting) {
 TEST(DownloadToFileTest, OnlyHttpAndHttpsAreSpoken) {
   const std::string path = ::testing::TempDir() + "/download.txt";
   for (const char* url : {"file:///etc/hostname", "gopher://127.0.0.1:9/_x", "dict://127.0.0.1:9/i"}) {
-    absl::Status status = DownloadToFile(url, path, TransferOptions(), nullptr);
+    absl::Status status = DownloadToFile(url, NewFile(path), path, TransferOptions(), nullptr);
     EXPECT_FALSE(status.ok()) << url;
     EXPECT_NE(status.message().find("not supported"), absl::string_view::npos) << status;
   }
