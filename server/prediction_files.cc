@@ -204,13 +204,6 @@ std::string PredictionFiles::SniffExtension(absl::string_view bytes) {
   return extension;
 }
 
-std::string PredictionFiles::NewWorkDirName() {
-  if (root_.empty()) return "";
-  uint64_t random = 0;
-  if (::getrandom(&random, sizeof(random), 0) != sizeof(random)) random ^= absl::ToUnixNanos(absl::Now());
-  return absl::StrCat(root_, "/p", next_dir_.fetch_add(1), "-", absl::Hex(random, absl::kZeroPad16));
-}
-
 std::string PredictionFiles::LeafOf(const std::string& dir) const {
   absl::string_view leaf = dir;
   if (root_.empty() || !absl::ConsumePrefix(&leaf, root_) || !absl::ConsumePrefix(&leaf, "/") ||
@@ -220,11 +213,12 @@ std::string PredictionFiles::LeafOf(const std::string& dir) const {
   return std::string(leaf);
 }
 
-absl::StatusOr<std::string> PredictionFiles::MakeWorkDir(const std::string& name) {
+absl::StatusOr<std::string> PredictionFiles::MakeWorkDir() {
   if (root_fd_ < 0) return absl::InternalError("the server has no temporary directory");
-  std::string dir = name.empty() ? NewWorkDirName() : name;
-  const std::string leaf = LeafOf(dir);
-  if (leaf.empty()) return absl::InternalError(absl::StrCat(dir, " is no directory of ", root_));
+  uint64_t random = 0;
+  if (::getrandom(&random, sizeof(random), 0) != sizeof(random)) random ^= absl::ToUnixNanos(absl::Now());
+  const std::string leaf = absl::StrCat("p", next_dir_.fetch_add(1), "-", absl::Hex(random, absl::kZeroPad16));
+  const std::string dir = absl::StrCat(root_, "/", leaf);
   if (::mkdirat(root_fd_, leaf.c_str(), 0700) != 0) {
     return absl::InternalError(absl::StrCat("cannot make ", dir, ": ", std::strerror(errno)));
   }
@@ -307,7 +301,7 @@ absl::StatusOr<std::string> PredictionFiles::FetchOne(const std::string& url, in
   const std::string path = absl::StrCat(dir, "/", name);
   absl::StatusOr<int> fd = create(name);
   if (!fd.ok()) return fd.status();
-  if (absl::Status status = DownloadToFd(url, *fd, path, options_.transfer, canceled); !status.ok()) {
+  if (absl::Status status = DownloadToFile(url, *fd, path, options_.transfer, canceled); !status.ok()) {
     return status;
   }
   return path;

@@ -56,9 +56,9 @@ class PredictionFiles {
     uint64_t max_data_uri_bytes = 0;
     // The runner was started elsewhere (a sidecar) and shares root() with the
     // server (--files-dir on a volume both mount at the same path): Path
-    // outputs are read only from under root(), and each prediction names a
-    // directory there for the runner to copy a model's files into
-    // (NewWorkDirName).
+    // outputs are read only from under root(), and each prediction has a
+    // directory there (MakeWorkDir) for the runner to copy a model's files
+    // into.
     bool confine_outputs = false;
     TransferOptions transfer;
   };
@@ -71,15 +71,12 @@ class PredictionFiles {
 
   // ---- inputs ----
 
-  // The name of a new directory for one prediction's files under root(), not
-  // made yet (p<n>-<random>: a runner sharing root() cannot make it first and
-  // fill it with links); empty if the server has no temporary root.
-  std::string NewWorkDirName();
-  // Makes a new, empty directory for one prediction's files: `dir` (a
-  // NewWorkDirName()), or a new one. Fails if it is there already.
-  absl::StatusOr<std::string> MakeWorkDir(const std::string& dir = "");
-  // Removes a directory of root() (a NewWorkDirName()), with everything in
-  // it, following no link.
+  // Makes a new, empty directory for one prediction's files under root(),
+  // named p<n>-<random>: a runner sharing root() cannot make it first and
+  // fill it with links.
+  absl::StatusOr<std::string> MakeWorkDir();
+  // Removes a directory MakeWorkDir made, with everything in it, following
+  // no link.
   void RemoveWorkDir(const std::string& dir);
   // Replaces each URL `pointers` locate in `input` (JSON pointers) by the path
   // of a local copy in `dir`: http(s) URLs are downloaded, data: URIs decoded.

@@ -161,7 +161,8 @@ TEST(PredictionFilesTest, LinksPlantedInTheRootAreNeverFollowed) {
     left.push_back(entry.path().filename().string());
   }
   EXPECT_EQ(left, std::vector<std::string>{"keep"});
-  EXPECT_FALSE(files.MakeWorkDir(*dir + "/../../etc").ok()) << "only a name of the root's own";
+  EXPECT_FALSE(files.FetchInputs(input, {"/image"}, *dir + "/../../etc", nullptr).ok())
+      << "only a directory of the root's own";
   std::filesystem::remove_all(outside);
 }
 
