@@ -735,10 +735,7 @@ void RestGateway::HandleGet(const std::string& id, PredictionKind kind, HttpResp
 
 void RestGateway::HandleCancel(const std::string& id, PredictionKind kind, HttpResponse& response) const {
   // /trainings/{id}/cancel does not cancel a prediction, nor the other way round.
-  if (absl::StatusOr<Prediction> running = core_->Get(id); running.ok() && running->kind != kind) {
-    return Reply(response, 404, Json::object());
-  }
-  absl::Status status = core_->Cancel(id);
+  absl::Status status = core_->Cancel(id, kind);
   Reply(response, status.ok() ? 200 : 404, Json::object());
 }
 

@@ -662,12 +662,12 @@ void PredictionService::NotifyHealth() {
   options_.on_health_change(now);
 }
 
-absl::Status PredictionService::Cancel(absl::string_view id) {
+absl::Status PredictionService::Cancel(absl::string_view id, std::optional<PredictionKind> kind) {
   std::optional<RunnerUse> use;
   {
     absl::MutexLock lock(&mu_);
     auto it = active_.find(id);
-    if (it == active_.end()) {
+    if (it == active_.end() || (kind.has_value() && it->second->prediction.kind != *kind)) {
       return absl::NotFoundError(absl::StrCat("no running prediction has id '", id, "'"));
     }
     Active& active = *it->second;
@@ -838,7 +838,7 @@ void PredictionService::FailSetup(const std::string& logs) {
   setup_.status = "failed";
   if (!setup_.started_at.has_value()) setup_.started_at = absl::Now();
   setup_.completed_at = absl::Now();
-  AppendCappedLogs(setup_.logs, setup_logs_dropped_, options_.max_log_bytes, logs);
+  AppendCappedLogs(setup_.logs, setup_.logs_dropped, options_.max_log_bytes, logs);
   if (!setup_.logs.empty() && setup_.logs.back() != '\n') setup_.logs += '\n';
 }
 
@@ -865,7 +865,7 @@ void PredictionService::HandleHello(const runner::Hello& hello) {
             "directory this server shares with it (--files-dir); every Path output will be refused: ",
             "install the runner of this server's version in the model's image]");
         spdlog::error("{}", warning);
-        absl::StrAppend(&setup_.logs, warning, "\n");
+        AppendCappedLogs(setup_.logs, setup_.logs_dropped, options_.max_log_bytes, absl::StrCat(warning, "\n"));
       }
     }
     if (options_.concurrency_from_runner && hello.max_concurrency() >= 1) {
@@ -947,7 +947,7 @@ void PredictionService::HandleLog(const runner::Log& log) {
     if (log.id().empty() && setup_.status.empty()) {  // loading or setting up
       // Bounded as a prediction's are: a setup() that prints without end
       // would otherwise grow the server, and every /health-check with it.
-      AppendCappedLogs(setup_.logs, setup_logs_dropped_, options_.max_log_bytes, log.text());
+      AppendCappedLogs(setup_.logs, setup_.logs_dropped, options_.max_log_bytes, log.text());
       return;
     }
     if (!log.id().empty()) active = FindActive(log.id());
@@ -1211,7 +1211,6 @@ bool PredictionService::OnRunnerGone(const std::string& reason, bool may_restart
       state_ = HealthStatus::kStarting;
       restarting_ = true;
       setup_ = SetupReport();  // the new runner's setup, with its own logs
-      setup_logs_dropped_ = 0;
       restart = true;
     } else {
       state_ = HealthStatus::kDefunct;

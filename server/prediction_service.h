@@ -84,6 +84,7 @@ struct SetupReport {
   std::optional<absl::Time> completed_at;
   std::string status;  // "", "succeeded" or "failed"
   std::string logs;
+  size_t logs_dropped = 0;  // bytes cut from `logs` under --max-log-bytes
 };
 
 struct HealthReport {
@@ -176,8 +177,9 @@ class PredictionService {
   absl::StatusOr<Prediction> Start(PredictionRequest request,
                                    std::unique_ptr<PredictionObserver> observer);
   // Asks the runner to cancel (see Options::cancel_timeout). NotFound unless
-  // the prediction is running.
-  absl::Status Cancel(absl::string_view id);
+  // the prediction is running (and, given `kind`, is of that kind: REST's
+  // /trainings/{id}/cancel does not cancel a prediction).
+  absl::Status Cancel(absl::string_view id, std::optional<PredictionKind> kind = std::nullopt);
   // A running prediction's current state, else an ended one's final state
   // while Options::finished keeps it. NotFound otherwise.
   absl::StatusOr<Prediction> Get(absl::string_view id) const;
@@ -362,7 +364,6 @@ class PredictionService {
   HealthStatus state_ ABSL_GUARDED_BY(mu_) = HealthStatus::kStarting;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   SetupReport setup_ ABSL_GUARDED_BY(mu_);
-  size_t setup_logs_dropped_ ABSL_GUARDED_BY(mu_) = 0;  // bytes of setup's logs cut (AppendCappedLogs)
   std::string schema_text_ ABSL_GUARDED_BY(mu_);
   std::optional<InputSchema> predict_schema_ ABSL_GUARDED_BY(mu_);
   std::optional<InputSchema> train_schema_ ABSL_GUARDED_BY(mu_);
