@@ -384,11 +384,11 @@ class StreamReactor final : public CountedReactor<grpc::ServerWriteReactor<v1::P
     }
     current_ = std::move(queue_.front());
     queue_.pop_front();
+    write_bytes_ = current_.ByteSizeLong();
     if (current_.has_log()) logs_.Taken(current_.log().text().size());
-    if (current_.has_metric()) logs_.Taken(current_.ByteSizeLong() + kQueuedMetricCost);  // as admitted
+    if (current_.has_metric()) logs_.Taken(write_bytes_ + kQueuedMetricCost);  // as admitted
     writing_ = true;
     write_started_ = std::chrono::steady_clock::now();
-    write_bytes_ = current_.ByteSizeLong();
     StartWrite(&current_);
   }
 

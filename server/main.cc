@@ -493,7 +493,8 @@ int Run() {
   const std::string host = absl::GetFlag(FLAGS_host);
   int grpc_port = absl::GetFlag(FLAGS_grpc_port);
   // A stream client is held to what a REST client is: an event it leaves
-  // unread past --header-timeout plus its size at --min-body-rate ends the call.
+  // unread too long (after --header-timeout, at --min-body-rate; StreamStall)
+  // ends the call.
   StreamStall stream_stall;
   stream_stall.grace = absl::Seconds(std::max(1.0, absl::GetFlag(FLAGS_header_timeout)));
   stream_stall.min_bytes_per_second = std::max<int64_t>(0, absl::GetFlag(FLAGS_min_body_rate));
