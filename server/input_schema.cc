@@ -311,7 +311,8 @@ std::optional<Json> ValidationDetail(const absl::Status& status) {
 absl::StatusOr<InputSchema::Constraints> InputSchema::ReadConstraints(const Json& document,
                                                                       const Json& property,
                                                                       const std::string& field,
-                                                                      int depth) {
+                                                                      int depth,
+                                                                      const Constraints* inherited) {
   Constraints c;
   const Json& source = Dereference(document, property);
   const std::string type = StringMember(source, "type");
@@ -356,29 +357,28 @@ absl::StatusOr<InputSchema::Constraints> InputSchema::ReadConstraints(const Json
     }
     c.compiled_pattern = std::move(compiled);
   }
+  // An array's bounds, lengths and pattern are its elements' (JSON Schema has
+  // no such thing for an array, and Cog's Input(ge=..) of a List[int] means
+  // each int): handed down to the innermost, which keep their own if set.
+  if (inherited != nullptr) {
+    if (!c.minimum.has_value()) c.minimum = inherited->minimum;
+    if (!c.maximum.has_value()) c.maximum = inherited->maximum;
+    if (!c.min_length.has_value()) c.min_length = inherited->min_length;
+    if (!c.max_length.has_value()) c.max_length = inherited->max_length;
+    if (!c.pattern.has_value()) {
+      c.pattern = inherited->pattern;
+      c.compiled_pattern = inherited->compiled_pattern;
+    }
+  }
   const Json* items = Member(source, "items");
   if (c.type != Type::kArray || items == nullptr || depth >= 16) return c;  // recursive types end here
-  absl::StatusOr<Constraints> item = ReadConstraints(document, *items, field, depth + 1);
+  absl::StatusOr<Constraints> item = ReadConstraints(document, *items, field, depth + 1, &c);
   if (!item.ok()) return item.status();
-  // The array's own bounds, lengths and pattern go to its innermost elements
-  // (where those have none of their own): JSON Schema has no such thing for
-  // an array, and Cog's Input(ge=..) of a List[int] means each int.
-  Constraints* inner = &*item;
-  std::vector<std::shared_ptr<Constraints>> chain;
-  while (inner->items != nullptr) {
-    chain.push_back(std::make_shared<Constraints>(*inner->items));
-    inner->items = chain.back();
-    inner = chain.back().get();
-  }
-  if (!inner->minimum.has_value()) inner->minimum = std::exchange(c.minimum, std::nullopt);
-  if (!inner->maximum.has_value()) inner->maximum = std::exchange(c.maximum, std::nullopt);
-  if (!inner->min_length.has_value()) inner->min_length = std::exchange(c.min_length, std::nullopt);
-  if (!inner->max_length.has_value()) inner->max_length = std::exchange(c.max_length, std::nullopt);
-  if (!inner->pattern.has_value()) {
-    inner->pattern = std::exchange(c.pattern, std::nullopt);
-    inner->compiled_pattern = std::exchange(c.compiled_pattern, nullptr);
-  }
-  c.items = std::make_shared<Constraints>(*std::move(item));
+  c.minimum = c.maximum = std::nullopt;
+  c.min_length = c.max_length = std::nullopt;
+  c.pattern.reset();
+  c.compiled_pattern.reset();
+  c.items = std::make_shared<const Constraints>(*std::move(item));
   return c;
 }
 

@@ -99,7 +99,8 @@ class InputSchema {
   };
 
   static absl::StatusOr<Constraints> ReadConstraints(const Json& document, const Json& property,
-                                                     const std::string& field, int depth = 0);
+                                                     const std::string& field, int depth = 0,
+                                                     const Constraints* inherited = nullptr);
   // Null when no Path or Secret can sit under `property`.
   static std::shared_ptr<const ValueNode> ReadNode(const Json& document, const Json& property,
                                                    int depth);
