@@ -132,9 +132,7 @@ void WebhookSender::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-void WebhookSender::Send(const std::string& prediction_id, Webhook webhook) {
-  absl::MutexLock lock(&mu_);
-  if (stopping_) return;
+bool WebhookSender::Admit(Webhook& webhook, const std::string& prediction_id) {
   // A quarter is kept for completed webhooks: a prediction's earlier ones
   // must not take the room of the one that says how it ended.
   const uint64_t bound = webhook.event == WebhookEvent::kCompleted
@@ -142,19 +140,25 @@ void WebhookSender::Send(const std::string& prediction_id, Webhook webhook) {
                              : options_.max_backlog_bytes - options_.max_backlog_bytes / 4;
   if (backlog_bytes_ > 0 && backlog_bytes_ + webhook.body.size() > bound) {
     if (options_.counts != nullptr) options_.counts->dropped.fetch_add(1, std::memory_order_relaxed);
-    const int64_t now = absl::ToUnixSeconds(absl::Now());
-    if (now - last_backlog_warning_ >= 10) {
+    if (const int64_t now = absl::ToUnixSeconds(absl::Now()); now - last_backlog_warning_ >= 10) {
       last_backlog_warning_ = now;
-      spdlog::error("webhook {} for prediction {} dropped ({} bytes): {} bytes of webhooks are "
+      spdlog::error("{} webhook {} for prediction {} dropped ({} bytes): {} bytes of webhooks are "
                     "waiting for receivers that have not taken them (--webhook-backlog-bytes); "
                     "the prediction is still there for GET /predictions/{} while the server keeps "
                     "it (this message: at most every 10 s)",
-                    webhook.url, prediction_id, webhook.body.size(), backlog_bytes_, prediction_id);
+                    std::string(WebhookEventName(webhook.event)), webhook.url, prediction_id, webhook.body.size(),
+                    backlog_bytes_, prediction_id);
     }
-    return;
+    return false;
   }
-  webhook.counted_bytes = webhook.body.size();
-  backlog_bytes_ += webhook.counted_bytes;
+  webhook.counted_bytes += webhook.body.size();
+  backlog_bytes_ += webhook.body.size();
+  return true;
+}
+
+void WebhookSender::Send(const std::string& prediction_id, Webhook webhook) {
+  absl::MutexLock lock(&mu_);
+  if (stopping_ || !Admit(webhook, prediction_id)) return;
   Queue& queue = queues_[prediction_id];
   if (webhook.event == WebhookEvent::kLogs && !queue.pending.empty() &&
       queue.pending.back().event == WebhookEvent::kLogs) {
@@ -380,20 +384,7 @@ bool WebhookSender::StartAttempt(Transfer* transfer) {
       // Held from now until it is finished, like a body Send counted, and
       // bounded as those are (it is the whole prediction, input included).
       absl::MutexLock lock(&mu_);
-      const uint64_t bound = options_.max_backlog_bytes - options_.max_backlog_bytes / 4;
-      if (backlog_bytes_ > 0 && backlog_bytes_ + webhook.body.size() > bound) {
-        if (options_.counts != nullptr) options_.counts->dropped.fetch_add(1, std::memory_order_relaxed);
-        if (const int64_t now = absl::ToUnixSeconds(absl::Now()); now - last_backlog_warning_ >= 10) {
-          last_backlog_warning_ = now;
-          spdlog::warn("logs webhook {} for prediction {} dropped ({} bytes): {} bytes of webhooks "
-                       "are waiting for receivers that have not taken them (--webhook-backlog-bytes; "
-                       "this message: at most every 10 s)",
-                       webhook.url, transfer->prediction_id, webhook.body.size(), backlog_bytes_);
-        }
-        return false;
-      }
-      webhook.counted_bytes += webhook.body.size();
-      backlog_bytes_ += webhook.body.size();
+      if (!Admit(webhook, transfer->prediction_id)) return false;
     }
     curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
     if (!options_.auth_token.empty()) {

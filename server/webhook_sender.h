@@ -138,6 +138,9 @@ class WebhookSender {
   // `room` more may start at most (Options::max_transfers).
   std::vector<std::unique_ptr<Transfer>> TakeStartable(absl::Time now, absl::Time* wake, size_t room)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Counts `webhook`'s body into the backlog, or drops it (counted, said in
+  // the log at most every 10 s) when it does not fit (Options::max_backlog_bytes).
+  bool Admit(Webhook& webhook, const std::string& prediction_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A queued webhook leaves the queue without being sent.
   void Dropped(const Webhook& webhook) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Starts an attempt of `transfer` on multi_; false when there is nothing

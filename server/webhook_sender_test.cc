@@ -163,15 +163,21 @@ TEST(WebhookSenderTest, HungDestinationsHoldOnlyTheirOwnPredictionsWebhooks) {
   sender.Stop();  // abandons them
 }
 
+// A backlog of 400 bytes (300 for all but completed webhooks), counted into
+// `counts`, for receivers that may hang for an hour.
+WebhookSender::Options SmallBacklog(WebhookCounts* counts) {
+  WebhookSender::Options options;
+  options.request_timeout = absl::Hours(1);
+  options.max_backlog_bytes = 400;
+  options.counts = counts;
+  return options;
+}
+
 TEST(WebhookSenderTest, BodiesWaitingForReceiversAreBoundedInAll) {
   TestReceiver hung(/*hang=*/true);
   TestReceiver good(/*hang=*/false);
-  WebhookSender::Options options;
-  options.request_timeout = absl::Hours(1);
-  options.max_backlog_bytes = 400;  // 300 for all but completed webhooks
   WebhookCounts counts;
-  options.counts = &counts;
-  WebhookSender sender(options);
+  WebhookSender sender(SmallBacklog(&counts));
   // Delivered webhooks leave the backlog: 5 x 100 bytes, one after another.
   for (int i = 0; i < 5; ++i) {
     sender.Send(absl::StrCat("g", i), Hook(good.url(), WebhookEvent::kCompleted, std::string(100, 'a' + i)));
@@ -200,12 +206,8 @@ TEST(WebhookSenderTest, ARenderedLogsWebhookIsBoundedLikeTheRest) {
   // A logs webhook's body (the whole prediction) is made when it is sent:
   // it counts from then, and is dropped if it does not fit.
   TestReceiver hung(/*hang=*/true);
-  WebhookSender::Options options;
-  options.request_timeout = absl::Hours(1);
-  options.max_backlog_bytes = 400;  // 300 for all but completed webhooks
   WebhookCounts counts;
-  options.counts = &counts;
-  WebhookSender sender(options);
+  WebhookSender sender(SmallBacklog(&counts));
   auto logs = [&](const std::string& id, size_t size) {
     WebhookSender::Webhook hook = Hook(hung.url(), WebhookEvent::kLogs, "");
     hook.render = [size]() -> absl::StatusOr<std::string> { return std::string(size, 'l'); };
