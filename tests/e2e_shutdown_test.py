@@ -19,6 +19,20 @@ from http_receiver import Receiver
 from server_harness import CogServer, process_alive, wait_until
 
 
+def every_quarter_second(step):
+    """Calls step() every 0.25 s on a thread of its own (a client reading or
+    writing slowly) until it returns False or its socket fails; the thread."""
+    def run():
+        try:
+            while step():
+                time.sleep(0.25)
+        except OSError:
+            return
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
 class ShutdownTest(unittest.TestCase):
     def setUp(self):
         self.receiver = Receiver()
@@ -130,19 +144,11 @@ class ShutdownTest(unittest.TestCase):
                        b"Content-Length: 2\r\n\r\n{}")
         read = []
 
-        def read_slowly():
-            try:
-                while True:
-                    chunk = client.recv(4096)
-                    if not chunk:
-                        return
-                    read.append(len(chunk))
-                    time.sleep(0.25)
-            except OSError:
-                return
-        reader = threading.Thread(target=read_slowly)
-        reader.start()
-        self.addCleanup(reader.join)
+        def read_some():
+            chunk = client.recv(4096)
+            read.append(len(chunk))
+            return bool(chunk)
+        self.addCleanup(every_quarter_second(read_some).join)
         self.addCleanup(client.close)
         wait_until(lambda: sum(read) > 64 << 10, what="the answer to be on its way")
         server.process.send_signal(signal.SIGTERM)
@@ -162,16 +168,10 @@ class ShutdownTest(unittest.TestCase):
                        b"Content-Length: 10000000\r\n\r\n{\"input\": {\"s\": \"")
         stop = threading.Event()
 
-        def trickle():
-            try:
-                while not stop.is_set():
-                    client.sendall(b"x" * 2048)
-                    time.sleep(0.25)
-            except OSError:
-                return
-        sender = threading.Thread(target=trickle)
-        sender.start()
-        self.addCleanup(sender.join)
+        def send_some():
+            client.sendall(b"x" * 2048)
+            return not stop.is_set()
+        self.addCleanup(every_quarter_second(send_some).join)
         self.addCleanup(stop.set)
         # The head and the body's first bytes went out above: the request is
         # being read whatever the trickle has sent by now.
