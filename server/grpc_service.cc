@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -11,10 +12,15 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
 #include "absl/synchronization/mutex.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "grpcpp/support/proto_buffer_reader.h"
 #include "server/grpc_status.h"
 #include "server/json_proto.h"
 #include "server/log_backlog.h"
+#include "server/logging.h"
 #include "spdlog/spdlog.h"
 
 namespace cog {
@@ -84,6 +90,39 @@ v1::PredictionStatus StatusToProto(PredictionStatus status) {
       return v1::PREDICTION_STATUS_CANCELED;
   }
   return v1::PREDICTION_STATUS_UNSPECIFIED;
+}
+
+// Reads `raw` into `request` as gRPC would, but says why when it cannot.
+// Nesting is bounded by `recursion_limit` messages (protobuf's own default,
+// 100, is about 33 levels of a Struct: each is a Struct, a map entry and a
+// Value).
+absl::Status ParseRequest(const grpc::ByteBuffer& raw, google::protobuf::Message* request,
+                          int recursion_limit, int max_json_depth) {
+  grpc::ByteBuffer buffer(raw);  // shares the slices: the reader wants one it may change
+  grpc::ProtoBufferReader reader(&buffer);
+  google::protobuf::io::CodedInputStream input(&reader);
+  input.SetRecursionLimit(recursion_limit);
+  CapturedProtobufErrors errors;
+  if (request->ParseFromCodedStream(&input) && reader.status().ok()) return absl::OkStatus();
+  // "String field 'cog.v1.PredictionRequest.id' contains invalid UTF-8 data when parsing ..."
+  const std::string& why = errors.last();
+  if (absl::StrContains(why, "invalid UTF-8")) {
+    const size_t open = why.find('\'');
+    const size_t close = open == std::string::npos ? open : why.find('\'', open + 1);
+    const std::string field = close == std::string::npos
+                                  ? "a string field"
+                                  : absl::StrCat("field ", why.substr(open, close - open + 1));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "The request's ", field,
+        " is not valid UTF-8; protobuf strings must be (a Struct's keys and string values too)"));
+  }
+  const bool has_input = request->GetDescriptor() == v1::PredictionRequest::descriptor();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "The request could not be read as a ", request->GetDescriptor()->full_name(),
+      ": its bytes are not such a protocol buffer message",
+      has_input ? absl::StrCat(", or its input nests deeper than --max-json-depth (",
+                               max_json_depth, ") lists and objects")
+                : ""));
 }
 
 grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context,
@@ -425,7 +464,13 @@ class StreamReactor final : public CountedReactor<grpc::ServerWriteReactor<v1::P
 }  // namespace
 
 absl::StatusOr<PredictionRequest> FromProto(const v1::PredictionRequest& request,
-                                            PredictionKind kind) {
+                                            PredictionKind kind, int max_json_depth) {
+  // The input sits in the body as {"input": {...}}: one level more.
+  if (StructDepth(request.input(), max_json_depth) + 1 > max_json_depth) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("input: nests deeper than --max-json-depth (", max_json_depth,
+                     ") lists and objects, counted from a REST body's {\"input\": ...}"));
+  }
   PredictionRequest out;
   out.id = request.id();
   out.kind = kind;
@@ -516,12 +561,79 @@ void ToProto(const HealthReport& report, v1::HealthResponse* out) {
   for (const auto& [key, value] : report.version) (*out->mutable_version())[key] = value;
 }
 
+namespace {
+
+// Room for a Struct nested `max_json_depth` deep (three messages a level) and
+// for the messages around it.
+int RecursionLimit(int max_json_depth) { return 3 * std::max(1, max_json_depth) + 8; }
+
+// The index gRPC's generated code gives method `name` (its place in the
+// .proto), checked against the request type the handler reads.
+int MethodIndex(const char* name, const google::protobuf::Descriptor* request) {
+  const google::protobuf::ServiceDescriptor* service =
+      v1::PredictionRequest::descriptor()->file()->FindServiceByName("Predictor");
+  const google::protobuf::MethodDescriptor* method =
+      service == nullptr ? nullptr : service->FindMethodByName(name);
+  if (method == nullptr || method->input_type() != request) {
+    spdlog::critical("cog.v1.Predictor has no method {} taking {}", name, request->full_name());
+    std::abort();
+  }
+  return method->index();
+}
+
+}  // namespace
+
 PredictorService::PredictorService(PredictionService* core, std::function<void()> request_shutdown,
-                                   StreamStall stall)
+                                   StreamStall stall, int max_json_depth)
     : core_(core),
       request_shutdown_(std::move(request_shutdown)),
       stall_(stall),
-      sweeper_(std::make_unique<StallSweeper>()) {}
+      max_json_depth_(std::max(1, max_json_depth)),
+      sweeper_(std::make_unique<StallSweeper>()) {
+  ReadRequestsFirst("Predict", &PredictorService::Predict);
+  ReadStreamRequestsFirst();
+  ReadRequestsFirst("Train", &PredictorService::Train);
+  ReadRequestsFirst("Cancel", &PredictorService::Cancel);
+  ReadRequestsFirst("GetPrediction", &PredictorService::GetPrediction);
+  ReadRequestsFirst("Health", &PredictorService::Health);
+  ReadRequestsFirst("GetSchema", &PredictorService::GetSchema);
+  ReadRequestsFirst("Shutdown", &PredictorService::Shutdown);
+}
+
+template <typename Request, typename Response>
+void PredictorService::ReadRequestsFirst(
+    const char* name, grpc::ServerUnaryReactor* (PredictorService::*method)(
+                          grpc::CallbackServerContext*, const Request*, Response*)) {
+  // The generated code's own registration, with the request left as bytes.
+  MarkMethodCallback(
+      MethodIndex(name, Request::descriptor()),
+      new grpc::internal::CallbackUnaryHandler<grpc::ByteBuffer, Response>(
+          [this, method](grpc::CallbackServerContext* context, const grpc::ByteBuffer* raw,
+                         Response* response) {
+            Request request;
+            absl::Status read =
+                ParseRequest(*raw, &request, RecursionLimit(max_json_depth_), max_json_depth_);
+            if (!read.ok()) return FinishNow(context, ToGrpcStatus(read));
+            return (this->*method)(context, &request, response);
+          }));
+}
+
+void PredictorService::ReadStreamRequestsFirst() {
+  MarkMethodCallback(
+      MethodIndex("PredictStream", v1::PredictionRequest::descriptor()),
+      new grpc::internal::CallbackServerStreamingHandler<grpc::ByteBuffer, v1::PredictionEvent>(
+          [this](grpc::CallbackServerContext* context, const grpc::ByteBuffer* raw) {
+            v1::PredictionRequest request;
+            absl::Status read =
+                ParseRequest(*raw, &request, RecursionLimit(max_json_depth_), max_json_depth_);
+            if (!read.ok()) {
+              auto* reactor = new StreamReactor(core_, context, sweeper_.get(), stall_);
+              reactor->Begin(read);
+              return static_cast<grpc::ServerWriteReactor<v1::PredictionEvent>*>(reactor);
+            }
+            return PredictStream(context, &request);
+          }));
+}
 
 PredictorService::~PredictorService() = default;
 
@@ -529,7 +641,7 @@ grpc::ServerUnaryReactor* PredictorService::RunUnary(grpc::CallbackServerContext
                                                      const v1::PredictionRequest* request,
                                                      v1::Prediction* response,
                                                      PredictionKind kind) {
-  absl::StatusOr<PredictionRequest> converted = FromProto(*request, kind);
+  absl::StatusOr<PredictionRequest> converted = FromProto(*request, kind, max_json_depth_);
   if (!converted.ok()) return FinishNow(context, ToGrpcStatus(converted.status()));
   auto* reactor = new PredictReactor(core_, response);
   reactor->Begin(std::move(*converted), request->respond_async());
@@ -551,7 +663,7 @@ grpc::ServerUnaryReactor* PredictorService::Train(grpc::CallbackServerContext* c
 grpc::ServerWriteReactor<v1::PredictionEvent>* PredictorService::PredictStream(
     grpc::CallbackServerContext* context, const v1::PredictionRequest* request) {
   auto* reactor = new StreamReactor(core_, context, sweeper_.get(), stall_);
-  reactor->Begin(FromProto(*request, PredictionKind::kPredict));
+  reactor->Begin(FromProto(*request, PredictionKind::kPredict, max_json_depth_));
   return reactor;
 }
 

@@ -21,14 +21,18 @@
 
 #include "absl/time/time.h"
 #include "cog/v1/predictor.grpc.pb.h"
+#include "server/json.h"
 #include "server/prediction.h"
 #include "server/prediction_service.h"
 
 namespace cog {
 
-// Conversions between the core's types and the API's messages.
+// Conversions between the core's types and the API's messages. An input
+// nesting deeper than `max_json_depth` lists and objects, counted as in a
+// REST body ({"input": {...}} is 2), is INVALID_ARGUMENT, as it is a 422 there.
 absl::StatusOr<PredictionRequest> FromProto(const v1::PredictionRequest& request,
-                                            PredictionKind kind);
+                                            PredictionKind kind,
+                                            int max_json_depth = kDefaultMaxJsonDepth);
 void ToProto(const Prediction& prediction, v1::Prediction* out);
 void ToProto(const HealthReport& report, v1::HealthResponse* out);
 
@@ -45,11 +49,17 @@ struct StreamStall {
   int64_t min_bytes_per_second = 4096;  // 0: the grace alone
 };
 
+// Every method reads its request itself (gRPC hands it the bytes): a request
+// gRPC could not read would get UNIMPLEMENTED with no message, where this
+// answers INVALID_ARGUMENT saying why (a string field that is not UTF-8, bytes
+// that are no such message, nesting past --max-json-depth). The typed methods
+// below are then called with what was read.
 class PredictorService final : public v1::Predictor::CallbackService {
  public:
   // `request_shutdown` is called (once per Shutdown call) to stop the server.
   PredictorService(PredictionService* core, std::function<void()> request_shutdown,
-                   StreamStall stall = StreamStall());
+                   StreamStall stall = StreamStall(),
+                   int max_json_depth = kDefaultMaxJsonDepth);
   ~PredictorService() override;
 
   grpc::ServerUnaryReactor* Predict(grpc::CallbackServerContext* context,
@@ -81,9 +91,18 @@ class PredictorService final : public v1::Predictor::CallbackService {
                                      const v1::PredictionRequest* request,
                                      v1::Prediction* response, PredictionKind kind);
 
+  // Has gRPC hand method `name`'s request bytes to ParseRequest and then to
+  // `method`.
+  template <typename Request, typename Response>
+  void ReadRequestsFirst(const char* name,
+                         grpc::ServerUnaryReactor* (PredictorService::*method)(
+                             grpc::CallbackServerContext*, const Request*, Response*));
+  void ReadStreamRequestsFirst();
+
   PredictionService* const core_;
   const std::function<void()> request_shutdown_;
   const StreamStall stall_;
+  const int max_json_depth_;
   std::unique_ptr<StallSweeper> sweeper_;  // StreamStall's enforcer
 };
 

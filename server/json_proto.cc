@@ -1,5 +1,6 @@
 #include "server/json_proto.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -77,6 +78,45 @@ Json StructToJson(const google::protobuf::Struct& value) {
   entries.reserve(value.fields().size());
   for (const auto& [key, member] : value.fields()) entries.emplace_back(key, ValueToJson(member));
   return object;
+}
+
+namespace {
+
+int ValueDepth(const google::protobuf::Value& value, int limit);
+
+int ListDepth(const google::protobuf::ListValue& list, int limit) {
+  int deepest = 0;
+  if (limit > 0) {
+    for (const google::protobuf::Value& item : list.values()) {
+      deepest = std::max(deepest, ValueDepth(item, limit - 1));
+      if (deepest >= limit) break;
+    }
+  }
+  return 1 + deepest;
+}
+
+int ValueDepth(const google::protobuf::Value& value, int limit) {
+  switch (value.kind_case()) {
+    case google::protobuf::Value::kStructValue:
+      return StructDepth(value.struct_value(), limit);
+    case google::protobuf::Value::kListValue:
+      return ListDepth(value.list_value(), limit);
+    default:
+      return 0;
+  }
+}
+
+}  // namespace
+
+int StructDepth(const google::protobuf::Struct& value, int limit) {
+  int deepest = 0;
+  if (limit > 0) {
+    for (const auto& [key, member] : value.fields()) {
+      deepest = std::max(deepest, ValueDepth(member, limit - 1));
+      if (deepest >= limit) break;
+    }
+  }
+  return 1 + deepest;
 }
 
 void TimeToTimestamp(absl::Time time, google::protobuf::Timestamp* timestamp) {

@@ -17,6 +17,11 @@ void JsonToStruct(const Json& json, google::protobuf::Struct* out);
 Json ValueToJson(const google::protobuf::Value& value);
 Json StructToJson(const google::protobuf::Struct& value);
 
+// The nesting of lists and objects in `value` as JSON (an empty Struct is 1),
+// counted no further than `limit` + 1: a caller comparing with `limit` need
+// not walk the whole of a deeper one.
+int StructDepth(const google::protobuf::Struct& value, int limit);
+
 void TimeToTimestamp(absl::Time time, google::protobuf::Timestamp* timestamp);
 absl::Time TimestampToTime(const google::protobuf::Timestamp& timestamp);
 

@@ -30,5 +30,23 @@ TEST(StructToJsonTest, RoundTripsNestedValues) {
   EXPECT_EQ(back.size(), 2u);
 }
 
+TEST(StructDepthTest, CountsListsAndObjectsAsJsonDoes) {
+  // {"a": 1, "b": [[{}]], "c": {"d": []}}: the object, two lists, an object.
+  google::protobuf::Struct value;
+  JsonToStruct(Json::parse(R"({"a": 1, "b": [[{}]], "c": {"d": []}})"), &value);
+  EXPECT_EQ(StructDepth(value, 100), 4);
+  EXPECT_EQ(StructDepth(google::protobuf::Struct(), 100), 1);
+}
+
+TEST(StructDepthTest, StopsCountingPastTheLimit) {
+  google::protobuf::Struct value;
+  google::protobuf::Struct* inner = &value;
+  for (int i = 0; i < 1000; ++i) {
+    inner = (*inner->mutable_fields())["a"].mutable_struct_value();
+  }
+  EXPECT_EQ(StructDepth(value, 2000), 1001);
+  EXPECT_EQ(StructDepth(value, 10), 11);  // past 10: no further
+}
+
 }  // namespace
 }  // namespace cog

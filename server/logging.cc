@@ -2,7 +2,11 @@
 
 #include <cstdlib>
 #include <memory>
+#include <mutex>
 #include <string>
+
+#include "google/protobuf/stubs/logging.h"
+#include "grpc/support/log.h"
 
 #include "spdlog/pattern_formatter.h"
 #include "spdlog/sinks/stdout_sinks.h"
@@ -49,7 +53,44 @@ class JsonEscapedMessage : public spdlog::custom_flag_formatter {
   }
 };
 
+// The innermost CapturedProtobufErrors's last_ on this thread.
+thread_local std::string* captured_error = nullptr;
+
+void LogProtobufMessage(google::protobuf::LogLevel level, const char* file, int line,
+                        const std::string& message) {
+  if (level == google::protobuf::LOGLEVEL_ERROR && captured_error != nullptr) {
+    *captured_error = message;
+    return;
+  }
+  spdlog::log(level >= google::protobuf::LOGLEVEL_ERROR     ? spdlog::level::err
+              : level == google::protobuf::LOGLEVEL_WARNING ? spdlog::level::warn
+                                                            : spdlog::level::info,
+              "protobuf ({}:{}): {}", file, line, message);
+}
+
+void LogGrpcMessage(gpr_log_func_args* args) {
+  spdlog::log(args->severity == GPR_LOG_SEVERITY_ERROR  ? spdlog::level::err
+              : args->severity == GPR_LOG_SEVERITY_INFO ? spdlog::level::info
+                                                        : spdlog::level::debug,
+              "gRPC ({}:{}): {}", args->file, args->line, args->message);
+}
+
 }  // namespace
+
+CapturedProtobufErrors::CapturedProtobufErrors() : outer_(captured_error) {
+  InstallLibraryLogHandlers();
+  captured_error = &last_;
+}
+
+CapturedProtobufErrors::~CapturedProtobufErrors() { captured_error = outer_; }
+
+void InstallLibraryLogHandlers() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    google::protobuf::SetLogHandler(&LogProtobufMessage);
+    gpr_set_log_function(&LogGrpcMessage);
+  });
+}
 
 void SetUpLogging() {
   auto logger = std::make_shared<spdlog::logger>(
@@ -67,6 +108,7 @@ void SetUpLogging() {
   logger->set_level(level != nullptr ? spdlog::level::from_str(level) : spdlog::level::info);
   logger->flush_on(spdlog::level::info);
   spdlog::set_default_logger(std::move(logger));
+  InstallLibraryLogHandlers();
 }
 
 }  // namespace cog

@@ -93,7 +93,8 @@ ABSL_FLAG(int64_t, stray_output_rate, 1 << 20,
           "Bytes a second of predictor output outside setup and any prediction written to the "
           "server's log (one record a line); the rest is counted and dropped (0: none)");
 ABSL_FLAG(int, max_json_depth, 128,
-          "Deepest nesting of arrays and objects a request body may have; deeper gets 422");
+          "Deepest nesting of arrays and objects a request body (or a gRPC request's input) may "
+          "have; deeper gets 422 (gRPC: INVALID_ARGUMENT)");
 ABSL_FLAG(int64_t, max_header_bytes, 64 << 10,
           "Largest HTTP request head (request line and header fields) accepted; larger get 431");
 ABSL_FLAG(int64_t, max_headers, 100, "Most header fields an HTTP request may have; more get 431");
@@ -498,7 +499,8 @@ int Run() {
   StreamStall stream_stall;
   stream_stall.grace = absl::Seconds(std::max(1.0, absl::GetFlag(FLAGS_header_timeout)));
   stream_stall.min_bytes_per_second = std::max<int64_t>(0, absl::GetFlag(FLAGS_min_body_rate));
-  PredictorService grpc_service(&core, request_shutdown, stream_stall);
+  PredictorService grpc_service(&core, request_shutdown, stream_stall,
+                                absl::GetFlag(FLAGS_max_json_depth));
   // After the service it uses: destroyed before it, and stopped on every way out.
   std::unique_ptr<grpc::Server> grpc_server;
   absl::Cleanup stop_grpc = [&grpc_health, &grpc_server] {

@@ -70,6 +70,91 @@ class GrpcApiTest(ServedTest):
             self.assertIn("created_at: seconds %d and nanos %d are no valid Timestamp" % (seconds, nanos),
                           raised.exception.details())
 
+    def raw_call(self, method, request_bytes, stream=False):
+        """The status of cog.v1.Predictor/`method` called with `request_bytes` as they are."""
+        path = "/cog.v1.Predictor/" + method
+        call = self.channel.unary_stream(path) if stream else self.channel.unary_unary(path)
+        try:
+            result = call(request_bytes, timeout=30)
+            if stream:
+                list(result)
+            return grpc.StatusCode.OK, ""
+        except grpc.RpcError as e:
+            return e.code(), e.details()
+
+    def test_a_request_that_is_not_utf8_is_invalid_argument_naming_the_field(self):
+        # gRPC's callback API answered every request it could not read with
+        # UNIMPLEMENTED and no message, and protobuf wrote a raw line to
+        # stderr for each.
+        valid_id = predictor_pb2.PredictionRequest(id="\u00e9t\u00e9", input=struct(s="hi")).SerializeToString()
+        bad_id = valid_id.replace("\u00e9".encode(), b"\xff\xfe")
+        valid_key = predictor_pb2.PredictionRequest(input=struct(**{"\u00e9": "hi"})).SerializeToString()
+        bad_key = valid_key.replace("\u00e9".encode(), b"\xc3")
+        for method, stream in (("Predict", False), ("PredictStream", True), ("Train", False)):
+            code, details = self.raw_call(method, bad_id, stream)
+            self.assertEqual(code, grpc.StatusCode.INVALID_ARGUMENT, method)
+            self.assertEqual(details, "The request's field 'cog.v1.PredictionRequest.id' is not valid UTF-8; "
+                             "protobuf strings must be (a Struct's keys and string values too)")
+        code, details = self.raw_call("Predict", bad_key)
+        self.assertEqual(code, grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("'google.protobuf.Struct.FieldsEntry.key' is not valid UTF-8", details)
+        code, details = self.raw_call("Cancel", predictor_pb2.CancelRequest(id="\u00e9").SerializeToString().replace(b"\xc3\xa9", b"\xc3\xc3"))
+        self.assertEqual((code, details), (grpc.StatusCode.INVALID_ARGUMENT,
+                                           "The request's field 'cog.v1.CancelRequest.id' is not valid UTF-8; "
+                                           "protobuf strings must be (a Struct's keys and string values too)"))
+        self.assertEqual(self.raw_call("Predict", valid_id)[0], grpc.StatusCode.OK)
+        self.assertNotIn("libprotobuf", self.server.logs())
+
+    def test_bytes_that_are_no_message_are_invalid_argument(self):
+        for method, stream in (("Predict", False), ("PredictStream", True), ("Health", False)):
+            code, details = self.raw_call(method, b"\xff\xff\xff\xff", stream)
+            self.assertEqual(code, grpc.StatusCode.INVALID_ARGUMENT, method)
+            self.assertRegex(details, r"^The request could not be read as a cog\.v1\.\w+: its bytes are not such a "
+                                      r"protocol buffer message")
+        self.assertEqual(self.raw_call("Health", b"")[0], grpc.StatusCode.OK)
+
+    def test_nesting_is_bounded_by_max_json_depth_as_over_rest(self):
+        def varint(n):
+            out = b""
+            while n >= 0x80:
+                out, n = out + bytes([n & 0x7F | 0x80]), n >> 7
+            return out + bytes([n])
+
+        def field(number, payload):  # a length-delimited field
+            return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+        def request(lists):  # input {"deep": [[...[]...]]}, `lists` deep, built by hand: too deep for upb
+            value = b""
+            for _ in range(lists):
+                value = field(6, field(1, value) if value else b"")  # Value.list_value.values
+            return field(2, field(1, field(1, b"deep") + field(2, value)))  # input.fields["deep"]
+
+        def rest(lists):
+            body = '{"input":{"deep":' + "[" * lists + "]" * lists + "}}"
+            return self.server.request("POST", "/predictions", raw=body.encode(),
+                                       headers={"Content-Type": "application/json"})
+
+        # A body {"input": {"deep": ...}} is 2 levels, then the lists: 126 of them fit --max-json-depth=128.
+        status, _, body = rest(126)
+        self.assertEqual(status, 422)
+        self.assertEqual(body["detail"][0]["type"], "missing")  # read, then validated: `s` is required
+        code, details = self.raw_call("Predict", request(126))
+        self.assertEqual(code, grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertTrue(details.startswith('invalid input: [{"type":"missing"'), details[:100])
+
+        status, _, body = rest(127)
+        self.assertEqual((status, body["detail"][0]["type"]), (422, "json_invalid"))
+        code, details = self.raw_call("Predict", request(127))
+        self.assertEqual((code, details), (grpc.StatusCode.INVALID_ARGUMENT,
+                                           'input: nests deeper than --max-json-depth (128) lists and objects, '
+                                           'counted from a REST body\'s {"input": ...}'))
+        # Far deeper is refused as it is read, before anything walks it.
+        code, details = self.raw_call("Predict", request(3000))
+        self.assertEqual(code, grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("or its input nests deeper than --max-json-depth (128) lists and objects", details)
+        self.assertEqual(self.stub.Health(predictor_pb2.HealthRequest(), timeout=10).status,
+                         predictor_pb2.HealthResponse.READY)
+
     def test_predict(self):
         prediction = self.stub.Predict(
             predictor_pb2.PredictionRequest(id="g-1", input=struct(s="hi", i=3)), timeout=30)
