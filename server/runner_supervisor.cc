@@ -78,6 +78,7 @@ void RunnerSupervisor::Supervise() {
   bool spawned = spawning();        // Start() spawned the first runner
   while (true) {
     const std::optional<std::string> reason = Serve(spawned);
+    const bool requested = restart_requested_;
     spawned = false;
     bool stopping;
     {
@@ -90,7 +91,8 @@ void RunnerSupervisor::Supervise() {
       while (!restarts.empty() && now - restarts.front() >= options_.restart_window) {
         restarts.pop_front();
       }
-      const bool within_limit = static_cast<int>(restarts.size()) < options_.restart_limit;
+      const bool within_limit = options_.restart_limit > 0 &&
+                                (requested || static_cast<int>(restarts.size()) < options_.restart_limit);
       if (stopping) {
         spdlog::info("{}", *reason);
       } else {
@@ -108,6 +110,11 @@ void RunnerSupervisor::Supervise() {
     }
     TearDown();
     if (!restart) break;
+    if (requested) {
+      spdlog::warn("restarting the runner now (a restart the server asked for: not counted toward "
+                   "--runner-restart-limit)");
+      continue;
+    }
     restarts.push_back(absl::Now());
     if (!spawning()) {
       spdlog::warn("waiting for a new runner to connect to {} (restart {} of at most {} within {})",
@@ -132,6 +139,7 @@ void RunnerSupervisor::Supervise() {
 }
 
 std::optional<std::string> RunnerSupervisor::Serve(bool spawned) {
+  restart_requested_ = false;
   if (spawning() && !spawned) {
     {
       absl::MutexLock lock(&mu_);
@@ -229,6 +237,7 @@ std::optional<std::string> RunnerSupervisor::Serve(bool spawned) {
       break;
     }
     case End::kRestart:
+      restart_requested_ = true;
       KillRunner(absl::ZeroDuration());  // it did not obey a cancel: no second chance
       reason = absl::StrCat(restart_reason, spawning() ? "; the runner was killed"
                                                        : "; the runner's connection was closed");

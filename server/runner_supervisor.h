@@ -54,7 +54,9 @@ class RunnerSupervisor : public RunnerConnection::Listener, public RunnerControl
     BusyPollOptions busy_poll;
     // A runner that goes after its setup succeeded is replaced at most this
     // many times within restart_window; one more end and the server is
-    // DEFUNCT. Zero: never replaced (legacy Cog).
+    // DEFUNCT. Zero: never replaced (legacy Cog). A runner ended by
+    // RestartRunner (a cancel not obeyed) is replaced at once and not counted:
+    // the model ignoring its cancels is no reason to replace the pod.
     int restart_limit = 5;
     absl::Duration restart_window = absl::Minutes(5);
     // A spawned runner is restarted after restart_backoff, doubled for each
@@ -93,6 +95,10 @@ class RunnerSupervisor : public RunnerConnection::Listener, public RunnerControl
   // done. Returns why it went; nullopt when Stop() came before it connected
   // (there is nothing to report then).
   std::optional<std::string> Serve(bool spawned);
+  // Whether the runner Serve last returned for was ended by RestartRunner:
+  // the server's own decision (a cancel not obeyed), not a fault of the
+  // runner, so not counted toward restart_limit. The supervisor thread's.
+  bool restart_requested_ = false;
   absl::Status Spawn();
   // The spawned runner exited (on the process's watcher thread).
   void OnProcessExit(int wait_status);

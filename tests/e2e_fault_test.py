@@ -194,6 +194,35 @@ class RestartLimitTest(unittest.TestCase):
         self.assertIn("--runner-restart-limit=2", server.logs())
         self.assertEqual(server.stop(), 0)
 
+    def test_restarts_for_ignored_cancels_do_not_count_toward_the_limit(self):
+        # A model that ignores its cancels made the pod DEFUNCT after
+        # --runner-restart-limit cancels: replacing the pod would not help.
+        server = CogServer("faults", args=["--runner-restart-limit", "1", "--cancel-timeout", "1"])
+        self.addCleanup(server.close)
+        pool = concurrent.futures.ThreadPoolExecutor(1)
+        self.addCleanup(pool.shutdown)
+        ready = os.path.join(server.workdir, "ignore_cancel.ready")
+        for i in range(3):
+            server.wait_for_status("READY")
+            if os.path.exists(ready):
+                os.unlink(ready)
+            future = pool.submit(server.request, "POST", "/predictions",
+                                 {"id": "stubborn-%d" % i, "input": {"fault": "ignore_cancel"}})
+            wait_until(lambda: os.path.exists(ready), what="the predictor to ignore its cancel")
+            self.assertEqual(server.request("POST", "/predictions/stubborn-%d/cancel" % i)[0], 200)
+            answer = future.result(timeout=60)[2]
+            self.assertEqual(answer["status"], "canceled")
+            self.assertIn("the runner was restarted", answer["error"])
+        self.assertEqual(server.wait_for_status("READY")["status"], "READY")
+        self.assertEqual(server.logs().count("not counted toward --runner-restart-limit"), 3)
+        # A fault of the runner still counts: the limit of 1 allows one restart, then DEFUNCT.
+        answer = server.request("POST", "/predictions", {"input": {"fault": "exit"}})[2]
+        self.assertEqual(answer["error"], "The runner process exited with code 3")
+        server.wait_for_status("READY")
+        server.request("POST", "/predictions", {"input": {"fault": "exit"}})
+        wait_until(lambda: server.request("GET", "/health-check")[2]["status"] == "DEFUNCT", what="DEFUNCT")
+        self.assertEqual(server.stop(), 0)
+
     def test_a_restarted_runner_that_dies_in_setup_is_one_more_restart(self):
         # An OOM kill during a restarted runner's setup made the server
         # SETUP_FAILED for good, with restarts still to spare.
