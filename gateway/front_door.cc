@@ -23,6 +23,7 @@
 #include <initializer_list>
 #include <list>
 #include <memory>
+#include <new>
 #include <optional>
 #include <system_error>
 #include <thread>
@@ -203,9 +204,15 @@ class Connection final {
   enum class Wait { kReady, kTimeout, kStopped, kClosed };
 
   Connection(int fd, const FrontDoorOptions& options, int stop_event,
-             const std::atomic<bool>* abandon = nullptr)
-      : fd_(fd), options_(options), stop_event_(stop_event), abandon_(abandon) {}
+             const std::atomic<bool>* abandon = nullptr,
+             std::atomic<uint64_t>* buffered_body_bytes = nullptr)
+      : fd_(fd),
+        options_(options),
+        stop_event_(stop_event),
+        abandon_(abandon),
+        buffered_body_bytes_(buffered_body_bytes) {}
   ~Connection() {
+    ReleaseBody();
     if (write_failed_) {
       // A reset, not a close: the kernel would otherwise go on feeding what
       // is queued (megabytes) to a client that reads too slowly.
@@ -288,6 +295,15 @@ class Connection final {
     return true;
   }
 
+  // Gives back what the last body counted in the server's body budget (its
+  // request is answered).
+  void ReleaseBody() {
+    if (body_counted_ > 0 && buffered_body_bytes_ != nullptr) {
+      buffered_body_bytes_->fetch_sub(body_counted_);
+    }
+    body_counted_ = 0;
+  }
+
   // Lets the read buffer go when it holds nothing (a connection that idles).
   void ReleaseBufferIfEmpty() {
     if (begin_ != end_) return;
@@ -302,10 +318,11 @@ class Connection final {
 
   // Answers with `status` and {"detail": ...} and closes: the request is not
   // served, and the connection is not used again.
-  void Refuse(int status, absl::string_view detail) {
+  void Refuse(int status, absl::string_view detail, absl::string_view retry_after = {}) {
     if (!failed()) {
       HttpResponse response;
       response.Reply(status, "application/json", DetailBody(detail));
+      if (!retry_after.empty()) response.headers.emplace_back("Retry-After", std::string(retry_after));
       Send({ResponseHead(response, ParsedHead(), /*keep_alive=*/false), response.body});
     }
     answered_ = true;
@@ -410,7 +427,35 @@ class Connection final {
  private:
   static constexpr uint64_t kMaxReserve = 64 << 20;
 
+  // Counts a body of `size` bytes (so far, or announced) in the server's
+  // budget; refuses it with 503 if the budget cannot take it.
+  bool CountBody(uint64_t size) {
+    if (buffered_body_bytes_ == nullptr || size <= kUncountedBodyBytes || size <= body_counted_) {
+      return true;
+    }
+    const uint64_t more = size - body_counted_;
+    const uint64_t limit = options_.max_buffered_body_bytes;
+    uint64_t held = buffered_body_bytes_->load();
+    do {
+      if (held + more > limit) {
+        spdlog::warn("refused a request body of {} bytes with 503: request bodies already hold {} of "
+                     "--max-buffered-body-bytes={}",
+                     size, held, limit);
+        Refuse(503,
+               absl::StrCat("The server is holding ", held,
+                            " bytes of request bodies, and this one (", size,
+                            " bytes) would pass its limit, --max-buffered-body-bytes=", limit,
+                            "; retry shortly"),
+               "1");
+        return false;
+      }
+    } while (!buffered_body_bytes_->compare_exchange_weak(held, held + more));
+    body_counted_ = size;
+    return true;
+  }
+
   bool ReadLengthBody(uint64_t length, std::string* body) {
+    if (!CountBody(length)) return false;
     // Room for all of it and the padding, so that it is not copied as it
     // grows; capped, since the bytes have not arrived yet.
     body->reserve(static_cast<size_t>(std::min<uint64_t>(length, kMaxReserve)) + kJsonPadding);
@@ -461,6 +506,7 @@ class Connection final {
             Refuse(413, BodyTooLargeDetail(options_.limits.max_body_bytes));
             return false;
           }
+          if (!CountBody(decoder.announced())) return false;
           if (buffered().empty() && !FillBody()) return false;
           const size_t n = static_cast<size_t>(
               std::min<uint64_t>(decoder.data_remaining(), buffered().size()));
@@ -567,6 +613,10 @@ class Connection final {
   // The body being read: when its reading began, and its bytes since.
   Clock::time_point body_started_;
   uint64_t body_bytes_ = 0;
+  // The server's count of bodies held (FrontDoorOptions::max_buffered_body_bytes),
+  // or null; and what this connection's body adds to it.
+  std::atomic<uint64_t>* const buffered_body_bytes_;
+  uint64_t body_counted_ = 0;
 };
 
 // A streamed response's body, in chunks (HTTP/1.1) or as it comes, delimited
@@ -866,7 +916,7 @@ void FrontDoorServer::ServeConnection(int fd) {
 }
 
 void FrontDoorServer::ServeRequests(int fd) {
-  Connection connection(fd, options_, stop_event_, &abandon_);
+  Connection connection(fd, options_, stop_event_, &abandon_, &buffered_body_bytes_);
   bool first = true;
   while (!stopping_) {
     // Idle until the next request starts: nothing is said when that wait ends.
@@ -919,7 +969,15 @@ void FrontDoorServer::ServeRequests(int fd) {
         !connection.Send({"HTTP/1.1 100 Continue\r\n\r\n"})) {
       return;
     }
-    if (!connection.ReadBody(framing, &request.body)) return;
+    try {
+      if (!connection.ReadBody(framing, &request.body)) return;
+    } catch (const std::bad_alloc&) {
+      // Address space or overcommit limits: this request fails, not the server.
+      std::string().swap(request.body);
+      spdlog::warn("refused a request body with 503: out of memory");
+      return connection.Refuse(503, "The server has no memory for this request's body now; retry shortly",
+                               "1");
+    }
     connection.ReleaseBufferIfGrown();  // a large head's buffer is not kept through the handler
     request.socket = fd;
     request.stop_event = stop_event_;
@@ -957,6 +1015,8 @@ void FrontDoorServer::ServeRequests(int fd) {
       sent = !connection.failed();
     }
     const uint64_t moved = connection.TakeWritten() + request.body.size();
+    std::string().swap(request.body);  // before its count is given back
+    connection.ReleaseBody();
     if (options_.heap_trimmer != nullptr) options_.heap_trimmer->Released(moved);
     if (!sent) return;
     if (!keep_alive) return connection.Close();

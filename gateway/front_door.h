@@ -83,7 +83,19 @@ struct FrontDoorOptions {
   // Told what each request moved (its body and answer), to hand the heap back
   // after large ones. Not owned; null: never trimmed.
   HeapTrimmer* heap_trimmer = nullptr;
+  // Most bytes of request bodies held at once, all connections together, from
+  // when a body starts to arrive until its request is answered; bodies of
+  // kUncountedBodyBytes or less are not counted (max_connections bounds
+  // those). A body that would pass it is refused with 503 and Retry-After
+  // (by its Content-Length before a byte of it is read; a chunked one as its
+  // chunk sizes pass it). Bodies sent fast and then trickled at the minimum
+  // rate hold their memory for hours (100 MiB at 4 KiB/s: 7 h), so without it
+  // a few hundred connections could hold more than the machine has.
+  uint64_t max_buffered_body_bytes = uint64_t{1} << 30;
 };
+
+// A body this large or smaller is not counted in max_buffered_body_bytes.
+inline constexpr uint64_t kUncountedBodyBytes = 1 << 20;
 
 class FrontDoorServer {
  public:
@@ -125,6 +137,7 @@ class FrontDoorServer {
   std::atomic<bool> stopping_{false};
   std::atomic<bool> abandon_{false};
   std::atomic<int64_t> last_limit_warning_{0};  // Unix seconds: warned at most every 10 s
+  std::atomic<uint64_t> buffered_body_bytes_{0};  // counted against max_buffered_body_bytes
   // Readable once Shutdown() is called: connections waiting for a request
   // poll it next to their socket.
   int stop_event_ = -1;

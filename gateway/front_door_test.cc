@@ -17,6 +17,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "gateway/http_framing.h"
 #include "gtest/gtest.h"
@@ -489,6 +490,45 @@ TEST(FrontDoorTest, ABodyTrickledTooSlowlyIs408AfterItsGrace) {
   // soon after it, not after the 45 s the whole body would take.
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
   EXPECT_TRUE(client.Closed(absl::Seconds(5)));
+}
+
+// Bodies sent fast and then trickled held their memory for hours: past the
+// server's budget for bodies a new one is refused, 503 with Retry-After,
+// before its bytes are read; small bodies are not counted; an answered
+// request gives its part back.
+TEST(FrontDoorTest, BodiesPastTheServersBudgetAre503UntilOthersAreAnswered) {
+  FrontDoorOptions options = SmallLimits();
+  options.limits.max_body_bytes = 8 << 20;
+  options.max_buffered_body_bytes = 3 << 20;
+  options.read_timeout = absl::Seconds(10);
+  Served served(options);
+  const std::string two_mib_head = absl::StrCat("POST /echo HTTP/1.1\r\nContent-Length: ", 2 << 20, "\r\n\r\n");
+  Client holder(served.port());
+  ASSERT_TRUE(holder.Send(two_mib_head + "x"));  // counted: 2 of the 3 MiB
+  absl::SleepFor(absl::Milliseconds(200));
+
+  Client refused(served.port());
+  ASSERT_TRUE(refused.Send(two_mib_head));
+  const std::string answer = refused.Raw(absl::Seconds(10), "}");
+  EXPECT_TRUE(absl::StartsWith(answer, "HTTP/1.1 503 ")) << answer;
+  EXPECT_TRUE(absl::StrContains(answer, "Retry-After: 1\r\n")) << answer;
+  EXPECT_TRUE(absl::StrContains(answer, "would pass its limit, --max-buffered-body-bytes=3145728")) << answer;
+
+  Client chunked(served.port());  // refused as its chunk sizes pass the budget
+  ASSERT_TRUE(chunked.Send(absl::StrFormat("POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n",
+                                           2 << 20)));
+  EXPECT_TRUE(absl::StartsWith(chunked.Response(), "503 "));
+
+  Client small(served.port());  // 1 MiB is not counted
+  ASSERT_TRUE(small.Send(absl::StrCat("POST /echo HTTP/1.1\r\nContent-Length: ", 1 << 20, "\r\n\r\n") +
+                         Marked(1 << 20)));
+  EXPECT_EQ(small.Response(), "200 " + Marked(1 << 20));
+
+  ASSERT_TRUE(holder.Send(std::string((2 << 20) - 1, 'y')));
+  EXPECT_EQ(holder.Response().size(), 4u + (2 << 20));
+  Client after(served.port());  // the holder's 2 MiB were given back
+  ASSERT_TRUE(after.Send(two_mib_head + Marked(2 << 20)));
+  EXPECT_EQ(after.Response(), "200 " + Marked(2 << 20));
 }
 
 // A body that keeps the rate is read whole however long it takes.

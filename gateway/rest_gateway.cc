@@ -480,6 +480,9 @@ FrontDoorOptions FrontDoorOptionsFor(const RestGateway::Options& options) {
   front_door.limits.max_header_bytes = options.max_header_bytes;
   front_door.limits.max_headers = options.max_headers;
   front_door.max_connections = options.max_connections;
+  // Never below one body of the largest size: it could never be taken.
+  front_door.max_buffered_body_bytes =
+      std::max<uint64_t>(options.max_buffered_body_bytes, options.max_body_bytes);
   front_door.header_timeout = options.header_timeout;
   front_door.keep_alive_timeout = options.keep_alive_timeout;
   front_door.min_body_bytes_per_second = options.min_body_bytes_per_second;

@@ -52,6 +52,7 @@ class RestGateway {
     size_t max_headers = 100;            // more header fields get 431
     int max_json_depth = kDefaultMaxJsonDepth;  // deeper nesting in a body gets 422
     int max_connections = 256;           // further connections get 503
+    uint64_t max_buffered_body_bytes = uint64_t{1} << 30;  // bodies held at once (front_door.h); past it 503
     absl::Duration header_timeout = absl::Seconds(10);      // first byte to end of head; then 408
     absl::Duration keep_alive_timeout = absl::Seconds(60);  // idle between requests; then closed
     uint64_t min_body_bytes_per_second = 4 << 10;  // a body slower than this gets 408 after header_timeout

@@ -100,6 +100,10 @@ ABSL_FLAG(int64_t, max_header_bytes, 64 << 10,
 ABSL_FLAG(int64_t, max_headers, 100, "Most header fields an HTTP request may have; more get 431");
 ABSL_FLAG(int, max_connections, 256,
           "Most HTTP connections open at once; further ones are answered 503 and closed");
+ABSL_FLAG(int64_t, max_buffered_body_bytes, int64_t{1} << 30,
+          "Most bytes of HTTP request bodies held in memory at once, all connections together "
+          "(bodies of 1 MiB or less are not counted; never less than --max-body-bytes); a body that "
+          "would pass it gets 503 with Retry-After");
 ABSL_FLAG(double, header_timeout, 10.0,
           "Seconds an HTTP request has from its first byte to the end of its headers; then 408");
 ABSL_FLAG(int64_t, min_body_rate, 4 << 10,
@@ -542,6 +546,8 @@ int Run() {
       static_cast<size_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_max_header_bytes)));
   rest_options.max_headers = static_cast<size_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_max_headers)));
   rest_options.max_connections = absl::GetFlag(FLAGS_max_connections);
+  rest_options.max_buffered_body_bytes =
+      static_cast<uint64_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_max_buffered_body_bytes)));
   rest_options.header_timeout = absl::Seconds(absl::GetFlag(FLAGS_header_timeout));
   rest_options.keep_alive_timeout = absl::Seconds(absl::GetFlag(FLAGS_keep_alive_timeout));
   rest_options.min_body_bytes_per_second =

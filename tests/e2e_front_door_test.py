@@ -239,6 +239,39 @@ class LimitsTest(unittest.TestCase):
         self.assert_still_serving()
 
 
+class BodyBudgetTest(unittest.TestCase):
+    def test_bodies_held_past_the_budget_are_503_and_the_server_serves_on(self):
+        # Bodies sent at once and then trickled held ~100 MiB each for hours:
+        # a few hundred connections took the server past the machine's memory.
+        # The budget is raised to --max-body-bytes (3 MiB) at least: one body
+        # of the largest size is always taken, a second that would pass it not.
+        server = CogServer("echo", args=["--max-body-bytes", str(3 << 20), "--max-buffered-body-bytes", "1"])
+        self.addCleanup(server.stop)
+        server.wait_for_status("READY")
+        head = ("POST /predictions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                "Content-Length: %d\r\n\r\n" % (3 << 20)).encode()
+        holder = connect(server)
+        self.addCleanup(holder.close)
+        holder.sendall(head + b'{"input": {"s": "')
+        time.sleep(0.5)  # its body counted
+        second = connect(server)
+        self.addCleanup(second.close)
+        second.sendall(head)
+        status, body = read_response(second)
+        self.assertEqual(status, 503)
+        self.assertIn("would pass its limit, --max-buffered-body-bytes=%d; retry shortly" % (3 << 20), body["detail"])
+        self.assertEqual(server.health()["status"], "READY")  # small bodies are not counted
+        status, _, answer = server.request("POST", "/predictions", {"input": {"s": "small"}})
+        self.assertEqual((status, answer["output"]), (200, "small"))
+        holder.sendall(b"y" * ((3 << 20) - 20) + b'"}}')
+        status, answer = read_response(holder)
+        self.assertEqual((status, len(answer["output"])), (200, (3 << 20) - 20))
+        third = connect(server)  # the holder's share was given back
+        self.addCleanup(third.close)
+        third.sendall(head + b'{"input": {"s": "' + b"z" * ((3 << 20) - 20) + b'"}}')
+        self.assertEqual(read_response(third)[0], 200)
+
+
 class EchoServerTest(unittest.TestCase):
     """One server on the echo predictor for the class's tests."""
 
