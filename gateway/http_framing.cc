@@ -208,7 +208,8 @@ int HexValue(char c) {
   return -1;
 }
 
-// %XX decoded; a % not followed by two hex digits stays as it is.
+}  // namespace
+
 std::string PercentDecode(absl::string_view text) {
   std::string out;
   out.reserve(text.size());
@@ -223,6 +224,8 @@ std::string PercentDecode(absl::string_view text) {
   }
   return out;
 }
+
+namespace {
 
 Refusal BadRequestLine() {
   return Refusal{400, "Malformed request line: expected METHOD TARGET HTTP/1.1"};
@@ -272,6 +275,7 @@ std::optional<Refusal> ParseRequestHead(absl::string_view head, HttpRequest* req
   path = path.substr(0, path.find_first_of("?#"));
   request->method.assign(method.data(), method.size());
   request->target.assign(target.data(), target.size());
+  request->raw_path = std::string(path);
   request->path = PercentDecode(path);
   if (request->method == "HEAD") {
     request->method = "GET";

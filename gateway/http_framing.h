@@ -103,9 +103,12 @@ struct ParsedHead {
   bool head_only = false;        // a HEAD request (its method is given as GET)
 };
 
+// %XX decoded; a % not followed by two hex digits stays as it is.
+std::string PercentDecode(absl::string_view text);
+
 // Parses a head RequestHeadScanner accepted (request line through the blank
-// line) into `request`'s method, target, path (percent-decoded, without the
-// query) and headers. A request line that is not METHOD SP TARGET SP
+// line) into `request`'s method, target, path (without the query, as sent
+// and percent-decoded) and headers. A request line that is not METHOD SP TARGET SP
 // HTTP/1.x, or an Expect other than 100-continue, is refused.
 std::optional<Refusal> ParseRequestHead(absl::string_view head, HttpRequest* request,
                                         ParsedHead* parsed);

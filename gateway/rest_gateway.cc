@@ -18,6 +18,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
@@ -503,13 +504,15 @@ RestGateway::RestGateway(PredictionService* core, Options options)
 
 RestGateway::~RestGateway() { Stop(); }
 
-bool RestGateway::Route::Matches(absl::string_view path, std::string* id) const {
-  if (!absl::ConsumePrefix(&path, prefix)) return false;
-  if (shape == Shape::kExact) return path.empty();
-  if (!absl::ConsumePrefix(&path, "/")) return false;
-  if (shape == Shape::kIdCancel && !absl::ConsumeSuffix(&path, "/cancel")) return false;
-  if (path.empty() || path.find('/') != absl::string_view::npos) return false;
-  id->assign(path.data(), path.size());
+bool RestGateway::Route::Matches(const std::vector<std::string>& segments, std::string* id) const {
+  const size_t n = prefix_segments.size();
+  const size_t wanted = shape == Shape::kExact ? n : shape == Shape::kId ? n + 1 : n + 2;
+  if (segments.size() != wanted || !std::equal(prefix_segments.begin(), prefix_segments.end(), segments.begin())) {
+    return false;
+  }
+  if (shape == Shape::kExact) return true;
+  if (segments[n].empty() || (shape == Shape::kIdCancel && segments[n + 1] != "cancel")) return false;
+  *id = segments[n];
   return true;
 }
 
@@ -521,7 +524,9 @@ void RestGateway::RegisterRoutes() {
     std::vector<std::string> allowed;
     for (const auto& method : methods) allowed.push_back(method.first);
     std::string allow = absl::StrJoin(allowed, ", ");
-    routes_.push_back(Route{std::move(prefix), shape, std::move(methods), std::move(allow)});
+    std::vector<std::string> segments = absl::StrSplit(prefix, '/');
+    routes_.push_back(
+        Route{std::move(prefix), shape, std::move(methods), std::move(allow), std::move(segments)});
   };
 
   // Tried in this order: the most frequent first.
@@ -605,9 +610,13 @@ void RestGateway::RegisterRoutes() {
 }
 
 void RestGateway::Handle(const HttpRequest& request, HttpResponse& response) const {
+  std::vector<std::string> segments;  // "/predictions/a%2Fb" → "", "predictions", "a/b"
+  for (absl::string_view segment : absl::StrSplit(request.raw_path, '/')) {
+    segments.push_back(PercentDecode(segment));
+  }
   std::string id;
   for (const Route& route : routes_) {
-    if (!route.Matches(request.path, &id)) continue;
+    if (!route.Matches(segments, &id)) continue;
     for (const auto& [method, handler] : route.methods) {
       if (method == request.method) return handler(request, response, id);
     }

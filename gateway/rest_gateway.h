@@ -82,8 +82,11 @@ class RestGateway {
     Shape shape;
     std::vector<std::pair<std::string, Handler>> methods;
     std::string allow;  // the methods, for a 405's Allow
-    // Whether `path` is this route's; the {id} in it, if any, into *id.
-    bool Matches(absl::string_view path, std::string* id) const;
+    std::vector<std::string> prefix_segments;  // prefix split on '/': "/v2/health" → "", "v2", "health"
+    // Whether the path whose segments (split on '/', then each
+    // percent-decoded) are `segments` is this route's; the {id} in it, if
+    // any, into *id.
+    bool Matches(const std::vector<std::string>& segments, std::string* id) const;
   };
 
   void RegisterRoutes();

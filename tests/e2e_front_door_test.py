@@ -335,6 +335,20 @@ class HttpClientsTest(EchoServerTest):
         status, _, body = self.server.request("GET", "/predictions/an%20id%2B1")
         self.assertEqual((status, body["id"], body["output"]), (200, "an id+1", "x"))
 
+    def test_an_id_holding_a_slash_is_reached_as_percent_2f(self):
+        # The path was decoded before it was split: an id "a/b" was taken in a
+        # body and then could never be fetched or canceled.
+        status, _, body = self.server.request("POST", "/predictions", {"id": "a/b", "input": {"s": "y"}})
+        self.assertEqual((status, body["id"]), (200, "a/b"))
+        status, _, body = self.server.request("GET", "/predictions/a%2Fb")
+        self.assertEqual((status, body["id"], body["output"]), (200, "a/b", "y"))
+        status, _, body = self.server.request("PUT", "/predictions/c%2fd", {"input": {"s": "z"}})
+        self.assertEqual((status, body["id"]), (200, "c/d"))
+        status, _, body = self.server.request("POST", "/predictions/c%2Fd/cancel")
+        self.assertEqual((status, body), (404, {}))  # the cancel route's answer (ended), not "Not Found"
+        self.assertEqual(self.server.request("GET", "/predictions/a/b")[0], 404)  # two segments: no route
+        self.assertEqual(self.server.request("GET", "/health%2Dcheck")[0], 200)  # segments are decoded
+
 
 class SlowClientsTest(unittest.TestCase):
     def test_64_half_open_and_64_idle_connections_leave_health_and_predictions_answering(self):
