@@ -55,6 +55,12 @@ CurlHandle NewHandle(const std::string& url, const TransferOptions& options, Out
   return curl;
 }
 
+// The most of an answer that is not the file (an error page, a redirect's
+// body, what an upload's PUT answers) that is read: a peer sending one
+// without end, faster than the stall rule notices, held its prediction and
+// slot for good, past cancels and shutdown.
+constexpr uint64_t kMaxAnswerBytes = 64 << 10;
+
 // Where a download goes, and how much of it may.
 struct DownloadSink {
   FILE* file;
@@ -62,16 +68,23 @@ struct DownloadSink {
   uint64_t max_bytes;  // 0: no limit
   uint64_t written = 0;
   bool over = false;
+  uint64_t other_bytes = 0;  // of answers that are not the file
+  bool other_cut = false;
 };
 
 size_t WriteToFile(char* data, size_t size, size_t count, void* sink_pointer) {
   DownloadSink* sink = static_cast<DownloadSink*>(sink_pointer);
   const size_t bytes = size * count;
-  // An error page is not the file (the status fails the download after),
-  // and counts for nothing.
+  // An error page or a redirect's body is not the file (the status fails the
+  // download after), and is read only so far.
   long status = 0;
   curl_easy_getinfo(sink->curl, CURLINFO_RESPONSE_CODE, &status);
-  if (status < 200 || status >= 300) return bytes;
+  if (status < 200 || status >= 300) {
+    sink->other_bytes += bytes;
+    if (sink->other_bytes <= kMaxAnswerBytes) return bytes;
+    sink->other_cut = true;
+    return 0;  // fails the transfer (CURLE_WRITE_ERROR)
+  }
   if (sink->max_bytes != 0) {
     curl_off_t announced = -1;  // refused at once when Content-Length says so
     curl_easy_getinfo(sink->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced);
@@ -87,16 +100,46 @@ size_t WriteToFile(char* data, size_t size, size_t count, void* sink_pointer) {
 
 constexpr long kUploadBufferBytes = 2 << 20;
 
-size_t ReadFromFile(char* buffer, size_t size, size_t count, void* file) {
-  const size_t read = std::fread(buffer, size, count, static_cast<FILE*>(file)) * size;
-  if (read == 0 && std::ferror(static_cast<FILE*>(file))) return CURL_READFUNC_ABORT;
+// What an upload sends: `size` bytes of `file`, as announced.
+struct UploadSource {
+  FILE* file;
+  uint64_t size;
+  uint64_t sent = 0;
+  bool shrank = false;
+};
+
+size_t ReadFromFile(char* buffer, size_t size, size_t count, void* source_pointer) {
+  UploadSource* source = static_cast<UploadSource*>(source_pointer);
+  const size_t want = static_cast<size_t>(std::min<uint64_t>(size * count, source->size - source->sent));
+  const size_t read = want == 0 ? 0 : std::fread(buffer, 1, want, source->file);
+  if (read == 0 && std::ferror(source->file)) return CURL_READFUNC_ABORT;
+  if (read == 0 && source->sent < source->size) {
+    // Shorter than announced: the peer would wait for the rest until the
+    // stall rule gave up.
+    source->shrank = true;
+    return CURL_READFUNC_ABORT;
+  }
+  source->sent += read;
   return read;
 }
 
-size_t Discard(char*, size_t size, size_t count, void*) { return size * count; }
+// An upload's answer: read up to kMaxAnswerBytes, then left (the status
+// says how it went).
+size_t DiscardAnswer(char*, size_t size, size_t count, void* answer_bytes_pointer) {
+  uint64_t* answer_bytes = static_cast<uint64_t*>(answer_bytes_pointer);
+  *answer_bytes += size * count;
+  return *answer_bytes <= kMaxAnswerBytes ? size * count : 0;
+}
 
 int AbortWhenCanceled(void* canceled, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
   return static_cast<const std::atomic<bool>*>(canceled)->load() ? 1 : 0;
+}
+
+void AbortOnCancel(CURL* c, const std::atomic<bool>* canceled) {
+  if (canceled == nullptr) return;
+  curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, AbortWhenCanceled);
+  curl_easy_setopt(c, CURLOPT_XFERINFODATA, canceled);
 }
 
 size_t KeepLocation(char* data, size_t size, size_t count, void* location) {
@@ -147,13 +190,16 @@ absl::Status DownloadToFile(const std::string& url, int fd, const std::string& p
   DownloadSink sink{file.get(), c, options.max_download_bytes};
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, WriteToFile);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
-  if (canceled != nullptr) {
-    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, AbortWhenCanceled);
-    curl_easy_setopt(c, CURLOPT_XFERINFODATA, canceled);
-  }
+  AbortOnCancel(c, canceled);
   const CURLcode code = curl_easy_perform(c);
   if (canceled != nullptr && canceled->load()) return absl::CancelledError("canceled");
+  if (sink.other_cut) {
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    return absl::FailedPreconditionError(absl::StrCat(
+        "could not download ", url, ": the server answered HTTP ", status, " with a body of more than ",
+        kMaxAnswerBytes, " bytes (left unread)"));
+  }
   if (sink.over) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "could not download ", url, ": it is larger than --max-download-bytes (",
@@ -247,7 +293,11 @@ absl::StatusOr<int> OpenOutputFile(const std::string& path, uint64_t* size,
 
 absl::StatusOr<std::string> UploadFile(const std::string& url, const std::string& path,
                                        const std::vector<std::string>& headers,
-                                       const TransferOptions& options) {
+                                       const TransferOptions& options,
+                                       const std::atomic<bool>* canceled) {
+  auto canceled_error = [&] {
+    return absl::CancelledError(absl::StrCat("the upload of ", path, " to ", url, " was canceled"));
+  };
   for (const std::string& header : headers) {
     if (absl::Status safe = CheckHeaderLine(header); !safe.ok()) {
       return absl::InvalidArgumentError(
@@ -261,6 +311,7 @@ absl::StatusOr<std::string> UploadFile(const std::string& url, const std::string
       std::this_thread::sleep_for(absl::ToChronoMilliseconds(backoff));
       backoff *= 2;
     }
+    if (canceled != nullptr && canceled->load()) return canceled_error();
     uint64_t size = 0;
     absl::StatusOr<int> fd = OpenOutputFile(path, &size, options.output_root);
     if (!fd.ok()) return fd.status();
@@ -284,8 +335,9 @@ absl::StatusOr<std::string> UploadFile(const std::string& url, const std::string
     std::string location;
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, detail);
     curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+    UploadSource source{file.get(), size};
     curl_easy_setopt(c, CURLOPT_READFUNCTION, ReadFromFile);
-    curl_easy_setopt(c, CURLOPT_READDATA, file.get());
+    curl_easy_setopt(c, CURLOPT_READDATA, &source);
     curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(size));
     // libcurl's largest upload buffer (its default is 64 KiB): bench/upload_bench's
     // sending CPU 0.53-0.61 -> 0.32-0.37 ms/MiB on loopback. Allocated for the
@@ -294,10 +346,21 @@ absl::StatusOr<std::string> UploadFile(const std::string& url, const std::string
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, list.get());
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, KeepLocation);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &location);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, Discard);
-    const CURLcode code = curl_easy_perform(c);
+    uint64_t answer_bytes = 0;
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, DiscardAnswer);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &answer_bytes);
+    AbortOnCancel(c, canceled);
+    CURLcode code = curl_easy_perform(c);
+    if (canceled != nullptr && canceled->load()) return canceled_error();
     long status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    // An answer longer than is read: the file was sent, and its status says
+    // how it went.
+    if (code == CURLE_WRITE_ERROR && answer_bytes > kMaxAnswerBytes && source.sent == size) code = CURLE_OK;
+    if (source.shrank) {
+      last_error = absl::StrCat("the file shrank to ", source.sent, " of its ", size, " bytes as it was sent");
+      continue;  // sent again as it is now
+    }
     if (code == CURLE_OK && status >= 200 && status < 300) {
       // Signed upload URLs carry their signature in the query: it is no part
       // of where the file now lives.

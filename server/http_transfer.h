@@ -49,7 +49,8 @@ void InitCurlOnce();
 
 // GETs an http(s) URL into `path` (created or truncated), following
 // redirects. Fails on a non-2xx status, a stall, or when `canceled` becomes
-// true (Cancelled); the message says which, with the URL.
+// true (Cancelled); the message says which, with the URL. Of an answer that
+// is not the file (an error page, a redirect's body), 64 KiB are read.
 // `fd` is the file, opened for writing, which it closes; `path` names it in
 // messages.
 absl::Status DownloadToFile(const std::string& url, int fd, const std::string& path,
@@ -73,10 +74,13 @@ absl::StatusOr<int> OpenOutputFile(const std::string& path, uint64_t* size,
 // ("Name: value"), retrying connection errors, 429 and 5xx. Returns the
 // response's Location header if it has one, else `url`, without its query.
 // A header carrying CR, LF or NUL is refused (InvalidArgument) and nothing is
-// sent: a caller's text must not become headers of its own.
+// sent: a caller's text must not become headers of its own. Stops, Cancelled,
+// when `canceled` (may be null) becomes true. Of the answer, 64 KiB are read:
+// one without end held the call for good.
 absl::StatusOr<std::string> UploadFile(const std::string& url, const std::string& path,
                                        const std::vector<std::string>& headers,
-                                       const TransferOptions& options);
+                                       const TransferOptions& options,
+                                       const std::atomic<bool>* canceled = nullptr);
 
 }  // namespace cog
 

@@ -427,7 +427,8 @@ absl::StatusOr<std::string> PredictionFiles::DataUri(const std::string& path, ui
 
 absl::StatusOr<std::string> PredictionFiles::Upload(const std::string& path,
                                                     const std::string& prefix,
-                                                    const std::string& prediction_id) {
+                                                    const std::string& prediction_id,
+                                                    const std::atomic<bool>* canceled) {
   std::string head(kSniffBytes, '\0');
   {
     uint64_t size = 0;
@@ -444,7 +445,7 @@ absl::StatusOr<std::string> PredictionFiles::Upload(const std::string& path,
       absl::StrCat(prefix, absl::EndsWith(prefix, "/") ? "" : "/", PercentEncode(name));
   std::vector<std::string> headers = {"Content-Type: " + SniffMediaType(head)};
   if (!prediction_id.empty()) headers.push_back("X-Prediction-ID: " + prediction_id);
-  return UploadFile(url, path, headers, options_.transfer);
+  return UploadFile(url, path, headers, options_.transfer, canceled);
 }
 
 absl::StatusOr<std::string> PredictionFiles::ResolveOne(const std::string& url,
@@ -460,7 +461,7 @@ absl::StatusOr<std::string> PredictionFiles::ResolveOne(const std::string& url,
     // keeping megabytes per file for it is not worth it.
     return DataUri(*path, data_uri_room);
   }
-  absl::StatusOr<std::string> uploaded = Upload(*path, prefix, target.prediction_id);
+  absl::StatusOr<std::string> uploaded = Upload(*path, prefix, target.prediction_id, target.canceled);
   if (uploaded.ok()) target.done[url] = *uploaded;
   return uploaded;
 }

@@ -92,6 +92,9 @@ class PredictionFiles {
   struct OutputTarget {
     std::string prediction_id;
     std::string upload_prefix;  // empty: --upload-url, and if that is empty, data: URIs
+    // Set when the prediction is canceled: an upload under way stops
+    // (ResolveOutputs is then Cancelled). May be null.
+    const std::atomic<bool>* canceled = nullptr;
     absl::flat_hash_map<std::string, std::string> done;
   };
   // Replaces the file:// URL at each of `pointers` (JSON pointers into
@@ -113,7 +116,8 @@ class PredictionFiles {
                                          uint64_t* data_uri_room);
   absl::StatusOr<std::string> DataUri(const std::string& path, uint64_t* room);
   absl::StatusOr<std::string> Upload(const std::string& path, const std::string& prefix,
-                                     const std::string& prediction_id);
+                                     const std::string& prediction_id,
+                                     const std::atomic<bool>* canceled);
   // Into a new file in the directory `dir_fd` (`dir` in messages).
   absl::StatusOr<std::string> FetchOne(const std::string& url, int dir_fd, const std::string& dir,
                                        const std::atomic<bool>* canceled);

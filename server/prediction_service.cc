@@ -407,6 +407,7 @@ absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
     active->serial = !file_inputs.empty();
     active->outputs.prediction_id = prediction.id;
     active->outputs.upload_prefix = request.output_file_prefix;
+    active->outputs.canceled = &active->cancel_requested;
     active->generation = runner_generation_;
     // A runner elsewhere copies the model's files here (Predict.output_dir):
     // made by the server, now, and removed when the prediction ends. The
@@ -671,8 +672,8 @@ absl::Status PredictionService::Cancel(absl::string_view id, std::optional<Predi
       return absl::NotFoundError(absl::StrCat("no running prediction has id '", id, "'"));
     }
     Active& active = *it->second;
-    if (active.ending) return absl::OkStatus();  // too late: it is being completed
-    active.cancel_requested = true;
+    active.cancel_requested = true;  // also stops the uploads of one that is ending
+    if (active.ending) return absl::OkStatus();  // the runner is done with it
     if (!active.at_runner) return absl::OkStatus();  // stops its downloads
     // Once: a client repeating its cancel must not make a storm of them at
     // the runner (each a signal and a read in its thread).
@@ -1028,7 +1029,11 @@ void PredictionService::AppendOutputs(const std::string& id, absl::StatusOr<Json
     active = FindActive(id);
     if (active == nullptr) return;
     if (!items.ok()) {
-      if (active->file_error.empty()) active->file_error = std::string(items.status().message());
+      if (absl::IsCancelled(items.status())) {
+        active->uploads_canceled = true;
+      } else if (active->file_error.empty()) {
+        active->file_error = std::string(items.status().message());
+      }
       return;
     }
     if (OutputsOver(*active)) return;  // the items from there on are dropped
@@ -1158,11 +1163,17 @@ void PredictionService::HandleDone(runner::Done& done) {
       if (!done.files_json().empty()) {
         if (absl::Status files = files_.ResolveOutputs(
                 *output, ParseFilePointers(done.files_json()), active->outputs);
-            !files.ok()) {
+            absl::IsCancelled(files)) {
+          active->uploads_canceled = true;
+          output.reset();
+        } else if (!files.ok()) {
           file_error = std::string(files.message());
         }
       }
     }
+  }
+  if (active->uploads_canceled && status == PredictionStatus::kSucceeded) {
+    status = PredictionStatus::kCanceled;  // canceled while its files were uploaded
   }
   Finish(active, [&](Active& ended) {
     Prediction& prediction = ended.prediction;

@@ -257,6 +257,9 @@ class PredictionService {
     // An output file that could not be read, or an output the runner sent that
     // could not be read, fails the prediction with this.
     std::string file_error;
+    // An output file's upload was stopped by a cancel: a prediction the
+    // runner ends succeeded then ends canceled (its outputs are not whole).
+    bool uploads_canceled = false;
     // What its outputs so far cost, as AppendOutputs counts them; past
     // max_output_bytes (OutputsOver) the rest are dropped, the runner is told
     // to cancel, and the prediction ends failed, saying so.

@@ -237,6 +237,22 @@ class DownloadBoundsTest(unittest.TestCase):
         self.assertEqual(body["status"], "succeeded", body.get("error"))
         self.assertEqual(server.stop(), 0)
 
+    def test_an_error_page_without_end_fails_the_download_at_once(self):
+        # A 404 (or a redirect) whose body never ended held the prediction and
+        # its slot for good: its bytes came too fast for the stall rule.
+        endless = UnlimitedSource(size=1 << 40, status=404)
+        self.addCleanup(endless.close)
+        server = CogServer("path_input")
+        self.addCleanup(server.close)
+        server.wait_for_status("READY")
+        status, _, body = server.request("POST", "/predictions", {"input": {"image": endless.url}}, timeout=60)
+        self.assertEqual((status, body["status"]), (200, "failed"), body)
+        self.assertIn("could not download %s: the server answered HTTP 404 with a body of more than 65536 bytes "
+                      "(left unread)" % endless.url, body["error"])
+        self.assertEqual(prediction_dirs(server), [])
+        self.assertEqual(server.health()["status"], "READY")
+        self.assertEqual(server.stop(), 0)
+
     @unittest.skipIf(shutil.which("prlimit") is None, "needs util-linux's prlimit")
     def test_a_file_size_limit_fails_the_download_not_the_server(self):
         # Past RLIMIT_FSIZE a write raises SIGXFSZ, whose default action
@@ -379,6 +395,82 @@ class UploadTest(unittest.TestCase):
         self.assertEqual(len(put["body"]), size)
         self.assertEqual(put["body"], bytes((i * 7919 + 13) % 251 for i in range(256)) * (size // 256))
         self.assertEqual(put["headers"]["content-type"], "application/octet-stream")
+
+
+class HostileUploadTarget:
+    """Takes a PUT's body, then answers 200 with a chunked body that never
+    ends ("endless"), or answers nothing until closed ("hang")."""
+
+    def __init__(self, mode):
+        target = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_PUT(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                target.received.set()
+                try:
+                    if mode == "hang":
+                        target.closed.wait(120)
+                        return
+                    self.send_response(200)
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    chunk = b"1000\r\n" + b"a" * 4096 + b"\r\n"
+                    while not target.closed.is_set():
+                        self.wfile.write(chunk)
+                except OSError:
+                    pass  # the server gave up on it
+
+        self.received = threading.Event()
+        self.closed = threading.Event()
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = "http://127.0.0.1:%d/up" % self.server.server_address[1]
+
+    def close(self):
+        self.closed.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class HostileUploadTest(unittest.TestCase):
+    def setUp(self):
+        self.server = CogServer("file_output")
+        self.addCleanup(self.server.close)
+        self.server.wait_for_status("READY")
+
+    def test_an_answer_without_end_is_left_and_the_upload_counts(self):
+        # The PUT's answer was read to its end: one that never ended held the
+        # slot for good, past cancels, and shutdown ended by its watchdog.
+        target = HostileUploadTarget("endless")
+        self.addCleanup(target.close)
+        status, _, body = self.server.request(
+            "POST", "/predictions", {"input": {"text": "t"}, "output_file_prefix": target.url}, timeout=60)
+        self.assertEqual((status, body["status"]), (200, "succeeded"), body)
+        self.assertEqual(body["output"], [target.url + "/out%200.txt"])
+        self.assertEqual(self.server.stop(), 0)
+
+    def test_an_upload_waiting_for_its_answer_is_canceled(self):
+        target = HostileUploadTarget("hang")
+        self.addCleanup(target.close)
+        status, _, body = self.server.request(
+            "POST", "/predictions", {"id": "held", "input": {"text": "t"}, "output_file_prefix": target.url},
+            headers={"Prefer": "respond-async"})
+        self.assertEqual(status, 202, body)
+        self.assertTrue(target.received.wait(30), "the upload never came")
+        self.assertEqual(self.server.health()["status"], "BUSY")
+        self.assertEqual(self.server.request("POST", "/predictions/held/cancel")[0], 200)
+        ended = wait_until(lambda: (lambda b: b if b["status"] not in ("starting", "processing") else None)(
+            self.server.request("GET", "/predictions/held")[2]), timeout=10, what="the prediction to end")
+        self.assertEqual(ended["status"], "canceled", ended)
+        self.assertEqual(self.server.wait_for_status("READY")["status"], "READY")
+        self.assertEqual(self.server.stop(), 0)
 
 
 class OddOutputFileTest(unittest.TestCase):
