@@ -665,4 +665,22 @@ void AppendJsonString(absl::string_view text, std::string* out) { AppendString(t
 
 bool IsUtf8(absl::string_view text) { return simdjson::validate_utf8(text.data(), text.size()); }
 
+std::string ToUtf8(absl::string_view text) {
+  if (IsUtf8(text)) return std::string(text);
+  std::string out;
+  out.reserve(text.size() + 8);
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  for (size_t i = 0; i < text.size();) {
+    const size_t length = p[i] < 0x80 ? 1 : Utf8Sequence(p + i, text.size() - i);
+    if (length == 0) {
+      out.append("\xEF\xBF\xBD");
+      ++i;
+    } else {
+      out.append(text.data() + i, length);
+      i += length;
+    }
+  }
+  return out;
+}
+
 }  // namespace cog

@@ -64,6 +64,10 @@ std::string FindNonFinite(const Json& value);
 // Whether `text` is valid UTF-8.
 bool IsUtf8(absl::string_view text);
 
+// `text` with each byte that is not part of valid UTF-8 written as U+FFFD, as
+// DumpJson writes it (and Python's decode(errors="replace") reads it).
+std::string ToUtf8(absl::string_view text);
+
 }  // namespace cog
 
 #endif  // COG_SERVER_JSON_H_

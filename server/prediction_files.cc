@@ -74,11 +74,17 @@ std::string FileNameFromUrl(absl::string_view url) {
   const size_t path = url.find('/');
   if (path == absl::string_view::npos) return "file";
   url.remove_prefix(path);
-  std::string name = PercentDecode(url.substr(url.rfind('/') + 1));
+  // As UTF-8 (Latin-1 names, %E9, are common): the runner is told the path in
+  // JSON, where another byte would name another file.
+  std::string name = ToUtf8(PercentDecode(url.substr(url.rfind('/') + 1)));
   for (char& c : name) {
     if (c == '/' || c == '\0') c = '_';
   }
-  if (name.size() > 200) name = name.substr(name.size() - 200);  // keep the extension
+  if (name.size() > 200) {  // keep the extension, and whole characters
+    size_t cut = name.size() - 200;
+    while (cut < name.size() && (static_cast<unsigned char>(name[cut]) & 0xC0) == 0x80) ++cut;
+    name = name.substr(cut);
+  }
   if (name.empty() || name == "." || name == "..") return "file";
   return name;
 }

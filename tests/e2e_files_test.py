@@ -32,6 +32,8 @@ class InputDownloadTest(unittest.TestCase):
         cls.files.files["/text/a%20b.txt"] = b"spaced"
         cls.files.files["/text/one.txt"] = b"one"
         cls.files.files["/text/two.txt"] = b"two"
+        cls.files.files["/text/caf%E9.txt"] = b"latin"
+        cls.files.files["/text/" + "%C3%A9" * 150 + "b.txt"] = b"long"
         cls.files.redirects["/old/cat.png"] = "/img/cat.png"
         cls.server = CogServer("path_input")
         cls.server.wait_for_status("READY")
@@ -77,6 +79,16 @@ class InputDownloadTest(unittest.TestCase):
         self.assertEqual(out["pair"]["a"]["content"], "one")
         self.assertEqual([p["content"] for p in out["pair"]["b"]], ["two", "one"])
         self.assertEqual({p["type"] for p in out["pair"]["b"] + out["images"]}, {"Path"})
+
+    def test_a_name_that_is_not_utf8_or_too_long_is_made_valid(self):
+        # caf%E9 (Latin-1) became a file the predictor was told of as
+        # caf\ufffd.txt, which did not exist; so did a name cut inside a character.
+        body = self.predict(image=self.files.url + "/text/caf%E9.txt",
+                            images=[self.files.url + "/text/" + "%C3%A9" * 150 + "b.txt"])
+        self.assertEqual(body["status"], "succeeded", body["error"])
+        out = json.loads(body["output"])
+        self.assertEqual((out["image"]["name"], out["image"]["content"]), ("caf\ufffd.txt", "latin"))
+        self.assertEqual((out["images"][0]["name"], out["images"][0]["content"]), ("\u00e9" * 97 + "b.txt", "long"))
 
     def test_redirects_are_followed(self):
         body = self.predict(image=self.files.url + "/old/cat.png")
