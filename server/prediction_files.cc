@@ -244,9 +244,16 @@ absl::StatusOr<int> MakeDirBeneath(int parent_fd, const std::string& name, const
   return fd;
 }
 
+// How deep RemoveBeneath descends (an open directory each level) before it
+// moves what is deeper up beside the tree it removes.
+constexpr int kMaxRemoveDepth = 32;
+
 // Removes `name` beneath `parent_fd` with what is in it, following no link
-// (a link is removed, not what it names); 64 levels deep at most.
-void RemoveBeneath(int parent_fd, const char* name, int depth) {
+// (a link is removed, not what it names). Directories deeper
+// than kMaxRemoveDepth are moved (never followed) to `top_fd` under a new
+// name, which is added to `moved` for the caller to remove in turn.
+void RemoveBeneath(int parent_fd, const char* name, int depth, int top_fd, const std::string& prefix,
+                   std::vector<std::string>* moved) {
   const int fd = ::openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) {
     ::unlinkat(parent_fd, name, 0);  // a file, or a link
@@ -255,8 +262,23 @@ void RemoveBeneath(int parent_fd, const char* name, int depth) {
   if (DIR* entries = ::fdopendir(fd); entries != nullptr) {
     while (const dirent* entry = ::readdir(entries)) {
       const absl::string_view child = entry->d_name;
-      if (child == "." || child == ".." || depth >= 64) continue;
-      RemoveBeneath(fd, entry->d_name, depth + 1);
+      if (child == "." || child == "..") continue;
+      if (depth < kMaxRemoveDepth) {
+        RemoveBeneath(fd, entry->d_name, depth + 1, top_fd, prefix, moved);
+        continue;
+      }
+      // No new name that already exists: one planted there is not replaced.
+      for (int attempt = 0; attempt < 100; ++attempt) {
+        std::string to = absl::StrCat(prefix, ".deep", moved->size(), "-", attempt);
+        if (::renameat2(fd, entry->d_name, top_fd, to.c_str(), RENAME_NOREPLACE) == 0) {
+          moved->push_back(std::move(to));
+          break;
+        }
+        if (errno != EEXIST) {
+          ::unlinkat(fd, entry->d_name, 0);  // not a directory after all
+          break;
+        }
+      }
     }
     ::closedir(entries);  // closes fd
   } else {
@@ -270,7 +292,13 @@ void RemoveBeneath(int parent_fd, const char* name, int depth) {
 void PredictionFiles::RemoveWorkDir(const std::string& dir) {
   const std::string leaf = LeafOf(dir);
   if (root_fd_ < 0 || leaf.empty()) return;
-  RemoveBeneath(root_fd_, leaf.c_str(), 0);
+  // Depth first, as deep as a predictor made it (100 nested directories
+  // were left behind), with a bounded number of directories open at once.
+  std::vector<std::string> moved;
+  RemoveBeneath(root_fd_, leaf.c_str(), 0, root_fd_, leaf, &moved);
+  for (size_t i = 0; i < moved.size(); ++i) {
+    RemoveBeneath(root_fd_, moved[i].c_str(), 0, root_fd_, leaf, &moved);
+  }
   if (::faccessat(root_fd_, leaf.c_str(), F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
     spdlog::warn("cannot remove all of {}", dir);
   }

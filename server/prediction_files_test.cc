@@ -130,6 +130,37 @@ TEST(PredictionFilesTest, DataUriInputsAreDecodedIntoTheWorkDir) {
   EXPECT_NE(access(dir->c_str(), F_OK), 0);
 }
 
+// A predictor that nests directories deeper than removal descends at once
+// (100 levels were left behind): all of it goes, with a file and a link to
+// outside at the bottom, and only it.
+TEST(PredictionFilesTest, AWorkDirNestedDeepIsRemovedWhole) {
+  PredictionFiles files;
+  absl::StatusOr<std::string> dir = files.MakeWorkDir();
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  absl::StatusOr<std::string> other = files.MakeWorkDir();
+  ASSERT_TRUE(other.ok()) << other.status();
+  char outside_template[] = "/tmp/cog-outside-XXXXXX";
+  ASSERT_NE(mkdtemp(outside_template), nullptr);
+  const std::string outside = outside_template;
+  { std::ofstream(outside + "/keep") << "the server's own"; }
+  std::string path = *dir;
+  for (int i = 0; i < 300; ++i) {
+    path += "/d";
+    ASSERT_EQ(mkdir(path.c_str(), 0700), 0) << i;
+    if (i % 50 == 0) std::ofstream(path + "/f") << i;
+  }
+  ASSERT_EQ(symlink(outside.c_str(), (path + "/out").c_str()), 0);
+  files.RemoveWorkDir(*dir);
+  EXPECT_NE(access(dir->c_str(), F_OK), 0);
+  std::vector<std::string> left;
+  for (const auto& entry : std::filesystem::directory_iterator(files.root())) {
+    left.push_back(entry.path().string());
+  }
+  EXPECT_EQ(left, std::vector<std::string>{*other});  // nothing moved out is left
+  EXPECT_EQ(access((outside + "/keep").c_str(), F_OK), 0);
+  std::filesystem::remove_all(outside);
+}
+
 // A runner sharing the root (a sidecar) plants links where the server is
 // about to write, or swaps one in for a work directory: nothing is written or
 // removed outside the root, and the input fails instead.
