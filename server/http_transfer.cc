@@ -197,23 +197,23 @@ absl::Status DownloadToFile(const std::string& url, int fd, const std::string& p
     long status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     return absl::FailedPreconditionError(absl::StrCat(
-        "could not download ", url, ": the server answered HTTP ", status, " with a body of more than ",
+        "could not download ", RedactUrl(url), ": the server answered HTTP ", status, " with a body of more than ",
         kMaxAnswerBytes, " bytes (left unread)"));
   }
   if (sink.over) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        "could not download ", url, ": it is larger than --max-download-bytes (",
+        "could not download ", RedactUrl(url), ": it is larger than --max-download-bytes (",
         options.max_download_bytes, " bytes)"));
   }
   if (code != CURLE_OK) {
     return absl::UnavailableError(
-        absl::StrCat("could not download ", url, ": ", TransferError(code, detail, options, guard)));
+        absl::StrCat("could not download ", RedactUrl(url), ": ", TransferError(code, detail, options, guard)));
   }
   long status = 0;
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
   if (status < 200 || status >= 300) {
     return absl::FailedPreconditionError(
-        absl::StrCat("could not download ", url, ": the server answered HTTP ", status));
+        absl::StrCat("could not download ", RedactUrl(url), ": the server answered HTTP ", status));
   }
   if (std::fflush(file.get()) != 0 || std::ferror(file.get())) {
     return absl::InternalError(absl::StrCat("cannot write ", path, ": ", std::strerror(errno)));
@@ -296,12 +296,12 @@ absl::StatusOr<std::string> UploadFile(const std::string& url, const std::string
                                        const TransferOptions& options,
                                        const std::atomic<bool>* canceled) {
   auto canceled_error = [&] {
-    return absl::CancelledError(absl::StrCat("the upload of ", path, " to ", url, " was canceled"));
+    return absl::CancelledError(absl::StrCat("the upload of ", path, " to ", RedactUrl(url), " was canceled"));
   };
   for (const std::string& header : headers) {
     if (absl::Status safe = CheckHeaderLine(header); !safe.ok()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("could not upload ", path, " to ", url, ": ", safe.message()));
+          absl::StrCat("could not upload ", path, " to ", RedactUrl(url), ": ", safe.message()));
     }
   }
   std::string last_error;
@@ -380,7 +380,7 @@ absl::StatusOr<std::string> UploadFile(const std::string& url, const std::string
       if (status != 429 && status < 500) break;  // the request itself is wrong: no retry
     }
   }
-  return absl::UnavailableError(absl::StrCat("could not upload ", path, " to ", url, ": ", last_error));
+  return absl::UnavailableError(absl::StrCat("could not upload ", path, " to ", RedactUrl(url), ": ", last_error));
 }
 
 }  // namespace cog

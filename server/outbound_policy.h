@@ -114,6 +114,10 @@ struct UrlProblem {
 // libcurl parses it (no spaces, control characters or NUL bytes).
 std::optional<UrlProblem> CheckHttpUrl(absl::string_view url);
 
+// `url` as it may be logged or shown: a password in it ("user:secret@host")
+// becomes "***" ("user:***@host"). A webhook's or upload's URL may carry one.
+std::string RedactUrl(absl::string_view url);
+
 // OK unless a "Name: value" header line carries CR, LF or NUL, which would
 // end the header early and let the rest become headers or a body of its own
 // (header injection). The message shows the line escaped.

@@ -182,5 +182,13 @@ TEST(CheckHeaderLineTest, RefusesLineBreaksAndNul) {
   }
 }
 
+TEST(RedactUrlTest, HidesAPasswordOnly) {
+  EXPECT_EQ(RedactUrl("http://user:secret@host:8080/path?q=a@b"), "http://user:***@host:8080/path?q=a@b");
+  EXPECT_EQ(RedactUrl("https://user@host/x"), "https://user@host/x");  // no password
+  EXPECT_EQ(RedactUrl("https://host/x?to=a:b@c"), "https://host/x?to=a:b@c");  // not the authority
+  EXPECT_EQ(RedactUrl("http://a:b:c@h"), "http://a:***@h");
+  EXPECT_EQ(RedactUrl("no url"), "no url");
+}
+
 }  // namespace
 }  // namespace cog

@@ -68,7 +68,7 @@ class WebhookObserver final : public PredictionObserver {
     if (value.empty()) return;
     std::string line = absl::StrCat(name, ": ", value);
     if (absl::Status safe = CheckHeaderLine(line); !safe.ok()) {
-      spdlog::warn("webhook {}: {}", url_, std::string(safe.message()));
+      spdlog::warn("webhook {}: {}", RedactUrl(url_), std::string(safe.message()));
       return;
     }
     headers_.push_back(std::move(line));
@@ -146,7 +146,7 @@ bool WebhookSender::Admit(Webhook& webhook, const std::string& prediction_id) {
                     "waiting for receivers that have not taken them (--webhook-backlog-bytes); "
                     "the prediction is still there for GET /predictions/{} while the server keeps "
                     "it (this message: at most every 10 s)",
-                    std::string(WebhookEventName(webhook.event)), webhook.url, prediction_id, webhook.body.size(),
+                    std::string(WebhookEventName(webhook.event)), RedactUrl(webhook.url), prediction_id, webhook.body.size(),
                     backlog_bytes_, prediction_id);
     }
     return false;
@@ -403,7 +403,7 @@ bool WebhookSender::StartAttempt(Transfer* transfer) {
   ++transfer->attempt;
   CURL* easy = curl_easy_init();
   if (easy == nullptr) {
-    spdlog::error("webhook {} for prediction {}: libcurl could not make a handle", webhook.url,
+    spdlog::error("webhook {} for prediction {}: libcurl could not make a handle", RedactUrl(webhook.url),
                   transfer->prediction_id);
     return false;
   }
@@ -422,7 +422,7 @@ bool WebhookSender::StartAttempt(Transfer* transfer) {
   curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, DiscardBody);
   if (curl_multi_add_handle(multi_, easy) != CURLM_OK) {
     curl_easy_cleanup(easy);
-    spdlog::error("webhook {} for prediction {}: libcurl could not start it", webhook.url,
+    spdlog::error("webhook {} for prediction {}: libcurl could not start it", RedactUrl(webhook.url),
                   transfer->prediction_id);
     return false;
   }
@@ -438,13 +438,13 @@ bool WebhookSender::AttemptEnded(Transfer* transfer, CURLcode code, long status)
     const std::string why = refused                      ? transfer->guard->refusal()
                             : transfer->error[0] != '\0' ? std::string(transfer->error)
                                                          : std::string(curl_easy_strerror(code));
-    spdlog::warn("webhook {} for prediction {}: {}", webhook.url, transfer->prediction_id, why);
+    spdlog::warn("webhook {} for prediction {}: {}", RedactUrl(webhook.url), transfer->prediction_id, why);
     // Neither a refused address nor a URL curl will not send to changes on a retry.
     retryable = !refused && code != CURLE_UNSUPPORTED_PROTOCOL && code != CURLE_URL_MALFORMAT;
   } else if (status >= 200 && status < 300) {
     return true;
   } else {
-    spdlog::warn("webhook {} for prediction {} answered {}", webhook.url, transfer->prediction_id,
+    spdlog::warn("webhook {} for prediction {} answered {}", RedactUrl(webhook.url), transfer->prediction_id,
                  status);
     retryable = status == 429 || status >= 500;
   }
@@ -452,7 +452,7 @@ bool WebhookSender::AttemptEnded(Transfer* transfer, CURLcode code, long status)
   if (!retryable) return true;
   if (transfer->attempt >= attempts) {
     if (attempts > 1) {
-      spdlog::error("webhook {} for prediction {} failed {} times; giving up", webhook.url,
+      spdlog::error("webhook {} for prediction {} failed {} times; giving up", RedactUrl(webhook.url),
                     transfer->prediction_id, attempts);
     }
     return true;

@@ -86,6 +86,21 @@ class WebhookTest(unittest.TestCase):
         self.assertEqual([b["status"] for b in bodies], ["succeeded"])
         self.assertEqual([r["status"] for r in self.receiver.received("/flaky")], [503, 500, 429, 200])
 
+    def test_a_password_in_the_webhook_url_is_not_logged(self):
+        self.receiver.failures["/with-password"] = [500]
+        url = self.receiver.url.replace("://", "://hook-user:s3cret-pw@") + "/with-password"
+        status, _, answer = self.server.request(
+            "POST", "/predictions", {"input": {"n": 1}, "webhook": url, "webhook_events_filter": ["completed"]},
+            headers={"Prefer": "respond-async"})
+        self.assertEqual(status, 202, answer)
+        self.wait_completed("/with-password")
+        [failed, _] = self.receiver.received("/with-password")
+        self.assertEqual(failed["status"], 500)
+        logs = self.server.logs()
+        self.assertIn("webhook %s for prediction %s answered 500" % (
+            url.replace("s3cret-pw", "***"), answer["id"]), logs)
+        self.assertNotIn("s3cret-pw", logs)
+
     def test_a_non_terminal_webhook_is_not_retried_and_does_not_hold_up_the_rest(self):
         self.receiver.failures["/start-fails"] = [500]
         self.predict("/start-fails", {"input": {"n": 1}, "webhook_events_filter": ["start", "completed"]})
