@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
@@ -48,6 +49,15 @@ constexpr size_t kReadChunk = 64 << 10;
 // dropped before closing: a close with unread input sends a reset, which can
 // destroy the answer before the client reads it.
 constexpr auto kLinger = std::chrono::seconds(2);
+
+// Whether a warning about a refused body may be logged now: at most one every
+// 10 s, since any client can have its body refused.
+bool BodyWarningDue() {
+  static std::atomic<int64_t> last{0};  // Unix seconds
+  int64_t before = last.load();
+  const int64_t now = absl::ToUnixSeconds(absl::Now());
+  return now - before >= 10 && last.compare_exchange_strong(before, now);
+}
 // How long a keep-alive connection keeps its read buffer while it waits for
 // its next request.
 constexpr absl::Duration kKeepBufferWhileIdle = absl::Milliseconds(200);
@@ -184,7 +194,11 @@ std::string ResponseHead(const HttpResponse& response, const ParsedHead& request
   } else if (request.http_minor >= 1) {
     head.append("Transfer-Encoding: chunked\r\n");
   }
-  if (!keep_alive) head.append("Connection: close\r\n");
+  if (!keep_alive) {
+    head.append("Connection: close\r\n");
+  } else if (request.http_minor == 0) {
+    head.append("Connection: keep-alive\r\n");  // else a 1.0 client reads to the close
+  }
   head.append("\r\n");
   return head;
 }
@@ -278,9 +292,22 @@ class Connection final {
   // kJsonPadding of capacity left past its end. False if the request cannot
   // be served: the client's input ended or the socket failed, or the body was
   // refused (answered here).
-  bool ReadBody(const BodyFraming& framing, std::string* body) {
+  // With `expect_continue` (and no byte of the body here yet), 100 Continue
+  // is sent first, once a Content-Length body is counted in the server's
+  // budget: a body refused is then never sent.
+  bool ReadBody(const BodyFraming& framing, std::string* body, bool expect_continue) {
+    // Counted while it is read: that is what a client can make last (a body
+    // sent at once and then trickled). Once read, its request is handled at
+    // once (a prediction holds its body while it runs, within the slots).
+    const absl::Cleanup release = [this] { ReleaseBody(); };
     body_started_ = Clock::now();
     body_bytes_ = buffered().size();  // what came with the head counts
+    if (framing.kind == BodyFraming::Kind::kLength && !CountBody(framing.length)) return false;
+    const bool has_body = framing.kind == BodyFraming::Kind::kChunked ||
+                          (framing.kind == BodyFraming::Kind::kLength && framing.length > 0);
+    if (expect_continue && has_body && buffered().empty() && !Send({"HTTP/1.1 100 Continue\r\n\r\n"})) {
+      return false;
+    }
     switch (framing.kind) {
       case BodyFraming::Kind::kNone:
         return true;
@@ -295,8 +322,7 @@ class Connection final {
     return true;
   }
 
-  // Gives back what the last body counted in the server's body budget (its
-  // request is answered).
+  // Gives back what the body being read counted in the server's budget.
   void ReleaseBody() {
     if (body_counted_ > 0 && buffered_body_bytes_ != nullptr) {
       buffered_body_bytes_->fetch_sub(body_counted_);
@@ -438,11 +464,13 @@ class Connection final {
     uint64_t held = buffered_body_bytes_->load();
     do {
       if (held + more > limit) {
-        spdlog::warn("refused a request body of {} bytes with 503: request bodies already hold {} of "
-                     "--max-buffered-body-bytes={}",
-                     size, held, limit);
+        if (BodyWarningDue()) {
+          spdlog::warn("refused a request body of {} bytes with 503: bodies being read already hold {} of "
+                       "--max-buffered-body-bytes={} (this message: at most every 10 s)",
+                       size, held, limit);
+        }
         Refuse(503,
-               absl::StrCat("The server is holding ", held,
+               absl::StrCat("The server is reading ", held,
                             " bytes of request bodies, and this one (", size,
                             " bytes) would pass its limit, --max-buffered-body-bytes=", limit,
                             "; retry shortly"),
@@ -455,7 +483,6 @@ class Connection final {
   }
 
   bool ReadLengthBody(uint64_t length, std::string* body) {
-    if (!CountBody(length)) return false;
     // Room for all of it and the padding, so that it is not copied as it
     // grows; capped, since the bytes have not arrived yet.
     body->reserve(static_cast<size_t>(std::min<uint64_t>(length, kMaxReserve)) + kJsonPadding);
@@ -937,6 +964,14 @@ void FrontDoorServer::ServeRequests(int fd) {
       }
       if (wait != Connection::Wait::kReady) return;
     }
+    // Empty lines before a request line are ignored (RFC 9112 section 2.2: a
+    // client may send a CRLF after a body).
+    if (absl::StartsWith(connection.buffered(), "\r\n")) {
+      size_t blank = 0;
+      while (connection.buffered().substr(blank, 2) == "\r\n") blank += 2;
+      connection.Consume(blank);
+      if (connection.buffered().empty()) continue;
+    }
     // From its first byte, a request has header_timeout to send its head.
     const Clock::time_point head_deadline = After(options_.header_timeout);
     RequestHeadScanner scanner(options_.limits);
@@ -963,18 +998,18 @@ void FrontDoorServer::ServeRequests(int fd) {
     }
     connection.Consume(scanner.head_size());
     const BodyFraming& framing = scanner.body();
-    const bool has_body = framing.kind == BodyFraming::Kind::kChunked ||
-                          (framing.kind == BodyFraming::Kind::kLength && framing.length > 0);
-    if (parsed.expect_continue && has_body && connection.buffered().empty() &&
-        !connection.Send({"HTTP/1.1 100 Continue\r\n\r\n"})) {
-      return;
-    }
+    // HTTP/1.0 has no chunked framing: one that says it is closed after it
+    // (RFC 9112 section 6.1), whatever it asked.
+    if (parsed.http_minor == 0 && framing.kind == BodyFraming::Kind::kChunked) parsed.keep_alive = false;
     try {
-      if (!connection.ReadBody(framing, &request.body)) return;
+      // 100-continue is for HTTP/1.1 only: a 1.0 client's Expect is ignored.
+      if (!connection.ReadBody(framing, &request.body, parsed.expect_continue && parsed.http_minor >= 1)) {
+        return;
+      }
     } catch (const std::bad_alloc&) {
       // Address space or overcommit limits: this request fails, not the server.
       std::string().swap(request.body);
-      spdlog::warn("refused a request body with 503: out of memory");
+      if (BodyWarningDue()) spdlog::warn("refused a request body with 503: out of memory (this message: at most every 10 s)");
       return connection.Refuse(503, "The server has no memory for this request's body now; retry shortly",
                                "1");
     }
@@ -1015,8 +1050,6 @@ void FrontDoorServer::ServeRequests(int fd) {
       sent = !connection.failed();
     }
     const uint64_t moved = connection.TakeWritten() + request.body.size();
-    std::string().swap(request.body);  // before its count is given back
-    connection.ReleaseBody();
     if (options_.heap_trimmer != nullptr) options_.heap_trimmer->Released(moved);
     if (!sent) return;
     if (!keep_alive) return connection.Close();

@@ -420,10 +420,38 @@ TEST(FrontDoorTest, Http10GetsItsAnswerAndTheConnectionCloses) {
 
   Client keep(served.port());
   ASSERT_TRUE(keep.Send("GET /ok HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
-  EXPECT_EQ(keep.Response(), "200 ok");
+  // Said, or a 1.0 client reads to a close that does not come.
+  const std::string kept = keep.Raw(absl::Seconds(10), "ok");
+  EXPECT_TRUE(absl::StrContains(kept, "Connection: keep-alive\r\n")) << kept;
   ASSERT_TRUE(keep.Send("GET /ok HTTP/1.1\r\nConnection: close\r\n\r\n"));
   EXPECT_EQ(keep.Response(), "200 ok");
   EXPECT_TRUE(keep.Closed(absl::Seconds(5)));
+}
+
+// RFC 9112: a 1.0 request's Expect is ignored, and a chunked 1.0 body
+// closes the connection after its answer; empty lines before a request line
+// are skipped (a client may send a CRLF after a body).
+TEST(FrontDoorTest, Http10FramingAndBlankLinesBeforeARequest) {
+  Served served(SmallLimits());
+  Client old(served.port());
+  ASSERT_TRUE(old.Send("POST /echo HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2\r\n"
+                       "Connection: keep-alive\r\n\r\n"));
+  const std::string answer = old.Raw(absl::Seconds(1), "");
+  EXPECT_EQ(answer, "") << "no 100 Continue to a 1.0 client";
+  ASSERT_TRUE(old.Send("hi"));
+  EXPECT_EQ(old.Response(), "200 hi");
+
+  Client chunked(served.port());
+  ASSERT_TRUE(chunked.Send("POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n"
+                           "2\r\nab\r\n0\r\n\r\n"));
+  const std::string raw = chunked.Raw(absl::Seconds(10), "");
+  EXPECT_TRUE(absl::StrContains(raw, "Connection: close\r\n")) << raw;
+  EXPECT_TRUE(absl::EndsWith(raw, "ab")) << raw;
+
+  Client blank(served.port());
+  ASSERT_TRUE(blank.Send("POST /echo HTTP/1.1\r\nContent-Length: 1\r\n\r\nx\r\nGET /ok HTTP/1.1\r\n\r\n"));
+  EXPECT_EQ(blank.Response(), "200 x");
+  EXPECT_EQ(blank.Response(), "200 ok");
 }
 
 TEST(FrontDoorTest, ExpectContinueIsAnsweredBeforeTheBodyIsSent) {
@@ -513,6 +541,12 @@ TEST(FrontDoorTest, BodiesPastTheServersBudgetAre503UntilOthersAreAnswered) {
   EXPECT_TRUE(absl::StartsWith(answer, "HTTP/1.1 503 ")) << answer;
   EXPECT_TRUE(absl::StrContains(answer, "Retry-After: 1\r\n")) << answer;
   EXPECT_TRUE(absl::StrContains(answer, "would pass its limit, --max-buffered-body-bytes=3145728")) << answer;
+
+  Client asking(served.port());  // refused before it is told to send its body
+  ASSERT_TRUE(asking.Send(absl::StrCat("POST /echo HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: ", 2 << 20,
+                                       "\r\n\r\n")));
+  const std::string refusal = asking.Raw(absl::Seconds(10), "}");
+  EXPECT_TRUE(absl::StartsWith(refusal, "HTTP/1.1 503 ")) << refusal;
 
   Client chunked(served.port());  // refused as its chunk sizes pass the budget
   ASSERT_TRUE(chunked.Send(absl::StrFormat("POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n",

@@ -14,8 +14,10 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/functional/function_ref.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -77,21 +79,50 @@ Json HealthJson(const HealthReport& report) {
 
 // The headers a prediction request reads, each the first of its name, or
 // null, found in one pass over the fields.
+// Whether a Prefer field's comma-separated list asks for `preference`
+// ("respond-async"; "wait=5", "return=minimal; x" name others).
+bool Prefers(absl::string_view field, absl::string_view preference) {
+  for (absl::string_view element : absl::StrSplit(field, ',')) {
+    element = absl::StripAsciiWhitespace(element.substr(0, element.find_first_of("=;")));
+    if (absl::EqualsIgnoreCase(element, preference)) return true;
+  }
+  return false;
+}
+
+// Whether an Accept field's list accepts `media` ("text/event-stream"): named
+// with a q above 0.
+bool Accepts(absl::string_view field, absl::string_view media) {
+  for (absl::string_view range : absl::StrSplit(field, ',')) {
+    std::vector<absl::string_view> parts = absl::StrSplit(range, ';');
+    if (!absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(parts[0]), media)) continue;
+    double q = 1;
+    for (size_t i = 1; i < parts.size(); ++i) {
+      absl::string_view parameter = absl::StripAsciiWhitespace(parts[i]);
+      if (absl::ConsumePrefix(&parameter, "q=") || absl::ConsumePrefix(&parameter, "Q=")) {
+        if (!absl::SimpleAtod(parameter, &q)) q = 1;
+      }
+    }
+    if (q > 0) return true;
+  }
+  return false;
+}
+
 struct PredictionHeaders {
   const std::string* content_type = nullptr;
   const std::string* traceparent = nullptr;
   const std::string* tracestate = nullptr;
-  const std::string* prefer = nullptr;
-  const std::string* accept = nullptr;
+  bool respond_async = false;  // Prefer: respond-async, in any Prefer field
+  bool event_stream = false;   // Accept: text/event-stream (q > 0), in any Accept field
 
   explicit PredictionHeaders(const std::vector<std::pair<std::string, std::string>>& headers) {
     const std::pair<absl::string_view, const std::string**> wanted[] = {
-        {"Content-Type", &content_type}, {"traceparent", &traceparent}, {"tracestate", &tracestate},
-        {"Prefer", &prefer}, {"Accept", &accept}};
+        {"Content-Type", &content_type}, {"traceparent", &traceparent}, {"tracestate", &tracestate}};
     for (const auto& [name, value] : headers) {
       for (const auto& [want, slot] : wanted) {
         if (*slot == nullptr && absl::EqualsIgnoreCase(name, want)) *slot = &value;
       }
+      if (absl::EqualsIgnoreCase(name, "Prefer")) respond_async = respond_async || Prefers(value, "respond-async");
+      if (absl::EqualsIgnoreCase(name, "Accept")) event_stream = event_stream || Accepts(value, "text/event-stream");
     }
   }
 
@@ -504,15 +535,27 @@ RestGateway::RestGateway(PredictionService* core, Options options)
 
 RestGateway::~RestGateway() { Stop(); }
 
-bool RestGateway::Route::Matches(const std::vector<std::string>& segments, std::string* id) const {
+namespace {
+
+// Whether a path segment as sent is `want` once decoded.
+bool SegmentIs(absl::string_view raw, absl::string_view want) {
+  return raw == want || (absl::StrContains(raw, '%') && PercentDecode(raw) == want);
+}
+
+}  // namespace
+
+bool RestGateway::Route::Matches(absl::Span<const absl::string_view> segments, std::string* id) const {
   const size_t n = prefix_segments.size();
   const size_t wanted = shape == Shape::kExact ? n : shape == Shape::kId ? n + 1 : n + 2;
-  if (segments.size() != wanted || !std::equal(prefix_segments.begin(), prefix_segments.end(), segments.begin())) {
-    return false;
+  if (segments.size() != wanted) return false;
+  for (size_t i = 0; i < n; ++i) {
+    if (!SegmentIs(segments[i], prefix_segments[i])) return false;
   }
   if (shape == Shape::kExact) return true;
-  if (segments[n].empty() || (shape == Shape::kIdCancel && segments[n + 1] != "cancel")) return false;
-  *id = segments[n];
+  if (segments[n].empty() || (shape == Shape::kIdCancel && !SegmentIs(segments[n + 1], "cancel"))) {
+    return false;
+  }
+  *id = PercentDecode(segments[n]);
   return true;
 }
 
@@ -610,10 +653,8 @@ void RestGateway::RegisterRoutes() {
 }
 
 void RestGateway::Handle(const HttpRequest& request, HttpResponse& response) const {
-  std::vector<std::string> segments;  // "/predictions/a%2Fb" → "", "predictions", "a/b"
-  for (absl::string_view segment : absl::StrSplit(request.raw_path, '/')) {
-    segments.push_back(PercentDecode(segment));
-  }
+  // "/predictions/a%2Fb" → "", "predictions", "a%2Fb": split before decoding.
+  const absl::InlinedVector<absl::string_view, 6> segments = absl::StrSplit(request.raw_path, '/');
   std::string id;
   for (const Route& route : routes_) {
     if (!route.Matches(segments, &id)) continue;
@@ -640,11 +681,8 @@ void RestGateway::HandlePrediction(const HttpRequest& http_request, HttpResponse
   if (!request.ok()) return ReplyError(response, request.status());
   request->traceparent = PredictionHeaders::Value(headers.traceparent);
   request->tracestate = PredictionHeaders::Value(headers.tracestate);
-  const bool respond_async =
-      headers.prefer != nullptr && absl::StrContains(absl::AsciiStrToLower(*headers.prefer), "respond-async");
-  const bool stream =
-      !respond_async && headers.accept != nullptr &&
-      absl::StrContains(absl::AsciiStrToLower(*headers.accept), "text/event-stream");
+  const bool respond_async = headers.respond_async;
+  const bool stream = !respond_async && headers.event_stream;
   std::shared_ptr<SyncObserver::Result> result;
   std::shared_ptr<EventStream> events;
   std::unique_ptr<PredictionObserver> observer;

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
@@ -83,10 +84,10 @@ class RestGateway {
     std::vector<std::pair<std::string, Handler>> methods;
     std::string allow;  // the methods, for a 405's Allow
     std::vector<std::string> prefix_segments;  // prefix split on '/': "/v2/health" → "", "v2", "health"
-    // Whether the path whose segments (split on '/', then each
-    // percent-decoded) are `segments` is this route's; the {id} in it, if
-    // any, into *id.
-    bool Matches(const std::vector<std::string>& segments, std::string* id) const;
+    // Whether the path whose segments (split on '/', each still
+    // percent-encoded) are `segments` is this route's; the {id} in it, if
+    // any, decoded into *id.
+    bool Matches(absl::Span<const absl::string_view> segments, std::string* id) const;
   };
 
   void RegisterRoutes();

@@ -103,7 +103,11 @@ absl::Status ParseRequest(const grpc::ByteBuffer& raw, google::protobuf::Message
   google::protobuf::io::CodedInputStream input(&reader);
   input.SetRecursionLimit(recursion_limit);
   CapturedProtobufErrors errors;
-  if (request->ParseFromCodedStream(&input) && reader.status().ok()) return absl::OkStatus();
+  // ConsumedEntireMessage: bytes after a 0 tag or an end-group tag are no
+  // part of a message (ParseFromCodedStream stops there and says yes).
+  if (request->ParseFromCodedStream(&input) && input.ConsumedEntireMessage() && reader.status().ok()) {
+    return absl::OkStatus();
+  }
   // "String field 'cog.v1.PredictionRequest.id' contains invalid UTF-8 data when parsing ..."
   const std::string& why = errors.last();
   if (absl::StrContains(why, "invalid UTF-8")) {
@@ -565,17 +569,22 @@ namespace {
 
 // Room for a Struct nested `max_json_depth` deep (three messages a level) and
 // for the messages around it.
-int RecursionLimit(int max_json_depth) { return 3 * std::max(1, max_json_depth) + 8; }
+// At most 512 levels (1,544 messages): deeper could overflow a gRPC thread's
+// stack as protobuf reads it.
+int RecursionLimit(int max_json_depth) { return 3 * std::clamp(max_json_depth, 1, 512) + 8; }
 
 // The index gRPC's generated code gives method `name` (its place in the
-// .proto), checked against the request type the handler reads.
-int MethodIndex(const char* name, const google::protobuf::Descriptor* request) {
+// .proto), checked against the types and the streaming of the handler.
+int MethodIndex(const char* name, const google::protobuf::Descriptor* request,
+                const google::protobuf::Descriptor* response, bool server_streaming) {
   const google::protobuf::ServiceDescriptor* service =
       v1::PredictionRequest::descriptor()->file()->FindServiceByName("Predictor");
   const google::protobuf::MethodDescriptor* method =
       service == nullptr ? nullptr : service->FindMethodByName(name);
-  if (method == nullptr || method->input_type() != request) {
-    spdlog::critical("cog.v1.Predictor has no method {} taking {}", name, request->full_name());
+  if (method == nullptr || method->input_type() != request || method->output_type() != response ||
+      method->server_streaming() != server_streaming || method->client_streaming()) {
+    spdlog::critical("cog.v1.Predictor has no method {} taking {} and answering {}", name,
+                     request->full_name(), response->full_name());
     std::abort();
   }
   return method->index();
@@ -606,7 +615,7 @@ void PredictorService::ReadRequestsFirst(
                           grpc::CallbackServerContext*, const Request*, Response*)) {
   // The generated code's own registration, with the request left as bytes.
   MarkMethodCallback(
-      MethodIndex(name, Request::descriptor()),
+      MethodIndex(name, Request::descriptor(), Response::descriptor(), /*server_streaming=*/false),
       new grpc::internal::CallbackUnaryHandler<grpc::ByteBuffer, Response>(
           [this, method](grpc::CallbackServerContext* context, const grpc::ByteBuffer* raw,
                          Response* response) {
@@ -620,7 +629,8 @@ void PredictorService::ReadRequestsFirst(
 
 void PredictorService::ReadStreamRequestsFirst() {
   MarkMethodCallback(
-      MethodIndex("PredictStream", v1::PredictionRequest::descriptor()),
+      MethodIndex("PredictStream", v1::PredictionRequest::descriptor(), v1::PredictionEvent::descriptor(),
+                  /*server_streaming=*/true),
       new grpc::internal::CallbackServerStreamingHandler<grpc::ByteBuffer, v1::PredictionEvent>(
           [this](grpc::CallbackServerContext* context, const grpc::ByteBuffer* raw) {
             v1::PredictionRequest request;

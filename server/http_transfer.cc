@@ -66,6 +66,7 @@ struct DownloadSink {
   FILE* file;
   CURL* curl;
   uint64_t max_bytes;  // 0: no limit
+  const std::atomic<bool>* canceled;  // may be null
   uint64_t written = 0;
   bool over = false;
   uint64_t other_bytes = 0;  // of answers that are not the file
@@ -135,6 +136,22 @@ int AbortWhenCanceled(void* canceled, curl_off_t, curl_off_t, curl_off_t, curl_o
   return static_cast<const std::atomic<bool>*>(canceled)->load() ? 1 : 0;
 }
 
+// A download's progress: stops it when canceled, and when an answer that is
+// not the file passes kMaxAnswerBytes. A redirect's body never reaches
+// WriteToFile (libcurl reads it itself, to follow the redirect): only here
+// can one without end be stopped.
+int WatchDownload(void* sink_pointer, curl_off_t, curl_off_t now, curl_off_t, curl_off_t) {
+  DownloadSink* sink = static_cast<DownloadSink*>(sink_pointer);
+  if (sink->canceled != nullptr && sink->canceled->load()) return 1;
+  long status = 0;
+  curl_easy_getinfo(sink->curl, CURLINFO_RESPONSE_CODE, &status);
+  if ((status < 200 || status >= 300) && now > static_cast<curl_off_t>(kMaxAnswerBytes)) {
+    sink->other_cut = true;
+    return 1;
+  }
+  return 0;
+}
+
 void AbortOnCancel(CURL* c, const std::atomic<bool>* canceled) {
   if (canceled == nullptr) return;
   curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
@@ -187,10 +204,12 @@ absl::Status DownloadToFile(const std::string& url, int fd, const std::string& p
   curl_easy_setopt(c, CURLOPT_MAXREDIRS, static_cast<long>(options.max_redirects));
   // Not CURLOPT_MAXFILESIZE: it applies to the body of a redirect or an
   // error page too, and a 404 read as "too large".
-  DownloadSink sink{file.get(), c, options.max_download_bytes};
+  DownloadSink sink{file.get(), c, options.max_download_bytes, canceled};
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, WriteToFile);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
-  AbortOnCancel(c, canceled);
+  curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, WatchDownload);
+  curl_easy_setopt(c, CURLOPT_XFERINFODATA, &sink);
   const CURLcode code = curl_easy_perform(c);
   if (canceled != nullptr && canceled->load()) return absl::CancelledError("canceled");
   if (sink.other_cut) {

@@ -62,7 +62,8 @@ void LogProtobufMessage(google::protobuf::LogLevel level, const char* file, int 
     *captured_error = message;
     return;
   }
-  spdlog::log(level >= google::protobuf::LOGLEVEL_ERROR     ? spdlog::level::err
+  spdlog::log(level >= google::protobuf::LOGLEVEL_FATAL     ? spdlog::level::critical
+              : level == google::protobuf::LOGLEVEL_ERROR   ? spdlog::level::err
               : level == google::protobuf::LOGLEVEL_WARNING ? spdlog::level::warn
                                                             : spdlog::level::info,
               "protobuf ({}:{}): {}", file, line, message);

@@ -297,10 +297,14 @@ void PredictionFiles::RemoveWorkDir(const std::string& dir) {
   std::vector<std::string> moved;
   RemoveBeneath(root_fd_, leaf.c_str(), 0, root_fd_, leaf, &moved);
   for (size_t i = 0; i < moved.size(); ++i) {
-    RemoveBeneath(root_fd_, moved[i].c_str(), 0, root_fd_, leaf, &moved);
+    const std::string name = moved[i];  // not a reference into what the call appends to
+    RemoveBeneath(root_fd_, name.c_str(), 0, root_fd_, leaf, &moved);
   }
-  if (::faccessat(root_fd_, leaf.c_str(), F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
-    spdlog::warn("cannot remove all of {}", dir);
+  moved.push_back(leaf);
+  for (const std::string& name : moved) {
+    if (::faccessat(root_fd_, name.c_str(), F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+      spdlog::warn("cannot remove all of {}/{}", root_, name);
+    }
   }
 }
 

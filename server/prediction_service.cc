@@ -407,7 +407,7 @@ absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
     active->serial = !file_inputs.empty();
     active->outputs.prediction_id = prediction.id;
     active->outputs.upload_prefix = request.output_file_prefix;
-    active->outputs.canceled = &active->cancel_requested;
+    active->outputs.canceled = &active->stop_uploads;
     active->generation = runner_generation_;
     // A runner elsewhere copies the model's files here (Predict.output_dir):
     // made by the server, now, and removed when the prediction ends. The
@@ -672,8 +672,9 @@ absl::Status PredictionService::Cancel(absl::string_view id, std::optional<Predi
       return absl::NotFoundError(absl::StrCat("no running prediction has id '", id, "'"));
     }
     Active& active = *it->second;
-    active.cancel_requested = true;  // also stops the uploads of one that is ending
-    if (active.ending) return absl::OkStatus();  // the runner is done with it
+    active.stop_uploads = true;
+    if (active.ending) return absl::OkStatus();  // the runner is done with it; its uploads stop
+    active.cancel_requested = true;
     if (!active.at_runner) return absl::OkStatus();  // stops its downloads
     // Once: a client repeating its cancel must not make a storm of them at
     // the runner (each a signal and a read in its thread).

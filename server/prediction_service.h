@@ -274,6 +274,9 @@ class PredictionService {
     bool at_runner = true;
     // Asked to cancel: if the runner goes before it ends, it ends canceled.
     std::atomic<bool> cancel_requested{false};
+    // Asked to cancel at any time, also once the runner is done with it (its
+    // output files then still being uploaded): those uploads stop.
+    std::atomic<bool> stop_uploads{false};
     // Once it has file work, every later event of this prediction is handled
     // on file_work_ (keyed by its id), so that they stay in order and one
     // thread at a time touches its observers, `outputs` and `workdir`. Only

@@ -112,6 +112,10 @@ class GrpcApiTest(ServedTest):
             self.assertRegex(details, r"^The request could not be read as a cog\.v1\.\w+: its bytes are not such a "
                                       r"protocol buffer message")
         self.assertEqual(self.raw_call("Health", b"")[0], grpc.StatusCode.OK)
+        # A message, then a 0 tag and bytes: protobuf stops at the 0 and says yes.
+        valid = predictor_pb2.PredictionRequest(input=struct(s="hi")).SerializeToString()
+        code, details = self.raw_call("Predict", valid + b"\x00\xff\xff")
+        self.assertEqual(code, grpc.StatusCode.INVALID_ARGUMENT, details)
 
     def test_nesting_is_bounded_by_max_json_depth_as_over_rest(self):
         def varint(n):
