@@ -335,6 +335,27 @@ class HttpClientsTest(EchoServerTest):
         status, _, body = self.server.request("GET", "/predictions/an%20id%2B1")
         self.assertEqual((status, body["id"], body["output"]), (200, "an id+1", "x"))
 
+    def test_prefer_and_accept_are_read_as_lists_across_fields(self):
+        # They were substrings of the first field: "no-respond-async" meant
+        # async, a second Prefer field was not read, and q=0 still chose SSE.
+        def post(*fields):
+            sock = connect(self.server)
+            body = b'{"input": {"s": "x"}}'
+            sock.sendall(b"POST /predictions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+                         b"".join(f.encode() + b"\r\n" for f in fields) +
+                         b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+            answer = read_until_closed(sock)
+            sock.close()
+            head = answer.split(b"\r\n\r\n", 1)[0].decode("latin-1").lower()
+            return int(head.split()[1]), "content-type: text/event-stream" in head
+
+        self.assertEqual(post("Prefer: no-respond-async"), (200, False))
+        self.assertEqual(post('Prefer: foo="respond-async"'), (200, False))
+        self.assertEqual(post("Prefer: wait=1", "Prefer: respond-async"), (202, False))
+        self.assertEqual(post("Prefer: wait=1, Respond-Async; x=y"), (202, False))
+        self.assertEqual(post("Accept: text/event-stream;q=0, application/json"), (200, False))
+        self.assertEqual(post("Accept: application/json", "Accept: text/event-stream; q=0.5"), (200, True))
+
     def test_an_id_holding_a_slash_is_reached_as_percent_2f(self):
         # The path was decoded before it was split: an id "a/b" was taken in a
         # body and then could never be fetched or canceled.
