@@ -347,6 +347,7 @@ class HttpClientsTest(EchoServerTest):
             answer = read_until_closed(sock)
             sock.close()
             head = answer.split(b"\r\n\r\n", 1)[0].decode("latin-1").lower()
+            self.server.wait_for_status("READY")  # an async one has ended: the next gets the slot
             return int(head.split()[1]), "content-type: text/event-stream" in head
 
         self.assertEqual(post("Prefer: no-respond-async"), (200, False))
