@@ -1019,6 +1019,7 @@ void FrontDoorServer::ServeRequests(int fd) {
     ConnectionEarlyAnswer early_answer(connection, parsed, stopping_, !connection.buffered().empty());
     request.early_answer = &early_answer;
 
+    const size_t body_size = request.body.size();  // the handler may let it go
     HttpResponse response;
     try {
       handler_(request, response);
@@ -1049,7 +1050,7 @@ void FrontDoorServer::ServeRequests(int fd) {
       }
       sent = !connection.failed();
     }
-    const uint64_t moved = connection.TakeWritten() + request.body.size();
+    const uint64_t moved = connection.TakeWritten() + body_size;
     if (options_.heap_trimmer != nullptr) options_.heap_trimmer->Released(moved);
     if (!sent) return;
     if (!keep_alive) return connection.Close();

@@ -577,11 +577,11 @@ void RestGateway::RegisterRoutes() {
                                      std::pair{std::string("/trainings"), PredictionKind::kTrain}}) {
     const PredictionKind k = kind;
     route(prefix, Shape::kExact,
-          {{"POST", [this, k](const HttpRequest& request, HttpResponse& response, const std::string&) {
+          {{"POST", [this, k](HttpRequest& request, HttpResponse& response, const std::string&) {
               HandlePrediction(request, response, k, "");
             }}});
     route(prefix, Shape::kId,
-          {{"PUT", [this, k](const HttpRequest& request, HttpResponse& response, const std::string& id) {
+          {{"PUT", [this, k](HttpRequest& request, HttpResponse& response, const std::string& id) {
               HandlePrediction(request, response, k, id);
             }},
            {"GET", [this, k](const HttpRequest&, HttpResponse& response, const std::string& id) {
@@ -652,7 +652,7 @@ void RestGateway::RegisterRoutes() {
           }}});
 }
 
-void RestGateway::Handle(const HttpRequest& request, HttpResponse& response) const {
+void RestGateway::Handle(HttpRequest& request, HttpResponse& response) const {
   // "/predictions/a%2Fb" → "", "predictions", "a%2Fb": split before decoding.
   const absl::InlinedVector<absl::string_view, 6> segments = absl::StrSplit(request.raw_path, '/');
   std::string id;
@@ -667,7 +667,7 @@ void RestGateway::Handle(const HttpRequest& request, HttpResponse& response) con
   Reply(response, 404, Json{{"detail", "Not Found"}});
 }
 
-void RestGateway::HandlePrediction(const HttpRequest& http_request, HttpResponse& response,
+void RestGateway::HandlePrediction(HttpRequest& http_request, HttpResponse& response,
                                    PredictionKind kind, const std::string& path_id) const {
   const PredictionHeaders headers(http_request.headers);
   absl::StatusOr<Json> body = ParseBody(http_request, headers.content_type, options_.max_json_depth);
@@ -677,6 +677,9 @@ void RestGateway::HandlePrediction(const HttpRequest& http_request, HttpResponse
     }
     return ReplyError(response, body.status());
   }
+  // Read: let go of the body (as large as the input, which is now in *body)
+  // rather than hold it for as long as the prediction runs.
+  std::string().swap(http_request.body);
   absl::StatusOr<PredictionRequest> request = ToRequest(*body, kind, path_id);
   if (!request.ok()) return ReplyError(response, request.status());
   request->traceparent = PredictionHeaders::Value(headers.traceparent);

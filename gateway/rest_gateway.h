@@ -76,7 +76,8 @@ class RestGateway {
 
  private:
   // A route: a path of one of three shapes, and what each method does there.
-  using Handler = std::function<void(const HttpRequest&, HttpResponse&, const std::string& id)>;
+  // May take the request's body (HandlePrediction lets it go once read).
+  using Handler = std::function<void(HttpRequest&, HttpResponse&, const std::string& id)>;
   struct Route {
     enum class Shape { kExact, kId, kIdCancel };  // prefix, prefix/{id}, prefix/{id}/cancel
     std::string prefix;
@@ -92,8 +93,8 @@ class RestGateway {
 
   void RegisterRoutes();
   // Routes a request: its route's handler, or 404 / 405.
-  void Handle(const HttpRequest& request, HttpResponse& response) const;
-  void HandlePrediction(const HttpRequest& request, HttpResponse& response, PredictionKind kind,
+  void Handle(HttpRequest& request, HttpResponse& response) const;
+  void HandlePrediction(HttpRequest& request, HttpResponse& response, PredictionKind kind,
                         const std::string& path_id) const;
   // GET /predictions/{id}: a running or recently ended prediction (see
   // PredictionService::Get), 404 otherwise.

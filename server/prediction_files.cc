@@ -137,7 +137,10 @@ absl::StatusOr<std::string> DecodeDataUri(absl::string_view uri) {
   const absl::string_view data = uri.substr(comma + 1);
   if (!absl::EndsWithIgnoreCase(meta, ";base64")) return PercentDecode(data);
   std::string bytes;
-  if (!absl::Base64Unescape(PercentDecode(data), &bytes)) {
+  // Base64 needs no percent-decoding unless it has a '%': no copy of what
+  // may be megabytes.
+  const std::string decoded = absl::StrContains(data, '%') ? PercentDecode(data) : std::string();
+  if (!absl::Base64Unescape(decoded.empty() ? data : absl::string_view(decoded), &bytes)) {
     return absl::InvalidArgumentError("the data: URI's base64 cannot be decoded");
   }
   return bytes;
@@ -346,8 +349,9 @@ absl::StatusOr<std::string> PredictionFiles::FetchOne(const std::string& url, in
 }
 
 absl::Status PredictionFiles::FetchInputs(Json& input, const std::vector<std::string>& pointers,
-                                          const std::string& dir,
-                                          const std::atomic<bool>* canceled) {
+                                          const std::string& dir, const std::atomic<bool>* canceled,
+                                          const Json* urls_from) {
+  const Json& from = urls_from != nullptr ? *urls_from : input;
   const std::string leaf = LeafOf(dir);
   const int dir_fd = root_fd_ < 0 || leaf.empty()
                          ? -1
@@ -356,8 +360,8 @@ absl::Status PredictionFiles::FetchInputs(Json& input, const std::vector<std::st
   const absl::Cleanup close_dir = [dir_fd] { ::close(dir_fd); };
   for (size_t i = 0; i < pointers.size(); ++i) {
     const Json::json_pointer pointer(pointers[i]);
-    if (!input.contains(pointer) || !input[pointer].is_string()) continue;
-    const std::string url = input[pointer].get<std::string>();
+    if (!from.contains(pointer) || !from[pointer].is_string()) continue;
+    const std::string& url = from[pointer].get_ref<const std::string&>();  // not copied: it may be megabytes
     // Each file in a directory of its own: its name stays the one it had.
     const std::string file_dir = absl::StrCat(dir, "/", i);
     absl::StatusOr<int> file_dir_fd = MakeDirBeneath(dir_fd, absl::StrCat(i), file_dir);

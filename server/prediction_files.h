@@ -81,9 +81,12 @@ class PredictionFiles {
   // Replaces each URL `pointers` locate in `input` (JSON pointers) by the path
   // of a local copy in `dir`: http(s) URLs are downloaded, data: URIs decoded.
   // Fails with a message that names the input and the URL; Cancelled when
-  // `canceled` becomes true during a download.
+  // `canceled` becomes true during a download. With `urls_from`, the URLs are
+  // read at the same pointers there (`input` need not hold them: a data: URI
+  // may be megabytes, not worth a copy).
   absl::Status FetchInputs(Json& input, const std::vector<std::string>& pointers,
-                           const std::string& dir, const std::atomic<bool>* canceled);
+                           const std::string& dir, const std::atomic<bool>* canceled,
+                           const Json* urls_from = nullptr);
 
   // ---- outputs ----
 

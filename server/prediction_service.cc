@@ -358,6 +358,7 @@ absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
   std::string output_dir;
   // The runner's input when it is not the one shown (see below).
   std::optional<Json> runner_input;
+  std::shared_ptr<const Json> urls_from;  // where the file inputs' URLs are, if not in runner_input
   std::vector<std::string> file_inputs;
   {
     absl::MutexLock lock(&mu_);
@@ -382,10 +383,26 @@ absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
     // What is shown (responses, webhooks, the finished store) and what the
     // runner gets are one value unless a Secret is hidden in the one shown
     // or fetching files will rewrite the runner's Path URLs.
-    if (validated->shown.has_value() || !file_inputs.empty()) {
-      prediction.input = std::make_shared<const Json>(
-          validated->shown.has_value() ? std::move(*validated->shown) : validated->input);
+    if (validated->shown.has_value()) {
+      prediction.input = std::make_shared<const Json>(std::move(*validated->shown));
       runner_input = std::move(validated->input);
+    } else if (!file_inputs.empty()) {
+      // The runner's copy is the shown input but for the files' URLs, which
+      // may be megabytes (a data: URI): FetchInputs reads them from the shown
+      // one and writes the local paths into the copy.
+      std::vector<Json> urls;
+      urls.reserve(file_inputs.size());
+      for (const std::string& pointer : file_inputs) {
+        Json& slot = validated->input[Json::json_pointer(pointer)];
+        urls.push_back(std::move(slot));
+        slot = nullptr;
+      }
+      runner_input = validated->input;
+      for (size_t i = 0; i < file_inputs.size(); ++i) {
+        validated->input[Json::json_pointer(file_inputs[i])] = std::move(urls[i]);
+      }
+      prediction.input = std::make_shared<const Json>(std::move(validated->input));
+      urls_from = prediction.input;
     } else {
       prediction.input = std::make_shared<const Json>(std::move(validated->input));
     }
@@ -452,9 +469,9 @@ absl::StatusOr<Prediction> PredictionService::Start(PredictionRequest request,
   } else {
     // Downloads take their time: on file_work_, never on a request thread.
     file_work_.Run(prediction.id, [this, id = prediction.id, message = std::move(message),
-                                   input = std::move(*runner_input),
+                                   input = std::move(*runner_input), urls_from = std::move(urls_from),
                                    pointers = std::move(file_inputs)]() mutable {
-      FetchInputsThenSend(id, std::move(message), std::move(input), pointers);
+      FetchInputsThenSend(id, std::move(message), std::move(input), urls_from.get(), pointers);
     });
   }
   NotifyHealth();
@@ -478,7 +495,8 @@ void PredictionService::SendPredict(const std::optional<RunnerUse>& use,
 }
 
 void PredictionService::FetchInputsThenSend(const std::string& id, runner::ServerMessage message,
-                                            Json input, const std::vector<std::string>& pointers) {
+                                            Json input, const Json* urls_from,
+                                            const std::vector<std::string>& pointers) {
   Active* active;  // stays in active_ while this task runs (see Active::serial)
   {
     absl::MutexLock lock(&mu_);
@@ -490,7 +508,7 @@ void PredictionService::FetchInputsThenSend(const std::string& id, runner::Serve
   absl::Status fetched = dir.status();
   if (dir.ok()) {
     active->workdir = *dir;
-    fetched = files_.FetchInputs(input, pointers, *dir, &active->cancel_requested);
+    fetched = files_.FetchInputs(input, pointers, *dir, &active->cancel_requested, urls_from);
   }
   std::optional<RunnerUse> use;
   bool canceled;

@@ -292,8 +292,9 @@ class PredictionService {
   // Takes the message apart: a large output is moved out of it, not copied.
   void Dispatch(v1::runner::RunnerMessage& message);
   // Fetches the Path inputs of a prediction, then sends it to the runner.
+  // `urls_from`: where the file inputs' URLs are (FetchInputs), or null.
   void FetchInputsThenSend(const std::string& id, v1::runner::ServerMessage message, Json input,
-                           const std::vector<std::string>& pointers);
+                           const Json* urls_from, const std::vector<std::string>& pointers);
   // Sends a Predict frame; a prediction that cannot be sent ends failed.
   // `input_text`: the Predict's input_text, sent without a copy (see
   // RunnerChannel::SendPredict).
