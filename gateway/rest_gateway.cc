@@ -782,6 +782,10 @@ void RestGateway::HandleGet(const std::string& id, PredictionKind kind, HttpResp
     prediction = absl::NotFoundError(absl::StrCat("'", id, "' is no ",
                                                   kind == PredictionKind::kTrain ? "training" : "prediction"));
   }
+  if (absl::IsNotFound(prediction.status()) && kind == PredictionKind::kTrain) {
+    prediction = absl::NotFoundError(
+        absl::StrCat("no training with id '", id, "' is running or ended recently on this server"));
+  }
   if (!prediction.ok()) return ReplyError(response, prediction.status());
   ReplyText(response, 200, PredictionJsonText(*prediction));
 }

@@ -118,6 +118,9 @@ class FormsTest(unittest.TestCase):
         self.assertEqual(status, 409, body)
         self.assertIn("'abc' is the id of a running prediction", json.dumps(body))
         self.assertEqual(server.request("POST", "/trainings/abc/cancel")[0], 404)
+        status, _, body = server.request("GET", "/trainings/nothing-here")
+        self.assertEqual((status, body["detail"]),
+                         (404, "no training with id 'nothing-here' is running or ended recently on this server"))
         self.assertEqual(server.request("GET", "/predictions/abc")[2]["status"], "processing", "not canceled")
         open(opened, "w").close()
         wait_until(lambda: server.request("GET", "/predictions/abc")[2]["status"] == "succeeded",
