@@ -157,9 +157,31 @@ std::vector<std::string> ParseFilePointers(const std::string& files_json) {
   return pointers;
 }
 
-PredictionFiles::PredictionFiles(Options options) : options_(std::move(options)) {
-  mime_ = OpenMagic(MAGIC_MIME_TYPE);
-  extension_ = OpenMagic(MAGIC_EXTENSION);
+MagicPool::~MagicPool() {
+  absl::MutexLock lock(&mu_);
+  for (magic_set* magic : idle_) magic_close(magic);
+}
+
+std::string MagicPool::Sniff(absl::string_view bytes) {
+  magic_set* magic = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!idle_.empty()) {
+      magic = idle_.back();
+      idle_.pop_back();
+    }
+  }
+  if (magic == nullptr) magic = OpenMagic(flags_);
+  if (magic == nullptr) return "";
+  const char* found = magic_buffer(magic, bytes.data(), bytes.size());
+  std::string result = found != nullptr ? found : "";
+  absl::MutexLock lock(&mu_);
+  idle_.push_back(magic);
+  return result;
+}
+
+PredictionFiles::PredictionFiles(Options options)
+    : options_(std::move(options)), mime_(MAGIC_MIME_TYPE), extension_(MAGIC_EXTENSION) {
   const std::string parent = options_.temp_parent.empty() ? TempParent() : options_.temp_parent;
   // Named with the server's pid: a later server removes it if this one dies.
   if (absl::StatusOr<std::string> root = MakeServerTempDir(parent, "cog-server"); root.ok()) {
@@ -188,27 +210,18 @@ PredictionFiles::~PredictionFiles() {
   std::error_code error;
   // Not followed if it became a link: only the link goes.
   if (!root_.empty()) std::filesystem::remove_all(root_, error);
-  absl::MutexLock lock(&mu_);
-  if (mime_ != nullptr) magic_close(mime_);
-  if (extension_ != nullptr) magic_close(extension_);
 }
 
 std::string PredictionFiles::SniffMediaType(absl::string_view bytes) {
-  absl::MutexLock lock(&mu_);
-  const char* type = mime_ != nullptr ? magic_buffer(mime_, bytes.data(), bytes.size()) : nullptr;
-  if (type == nullptr || *type == '\0' || absl::string_view(type) == "application/x-empty") {
-    return "application/octet-stream";
-  }
+  std::string type = mime_.Sniff(bytes);
+  if (type.empty() || type == "application/x-empty") return "application/octet-stream";
   return type;
 }
 
 std::string PredictionFiles::SniffExtension(absl::string_view bytes) {
-  absl::MutexLock lock(&mu_);
-  const char* found =
-      extension_ != nullptr ? magic_buffer(extension_, bytes.data(), bytes.size()) : nullptr;
-  if (found == nullptr) return "";
+  const std::string found = extension_.Sniff(bytes);
   // "jpeg/jpg/jpe/jfif": the first is the usual one; "???" means unknown.
-  std::string extension(absl::string_view(found).substr(0, absl::string_view(found).find('/')));
+  std::string extension = found.substr(0, found.find('/'));
   if (extension == "???" || extension.empty()) return "";
   return extension;
 }

@@ -2,10 +2,12 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/escaping.h"
@@ -79,6 +81,29 @@ TEST(PredictionFilesTest, MediaTypeComesFromTheContentNotTheName) {
   std::string random(4096, '\0');
   for (size_t i = 0; i < random.size(); ++i) random[i] = static_cast<char>((i * 7919 + 13) % 251);
   EXPECT_EQ(files.SniffMediaType(random), "application/octet-stream");
+}
+
+// Sniffs run at once on the transfer threads, each with a handle of its own
+// (one shared handle serialized them); each gets its own answer.
+TEST(PredictionFilesTest, SniffsAtOnceFromManyThreadsEachGetTheirOwnAnswer) {
+  PredictionFiles files;
+  static constexpr char kPng[] = "\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0";
+  const std::string png(kPng, sizeof(kPng) - 1);
+  const std::string text = "some plain words\n";
+  std::vector<std::thread> threads;
+  std::atomic<int> wrong{0};
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 50; ++i) {
+        const bool picture = (t + i) % 2 == 0;
+        const std::string type = files.SniffMediaType(picture ? png : text);
+        if (type != (picture ? "image/png" : "text/plain")) wrong.fetch_add(1);
+        if (picture && files.SniffExtension(png) != "png") wrong.fetch_add(1);
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(wrong.load(), 0);
 }
 
 TEST(PredictionFilesTest, OnlyThePointedValuesAreFiles) {
