@@ -296,10 +296,10 @@ class Connection final {
   // is sent first, once a Content-Length body is counted in the server's
   // budget: a body refused is then never sent.
   bool ReadBody(const BodyFraming& framing, std::string* body, bool expect_continue) {
-    // Counted while it is read: that is what a client can make last (a body
-    // sent at once and then trickled). Once read, its request is handled at
-    // once (a prediction holds its body while it runs, within the slots).
-    const absl::Cleanup release = [this] { ReleaseBody(); };
+    // Counted while it is read (what a client can make last: a body sent at
+    // once and then trickled) and parsed (HttpRequest::release_body); given
+    // back here if it is refused.
+    absl::Cleanup release = [this] { ReleaseBody(); };
     body_started_ = Clock::now();
     body_bytes_ = buffered().size();  // what came with the head counts
     if (framing.kind == BodyFraming::Kind::kLength && !CountBody(framing.length)) return false;
@@ -319,8 +319,11 @@ class Connection final {
         break;
     }
     if (body->capacity() - body->size() < kJsonPadding) body->reserve(body->size() + kJsonPadding);
+    std::move(release).Cancel();
     return true;
   }
+
+  bool body_counted() const { return body_counted_ > 0; }
 
   // Gives back what the body being read counted in the server's budget.
   void ReleaseBody() {
@@ -1016,6 +1019,7 @@ void FrontDoorServer::ServeRequests(int fd) {
     connection.ReleaseBufferIfGrown();  // a large head's buffer is not kept through the handler
     request.socket = fd;
     request.stop_event = stop_event_;
+    if (connection.body_counted()) request.release_body = [&connection] { connection.ReleaseBody(); };
     ConnectionEarlyAnswer early_answer(connection, parsed, stopping_, !connection.buffered().empty());
     request.early_answer = &early_answer;
 
@@ -1050,6 +1054,7 @@ void FrontDoorServer::ServeRequests(int fd) {
       }
       sent = !connection.failed();
     }
+    connection.ReleaseBody();  // if the handler did not
     const uint64_t moved = connection.TakeWritten() + body_size;
     if (options_.heap_trimmer != nullptr) options_.heap_trimmer->Released(moved);
     if (!sent) return;

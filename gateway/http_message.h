@@ -49,6 +49,11 @@ struct HttpRequest {
   int stop_event = -1;
   // Null if the front door offers none.
   EarlyAnswer* early_answer = nullptr;
+  // Set for a body counted in the server's budget for bodies
+  // (--max-buffered-body-bytes): call once it is parsed and let go; else it is
+  // counted until the request is answered. A body's parse takes several times
+  // its size, so the budget bounds that too.
+  std::function<void()> release_body;
 
   // The first field of this name (case-insensitive), or null.
   const std::string* Header(absl::string_view name) const {

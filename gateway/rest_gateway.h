@@ -22,9 +22,11 @@
 #ifndef COG_GATEWAY_REST_GATEWAY_H_
 #define COG_GATEWAY_REST_GATEWAY_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -92,6 +94,13 @@ class RestGateway {
   };
 
   void RegisterRoutes();
+  // A body larger than this is parsed while no other such one is.
+  static constexpr size_t kLargeBodyBytes = 8 << 20;
+  // The most values (members of arrays and objects) a body is read into: at
+  // ~64 bytes each parsed, a body costs at most --max-buffered-body-bytes.
+  uint64_t MaxJsonValues() const {
+    return std::max<uint64_t>(1 << 20, options_.max_buffered_body_bytes / 64);
+  }
   // Routes a request: its route's handler, or 404 / 405.
   void Handle(HttpRequest& request, HttpResponse& response) const;
   void HandlePrediction(HttpRequest& request, HttpResponse& response, PredictionKind kind,
@@ -103,6 +112,7 @@ class RestGateway {
 
   PredictionService* const core_;
   const Options options_;
+  mutable std::mutex large_body_mu_;  // held while a large body is parsed
   std::vector<Route> routes_;  // in the order they are tried, the most frequent first
   std::unique_ptr<FrontDoorServer> server_;
   std::thread thread_;

@@ -619,6 +619,8 @@ void PredictorService::ReadRequestsFirst(
       new grpc::internal::CallbackUnaryHandler<grpc::ByteBuffer, Response>(
           [this, method](grpc::CallbackServerContext* context, const grpc::ByteBuffer* raw,
                          Response* response) {
+            std::unique_lock<std::mutex> large;
+            if (!TakeLargeRequestTurn(*raw, &large)) return FinishNow(context, ToGrpcStatus(LargeRequestBusy()));
             Request request;
             absl::Status read =
                 ParseRequest(*raw, &request, RecursionLimit(max_json_depth_), max_json_depth_);
@@ -633,8 +635,9 @@ void PredictorService::ReadStreamRequestsFirst() {
                   /*server_streaming=*/true),
       new grpc::internal::CallbackServerStreamingHandler<grpc::ByteBuffer, v1::PredictionEvent>(
           [this](grpc::CallbackServerContext* context, const grpc::ByteBuffer* raw) {
+            std::unique_lock<std::mutex> large;
             v1::PredictionRequest request;
-            absl::Status read =
+            absl::Status read = !TakeLargeRequestTurn(*raw, &large) ? LargeRequestBusy() :
                 ParseRequest(*raw, &request, RecursionLimit(max_json_depth_), max_json_depth_);
             if (!read.ok()) {
               auto* reactor = new StreamReactor(core_, context, sweeper_.get(), stall_);
@@ -646,6 +649,18 @@ void PredictorService::ReadStreamRequestsFirst() {
 }
 
 PredictorService::~PredictorService() = default;
+
+bool PredictorService::TakeLargeRequestTurn(const grpc::ByteBuffer& raw, std::unique_lock<std::mutex>* turn) {
+  if (raw.Length() <= kLargeRequestBytes) return true;
+  *turn = std::unique_lock<std::mutex>(large_request_mu_, std::try_to_lock);
+  return turn->owns_lock();
+}
+
+absl::Status PredictorService::LargeRequestBusy() {
+  return absl::ResourceExhaustedError(
+      "another large request is being read (each takes many times its size in memory as it is read); "
+      "retry shortly");
+}
 
 grpc::ServerUnaryReactor* PredictorService::RunUnary(grpc::CallbackServerContext* context,
                                                      const v1::PredictionRequest* request,

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 
 #include "absl/time/time.h"
 #include "cog/v1/predictor.grpc.pb.h"
@@ -98,6 +99,15 @@ class PredictorService final : public v1::Predictor::CallbackService {
                          grpc::ServerUnaryReactor* (PredictorService::*method)(
                              grpc::CallbackServerContext*, const Request*, Response*));
   void ReadStreamRequestsFirst();
+  // A request message larger than kLargeRequestBytes is read while no other
+  // such one is (a 100 MB list of booleans took 3 GB as protobuf and JSON
+  // values): true, with `turn` held until it has started, or false when
+  // another has the turn (the call is then RESOURCE_EXHAUSTED, "retry";
+  // waiting would block a gRPC thread).
+  bool TakeLargeRequestTurn(const grpc::ByteBuffer& raw, std::unique_lock<std::mutex>* turn);
+  static absl::Status LargeRequestBusy();
+  static constexpr size_t kLargeRequestBytes = 8 << 20;
+  std::mutex large_request_mu_;
 
   PredictionService* const core_;
   const std::function<void()> request_shutdown_;

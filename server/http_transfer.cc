@@ -385,6 +385,7 @@ absl::StatusOr<std::string> UploadFile(const std::string& url, const std::string
       // of where the file now lives.
       std::string where = location.empty() ? url : location;
       where = where.substr(0, where.find_first_of("?#"));
+      where = WithoutUserinfo(where);  // a password in --upload-url is not every client's
       return where;
     }
     if (code != CURLE_OK) {

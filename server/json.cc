@@ -62,14 +62,22 @@ std::string ParseErrorMessage(simdjson::error_code code, int max_depth) {
 
 class Converter {
  public:
+  // 0: no limit.
+  explicit Converter(uint64_t max_values) : left_(max_values == 0 ? UINT64_MAX : max_values) {}
+
+  // Whether the text had more values than allowed (`out` is then partial).
+  bool over() const { return over_; }
+
   // Bounded recursion: the parser has already refused anything deeper than
   // the depth limit.
-  static void Convert(simdjson::dom::element element, Json* out) {
+  void Convert(simdjson::dom::element element, Json* out) {
+    if (over_) return;
     switch (element.type()) {
       case simdjson::dom::element_type::ARRAY: {
         *out = Json::array();
         auto& array = out->get_ref<Json::array_t&>();
         simdjson::dom::array items = element.get_array().value_unsafe();
+        if (!Take(items.size())) return;
         array.reserve(items.size());
         for (simdjson::dom::element item : items) {
           array.emplace_back();
@@ -87,6 +95,7 @@ class Converter {
         simdjson::dom::object fields = element.get_object().value_unsafe();
         std::unique_ptr<absl::flat_hash_map<std::string_view, size_t>> seen;
         const size_t count = fields.size();
+        if (!Take(count)) return;
         if (count > 8) seen = std::make_unique<absl::flat_hash_map<std::string_view, size_t>>();
         entries.reserve(count);
         for (simdjson::dom::key_value_pair field : fields) {
@@ -130,6 +139,20 @@ class Converter {
         return;
     }
   }
+
+ private:
+  // Counts `n` more values, before they are built.
+  bool Take(size_t n) {
+    if (n > left_) {
+      over_ = true;
+      return false;
+    }
+    left_ -= n;
+    return true;
+  }
+
+  uint64_t left_;
+  bool over_ = false;
 };
 
 // ---- writing ----
@@ -609,7 +632,8 @@ std::optional<std::string> JsonLoneSurrogate(const absl::Status& status) {
   return std::string(*payload);
 }
 
-absl::StatusOr<Json> ParseJson(absl::string_view text, int max_depth, size_t readable_after) {
+absl::StatusOr<Json> ParseJson(absl::string_view text, int max_depth, size_t readable_after,
+                               uint64_t max_values) {
   static_assert(kJsonPadding >= simdjson::SIMDJSON_PADDING);
   if (max_depth < 1) max_depth = 1;
   const size_t depth = static_cast<size_t>(max_depth);
@@ -636,14 +660,20 @@ absl::StatusOr<Json> ParseJson(absl::string_view text, int max_depth, size_t rea
       e != simdjson::SUCCESS) {
     if (e == simdjson::NUMBER_ERROR) {
       if (std::optional<std::string> widened = WidenIntegers(text)) {
-        absl::StatusOr<Json> value = ParseJson(*widened, max_depth, 0);
+        absl::StatusOr<Json> value = ParseJson(*widened, max_depth, 0, max_values);
         if (value.ok()) return value;
       }
     }
     return ParseError(e, max_depth, text);
   }
   Json value;
-  Converter::Convert(root, &value);
+  Converter converter(max_values);
+  converter.Convert(root, &value);
+  if (converter.over()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the JSON holds more than ", max_values, " values (members of arrays and objects), more than "
+        "the server reads in one request: it would take several times its size in memory"));
+  }
   return value;
 }
 

@@ -37,9 +37,12 @@ inline constexpr size_t kJsonPadding = 64;
 // uint64 or a number outside double's range (1e400), invalid UTF-8.
 // `readable_after`: how many bytes after text's end may be read (their
 // values do not matter), e.g. a std::string's capacity() - size(); from
-// kJsonPadding on, the text is not copied.
+// kJsonPadding on, the text is not copied. `max_values` (0: no limit): the
+// most members of arrays and objects, in all, the text may have; more is an
+// error before they are built (a parsed value takes 16 to 64 bytes: a 100 MB
+// list of zeros is 50 million of them).
 absl::StatusOr<Json> ParseJson(absl::string_view text, int max_depth = kDefaultMaxJsonDepth,
-                               size_t readable_after = 0);
+                               size_t readable_after = 0, uint64_t max_values = 0);
 // Where in the text a ParseJson error was found (a byte offset, as Python's
 // json reports it), when it could be told.
 std::optional<size_t> JsonErrorOffset(const absl::Status& status);

@@ -523,6 +523,10 @@ int Run() {
     // past it is answered RESOURCE_EXHAUSTED before it is read whole.
     builder.SetMaxReceiveMessageSize(static_cast<int>(
         std::clamp<int64_t>(absl::GetFlag(FLAGS_max_body_bytes), 0, std::numeric_limits<int>::max())));
+    // A compressed message is inflated whole before its size is checked: ~1 MB
+    // of gzip became 1 GB in memory. Clients send uncompressed unless told to.
+    builder.SetCompressionAlgorithmSupportStatus(GRPC_COMPRESS_DEFLATE, false);
+    builder.SetCompressionAlgorithmSupportStatus(GRPC_COMPRESS_GZIP, false);
     builder.RegisterService(&grpc_service);
     grpc_server = builder.BuildAndStart();
     if (grpc_server == nullptr) {

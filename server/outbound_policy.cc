@@ -165,6 +165,16 @@ std::string RedactUrl(absl::string_view url) {
   return absl::StrCat(url.substr(0, colon + 1), "***", url.substr(at));
 }
 
+std::string WithoutUserinfo(absl::string_view url) {
+  const size_t scheme = url.find("://");
+  if (scheme == absl::string_view::npos) return std::string(url);
+  const size_t authority = scheme + 3;
+  const size_t end = std::min(url.find_first_of("/?#", authority), url.size());
+  const size_t at = url.substr(0, end).rfind('@');
+  if (at == absl::string_view::npos || at < authority) return std::string(url);
+  return absl::StrCat(url.substr(0, authority), url.substr(at + 1));
+}
+
 std::optional<UrlProblem> CheckHttpUrl(absl::string_view url) {
   auto parsing = [](absl::string_view why) {
     return UrlProblem{"url_parsing", absl::StrCat("Input should be a valid URL, ", why)};

@@ -118,6 +118,10 @@ std::optional<UrlProblem> CheckHttpUrl(absl::string_view url);
 // becomes "***" ("user:***@host"). A webhook's or upload's URL may carry one.
 std::string RedactUrl(absl::string_view url);
 
+// `url` without its user name and password ("http://u:p@host/x" →
+// "http://host/x"): what an uploaded file's URL is given back as.
+std::string WithoutUserinfo(absl::string_view url);
+
 // OK unless a "Name: value" header line carries CR, LF or NUL, which would
 // end the header early and let the rest become headers or a body of its own
 // (header injection). The message shows the line escaped.

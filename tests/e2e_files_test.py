@@ -371,6 +371,16 @@ class UploadTest(unittest.TestCase):
         self.assertEqual(body["output"], ["https://cdn.example.com/kept/out.txt"])
         self.assertEqual(self.puts("/prefix/out%200.txt")[0]["body"], b"p 0")
 
+    def test_a_password_in_the_upload_url_is_not_given_back(self):
+        prefix = self.receiver.url.replace("://", "://up-user:up-secret@") + "/with-password"
+        status, _, body = self.server.request(
+            "POST", "/predictions", {"input": {"text": "pw"}, "output_file_prefix": prefix})
+        self.assertEqual((status, body["status"]), (200, "succeeded"), body)
+        self.assertEqual(body["output"], [self.receiver.url + "/with-password/out%200.txt"])
+        [put] = self.puts("/with-password/out%200.txt")
+        self.assertEqual(put["body"], b"pw 0")  # sent with it all the same
+        self.assertNotIn("up-secret", json.dumps(body))
+
     def test_a_prefix_that_is_no_http_url_is_refused(self):
         status, _, body = self.server.request(
             "POST", "/predictions", {"input": {"text": "p"}, "output_file_prefix": "s3://bucket/x/"})

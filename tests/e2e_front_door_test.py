@@ -272,6 +272,26 @@ class BodyBudgetTest(unittest.TestCase):
         self.assertEqual(read_response(third)[0], 200)
 
 
+class ParseBoundsTest(unittest.TestCase):
+    def test_a_body_of_more_values_than_the_server_reads_is_422_before_they_are_built(self):
+        # A 100 MB list of zeros took 2.9 GB as a tree: the values a body is
+        # read into are bounded (--max-buffered-body-bytes / 64, at least 2^20).
+        server = CogServer("echo", args=["--max-buffered-body-bytes", "1"])
+        self.addCleanup(server.stop)
+        server.wait_for_status("READY")
+
+        def post(values):
+            body = '{"input": {"s": "x", "extra": [' + ",".join(["0"] * values) + "]}}"
+            return server.request("POST", "/predictions", raw=body.encode(),
+                                  headers={"Content-Type": "application/json"}, timeout=60)
+
+        status, _, body = post(1100000)
+        self.assertEqual((status, body["detail"][0]["type"]), (422, "json_invalid"), body)
+        self.assertIn("the JSON holds more than 1048576 values", body["detail"][0]["ctx"]["error"])
+        status, _, body = post(1000000)
+        self.assertEqual((status, body["output"]), (200, "x"))
+
+
 class EchoServerTest(unittest.TestCase):
     """One server on the echo predictor for the class's tests."""
 

@@ -105,6 +105,16 @@ class GrpcApiTest(ServedTest):
         self.assertEqual(self.raw_call("Predict", valid_id)[0], grpc.StatusCode.OK)
         self.assertNotIn("libprotobuf", self.server.logs())
 
+    def test_a_compressed_request_is_refused_not_inflated(self):
+        # gRPC inflates a message whole before its size is checked: ~1 MB of
+        # gzip became 1 GB in the server.
+        with self.assertRaises(grpc.RpcError) as raised:
+            self.stub.Predict(predictor_pb2.PredictionRequest(input=struct(s="x" * 1000)), timeout=30,
+                              compression=grpc.Compression.Gzip)
+        self.assertEqual(raised.exception.code(), grpc.StatusCode.UNIMPLEMENTED, raised.exception.details())
+        self.assertEqual(self.stub.Predict(predictor_pb2.PredictionRequest(input=struct(s="x")),
+                                           timeout=30).status, predictor_pb2.PREDICTION_STATUS_SUCCEEDED)
+
     def test_bytes_that_are_no_message_are_invalid_argument(self):
         for method, stream in (("Predict", False), ("PredictStream", True), ("Health", False)):
             code, details = self.raw_call(method, b"\xff\xff\xff\xff", stream)
