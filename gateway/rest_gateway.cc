@@ -688,6 +688,7 @@ void RestGateway::HandlePrediction(HttpRequest& http_request, HttpResponse& resp
   std::string().swap(http_request.body);
   if (http_request.release_body) http_request.release_body();
   absl::StatusOr<PredictionRequest> request = ToRequest(*body, kind, path_id);
+  body = Json();  // what ToRequest did not take (other members) is not kept for the prediction's run
   if (!request.ok()) return ReplyError(response, request.status());
   request->traceparent = PredictionHeaders::Value(headers.traceparent);
   request->tracestate = PredictionHeaders::Value(headers.tracestate);
@@ -786,13 +787,12 @@ void RestGateway::HandlePrediction(HttpRequest& http_request, HttpResponse& resp
 
 void RestGateway::HandleGet(const std::string& id, PredictionKind kind, HttpResponse& response) const {
   absl::StatusOr<Prediction> prediction = core_->Get(id);
-  if (prediction.ok() && prediction->kind != kind) {
-    prediction = absl::NotFoundError(absl::StrCat("'", id, "' is no ",
-                                                  kind == PredictionKind::kTrain ? "training" : "prediction"));
-  }
   if (absl::IsNotFound(prediction.status()) && kind == PredictionKind::kTrain) {
     prediction = absl::NotFoundError(
         absl::StrCat("no training with id '", id, "' is running or ended recently on this server"));
+  } else if (prediction.ok() && prediction->kind != kind) {
+    prediction = absl::NotFoundError(absl::StrCat("'", id, "' is no ",
+                                                  kind == PredictionKind::kTrain ? "training" : "prediction"));
   }
   if (!prediction.ok()) return ReplyError(response, prediction.status());
   ReplyText(response, 200, PredictionJsonText(*prediction));

@@ -23,6 +23,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/cord.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "simdjson.h"
 
@@ -77,11 +78,13 @@ class Converter {
         *out = Json::array();
         auto& array = out->get_ref<Json::array_t&>();
         simdjson::dom::array items = element.get_array().value_unsafe();
-        if (!Take(items.size())) return;
-        array.reserve(items.size());
+        const size_t size = Count(items);
+        if (!Take(size)) return;
+        array.reserve(size);
         for (simdjson::dom::element item : items) {
           array.emplace_back();
           Convert(item, &array.back());
+          if (over_) return;
         }
         return;
       }
@@ -94,7 +97,7 @@ class Converter {
         auto& entries = static_cast<std::vector<std::pair<const std::string, Json>>&>(object);
         simdjson::dom::object fields = element.get_object().value_unsafe();
         std::unique_ptr<absl::flat_hash_map<std::string_view, size_t>> seen;
-        const size_t count = fields.size();
+        const size_t count = Count(fields);
         if (!Take(count)) return;
         if (count > 8) seen = std::make_unique<absl::flat_hash_map<std::string_view, size_t>>();
         entries.reserve(count);
@@ -110,10 +113,12 @@ class Converter {
           }
           if (duplicate.has_value()) {
             Convert(field.value, &entries[*duplicate].second);
+            if (over_) return;
             continue;
           }
           entries.emplace_back(std::string(field.key), Json());
           Convert(field.value, &entries.back().second);
+          if (over_) return;
         }
         return;
       }
@@ -141,6 +146,17 @@ class Converter {
   }
 
  private:
+  // The members of an array or object: simdjson's size() stops at 2^24 - 1
+  // (a 50-million-item list said 16,777,215), so past that they are counted.
+  template <typename Container>
+  static size_t Count(Container container) {
+    size_t n = container.size();
+    if (n < simdjson::internal::JSON_COUNT_MASK) return n;
+    n = 0;
+    for ([[maybe_unused]] auto member : container) ++n;
+    return n;
+  }
+
   // Counts `n` more values, before they are built.
   bool Take(size_t n) {
     if (n > left_) {
@@ -661,7 +677,7 @@ absl::StatusOr<Json> ParseJson(absl::string_view text, int max_depth, size_t rea
     if (e == simdjson::NUMBER_ERROR) {
       if (std::optional<std::string> widened = WidenIntegers(text)) {
         absl::StatusOr<Json> value = ParseJson(*widened, max_depth, 0, max_values);
-        if (value.ok()) return value;
+        if (value.ok() || absl::StrContains(value.status().message(), "values (members of")) return value;
       }
     }
     return ParseError(e, max_depth, text);

@@ -205,5 +205,20 @@ TEST(FindNonFiniteTest, NamesWhereItIs) {
   EXPECT_EQ(FindNonFinite(Json::array({1, "x"})), "");
 }
 
+// simdjson counts an array's items only up to 2^24 - 1: a list longer than
+// that must still be counted against the limit, not as 16,777,215.
+TEST(ParseJsonTest, AListPastSimdjsonsCountIsCountedAgainstTheLimit) {
+  const size_t items = (size_t{1} << 24) + 10;
+  std::string text = "[";
+  text.reserve(2 * items + 2);
+  for (size_t i = 0; i < items; ++i) text.append(i == 0 ? "0" : ",0");
+  text.append("]");
+  absl::StatusOr<Json> parsed = ParseJson(text, kDefaultMaxJsonDepth, 0, uint64_t{1} << 24);
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_NE(parsed.status().message().find("more than 16777216 values"), std::string::npos) << parsed.status();
+  EXPECT_TRUE(ParseJson("[[0, 1], {\"a\": 2}]", kDefaultMaxJsonDepth, 0, 5).ok());
+  EXPECT_FALSE(ParseJson("[[0, 1], {\"a\": 2}]", kDefaultMaxJsonDepth, 0, 4).ok());
+}
+
 }  // namespace
 }  // namespace cog

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <new>
 #include <system_error>
 
@@ -139,8 +140,9 @@ absl::StatusOr<std::string> DecodeDataUri(absl::string_view uri) {
   std::string bytes;
   // Base64 needs no percent-decoding unless it has a '%': no copy of what
   // may be megabytes.
-  const std::string decoded = absl::StrContains(data, '%') ? PercentDecode(data) : std::string();
-  if (!absl::Base64Unescape(decoded.empty() ? data : absl::string_view(decoded), &bytes)) {
+  std::optional<std::string> decoded;
+  if (absl::StrContains(data, '%')) decoded = PercentDecode(data);
+  if (!absl::Base64Unescape(decoded.has_value() ? absl::string_view(*decoded) : data, &bytes)) {
     return absl::InvalidArgumentError("the data: URI's base64 cannot be decoded");
   }
   return bytes;
@@ -171,7 +173,10 @@ std::string MagicPool::Sniff(absl::string_view bytes) {
       idle_.pop_back();
     }
   }
-  if (magic == nullptr) magic = OpenMagic(flags_);
+  if (magic == nullptr && !unavailable_.load(std::memory_order_relaxed)) {
+    magic = OpenMagic(flags_);
+    if (magic == nullptr) unavailable_ = true;  // no database: not tried again for each file
+  }
   if (magic == nullptr) return "";
   const char* found = magic_buffer(magic, bytes.data(), bytes.size());
   std::string result = found != nullptr ? found : "";

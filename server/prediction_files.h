@@ -45,6 +45,7 @@ class MagicPool {
 
  private:
   const int flags_;
+  std::atomic<bool> unavailable_{false};  // libmagic could not load its database
   absl::Mutex mu_;
   std::vector<magic_set*> idle_ ABSL_GUARDED_BY(mu_);
 };
