@@ -439,8 +439,9 @@ void InputSchema::CollectUris(const ValueNode& node, const Json& value, const st
   if (!node.has_uri) return;
   if (node.uri && value.is_string()) {
     const std::string& text = value.get_ref<const std::string&>();
-    if (absl::StartsWith(text, "http://") || absl::StartsWith(text, "https://") ||
-        absl::StartsWith(text, "data:")) {
+    // Schemes are case-insensitive (RFC 3986; Python's urlparse lowers them).
+    if (absl::StartsWithIgnoreCase(text, "http://") || absl::StartsWithIgnoreCase(text, "https://") ||
+        absl::StartsWithIgnoreCase(text, "data:")) {
       out.push_back(pointer);
     } else {
       // Legacy Cog's words; the scheme as Python's urlparse reads it.

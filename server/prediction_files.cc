@@ -127,9 +127,10 @@ absl::StatusOr<std::string> FileUrlToPath(absl::string_view url) {
 }
 
 absl::StatusOr<std::string> DecodeDataUri(absl::string_view uri) {
-  if (!absl::ConsumePrefix(&uri, "data:")) {
+  if (!absl::StartsWithIgnoreCase(uri, "data:")) {
     return absl::InvalidArgumentError("not a data: URI");
   }
+  uri.remove_prefix(5);
   const size_t comma = uri.find(',');
   if (comma == absl::string_view::npos) {
     return absl::InvalidArgumentError("the data: URI has no ',' before its data");
@@ -338,7 +339,7 @@ absl::StatusOr<std::string> PredictionFiles::FetchOne(const std::string& url, in
     if (fd < 0) return absl::InternalError(absl::StrCat("cannot create ", dir, "/", name, ": ", std::strerror(errno)));
     return fd;
   };
-  if (absl::StartsWith(url, "data:")) {
+  if (absl::StartsWithIgnoreCase(url, "data:")) {
     absl::StatusOr<std::string> decoded = DecodeDataUri(url);
     if (!decoded.ok()) return decoded.status();
     const std::string& bytes = *decoded;

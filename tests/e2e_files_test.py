@@ -80,6 +80,15 @@ class InputDownloadTest(unittest.TestCase):
         self.assertEqual([p["content"] for p in out["pair"]["b"]], ["two", "one"])
         self.assertEqual({p["type"] for p in out["pair"]["b"] + out["images"]}, {"Path"})
 
+    def test_schemes_are_case_insensitive(self):
+        # RFC 3986, and legacy Cog (urlparse lowers them): HTTP:// and DATA:
+        # were refused as "'http' is not a valid URL scheme".
+        body = self.predict(image=self.files.url.replace("http://", "HTTP://") + "/text/one.txt",
+                            images=["DATA:text/plain;BASE64," + base64.b64encode(b"upper").decode()])
+        self.assertEqual(body["status"], "succeeded", body["error"])
+        out = json.loads(body["output"])
+        self.assertEqual((out["image"]["content"], out["images"][0]["content"]), ("one", "upper"))
+
     def test_a_name_that_is_not_utf8_or_too_long_is_made_valid(self):
         # caf%E9 (Latin-1) became a file the predictor was told of as
         # caf\ufffd.txt, which did not exist; so did a name cut inside a character.
