@@ -302,7 +302,9 @@ class Connection final {
     absl::Cleanup release = [this] { ReleaseBody(); };
     body_started_ = Clock::now();
     body_bytes_ = buffered().size();  // what came with the head counts
-    if (framing.kind == BodyFraming::Kind::kLength && !CountBody(framing.length)) return false;
+    if (framing.kind == BodyFraming::Kind::kLength && !CountBody(framing.length, /*claim_only=*/true)) {
+      return false;
+    }
     const bool has_body = framing.kind == BodyFraming::Kind::kChunked ||
                           (framing.kind == BodyFraming::Kind::kLength && framing.length > 0);
     if (expect_continue && has_body && buffered().empty() && !Send({"HTTP/1.1 100 Continue\r\n\r\n"})) {
@@ -456,9 +458,12 @@ class Connection final {
  private:
   static constexpr uint64_t kMaxReserve = 64 << 20;
 
-  // Counts a body of `size` bytes (so far, or announced) in the server's
-  // budget; refuses it with 503 if the budget cannot take it.
-  bool CountBody(uint64_t size) {
+  // Counts the memory a body takes so far (`size` bytes) in the server's
+  // budget, as it grows with what arrives: a length only claimed costs
+  // nothing (a few connections claiming 100 MiB and sending nothing kept
+  // every other large body out). With `claim_only`, only checks that a body
+  // of `size` would fit now. Refuses it with 503 if not.
+  bool CountBody(uint64_t size, bool claim_only = false) {
     if (buffered_body_bytes_ == nullptr || size <= kUncountedBodyBytes || size <= body_counted_) {
       return true;
     }
@@ -468,9 +473,9 @@ class Connection final {
     do {
       if (held + more > limit) {
         if (BodyWarningDue()) {
-          spdlog::warn("refused a request body of {} bytes with 503: bodies being read already hold {} of "
+          spdlog::warn("refused a request body with 503: bodies being read already hold {} bytes of "
                        "--max-buffered-body-bytes={} (this message: at most every 10 s)",
-                       size, held, limit);
+                       held, limit);
         }
         Refuse(503,
                absl::StrCat("The server is reading ", held,
@@ -480,6 +485,7 @@ class Connection final {
                "1");
         return false;
       }
+      if (claim_only) return true;
     } while (!buffered_body_bytes_->compare_exchange_weak(held, held + more));
     body_counted_ = size;
     return true;
@@ -498,8 +504,9 @@ class Connection final {
     size_t got = body->size();
     while (got < length) {
       if (got == body->size()) {
-        body->resize(static_cast<size_t>(
-            std::min<uint64_t>(length, std::max<uint64_t>(2 * got, kReadChunk))));
+        const uint64_t grown = std::min<uint64_t>(length, std::max<uint64_t>(2 * got, kReadChunk));
+        if (!CountBody(grown)) return false;
+        body->resize(static_cast<size_t>(grown));
       }
       const ssize_t n = ::recv(fd_, body->data() + got, body->size() - got, MSG_DONTWAIT);
       if (n > 0) {
@@ -536,13 +543,13 @@ class Connection final {
             Refuse(413, BodyTooLargeDetail(options_.limits.max_body_bytes));
             return false;
           }
-          if (!CountBody(decoder.announced())) return false;
           if (buffered().empty() && !FillBody()) return false;
           const size_t n = static_cast<size_t>(
               std::min<uint64_t>(decoder.data_remaining(), buffered().size()));
           body->append(buffer_.get() + begin_, n);
           begin_ += n;
           decoder.TakeData(n);
+          if (!CountBody(body->capacity())) return false;
           break;
         }
       }

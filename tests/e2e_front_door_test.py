@@ -250,10 +250,13 @@ class BodyBudgetTest(unittest.TestCase):
         server.wait_for_status("READY")
         head = ("POST /predictions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                 "Content-Length: %d\r\n\r\n" % (3 << 20)).encode()
+        claimer = connect(server)  # a length only claimed counts nothing
+        self.addCleanup(claimer.close)
+        claimer.sendall(head + b'{"input": {"s": "')
         holder = connect(server)
         self.addCleanup(holder.close)
-        holder.sendall(head + b'{"input": {"s": "')
-        time.sleep(0.5)  # its body counted
+        holder.sendall(head + b'{"input": {"s": "' + b"y" * ((3 << 20) - 21))  # all but its end: counted
+        time.sleep(0.5)
         second = connect(server)
         self.addCleanup(second.close)
         second.sendall(head)
@@ -263,7 +266,7 @@ class BodyBudgetTest(unittest.TestCase):
         self.assertEqual(server.health()["status"], "READY")  # small bodies are not counted
         status, _, answer = server.request("POST", "/predictions", {"input": {"s": "small"}})
         self.assertEqual((status, answer["output"]), (200, "small"))
-        holder.sendall(b"y" * ((3 << 20) - 20) + b'"}}')
+        holder.sendall(b"y" + b'"}}')
         status, answer = read_response(holder)
         self.assertEqual((status, len(answer["output"])), (200, (3 << 20) - 20))
         third = connect(server)  # the holder's share was given back
