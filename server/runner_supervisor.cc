@@ -75,6 +75,11 @@ absl::Status RunnerSupervisor::Spawn() {
 
 void RunnerSupervisor::Supervise() {
   std::deque<absl::Time> restarts;  // those within the window
+  // Restarts the server asked for (RestartRunner) within the window: not
+  // counted toward the limit, but backed off like the others from the second
+  // on, so that a model that ignores every cancel does not re-run its setup
+  // back to back.
+  std::deque<absl::Time> requested_restarts;
   bool spawned = spawning();        // Start() spawned the first runner
   while (true) {
     const std::optional<std::string> reason = Serve(spawned);
@@ -110,9 +115,29 @@ void RunnerSupervisor::Supervise() {
     }
     TearDown();
     if (!restart) break;
+    absl::Duration backoff = options_.restart_backoff;
     if (requested) {
-      spdlog::warn("restarting the runner now (a restart the server asked for: not counted toward "
-                   "--runner-restart-limit)");
+      const absl::Time now = absl::Now();
+      while (!requested_restarts.empty() && now - requested_restarts.front() >= options_.restart_window) {
+        requested_restarts.pop_front();
+      }
+      requested_restarts.push_back(now);
+      if (requested_restarts.size() == 1 || !spawning()) {
+        spdlog::warn("restarting the runner now (a restart the server asked for: not counted toward "
+                     "--runner-restart-limit)");
+        continue;
+      }
+      for (size_t i = 2; i < requested_restarts.size() && backoff < options_.max_restart_backoff; ++i) {
+        backoff *= 2;
+      }
+      backoff = std::min(backoff, options_.max_restart_backoff);
+      spdlog::warn("restarting the runner in {} (a restart the server asked for, {} within {}: not counted "
+                   "toward --runner-restart-limit)",
+                   absl::FormatDuration(backoff), requested_restarts.size(),
+                   absl::FormatDuration(options_.restart_window));
+      absl::MutexLock lock(&mu_);
+      auto stop = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_; };
+      if (mu_.AwaitWithTimeout(absl::Condition(&stop), backoff)) break;
       continue;
     }
     restarts.push_back(absl::Now());
@@ -122,7 +147,6 @@ void RunnerSupervisor::Supervise() {
                    absl::FormatDuration(options_.restart_window));
       continue;
     }
-    absl::Duration backoff = options_.restart_backoff;
     for (size_t i = 1; i < restarts.size() && backoff < options_.max_restart_backoff; ++i) {
       backoff *= 2;
     }

@@ -215,6 +215,9 @@ class RestartLimitTest(unittest.TestCase):
             self.assertIn("the runner was restarted", answer["error"])
         self.assertEqual(server.wait_for_status("READY")["status"], "READY")
         self.assertEqual(server.logs().count("not counted toward --runner-restart-limit"), 3)
+        # Backed off from the second on, so that such a model does not re-run its setup back to back.
+        self.assertIn("restarting the runner in 500ms (a restart the server asked for, 2 within 5m", server.logs())
+        self.assertIn("restarting the runner in 1s (a restart the server asked for, 3 within 5m", server.logs())
         # A fault of the runner still counts: the limit of 1 allows one restart, then DEFUNCT.
         answer = server.request("POST", "/predictions", {"input": {"fault": "exit"}})[2]
         self.assertEqual(answer["error"], "The runner process exited with code 3")
