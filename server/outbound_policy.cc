@@ -153,26 +153,38 @@ curl_socket_t OutboundGuard::OpenSocket(void* guard_pointer, curlsocktype,
   return socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
 }
 
-std::string RedactUrl(absl::string_view url) {
+namespace {
+
+// Where a URL's user information ("user:password") is: [begin, at) with the
+// '@' at `at`; nullopt if it has none.
+struct Userinfo {
+  size_t begin;
+  size_t at;
+};
+std::optional<Userinfo> FindUserinfo(absl::string_view url) {
   const size_t scheme = url.find("://");
-  if (scheme == absl::string_view::npos) return std::string(url);
+  if (scheme == absl::string_view::npos) return std::nullopt;
   const size_t authority = scheme + 3;
   const size_t end = std::min(url.find_first_of("/?#", authority), url.size());
   const size_t at = url.substr(0, end).rfind('@');
-  if (at == absl::string_view::npos || at < authority) return std::string(url);
-  const size_t colon = url.substr(0, at).find(':', authority);
+  if (at == absl::string_view::npos || at < authority) return std::nullopt;
+  return Userinfo{authority, at};
+}
+
+}  // namespace
+
+std::string RedactUrl(absl::string_view url) {
+  const std::optional<Userinfo> userinfo = FindUserinfo(url);
+  if (!userinfo.has_value()) return std::string(url);
+  const size_t colon = url.substr(0, userinfo->at).find(':', userinfo->begin);
   if (colon == absl::string_view::npos) return std::string(url);  // a user name alone
-  return absl::StrCat(url.substr(0, colon + 1), "***", url.substr(at));
+  return absl::StrCat(url.substr(0, colon + 1), "***", url.substr(userinfo->at));
 }
 
 std::string WithoutUserinfo(absl::string_view url) {
-  const size_t scheme = url.find("://");
-  if (scheme == absl::string_view::npos) return std::string(url);
-  const size_t authority = scheme + 3;
-  const size_t end = std::min(url.find_first_of("/?#", authority), url.size());
-  const size_t at = url.substr(0, end).rfind('@');
-  if (at == absl::string_view::npos || at < authority) return std::string(url);
-  return absl::StrCat(url.substr(0, authority), url.substr(at + 1));
+  const std::optional<Userinfo> userinfo = FindUserinfo(url);
+  if (!userinfo.has_value()) return std::string(url);
+  return absl::StrCat(url.substr(0, userinfo->begin), url.substr(userinfo->at + 1));
 }
 
 std::optional<UrlProblem> CheckHttpUrl(absl::string_view url) {

@@ -190,5 +190,11 @@ TEST(RedactUrlTest, HidesAPasswordOnly) {
   EXPECT_EQ(RedactUrl("no url"), "no url");
 }
 
+TEST(WithoutUserinfoTest, DropsUserAndPasswordFromTheAuthorityOnly) {
+  EXPECT_EQ(WithoutUserinfo("http://user:secret@host:8080/path?q=a@b"), "http://host:8080/path?q=a@b");
+  EXPECT_EQ(WithoutUserinfo("https://user@host/x"), "https://host/x");
+  EXPECT_EQ(WithoutUserinfo("https://host/x?to=a:b@c"), "https://host/x?to=a:b@c");
+}
+
 }  // namespace
 }  // namespace cog
