@@ -189,7 +189,24 @@ class StalledDownloadTest(unittest.TestCase):
             files.close()
 
 
-class UnlimitedSource:
+class LocalServer:
+    """A threading HTTP server for a handler class on a free loopback port,
+    until close(); `closed` is set then, for handlers that wait on it."""
+
+    def _serve(self, handler, path):
+        self.closed = threading.Event()
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = "http://127.0.0.1:%d%s" % (self.server.server_address[1], path)
+
+    def close(self):
+        self.closed.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class UnlimitedSource(LocalServer):
     """An HTTP/1.0 server whose answers have no Content-Length: `size` bytes
     sent as fast as it can, or one byte every `gap` seconds, until closed.
     With `location`, an HTTP/1.1 redirect there whose body is chunked."""
@@ -225,16 +242,7 @@ class UnlimitedSource:
                     pass  # the server gave up on it
 
         self.size, self.gap, self.status = size, gap, status
-        self.closed = threading.Event()
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = "http://127.0.0.1:%d/file.bin" % self.server.server_address[1]
-
-    def close(self):
-        self.closed.set()
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve(Handler, "/file.bin")
 
 
 class DownloadBoundsTest(unittest.TestCase):
@@ -439,7 +447,7 @@ class UploadTest(unittest.TestCase):
         self.assertEqual(put["headers"]["content-type"], "application/octet-stream")
 
 
-class HostileUploadTarget:
+class HostileUploadTarget(LocalServer):
     """Takes a PUT's body, then answers 200 with a chunked body that never
     ends ("endless"), or answers nothing until closed ("hang")."""
 
@@ -469,16 +477,7 @@ class HostileUploadTarget:
                     pass  # the server gave up on it
 
         self.received = threading.Event()
-        self.closed = threading.Event()
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = "http://127.0.0.1:%d/up" % self.server.server_address[1]
-
-    def close(self):
-        self.closed.set()
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve(Handler, "/up")
 
 
 class HostileUploadTest(unittest.TestCase):

@@ -8,16 +8,7 @@ import json
 import os
 import unittest
 
-from server_harness import CogServer, rss_kib, wait_until
-
-
-def hwm_kib(pid: int) -> int:
-    """The peak resident memory of process `pid` so far (VmHWM), KiB."""
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmHWM for %d" % pid)
+from server_harness import CogServer, rss_kib, status_kib, wait_until
 
 
 class MemoryTest(unittest.TestCase):
@@ -52,11 +43,11 @@ class MemoryTest(unittest.TestCase):
             data = os.urandom(32 << 20)
             body = json.dumps({"input": {"image": "data:application/octet-stream;base64," +
                                          base64.b64encode(data).decode()}}).encode()
-            before = hwm_kib(server.process.pid)
+            before = status_kib(server.process.pid, "VmHWM")
             status, _, answer = server.request("POST", "/predictions", raw=body,
                                                headers={"Content-Type": "application/json"}, timeout=120)
             self.assertEqual((status, answer["output"]), (200, len(data)), answer.get("error"))
-            grown = hwm_kib(server.process.pid) - before
+            grown = status_kib(server.process.pid, "VmHWM") - before
             print("a %.1f MB data: URI body: the server's peak grew by %.1f MB (%.1fx)" % (
                 len(body) / 1e6, grown * 1024 / 1e6, grown * 1024 / len(body)))
             self.assertLess(grown * 1024, 4 * len(body))

@@ -43,13 +43,18 @@ def wait_until(condition, timeout: float = 30.0, what: str = "condition"):
         time.sleep(0.01)
 
 
-def rss_kib(pid: int) -> int:
-    """The resident memory of process `pid` (VmRSS), KiB."""
+def status_kib(pid: int, field: str) -> int:
+    """A memory figure of process `pid` from /proc/<pid>/status ("VmRSS", "VmHWM"), KiB."""
     with open("/proc/%d/status" % pid) as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
-    raise AssertionError("no VmRSS for %d" % pid)
+    raise AssertionError("no %s for %d" % (field, pid))
+
+
+def rss_kib(pid: int) -> int:
+    """The resident memory of process `pid` (VmRSS), KiB."""
+    return status_kib(pid, "VmRSS")
 
 
 def process_alive(pid: int) -> bool:
