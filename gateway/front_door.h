@@ -124,6 +124,8 @@ class FrontDoorServer {
 
   // Connections open now (for tests and metrics).
   int open_connections() const { return open_connections_.load(); }
+  // Bytes of request bodies counted against max_buffered_body_bytes now.
+  uint64_t buffered_body_bytes() const { return buffered_body_bytes_.load(); }
 
  private:
   // One connection, from accept to close.

@@ -536,7 +536,11 @@ TEST(FrontDoorTest, BodiesPastTheServersBudgetAre503UntilOthersAreAnswered) {
   ASSERT_TRUE(claimer.Send(two_mib_head + "x"));  // a claim: counts nothing
   Client holder(served.port());
   ASSERT_TRUE(holder.Send(two_mib_head + std::string((2 << 20) - 1, 'x')));  // counted: 2 of the 3 MiB
-  absl::SleepFor(absl::Milliseconds(300));
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (served.server().buffered_body_bytes() < (2u << 20) && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_EQ(served.server().buffered_body_bytes(), 2u << 20) << "only what arrived counts, not the claim";
 
   Client refused(served.port());
   ASSERT_TRUE(refused.Send(two_mib_head));

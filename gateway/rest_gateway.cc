@@ -623,8 +623,13 @@ void RestGateway::RegisterRoutes() {
   if (options_.metrics != nullptr) {
     route("/metrics", Shape::kExact,
           {{"GET", [this](const HttpRequest&, HttpResponse& response, const std::string&) {
-              response.Reply(200, "text/plain; version=0.0.4; charset=utf-8",
-                             options_.metrics->Render(core_->Health(/*with_setup_logs=*/false)));
+              std::string text = options_.metrics->Render(core_->Health(/*with_setup_logs=*/false));
+              absl::StrAppend(&text,
+                              "# HELP cog_http_request_body_bytes Bytes of HTTP request bodies being read or "
+                              "parsed, counted against --max-buffered-body-bytes.\n"
+                              "# TYPE cog_http_request_body_bytes gauge\ncog_http_request_body_bytes ",
+                              server_->buffered_body_bytes(), "\n");
+              response.Reply(200, "text/plain; version=0.0.4; charset=utf-8", std::move(text));
             }}});
   }
   route("/", Shape::kExact,

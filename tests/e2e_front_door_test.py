@@ -7,6 +7,7 @@ clear error."""
 import http.client
 import json
 import os
+import re
 import select
 import socket
 import statistics
@@ -256,7 +257,11 @@ class BodyBudgetTest(unittest.TestCase):
         holder = connect(server)
         self.addCleanup(holder.close)
         holder.sendall(head + b'{"input": {"s": "' + b"y" * ((3 << 20) - 21))  # all but its end: counted
-        time.sleep(0.5)
+
+        def body_bytes():
+            metrics = server.request("GET", "/metrics")[2]
+            return int(re.search(r"^cog_http_request_body_bytes (\d+)$", metrics, re.M).group(1))
+        wait_until(lambda: body_bytes() == 3 << 20, what="the holder's body to be counted")
         second = connect(server)
         self.addCleanup(second.close)
         second.sendall(head)
