@@ -275,8 +275,7 @@ std::optional<Refusal> ParseRequestHead(absl::string_view head, HttpRequest* req
   path = path.substr(0, path.find_first_of("?#"));
   request->method.assign(method.data(), method.size());
   request->target.assign(target.data(), target.size());
-  request->raw_path = std::string(path);
-  request->path = PercentDecode(path);
+  request->path = std::string(path);
   if (request->method == "HEAD") {
     request->method = "GET";
     parsed->head_only = true;

@@ -107,8 +107,8 @@ struct ParsedHead {
 std::string PercentDecode(absl::string_view text);
 
 // Parses a head RequestHeadScanner accepted (request line through the blank
-// line) into `request`'s method, target, path (without the query, as sent
-// and percent-decoded) and headers. A request line that is not METHOD SP TARGET SP
+// line) into `request`'s method, target, path (without the query, as sent)
+// and headers. A request line that is not METHOD SP TARGET SP
 // HTTP/1.x, or an Expect other than 100-continue, is refused.
 std::optional<Refusal> ParseRequestHead(absl::string_view head, HttpRequest* request,
                                         ParsedHead* parsed);

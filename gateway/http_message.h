@@ -32,10 +32,10 @@ class EarlyAnswer {
 struct HttpRequest {
   std::string method;  // as sent, e.g. "POST"; HEAD reaches handlers as GET
   std::string target;  // as sent: path and query
-  std::string path;    // the target's path, percent-decoded
-  // The target's path as sent: split on '/' before its segments are decoded,
-  // so that an id holding a '/' (sent as %2F) is one segment.
-  std::string raw_path;
+  // The target's path, as sent (percent-encoded): split on '/' before its
+  // segments are decoded (PercentDecode), so that an id holding a '/' (sent
+  // as %2F) is one segment.
+  std::string path;
   std::vector<std::pair<std::string, std::string>> headers;  // in order, values trimmed
   // The whole body, chunked ones decoded. Its capacity leaves kJsonPadding
   // (server/json.h) past the end, so that the JSON parser reads it in place.

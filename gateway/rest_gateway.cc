@@ -562,14 +562,14 @@ bool RestGateway::Route::Matches(absl::Span<const absl::string_view> segments, s
 void RestGateway::RegisterRoutes() {
   using Shape = Route::Shape;
   // Every known path answers every method: the ones it serves, or 405.
-  auto route = [this](std::string prefix, Shape shape,
+  auto route = [this](absl::string_view prefix, Shape shape,
                       std::vector<std::pair<std::string, Handler>> methods) {
     std::vector<std::string> allowed;
     for (const auto& method : methods) allowed.push_back(method.first);
     std::string allow = absl::StrJoin(allowed, ", ");
     std::vector<std::string> segments = absl::StrSplit(prefix, '/');
     routes_.push_back(
-        Route{std::move(prefix), shape, std::move(methods), std::move(allow), std::move(segments)});
+        Route{shape, std::move(methods), std::move(allow), std::move(segments)});
   };
 
   // Tried in this order: the most frequent first.
@@ -659,7 +659,7 @@ void RestGateway::RegisterRoutes() {
 
 void RestGateway::Handle(HttpRequest& request, HttpResponse& response) const {
   // "/predictions/a%2Fb" → "", "predictions", "a%2Fb": split before decoding.
-  const absl::InlinedVector<absl::string_view, 6> segments = absl::StrSplit(request.raw_path, '/');
+  const absl::InlinedVector<absl::string_view, 6> segments = absl::StrSplit(request.path, '/');
   std::string id;
   for (const Route& route : routes_) {
     if (!route.Matches(segments, &id)) continue;

@@ -82,7 +82,6 @@ class RestGateway {
   using Handler = std::function<void(HttpRequest&, HttpResponse&, const std::string& id)>;
   struct Route {
     enum class Shape { kExact, kId, kIdCancel };  // prefix, prefix/{id}, prefix/{id}/cancel
-    std::string prefix;
     Shape shape;
     std::vector<std::pair<std::string, Handler>> methods;
     std::string allow;  // the methods, for a 405's Allow
