@@ -1012,10 +1012,7 @@ void FrontDoorServer::ServeRequests(int fd) {
     // (RFC 9112 section 6.1), whatever it asked.
     if (parsed.http_minor == 0 && framing.kind == BodyFraming::Kind::kChunked) parsed.keep_alive = false;
     try {
-      // 100-continue is for HTTP/1.1 only: a 1.0 client's Expect is ignored.
-      if (!connection.ReadBody(framing, &request.body, parsed.expect_continue && parsed.http_minor >= 1)) {
-        return;
-      }
+      if (!connection.ReadBody(framing, &request.body, parsed.expect_continue)) return;
     } catch (const std::bad_alloc&) {
       // Address space or overcommit limits: this request fails, not the server.
       std::string().swap(request.body);

@@ -299,7 +299,8 @@ std::optional<Refusal> ParseRequestHead(absl::string_view head, HttpRequest* req
         close = close || absl::EqualsIgnoreCase(option, "close");
         keep_alive = keep_alive || absl::EqualsIgnoreCase(option, "keep-alive");
       }
-    } else if (absl::EqualsIgnoreCase(name, "Expect")) {
+    } else if (absl::EqualsIgnoreCase(name, "Expect") && parsed->http_minor >= 1) {
+      // An HTTP/1.0 request's Expect is ignored (RFC 9110 section 10.1.1).
       if (!absl::EqualsIgnoreCase(value, "100-continue")) {
         return Refusal{417, absl::StrCat("Expect: ", value, " is not supported (only 100-continue)")};
       }
