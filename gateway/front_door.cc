@@ -58,6 +58,7 @@ bool BodyWarningDue() {
   const int64_t now = absl::ToUnixSeconds(absl::Now());
   return now - before >= 10 && last.compare_exchange_strong(before, now);
 }
+
 // How long a keep-alive connection keeps its read buffer while it waits for
 // its next request.
 constexpr absl::Duration kKeepBufferWhileIdle = absl::Milliseconds(200);

@@ -93,7 +93,7 @@ bool Prefers(absl::string_view field, absl::string_view preference) {
 // with a q above 0.
 bool Accepts(absl::string_view field, absl::string_view media) {
   for (absl::string_view range : absl::StrSplit(field, ',')) {
-    std::vector<absl::string_view> parts = absl::StrSplit(range, ';');
+    const absl::InlinedVector<absl::string_view, 4> parts = absl::StrSplit(range, ';');
     if (!absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(parts[0]), media)) continue;
     double q = 1;
     for (size_t i = 1; i < parts.size(); ++i) {
